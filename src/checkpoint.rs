@@ -1,0 +1,118 @@
+//! Model weights as safetensors bytes with HF Llama tensor names: `model.safetensors` from
+//! transformers loads here, ours loads there. Same bytes natively and in wasm.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Transaction, TensorData};
+use serde_json::{Value, json};
+
+use crate::config::LlamaConfig;
+use crate::error::{Error, Result};
+use crate::model::Llama;
+
+/// Serialises every parameter as little-endian f32 (one GPU read for the whole model).
+pub async fn to_safetensors(model: &Llama) -> Result<Vec<u8>> {
+    let named = model.named_tensors();
+    let mut tx = Transaction::default();
+    for (_, _, t) in &named {
+        tx = tx.register(t.clone());
+    }
+    let datas = tx.execute_async().await?;
+    let mut header = serde_json::Map::new();
+    header.insert("__metadata__".into(), json!({ "format": "pt" }));
+    let mut body = Vec::new();
+    for ((name, shape, _), data) in named.iter().zip(datas) {
+        let values = data.to_vec::<f32>().map_err(|e| Error::Device(format!("reading {name}: {e:?}")))?;
+        let start = body.len();
+        body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        header.insert(name.clone(), json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, body.len()] }));
+    }
+    let mut header = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
+    // The data section starts 8-byte aligned, as the reference writer does.
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + header.len() + body.len());
+    out.extend((header.len() as u64).to_le_bytes());
+    out.extend(header);
+    out.extend(body);
+    Ok(out)
+}
+
+/// One tensor of a safetensors file: its dtype, shape and bytes.
+pub struct TensorEntry<'a> {
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    pub bytes: &'a [u8],
+}
+
+/// Parses a safetensors buffer, refusing a malformed header or a tensor whose bytes are missing
+/// (a truncated download), by name.
+pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
+    let err = |m: String| Error::checkpoint(file, m);
+    let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize).ok_or_else(|| err("file is shorter than the 8-byte safetensors header length; is it truncated?".into()))?;
+    let header_end = 8usize.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| err(format!("header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors", bytes.len())))?;
+    let header: BTreeMap<String, Value> = serde_json::from_slice(&bytes[8..header_end]).map_err(|e| err(format!("header is not valid JSON: {e}")))?;
+    let data = &bytes[header_end..];
+    let mut out = BTreeMap::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let dtype = info["dtype"].as_str().ok_or_else(|| err(format!("tensor {name} has no dtype")))?.to_string();
+        let shape = info["shape"].as_array().and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>()).ok_or_else(|| err(format!("tensor {name} has no valid shape")))?;
+        let offsets = info["data_offsets"].as_array().and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))).ok_or_else(|| err(format!("tensor {name} has no valid data_offsets")))?;
+        let (start, end) = offsets;
+        if start > end || end > data.len() {
+            return Err(err(format!("tensor {name} needs bytes {start}..{end} but only {} data bytes are present; the file is truncated", data.len())));
+        }
+        let width = match dtype.as_str() {
+            "F32" => 4,
+            "F16" | "BF16" => 2,
+            other => return Err(err(format!("tensor {name} has dtype {other}; only F32, F16 and BF16 are supported"))),
+        };
+        if shape.iter().product::<usize>() * width != end - start {
+            return Err(err(format!("tensor {name}: shape {shape:?} of {dtype} does not match its {} bytes", end - start)));
+        }
+        out.insert(name, TensorEntry { dtype, shape, bytes: &data[start..end] });
+    }
+    Ok(out)
+}
+
+impl TensorEntry<'_> {
+    /// The values as f32 (f16 and bf16 are widened exactly).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self.dtype.as_str() {
+            "F32" => self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            "BF16" => self.bytes.chunks_exact(2).map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16)).collect(),
+            _ => self.bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
+        }
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f32;
+    sign * match exp {
+        0 => frac * 2f32.powi(-24),
+        31 if frac == 0.0 => f32::INFINITY,
+        31 => f32::NAN,
+        _ => (1.0 + frac / 1024.0) * 2f32.powi(exp - 15),
+    }
+}
+
+/// Loads a model from safetensors bytes; every tensor the config needs must be present with
+/// its exact shape. Nothing is kept on failure.
+pub fn from_safetensors(config: &LlamaConfig, bytes: &[u8], file: &str, device: &Device) -> Result<Llama> {
+    let tensors = parse_safetensors(bytes, file)?;
+    Llama::load(
+        config,
+        &mut |name, shape| {
+            let entry = tensors.get(name).ok_or_else(|| Error::checkpoint(file, format!("tensor {name} is missing")))?;
+            if entry.shape != shape {
+                return Err(Error::checkpoint(file, format!("tensor {name} has shape {:?}, the config needs {shape:?}", entry.shape)));
+            }
+            Ok(TensorData::new(entry.to_f32(), shape.to_vec()))
+        },
+        device,
+    )
+}

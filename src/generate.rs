@@ -1,0 +1,155 @@
+//! Sampling with a KV cache: the prompt is run once, then one token per step for all samples
+//! together. Each step makes one async read of the last-position logits and samples on the CPU
+//! (sorting on WebGPU in wasm is unreliable, and the host RNG makes seeds reproducible anywhere).
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{KvCache, Llama};
+use crate::rng::Rng;
+use crate::trainer::read_f32;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingConfig {
+    /// 0 samples greedily.
+    pub temperature: f64,
+    /// Keep the k most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p; 1 keeps all.
+    pub top_p: f64,
+    pub max_new_tokens: usize,
+    pub seed: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self { temperature: 1.0, top_k: 0, top_p: 1.0, max_new_tokens: 64, seed: 0 }
+    }
+}
+
+impl SamplingConfig {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::Setting(format!("temperature must be ≥ 0, got {}", self.temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Setting(format!("top_p must be in (0, 1], got {}", self.top_p)));
+        }
+        if self.max_new_tokens == 0 {
+            return Err(Error::Setting("max_new_tokens must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Draws one token from `logits` as HF's warpers do: temperature, then top-k, then top-p.
+pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u32 {
+    let argmax = || logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best }).0 as u32;
+    if config.temperature == 0.0 {
+        return argmax();
+    }
+    let mut order: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
+    if order.is_empty() {
+        return argmax();
+    }
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if config.top_k > 0 {
+        order.truncate(config.top_k);
+    }
+    let max = logits[order[0]] as f64;
+    let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / config.temperature).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if config.top_p < 1.0 {
+        let mut cumulative = 0.0;
+        let keep = probs.iter().position(|p| {
+            cumulative += p;
+            cumulative >= config.top_p
+        });
+        probs.truncate(keep.map_or(probs.len(), |k| k + 1));
+    }
+    let mut u = rng.uniform() * probs.iter().sum::<f64>();
+    for (p, &i) in probs.iter().zip(&order) {
+        if u < *p {
+            return i as u32;
+        }
+        u -= p;
+    }
+    order[probs.len() - 1] as u32
+}
+
+/// Incremental sampler of `n` continuations of one prompt; call [`Decoder::step`] until it
+/// returns `None` (every sample ended with EOS or hit a limit).
+pub struct Decoder {
+    model: Llama,
+    device: Device,
+    config: SamplingConfig,
+    eos: u32,
+    rng: Rng,
+    cache: KvCache,
+    input: Tensor<2, Int>,
+    samples: Vec<Vec<u32>>,
+    done: Vec<bool>,
+}
+
+impl Decoder {
+    pub fn new(model: Llama, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Self> {
+        config.validate()?;
+        if prompt.is_empty() {
+            return Err(Error::Setting("the prompt has no tokens".into()));
+        }
+        if prompt.len() >= model.max_positions() {
+            return Err(Error::Setting(format!("the prompt has {} tokens; the model's context is {}", prompt.len(), model.max_positions())));
+        }
+        let ids: Vec<i64> = (0..n).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
+        let input = Tensor::from_data(TensorData::new(ids, [n, prompt.len()]), device);
+        Ok(Self { model, device: device.clone(), rng: Rng::new(config.seed), config, eos, cache: KvCache::default(), input, samples: vec![Vec::new(); n], done: vec![false; n] })
+    }
+
+    /// Samples the next token of every unfinished sequence (`None` for finished ones), or
+    /// returns `None` when all are finished.
+    pub async fn step(&mut self) -> Result<Option<Vec<Option<u32>>>> {
+        let produced = self.samples.iter().map(Vec::len).max().unwrap_or(0);
+        if self.done.iter().all(|&d| d) || produced >= self.config.max_new_tokens || self.cache.len() + self.input.dims()[1] > self.model.max_positions() {
+            return Ok(None);
+        }
+        let [n, t] = self.input.dims();
+        let logits = self.model.forward(self.input.clone(), Some(&mut self.cache));
+        let vocab = logits.dims()[2];
+        let last = read_f32(logits.slice([0..n, t - 1..t, 0..vocab]).reshape([n * vocab])).await?;
+        let mut next = Vec::with_capacity(n);
+        for (i, row) in last.chunks(vocab).enumerate() {
+            if self.done[i] {
+                next.push(None);
+                continue;
+            }
+            let token = sample_token(row, &self.config, &mut self.rng);
+            if token == self.eos {
+                self.done[i] = true;
+            } else {
+                self.samples[i].push(token);
+            }
+            next.push(Some(token));
+        }
+        let ids: Vec<i64> = next.iter().map(|t| t.unwrap_or(self.eos) as i64).collect();
+        self.input = Tensor::from_data(TensorData::new(ids, [n, 1]), &self.device);
+        Ok(Some(next))
+    }
+
+    /// The tokens sampled so far, EOS excluded.
+    pub fn samples(&self) -> &[Vec<u32>] {
+        &self.samples
+    }
+
+    pub fn into_samples(self) -> Vec<Vec<u32>> {
+        self.samples
+    }
+}
+
+/// `n` completions of `prompt`, EOS excluded.
+pub async fn generate(model: Llama, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Vec<Vec<u32>>> {
+    let mut decoder = Decoder::new(model, prompt, n, config, eos, device)?;
+    while decoder.step().await?.is_some() {}
+    Ok(decoder.into_samples())
+}

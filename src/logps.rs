@@ -1,0 +1,103 @@
+//! Sequence log-probabilities of completions given prompts: the quantity DPO compares.
+//!
+//! Rows are right-padded; only completion tokens count (prompt and padding are masked out), as in
+//! TRL's `get_batch_logps`. Chosen and rejected of a batch of pairs go through the model as one
+//! concatenated batch (Mitchell's `concatenated_forward`): rows `0..n` chosen, `n..2n` rejected.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::data::PreferencePair;
+use crate::error::{Error, Result};
+use crate::model::Llama;
+use crate::tokenizer::TextTokenizer;
+
+/// Token ids of one pair; both completions end with EOS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenizedPair {
+    pub prompt: Vec<u32>,
+    pub chosen: Vec<u32>,
+    pub rejected: Vec<u32>,
+}
+
+impl TokenizedPair {
+    pub fn new(tokenizer: &TextTokenizer, pair: &PreferencePair) -> Result<Self> {
+        Ok(Self {
+            prompt: tokenizer.encode_prompt(&pair.prompt)?,
+            chosen: tokenizer.encode_completion(&pair.chosen)?,
+            rejected: tokenizer.encode_completion(&pair.rejected)?,
+        })
+    }
+}
+
+/// Right-padded (prompt ++ completion) rows and the mask of the completion tokens, on the host.
+#[derive(Debug, Clone)]
+pub struct SequenceBatch {
+    pub rows: usize,
+    pub len: usize,
+    /// `[rows, len]`
+    pub tokens: Vec<i64>,
+    /// `[rows, len - 1]`: 1 where the token at position `t + 1` is a completion token.
+    pub mask: Vec<f32>,
+}
+
+impl SequenceBatch {
+    /// Rows of (prompt, completion). A row longer than `max_len` keeps the end of its prompt
+    /// (TRL's `keep_end`) and, if the completion alone is too long, the start of the completion.
+    pub fn new(rows: &[(&[u32], &[u32])], pad_id: u32, max_len: usize) -> Result<Self> {
+        if rows.is_empty() {
+            return Err(Error::Setting("a batch needs at least one sequence".into()));
+        }
+        if max_len < 2 {
+            return Err(Error::Setting("sequences need room for at least one prompt and one completion token".into()));
+        }
+        let fitted: Vec<(&[u32], &[u32])> = rows
+            .iter()
+            .map(|&(p, c)| {
+                let c = &c[..c.len().min(max_len - 1)];
+                let keep = p.len().min(max_len - c.len()).max(1.min(p.len()));
+                (&p[p.len() - keep..], c)
+            })
+            .collect();
+        if let Some(i) = fitted.iter().position(|(p, c)| p.is_empty() || c.is_empty()) {
+            return Err(Error::Setting(format!("sequence {i} has an empty prompt or completion; both need at least one token")));
+        }
+        let len = fitted.iter().map(|(p, c)| p.len() + c.len()).max().unwrap();
+        let mut tokens = vec![pad_id as i64; rows.len() * len];
+        let mut mask = vec![0.0; rows.len() * (len - 1)];
+        for (r, (p, c)) in fitted.iter().enumerate() {
+            for (t, &id) in p.iter().chain(c.iter()).enumerate() {
+                tokens[r * len + t] = id as i64;
+            }
+            // Label at position t is token t + 1: completion labels are t + 1 in p.len()..p.len() + c.len().
+            for t in p.len() - 1..p.len() + c.len() - 1 {
+                mask[r * (len - 1) + t] = 1.0;
+            }
+        }
+        Ok(Self { rows: rows.len(), len, tokens, mask })
+    }
+
+    /// The concatenated batch of `pairs`: chosen rows first, then rejected rows.
+    pub fn concatenated(pairs: &[TokenizedPair], pad_id: u32, max_len: usize) -> Result<Self> {
+        let rows: Vec<(&[u32], &[u32])> = pairs.iter().map(|p| (&p.prompt[..], &p.chosen[..])).chain(pairs.iter().map(|p| (&p.prompt[..], &p.rejected[..]))).collect();
+        Self::new(&rows, pad_id, max_len)
+    }
+
+    /// Completion-token count of each row (TRL's `size_completion`).
+    pub fn counts(&self) -> Vec<f32> {
+        self.mask.chunks(self.len - 1).map(|m| m.iter().sum()).collect()
+    }
+}
+
+/// Sum of completion-token log-probs of each row: `[rows]`. Differentiable when `model` is.
+pub fn sequence_logps(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
+    let (rows, len) = (batch.rows, batch.len);
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
+    let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, len - 1]), device);
+    let logits = model.forward(tokens.clone(), None);
+    let vocab = logits.dims()[2];
+    let logp = log_softmax(logits.slice([0..rows, 0..len - 1, 0..vocab]), 2);
+    let labels = tokens.slice([0..rows, 1..len]).unsqueeze_dim::<3>(2);
+    let token_logps = logp.gather(2, labels).reshape([rows, len - 1]);
+    token_logps.mul(mask).sum_dim(1).reshape([rows])
+}

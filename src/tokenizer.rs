@@ -1,0 +1,122 @@
+//! Text ↔ token ids through HF `tokenizers`, loaded from `tokenizer.json` bytes and applied as
+//! transformers applies it: the file's post-processor decides whether the prompt gets BOS.
+//!
+//! Prompt and completion are encoded separately and concatenated, so the prompt/completion
+//! boundary of a DPO pair is exact (a joint encoding can merge tokens across it), and EOS is
+//! appended to every completion, as TRL does for plain-text pairs.
+
+use serde_json::json;
+
+use crate::config::LlamaConfig;
+use crate::error::{Error, Result};
+
+pub struct TextTokenizer {
+    inner: tokenizers::Tokenizer,
+    eos: u32,
+    pad: u32,
+}
+
+impl TextTokenizer {
+    /// `config` supplies the EOS (and pad) ids, as HF's generation config does.
+    pub fn from_bytes(bytes: &[u8], config: &LlamaConfig) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be loaded: {e}")))?;
+        let eos = config.eos_token_id.ok_or_else(|| Error::Tokenizer("config.json has no eos_token_id; completions need an end-of-sequence token".into()))?;
+        let vocab = inner.get_vocab_size(true);
+        if vocab > config.vocab_size {
+            return Err(Error::Tokenizer(format!("tokenizer has {vocab} tokens but the model's vocab_size is {}", config.vocab_size)));
+        }
+        Ok(Self { inner, eos, pad: config.pad_token_id.unwrap_or(eos) })
+    }
+
+    pub fn eos_id(&self) -> u32 {
+        self.eos
+    }
+
+    /// Id used to right-pad batches; padded positions are masked, so any valid id works.
+    pub fn pad_id(&self) -> u32 {
+        self.pad
+    }
+
+    /// Prompt ids, with the special tokens the tokenizer's post-processor adds (e.g. BOS).
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode(text, true)
+    }
+
+    /// Completion ids without special tokens, followed by EOS.
+    pub fn encode_completion(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.encode(text, false)?;
+        ids.push(self.eos);
+        Ok(ids)
+    }
+
+    fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
+        Ok(self.inner.encode(text, special).map_err(|e| Error::Tokenizer(format!("cannot encode {text:?}: {e}")))?.get_ids().to_vec())
+    }
+
+    /// Text of `ids`, special tokens dropped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
+    }
+
+    /// The text of each id on its own, for per-token views (special tokens shown as is).
+    pub fn token_texts(&self, ids: &[u32]) -> Vec<String> {
+        ids.iter().map(|&id| self.inner.decode(&[id], false).unwrap_or_default()).collect()
+    }
+}
+
+/// Special tokens of [`byte_level_tokenizer_json`]: ids 0, 1, 2; the 256 bytes follow.
+pub const BYTE_LEVEL_SPECIALS: [&str; 3] = ["<pad>", "<s>", "</s>"];
+
+/// A byte-level tokenizer.json (GPT-2 byte alphabet, no merges, BOS added to prompts): any
+/// text round-trips, so tiny test and demo models need no trained vocabulary.
+pub fn byte_level_tokenizer_json() -> String {
+    let mut vocab = serde_json::Map::new();
+    for (i, s) in BYTE_LEVEL_SPECIALS.iter().enumerate() {
+        vocab.insert(s.to_string(), json!(i));
+    }
+    for (b, c) in gpt2_byte_chars().into_iter().enumerate() {
+        vocab.insert(c.to_string(), json!(BYTE_LEVEL_SPECIALS.len() + b));
+    }
+    let added: Vec<_> = BYTE_LEVEL_SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let bos = json!({"SpecialToken": {"id": "<s>", "type_id": 0}});
+    let seq = |id: &str, t: u32| json!({"Sequence": {"id": id, "type_id": t}});
+    json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": byte_level,
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [bos, seq("A", 0)],
+            "pair": [bos, seq("A", 0), seq("B", 1)],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
+        },
+        "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
+    })
+    .to_string()
+}
+
+/// GPT-2's reversible byte → printable char table, indexed by byte.
+fn gpt2_byte_chars() -> Vec<char> {
+    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let mut next = 256;
+    (0u32..256)
+        .map(|b| {
+            if printable(b) {
+                char::from_u32(b).unwrap()
+            } else {
+                next += 1;
+                char::from_u32(next - 1).unwrap()
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,269 @@
+//! The DPO update, spelled out: forward → loss → backward → GradientsParams → optim.step.
+//!
+//! The policy trains on an autodiff device; the reference is a frozen copy on the plain device
+//! (no graph, no gradients, no optimizer state) whose log-probs of a batch are computed once,
+//! when the batch is prepared, and reused by every step on it.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
+use crate::error::{Error, Result};
+use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps};
+use crate::model::Llama;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub dpo: DpoConfig,
+    pub learning_rate: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value (TRL's `max_grad_norm`); 0 disables clipping.
+    pub max_grad_norm: f64,
+    /// Updates applied to each preference pair (batch) as it arrives.
+    pub steps_per_pair: usize,
+    /// Longest prompt + completion, in tokens; longer rows are truncated (prompt start first).
+    pub max_length: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dpo: DpoConfig::default(),
+            learning_rate: 1e-4,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            steps_per_pair: 1,
+            max_length: 512,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.dpo.validate()?;
+        let bad = |m: String| Err(Error::Setting(m));
+        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
+            return bad(format!("learning_rate must be a non-negative number, got {}", self.learning_rate));
+        }
+        if !((0.0..1.0).contains(&self.adam_beta1) && (0.0..1.0).contains(&self.adam_beta2)) {
+            return bad("Adam betas must be in [0, 1)".into());
+        }
+        if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0) {
+            return bad("adam_epsilon must be positive; weight_decay and max_grad_norm non-negative".into());
+        }
+        if self.steps_per_pair == 0 || self.max_length < 2 {
+            return bad("steps_per_pair must be at least 1 and max_length at least 2".into());
+        }
+        Ok(())
+    }
+
+    fn optimizer(&self) -> ModuleOptimizer {
+        AdamWConfig::new()
+            .with_beta_1(self.adam_beta1 as f32)
+            .with_beta_2(self.adam_beta2 as f32)
+            .with_epsilon(self.adam_epsilon as f32)
+            .with_weight_decay(self.weight_decay as f32)
+            .init()
+    }
+}
+
+/// A batch of pairs ready to train on: the concatenated sequences and the reference log-probs.
+#[derive(Debug, Clone)]
+pub struct PreparedBatch {
+    pub sequences: SequenceBatch,
+    pub n_pairs: usize,
+    /// Summed completion log-probs under the reference, `[2n]` (chosen then rejected).
+    pub reference_logps: Vec<f32>,
+}
+
+/// What one update saw (metrics are from before the update), and whether it was applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepReport {
+    pub metrics: DpoMetrics,
+    pub values: PairValues,
+    /// Why the update was not applied (non-finite loss or gradient); `None` when it was.
+    pub skipped: Option<String>,
+}
+
+pub struct DpoTrainer {
+    policy: Llama,
+    reference: Llama,
+    optim: ModuleOptimizer,
+    config: TrainConfig,
+    device: Device,
+}
+
+impl DpoTrainer {
+    /// `policy` and `reference` live on `device` (plain). Without a reference, the policy's
+    /// initial weights are the reference.
+    pub fn new(policy: Llama, reference: Option<Llama>, config: TrainConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let reference = reference.unwrap_or_else(|| policy.clone()).valid();
+        Ok(Self { policy: policy.fork(&device.clone().autodiff()), reference, optim: config.optimizer(), config, device: device.clone() })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Changes the settings; the optimizer state is kept (only its hyper-parameters change).
+    pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
+        config.validate()?;
+        if (config.adam_beta1, config.adam_beta2, config.adam_epsilon, config.weight_decay) != (self.config.adam_beta1, self.config.adam_beta2, self.config.adam_epsilon, self.config.weight_decay) {
+            self.optim = config.optimizer().load_record(self.optim.to_record());
+        }
+        self.config = config;
+        Ok(())
+    }
+
+    /// The current policy without autodiff, for sampling and saving.
+    pub fn policy(&self) -> Llama {
+        self.policy.valid()
+    }
+
+    pub fn reference(&self) -> &Llama {
+        &self.reference
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Tokenised pairs → sequences, with the reference log-probs computed once.
+    pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
+        let sequences = SequenceBatch::concatenated(pairs, pad_id, self.config.max_length.min(self.reference.max_positions()))?;
+        let reference_logps = read_f32(sequence_logps(&self.reference, &sequences, &self.device)).await?;
+        Ok(PreparedBatch { sequences, n_pairs: pairs.len(), reference_logps })
+    }
+
+    /// The four log-prob vectors `[n]` (policy chosen/rejected, reference chosen/rejected),
+    /// averaged per token for length-normalised losses (IPO), as TRL does.
+    fn dpo_inputs(&self, policy_logps: Tensor<1>, batch: &PreparedBatch, device: &Device) -> [Tensor<1>; 4] {
+        let rows = 2 * batch.n_pairs;
+        let reference = Tensor::<1>::from_data(TensorData::new(batch.reference_logps.clone(), [rows]), device);
+        let (policy, reference) = if self.config.dpo.loss_type.length_normalised() {
+            let counts = Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
+            (policy_logps / counts.clone(), reference / counts)
+        } else {
+            (policy_logps, reference)
+        };
+        let n = batch.n_pairs;
+        [policy.clone().slice(0..n), policy.slice(n..rows), reference.clone().slice(0..n), reference.slice(n..rows)]
+    }
+
+    /// Metrics of the current policy on `batch`, without updating.
+    pub async fn evaluate(&self, batch: &PreparedBatch) -> Result<PairValues> {
+        let logps = sequence_logps(&self.policy.valid(), &batch.sequences, &self.device);
+        let [pc, pr, rc, rr] = self.dpo_inputs(logps, batch, &self.device);
+        let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
+        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr] = read_all([out.losses, out.chosen_rewards, out.rejected_rewards, pc, pr, rc, rr]).await?;
+        Ok(PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr })
+    }
+
+    /// One AdamW update on `batch`. A non-finite loss or gradient leaves weights and optimizer
+    /// state untouched and says why in the report.
+    pub async fn step(&mut self, batch: &PreparedBatch) -> Result<StepReport> {
+        let ad = self.device.clone().autodiff();
+        // Forward: chosen and rejected through the policy as one concatenated batch.
+        let logps = sequence_logps(&self.policy, &batch.sequences, &ad);
+        let [pc, pr, rc, rr] = self.dpo_inputs(logps, batch, &ad);
+        // Loss: the mean DPO loss over the pairs.
+        let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
+        let loss = out.losses.clone().mean();
+        // Backward: gradients of the loss w.r.t. every policy parameter.
+        let mut grads = GradientsParams::from_grads(loss.backward(), &self.policy);
+        // Read the metrics and the gradient norm in one transfer; they decide whether to step.
+        let mut norm = GradNormSquared { grads: &grads, total: None };
+        self.policy.visit(&mut norm);
+        let sq_norm = norm.total.unwrap_or_else(|| Tensor::zeros([1], &self.device));
+        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, sq_norm] =
+            read_all([out.losses.detach(), out.chosen_rewards, out.rejected_rewards, pc.detach(), pr.detach(), rc, rr, sq_norm]).await?;
+        let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
+        let grad_norm = (sq_norm[0] as f64).sqrt();
+        let mut metrics = values.metrics();
+        metrics.grad_norm = Some(grad_norm);
+        // Guard: never let a NaN/inf into the weights or the Adam moments.
+        let skipped = if !metrics.loss.is_finite() {
+            Some(format!("loss is {}; update skipped, weights unchanged", metrics.loss))
+        } else if !grad_norm.is_finite() {
+            Some(format!("gradient norm is {grad_norm}; update skipped, weights unchanged"))
+        } else {
+            None
+        };
+        if skipped.is_none() {
+            // Clip the global gradient norm, as torch's clip_grad_norm_.
+            let max = self.config.max_grad_norm;
+            if max > 0.0 && grad_norm > max {
+                let mut scale = ScaleGrads { grads: &mut grads, scale: max / (grad_norm + 1e-6) };
+                self.policy.visit(&mut scale);
+            }
+            // Optimizer step: AdamW on the policy parameters.
+            self.policy = self.optim.step(self.config.learning_rate, self.policy.clone(), grads);
+        }
+        Ok(StepReport { metrics, values, skipped })
+    }
+
+    /// `steps_per_pair` updates on one prepared batch; one report per update.
+    pub async fn train_batch(&mut self, batch: &PreparedBatch) -> Result<Vec<StepReport>> {
+        let mut reports = Vec::with_capacity(self.config.steps_per_pair);
+        for _ in 0..self.config.steps_per_pair {
+            reports.push(self.step(batch).await?);
+        }
+        Ok(reports)
+    }
+}
+
+/// Sum of squared gradient entries over all parameters.
+struct GradNormSquared<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for GradNormSquared<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    scale: f64,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.scale));
+        }
+    }
+}
+
+pub(crate) async fn read_f32(t: Tensor<1>) -> Result<Vec<f32>> {
+    let [v] = read_all([t]).await?;
+    Ok(v)
+}
+
+/// Reads several vectors in one device transfer (the only kind of read allowed on WebGPU in wasm).
+pub(crate) async fn read_all<const N: usize>(tensors: [Tensor<1>; N]) -> Result<[Vec<f32>; N]> {
+    let mut tx = Transaction::default();
+    for t in tensors {
+        tx = tx.register(t);
+    }
+    let datas = tx.execute_async().await?;
+    let vecs = datas.into_iter().map(|d| d.convert::<f32>().to_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))).collect::<Result<Vec<_>>>()?;
+    Ok(vecs.try_into().expect("one result per tensor"))
+}

@@ -22,7 +22,7 @@ pub async fn to_safetensors(model: &Llama) -> Result<Vec<u8>> {
     header.insert("__metadata__".into(), json!({ "format": "pt" }));
     let mut body = Vec::new();
     for ((name, shape, _), data) in named.iter().zip(datas) {
-        let values = data.to_vec::<f32>().map_err(|e| Error::Device(format!("reading {name}: {e:?}")))?;
+        let values = data.try_to_vec::<f32>().map_err(|e| Error::Device(format!("reading {name}: {e:?}")))?;
         let start = body.len();
         body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         header.insert(name.clone(), json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, body.len()] }));

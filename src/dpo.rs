@@ -151,3 +151,16 @@ impl PairValues {
         }
     }
 }
+
+impl PairValues {
+    /// Appends the pairs of another batch.
+    pub fn extend(&mut self, other: PairValues) {
+        self.losses.extend(other.losses);
+        self.chosen_rewards.extend(other.chosen_rewards);
+        self.rejected_rewards.extend(other.rejected_rewards);
+        self.policy_chosen.extend(other.policy_chosen);
+        self.policy_rejected.extend(other.policy_rejected);
+        self.reference_chosen.extend(other.reference_chosen);
+        self.reference_rejected.extend(other.reference_rejected);
+    }
+}

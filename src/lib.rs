@@ -13,6 +13,8 @@ pub mod error;
 pub mod generate;
 pub mod logps;
 pub mod model;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_dir;
 pub mod rng;
 pub mod tokenizer;
 pub mod trainer;

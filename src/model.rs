@@ -9,7 +9,7 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Supplies a tensor for a parameter name and shape: random init or a checkpoint.
 pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a;

@@ -264,6 +264,6 @@ pub(crate) async fn read_all<const N: usize>(tensors: [Tensor<1>; N]) -> Result<
         tx = tx.register(t);
     }
     let datas = tx.execute_async().await?;
-    let vecs = datas.into_iter().map(|d| d.convert::<f32>().to_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))).collect::<Result<Vec<_>>>()?;
+    let vecs = datas.into_iter().map(|d| d.convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))).collect::<Result<Vec<_>>>()?;
     Ok(vecs.try_into().expect("one result per tensor"))
 }

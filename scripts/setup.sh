@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing need, skipping whatever is already present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+have wasm-pack || cargo install wasm-pack
+
+# wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
+[ -f Cargo.lock ] || cargo generate-lockfile
+want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# Headless Chromium (WebGPU on SwiftShader) and its driver for browser tests.
+if ! have chromium || ! have chromedriver; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+fi

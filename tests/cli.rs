@@ -1,0 +1,91 @@
+//! The `webdpo` binary end to end: init → eval → train → eval, and its errors on bad files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn webdpo(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webdpo")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("webdpo-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+const PAIRS: &str = r#"{"prompt": "Q: Is the sky blue?\nA:", "chosen": " Yes, it is blue.", "rejected": " No."}
+{"prompt": "Say something kind:", "chosen": " You did great today!", "rejected": " Whatever."}
+{"prompt": "The end of the story:", "chosen": " and they all lived happily.", "rejected": " and then it broke."}
+"#;
+
+fn init_model(dir: &Path) -> String {
+    let model = dir.join("model");
+    let (ok, _, err) = webdpo(&["init", "--out", model.to_str().unwrap(), "--hidden-size", "32", "--intermediate-size", "64", "--seed", "3"]);
+    assert!(ok, "{err}");
+    model.to_str().unwrap().to_string()
+}
+
+fn eval(model: &str, reference: &str, data: &str) -> serde_json::Value {
+    let (ok, out, err) = webdpo(&["eval", "--model", model, "--ref", reference, "--data", data]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "one JSON object: {out}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn train_then_eval_raises_the_margin() {
+    let dir = workdir("train");
+    let model = init_model(&dir);
+    let data = dir.join("pairs.jsonl");
+    std::fs::write(&data, PAIRS).unwrap();
+    let data = data.to_str().unwrap();
+
+    let before = eval(&model, &model, data);
+    assert!((before["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-6, "{before}");
+    assert_eq!(before["rewards/margins"].as_f64().unwrap(), 0.0);
+    for key in ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected"] {
+        assert!(before[key].is_number(), "{key} missing: {before}");
+    }
+
+    let trained = dir.join("trained");
+    let (ok, _, err) = webdpo(&["train", "--model", &model, "--data", data, "--out", trained.to_str().unwrap(), "--lr", "1e-3", "--steps", "4", "--batch-size", "2"]);
+    assert!(ok, "{err}");
+    let after = eval(trained.to_str().unwrap(), &model, data);
+    assert!(after["rewards/margins"].as_f64().unwrap() > 0.05, "{before} → {after}");
+    assert!(after["loss"].as_f64().unwrap() < before["loss"].as_f64().unwrap());
+
+    let (ok, out, err) = webdpo(&["eval", "--model", trained.to_str().unwrap(), "--ref", &model, "--data", data, "--per-pair"]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["policy_chosen_logps"].is_number() && l["reference_rejected_logps"].is_number()));
+
+    let (ok, out, err) = webdpo(&["generate", "--model", trained.to_str().unwrap(), "--prompt", "Once", "-n", "2", "--max-new-tokens", "8"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 2);
+}
+
+#[test]
+fn bad_files_are_named_and_nothing_is_overwritten() {
+    let dir = workdir("bad");
+    let model = init_model(&dir);
+    let data = dir.join("pairs.jsonl");
+    std::fs::write(&data, format!("{}{{\"prompt\": \"x\", \"chosen\": 3}}\n", PAIRS.lines().next().unwrap().to_owned() + "\n")).unwrap();
+    let (ok, _, err) = webdpo(&["eval", "--model", &model, "--data", data.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("pairs.jsonl:2"), "the error names file and line: {err}");
+
+    std::fs::write(&data, PAIRS).unwrap();
+    let weights = Path::new(&model).join("model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "precious").unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let (ok, _, err) = webdpo(&["train", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("model.safetensors") && err.contains("truncated") && err.contains("tensor "), "names file and tensor: {err}");
+    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious", "a failed run must not touch --out");
+}

@@ -1,0 +1,159 @@
+//! The DPO objective and update against independent truth: TRL's formulas, the ln 2 invariant,
+//! the skip guard, and training that moves the margin.
+
+mod common;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use common::*;
+use webdpo::block_on;
+use webdpo::checkpoint::to_safetensors;
+use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::trainer::{DpoTrainer, TrainConfig};
+
+fn ln_sigmoid(x: f64) -> f64 {
+    -(1.0 + (-x).exp()).ln()
+}
+
+/// TRL's `dpo_loss`, written out in f64 from the paper/TRL source, one pair at a time.
+fn trl_loss(pc: f64, pr: f64, rc: f64, rr: f64, c: &DpoConfig) -> f64 {
+    let h = (pc - pr) - (rc - rr);
+    let (b, e) = (c.beta, c.label_smoothing);
+    match c.loss_type {
+        LossType::Sigmoid => -ln_sigmoid(b * h) * (1.0 - e) - ln_sigmoid(-b * h) * e,
+        LossType::Robust => (-ln_sigmoid(b * h) * (1.0 - e) + ln_sigmoid(-b * h) * e) / (1.0 - 2.0 * e),
+        LossType::Hinge => (1.0 - b * h).max(0.0),
+        LossType::Ipo => (h - 1.0 / (2.0 * b)).powi(2),
+    }
+}
+
+#[test]
+fn each_loss_matches_its_formula() {
+    let device = Device::flex();
+    let pc = [-12.5f32, -3.0, -40.0];
+    let pr = [-14.0f32, -2.0, -41.5];
+    let rc = [-13.0f32, -2.5, -39.0];
+    let rr = [-13.5f32, -2.5, -42.0];
+    let t = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device);
+    for loss_type in LossType::ALL {
+        for (beta, label_smoothing) in [(0.1, 0.0), (0.5, 0.2), (2.0, 0.1)] {
+            let c = DpoConfig { beta, loss_type, label_smoothing };
+            let out = dpo_loss(t(pc), t(pr), t(rc), t(rr), &c);
+            let losses = out.losses.into_data().try_to_vec::<f32>().unwrap();
+            let chosen = out.chosen_rewards.into_data().try_to_vec::<f32>().unwrap();
+            let rejected = out.rejected_rewards.into_data().try_to_vec::<f32>().unwrap();
+            for i in 0..3 {
+                let expect = trl_loss(pc[i] as f64, pr[i] as f64, rc[i] as f64, rr[i] as f64, &c);
+                assert_close(losses[i] as f64, expect, 1e-5 * expect.abs().max(1.0), &format!("{loss_type} β={beta} ε={label_smoothing} pair {i}"));
+                assert_close(chosen[i] as f64, beta * (pc[i] - rc[i]) as f64, 1e-5, "rewards/chosen = β(log π − log π_ref)");
+                assert_close(rejected[i] as f64, beta * (pr[i] - rr[i]) as f64, 1e-5, "rewards/rejected");
+            }
+        }
+    }
+}
+
+#[test]
+fn step_one_with_policy_equal_to_reference() {
+    let device = Device::flex();
+    for loss_type in LossType::ALL {
+        let config = TrainConfig { dpo: DpoConfig { beta: 0.1, loss_type, label_smoothing: 0.0 }, ..TrainConfig::default() };
+        let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
+        let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+        let report = block_on(trainer.step(&batch)).unwrap();
+        let m = report.metrics;
+        let expect = match loss_type {
+            LossType::Sigmoid | LossType::Robust => std::f64::consts::LN_2,
+            LossType::Hinge => 1.0,
+            LossType::Ipo => (1.0f64 / 0.2).powi(2),
+        };
+        assert_close(m.loss, expect, 1e-6 * expect, &format!("{loss_type} step-1 loss"));
+        assert_eq!((m.rewards_chosen, m.rewards_rejected, m.rewards_margins), (0.0, 0.0, 0.0), "{loss_type}: rewards at step 1");
+        assert_eq!(m.rewards_accuracies, 0.0, "ties are not accurate (TRL counts chosen > rejected)");
+        assert!(m.logps_chosen < 0.0 && m.logps_rejected < 0.0);
+        assert!(m.grad_norm.unwrap() > 0.0 && report.skipped.is_none());
+    }
+}
+
+#[test]
+fn metrics_follow_trl_definitions() {
+    let device = Device::flex();
+    let config = TrainConfig::default();
+    // A policy that differs from its reference, so rewards are non-zero.
+    let trainer = DpoTrainer::new(tiny_model(1, &device), Some(tiny_model(2, &device)), config.clone(), &device).unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    let v = block_on(trainer.evaluate(&batch)).unwrap();
+    let m = v.metrics();
+    let n = v.losses.len() as f64;
+    let beta = config.dpo.beta;
+    let mut expect = [0.0f64; 5];
+    for i in 0..v.losses.len() {
+        let (pc, pr, rc, rr) = (v.policy_chosen[i] as f64, v.policy_rejected[i] as f64, v.reference_chosen[i] as f64, v.reference_rejected[i] as f64);
+        expect[0] += trl_loss(pc, pr, rc, rr, &config.dpo) / n;
+        expect[1] += beta * (pc - rc) / n;
+        expect[2] += beta * (pr - rr) / n;
+        expect[3] += (beta * (pc - rc) > beta * (pr - rr)) as u8 as f64 / n;
+        expect[4] += (beta * (pc - rc) - beta * (pr - rr)) / n;
+    }
+    assert_close(m.loss, expect[0], 1e-5, "loss");
+    assert_close(m.rewards_chosen, expect[1], 1e-5, "rewards/chosen");
+    assert_close(m.rewards_rejected, expect[2], 1e-5, "rewards/rejected");
+    assert_close(m.rewards_accuracies, expect[3], 1e-12, "rewards/accuracies");
+    assert_close(m.rewards_margins, expect[4], 1e-5, "rewards/margins");
+    let json = serde_json::to_value(m).unwrap();
+    for key in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+        assert!(json.get(key).is_some(), "metric {key} missing from {json}");
+    }
+}
+
+#[test]
+fn repeated_updates_raise_the_margin() {
+    let device = Device::flex();
+    let config = TrainConfig { learning_rate: 1e-3, steps_per_pair: 8, ..TrainConfig::default() };
+    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs()[..1], 0)).unwrap();
+    let reports = block_on(trainer.train_batch(&batch)).unwrap();
+    assert_eq!(reports.len(), 8);
+    let after = block_on(trainer.evaluate(&batch)).unwrap().metrics();
+    let first = reports[0].metrics;
+    assert!(after.rewards_margins > first.rewards_margins + 0.1, "margin {} → {}", first.rewards_margins, after.rewards_margins);
+    assert!(after.loss < first.loss - 0.05, "loss {} → {}", first.loss, after.loss);
+    for w in reports.windows(2) {
+        assert!(w[1].metrics.loss < w[0].metrics.loss, "loss rose between steps: {:?}", reports.iter().map(|r| r.metrics.loss).collect::<Vec<_>>());
+    }
+    assert_eq!(after.rewards_accuracies, 1.0);
+}
+
+#[test]
+fn non_finite_update_is_refused_and_weights_are_untouched() {
+    let device = Device::flex();
+    // A corrupt weight (one NaN in the embedding of a token every sequence uses) poisons the loss.
+    let clean = tiny_model(0, &device);
+    let mut data = clean.embed_tokens.val().into_data().try_to_vec::<f32>().unwrap();
+    let d = tiny_config().hidden_size;
+    data[d] = f32::NAN; // token 1 = BOS, first in every prompt
+    let mut poisoned = clean.clone();
+    poisoned.embed_tokens = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(data, [tiny_config().vocab_size, d]), &device));
+    let mut trainer = DpoTrainer::new(poisoned, Some(clean), TrainConfig::default(), &device).unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    let before = block_on(to_safetensors(&trainer.policy())).unwrap();
+    let report = block_on(trainer.step(&batch)).unwrap();
+    assert!(report.skipped.as_deref().unwrap().contains("skipped"), "{:?}", report.skipped);
+    assert!(!report.metrics.loss.is_finite());
+    let after = block_on(to_safetensors(&trainer.policy())).unwrap();
+    assert!(before == after, "weights changed by a refused update");
+}
+
+#[test]
+fn settings_outside_their_range_are_refused() {
+    let device = Device::flex();
+    for bad in [
+        TrainConfig { dpo: DpoConfig { beta: f64::NAN, ..DpoConfig::default() }, ..TrainConfig::default() },
+        TrainConfig { dpo: DpoConfig { beta: 0.0, ..DpoConfig::default() }, ..TrainConfig::default() },
+        TrainConfig { dpo: DpoConfig { label_smoothing: 0.5, ..DpoConfig::default() }, ..TrainConfig::default() },
+        TrainConfig { learning_rate: -1.0, ..TrainConfig::default() },
+        TrainConfig { steps_per_pair: 0, ..TrainConfig::default() },
+    ] {
+        let err = DpoTrainer::new(tiny_model(0, &device), None, bad, &device).err().expect("refused");
+        assert!(err.to_string().starts_with("invalid setting"), "{err}");
+    }
+    assert!("dpo".parse::<LossType>().unwrap_err().to_string().contains("sigmoid, ipo, hinge, robust"));
+}

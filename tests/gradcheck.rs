@@ -1,0 +1,79 @@
+//! The analytic gradient of the DPO loss (burn autodiff through the whole model) against central
+//! finite differences, in f64. Its own test binary: the f64 default is set once per process.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use burn::module::Module;
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use common::*;
+use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::logps::{SequenceBatch, sequence_logps};
+use webdpo::model::Llama;
+
+type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+fn weights(model: &Llama) -> Weights {
+    model.named_tensors().into_iter().map(|(n, s, t)| (n, (s, t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()))).collect()
+}
+
+fn build(w: &Weights, device: &Device) -> Llama {
+    Llama::load(&tiny_config(), &mut |name, _| Ok(TensorData::new(w[name].1.clone(), w[name].0.clone())), device).unwrap()
+}
+
+fn loss(policy: &Llama, reference: &Llama, batch: &SequenceBatch, config: &DpoConfig, device: &Device) -> Tensor<1> {
+    let n = batch.rows / 2;
+    let p = sequence_logps(policy, batch, device);
+    let r = sequence_logps(reference, batch, device).detach();
+    dpo_loss(p.clone().slice(0..n), p.slice(n..2 * n), r.clone().slice(0..n), r.slice(n..2 * n), config).losses.mean()
+}
+
+/// The gradient of a parameter itself (a reshaped view would be a new graph node).
+fn param_grad(policy: &Llama, name: &str, grads: &burn::tensor::Gradients) -> Vec<f64> {
+    let (l0, l1) = (&policy.layers[0], &policy.layers[1]);
+    let data = match name {
+        "model.embed_tokens.weight" => policy.embed_tokens.val().grad(grads),
+        "model.layers.0.self_attn.q_proj.weight" => l0.self_attn.q_proj.weight.val().grad(grads),
+        "model.layers.1.self_attn.v_proj.weight" => l1.self_attn.v_proj.weight.val().grad(grads),
+        "model.layers.1.mlp.gate_proj.weight" => l1.mlp.gate_proj.weight.val().grad(grads),
+        "lm_head.weight" => policy.lm_head.as_ref().unwrap().weight.val().grad(grads),
+        "model.layers.0.input_layernorm.weight" => return l0.input_layernorm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap(),
+        "model.norm.weight" => return policy.norm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap(),
+        _ => unreachable!(),
+    };
+    data.expect("parameter has a gradient").into_data().convert::<f64>().try_to_vec().unwrap()
+}
+
+#[test]
+fn dpo_gradient_matches_central_differences() {
+    let mut device = Device::flex();
+    device.configure(FloatDType::F64).expect("flex computes in f64");
+    let batch = SequenceBatch::concatenated(&tokenized_pairs(), 0, 128).unwrap();
+    // Policy ≠ reference, so every loss type is away from its kinks.
+    let policy_w = weights(&tiny_model(1, &device));
+    let reference = tiny_model(2, &device);
+    for loss_type in LossType::ALL {
+        let config = DpoConfig { beta: 0.5, loss_type, label_smoothing: if loss_type == LossType::Sigmoid { 0.1 } else { 0.0 } };
+        let ad = device.clone().autodiff();
+        let policy = build(&policy_w, &device).fork(&ad);
+        let grads = loss(&policy, &reference, &batch, &config, &ad).backward();
+        for name in ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight", "model.layers.1.mlp.gate_proj.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight"] {
+            let grad = param_grad(&policy, name, &grads);
+            // The two entries with the largest gradient, where a wrong gradient would show most.
+            let mut order: Vec<usize> = (0..grad.len()).collect();
+            order.sort_by(|&a, &b| grad[b].abs().total_cmp(&grad[a].abs()));
+            for &k in &order[..2] {
+                let h = 1e-5;
+                let at = |delta: f64| {
+                    let mut w = policy_w.clone();
+                    w.get_mut(name).unwrap().1[k] += delta;
+                    loss(&build(&w, &device), &reference, &batch, &config, &device).into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0]
+                };
+                let numeric = (at(h) - at(-h)) / (2.0 * h);
+                let tol = 1e-6 + 1e-4 * numeric.abs();
+                assert!((grad[k] - numeric).abs() <= tol, "{loss_type}: ∂L/∂{name}[{k}] analytic {} vs numeric {numeric}", grad[k]);
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! In a real browser (wasm-pack test --headless --chrome): the DPO update on WebGPU and on the
+//! wasm CPU fallback, the step-1 invariant, and agreement between the two devices.
+#![cfg(target_arch = "wasm32")]
+
+use wasm_bindgen_test::*;
+use webdpo::data::PreferencePair;
+use webdpo::logps::TokenizedPair;
+use webdpo::model::Llama;
+use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json};
+use webdpo::trainer::{DpoTrainer, StepReport, TrainConfig};
+use webdpo::{ComputeDevice, LlamaConfig};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn config() -> LlamaConfig {
+    let mut c = LlamaConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
+    c.num_key_value_heads = Some(2);
+    c.max_position_embeddings = 64;
+    (c.pad_token_id, c.bos_token_id, c.eos_token_id) = (Some(0), Some(1), Some(2));
+    c
+}
+
+fn pairs() -> Vec<TokenizedPair> {
+    let t = TextTokenizer::from_bytes(byte_level_tokenizer_json().as_bytes(), &config()).unwrap();
+    [("A fox", " ran home happy.", " got lost."), ("Be kind:", " Thank you!", " Go away.")]
+        .iter()
+        .map(|(p, c, r)| TokenizedPair::new(&t, &PreferencePair { prompt: p.to_string(), chosen: c.to_string(), rejected: r.to_string() }).unwrap())
+        .collect()
+}
+
+/// Two updates from the same seeded weights; the reports of both.
+async fn two_steps(device: &ComputeDevice) -> Vec<StepReport> {
+    let model = Llama::init(&config(), 0, &device.device).unwrap();
+    let mut trainer = DpoTrainer::new(model, None, TrainConfig { learning_rate: 1e-3, ..TrainConfig::default() }, &device.device).unwrap();
+    let batch = trainer.prepare(&pairs(), 0).await.unwrap();
+    vec![trainer.step(&batch).await.unwrap(), trainer.step(&batch).await.unwrap()]
+}
+
+fn close(a: f64, b: f64, what: &str) {
+    assert!((a - b).abs() <= 1e-4, "{what}: WebGPU {a} vs CPU {b}");
+}
+
+#[wasm_bindgen_test]
+async fn dpo_update_on_webgpu_and_cpu_agree() {
+    webdpo::web::init_runtime();
+    let gpu = ComputeDevice::gpu().await.expect("a WebGPU adapter (SwiftShader in headless Chromium)");
+    let cpu = ComputeDevice::cpu();
+    let (g, c) = (two_steps(&gpu).await, two_steps(&cpu).await);
+    for reports in [&g, &c] {
+        let m = reports[0].metrics;
+        assert!((m.loss - std::f64::consts::LN_2).abs() < 1e-6, "step-1 loss {}", m.loss);
+        assert_eq!(m.rewards_margins, 0.0);
+        assert!(reports.iter().all(|r| r.skipped.is_none()));
+    }
+    for (step, (g, c)) in g.iter().zip(&c).enumerate() {
+        let (g, c) = (g.metrics, c.metrics);
+        for (what, a, b) in [
+            ("loss", g.loss, c.loss),
+            ("rewards/chosen", g.rewards_chosen, c.rewards_chosen),
+            ("rewards/rejected", g.rewards_rejected, c.rewards_rejected),
+            ("rewards/margins", g.rewards_margins, c.rewards_margins),
+            ("rewards/accuracies", g.rewards_accuracies, c.rewards_accuracies),
+            ("logps/chosen", g.logps_chosen, c.logps_chosen),
+            ("logps/rejected", g.logps_rejected, c.logps_rejected),
+            ("grad_norm", g.grad_norm.unwrap(), c.grad_norm.unwrap()),
+        ] {
+            close(a, b, &format!("step {} {what}", step + 1));
+        }
+    }
+    // The second step sees the first update: training moved the policy on both devices.
+    assert!(g[1].metrics.rewards_margins > 0.0 && c[1].metrics.rewards_margins > 0.0);
+}
+
+#[wasm_bindgen_test]
+async fn session_generates_and_learns_on_the_cpu_fallback() {
+    use webdpo::web::{Session, byte_level_tokenizer, init_weights};
+    webdpo::web::init_runtime();
+    let weights = init_weights(config().to_json(), 1).await.unwrap();
+    let mut session = Session::create(config().to_json(), byte_level_tokenizer().into_bytes(), weights.clone(), "cpu".into()).await.unwrap();
+    assert!(!session.is_gpu() && session.device().contains("CPU"));
+    let sampling = serde_wasm_bindgen::to_value(&webdpo::generate::SamplingConfig { max_new_tokens: 12, ..Default::default() }).unwrap();
+    let texts: Vec<String> = serde_wasm_bindgen::from_value(session.generate("Hello".into(), 2, sampling, false).await.unwrap()).unwrap();
+    assert_eq!(texts.len(), 2);
+    let reports: Vec<StepReport> = serde_wasm_bindgen::from_value(session.prefer("Hello".into(), texts[0].clone(), texts[1].clone()).await.unwrap()).unwrap();
+    assert!((reports[0].metrics.loss - std::f64::consts::LN_2).abs() < 1e-6);
+    let saved = session.policy_weights().await.unwrap();
+    assert_eq!(saved.len(), weights.len());
+    assert_ne!(saved, weights, "the update changed the policy");
+    assert!(Session::create("{}".into(), vec![], vec![], "cpu".into()).await.is_err());
+}

@@ -1,8 +1,8 @@
 //! The DPO update, spelled out: forward → loss → backward → GradientsParams → optim.step.
 //!
-//! The policy trains on an autodiff device; the reference is a frozen copy on the plain device
-//! (no graph, no gradients, no optimizer state) whose log-probs of a batch are computed once,
-//! when the batch is prepared, and reused by every step on it.
+//! The policy trains on an autodiff device; the reference is frozen (no graph, no gradients, no
+//! optimizer state) and its log-probs of a batch are computed once, when the batch is prepared,
+//! and reused by every step on it.
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
@@ -106,8 +106,8 @@ impl DpoTrainer {
     /// initial weights are the reference.
     pub fn new(policy: Llama, reference: Option<Llama>, config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let reference = reference.unwrap_or_else(|| policy.clone()).valid();
-        Ok(Self { policy: policy.fork(&device.clone().autodiff()), reference, optim: config.optimizer(), config, device: device.clone() })
+        let reference = reference.unwrap_or_else(|| policy.clone());
+        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: config.optimizer(), config, device: device.clone() })
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -140,7 +140,7 @@ impl DpoTrainer {
     /// Tokenised pairs → sequences, with the reference log-probs computed once.
     pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
         let sequences = SequenceBatch::concatenated(pairs, pad_id, self.config.max_length.min(self.reference.max_positions()))?;
-        let reference_logps = read_f32(sequence_logps(&self.reference, &sequences, &self.device)).await?;
+        let reference_logps = read_f32(self.frozen_logps(&self.reference, &sequences)).await?;
         Ok(PreparedBatch { sequences, n_pairs: pairs.len(), reference_logps })
     }
 
@@ -159,9 +159,16 @@ impl DpoTrainer {
         [policy.clone().slice(0..n), policy.slice(n..rows), reference.clone().slice(0..n), reference.slice(n..rows)]
     }
 
+    /// Log-probs through the same (autodiff-device) kernels as a training step, but recording no
+    /// graph. Policy = reference then gives bit-identical log-probs: rewards exactly 0 at step 1.
+    fn frozen_logps(&self, model: &Llama, sequences: &SequenceBatch) -> Tensor<1> {
+        let ad = self.device.clone().autodiff();
+        sequence_logps(&model.valid().fork(&ad).no_grad(), sequences, &ad).inner()
+    }
+
     /// Metrics of the current policy on `batch`, without updating.
     pub async fn evaluate(&self, batch: &PreparedBatch) -> Result<PairValues> {
-        let logps = sequence_logps(&self.policy.valid(), &batch.sequences, &self.device);
+        let logps = self.frozen_logps(&self.policy, &batch.sequences);
         let [pc, pr, rc, rr] = self.dpo_inputs(logps, batch, &self.device);
         let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
         let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr] = read_all([out.losses, out.chosen_rewards, out.rejected_rewards, pc, pr, rc, rr]).await?;
@@ -180,12 +187,13 @@ impl DpoTrainer {
         let loss = out.losses.clone().mean();
         // Backward: gradients of the loss w.r.t. every policy parameter.
         let mut grads = GradientsParams::from_grads(loss.backward(), &self.policy);
-        // Read the metrics and the gradient norm in one transfer; they decide whether to step.
+        // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
+        // tensors); they decide whether to step.
         let mut norm = GradNormSquared { grads: &grads, total: None };
         self.policy.visit(&mut norm);
         let sq_norm = norm.total.unwrap_or_else(|| Tensor::zeros([1], &self.device));
         let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, sq_norm] =
-            read_all([out.losses.detach(), out.chosen_rewards, out.rejected_rewards, pc.detach(), pr.detach(), rc, rr, sq_norm]).await?;
+            read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), sq_norm]).await?;
         let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();

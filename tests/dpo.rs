@@ -110,6 +110,9 @@ fn repeated_updates_raise_the_margin() {
     let config = TrainConfig { learning_rate: 1e-3, steps_per_pair: 8, ..TrainConfig::default() };
     let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs()[..1], 0)).unwrap();
+    // Sampling and evaluating in between (as the app does) must not freeze the policy.
+    let _ = block_on(trainer.evaluate(&batch)).unwrap();
+    let _ = trainer.policy();
     let reports = block_on(trainer.train_batch(&batch)).unwrap();
     assert_eq!(reports.len(), 8);
     let after = block_on(trainer.evaluate(&batch)).unwrap().metrics();

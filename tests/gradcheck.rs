@@ -56,7 +56,7 @@ fn dpo_gradient_matches_central_differences() {
     for loss_type in LossType::ALL {
         let config = DpoConfig { beta: 0.5, loss_type, label_smoothing: if loss_type == LossType::Sigmoid { 0.1 } else { 0.0 } };
         let ad = device.clone().autodiff();
-        let policy = build(&policy_w, &device).fork(&ad);
+        let policy = build(&policy_w, &device).fork(&ad).train();
         let grads = loss(&policy, &reference, &batch, &config, &ad).backward();
         for name in ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight", "model.layers.1.mlp.gate_proj.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight"] {
             let grad = param_grad(&policy, name, &grads);

@@ -1,4 +1,5 @@
 //! The `webdpo` binary end to end: init → eval → train → eval, and its errors on bad files.
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

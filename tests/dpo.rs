@@ -1,5 +1,6 @@
 //! The DPO objective and update against independent truth: TRL's formulas, the ln 2 invariant,
 //! the skip guard, and training that moves the margin.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

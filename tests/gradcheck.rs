@@ -1,5 +1,6 @@
 //! The analytic gradient of the DPO loss (burn autodiff through the whole model) against central
 //! finite differences, in f64. Its own test binary: the f64 default is set once per process.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The model, sequence log-probs, generation, tokenizer and checkpoint, each against an
 //! independent computation.
+#![cfg(not(target_arch = "wasm32"))]
 
 mod common;
 

@@ -26,8 +26,10 @@ impl ComputeDevice {
         }
         let (device, setup) = Device::wgpu_options().init_with_setup_async().await.map_err(|e| crate::Error::Device(format!("no usable GPU adapter: {e}")))?;
         let info = setup.adapter.get_info();
-        let name = if info.name.is_empty() { "unnamed adapter".to_string() } else { info.name };
-        let gpu = Self { device, description: format!("GPU: {name} ({:?})", info.backend), is_gpu: true };
+        // Browsers often hide the adapter name; the device type still tells a real GPU from a
+        // software one (SwiftShader reports `Cpu`).
+        let name = [info.name, info.driver, info.driver_info].into_iter().find(|s| !s.is_empty()).unwrap_or_else(|| "WebGPU adapter".into());
+        let gpu = Self { device, description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend), is_gpu: true };
         *GPU.lock().unwrap() = Some(gpu.clone());
         Ok(gpu)
     }

@@ -44,6 +44,7 @@ fn close(a: f64, b: f64, what: &str) {
 async fn dpo_update_on_webgpu_and_cpu_agree() {
     webdpo::web::init_runtime();
     let gpu = ComputeDevice::gpu().await.expect("a WebGPU adapter (SwiftShader in headless Chromium)");
+    assert!(gpu.is_gpu && gpu.description.starts_with("GPU: "), "{}", gpu.description);
     let cpu = ComputeDevice::cpu();
     let (g, c) = (two_steps(&gpu).await, two_steps(&cpu).await);
     for reports in [&g, &c] {

@@ -16,6 +16,7 @@ pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
 pub mod rng;
+pub mod storyworld;
 pub mod tokenizer;
 pub mod trainer;
 

@@ -4,7 +4,7 @@
 //! Field names follow `transformers`' `LlamaForCausalLM` so that [`Llama::named_tensors`] yields
 //! exactly the names of a HF `model.safetensors`. Linear weights are stored `[out, in]` as in HF.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -14,9 +14,14 @@ use crate::error::Result;
 /// Supplies a tensor for a parameter name and shape: random init or a checkpoint.
 pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a;
 
+/// A parameter whose id is derived from its HF name, so that optimizer state saved for one
+/// instance of a model (keyed by id) applies to the same model reloaded from a checkpoint.
 fn param<const D: usize>(source: &mut TensorSource, name: &str, shape: [usize; D], device: &Device) -> Result<Param<Tensor<D>>> {
     let data = source(name, &shape)?;
-    Ok(Param::from_tensor(Tensor::from_data(data, device)))
+    let mut param = Param::from_tensor(Tensor::from_data(data, device));
+    // FNV-1a: stable across runs and targets.
+    param.id = ParamId::from(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)));
+    Ok(param)
 }
 
 /// A bias-free linear layer with the weight stored `[out, in]`.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod logps;
 pub mod model;
+pub mod pretrain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
 pub mod rng;

@@ -27,7 +27,12 @@ mod cli {
     use webdpo::logps::TokenizedPair;
     use webdpo::model::Llama;
     use webdpo::model_dir::ModelDir;
-    use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json};
+    use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_of};
+    use webdpo::rng::Rng;
+    use webdpo::storyworld::oracle::Oracle;
+    use webdpo::storyworld::simulate::{Attribute, Rates, SimulationPoint, sample_stories, simulate};
+    use webdpo::storyworld::{Example, StoryWorld, format_prompt};
+    use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe};
     use webdpo::trainer::{DpoTrainer, TrainConfig};
     use webdpo::{ComputeDevice, Error, LlamaConfig, Result, block_on};
 
@@ -58,6 +63,94 @@ mod cli {
         Eval(EvalArgs),
         /// Sample completions of a prompt.
         Generate(GenerateArgs),
+        /// Generate the story-world corpus, train its tokenizer and pretrain a model on it.
+        Pretrain(PretrainArgs),
+        /// Sample stories and report the oracle's rates (well-formed and each attribute).
+        Judge(JudgeArgs),
+        /// A simulated user who prefers one attribute, picking pairs and updating with DPO.
+        Simulate(SimulateArgs),
+    }
+
+    #[derive(Args)]
+    struct PretrainArgs {
+        /// Model directory to write (and to resume from with --resume).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        resume: bool,
+        #[arg(long, default_value_t = 40_000)]
+        stories: usize,
+        #[arg(long, default_value_t = 1024)]
+        vocab_size: usize,
+        #[arg(long, default_value_t = 128)]
+        hidden_size: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        #[arg(long, default_value_t = 4)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 384)]
+        intermediate_size: usize,
+        #[arg(long, default_value_t = 192)]
+        context: usize,
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 3e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 100)]
+        warmup: usize,
+        #[arg(long, default_value_t = 250)]
+        eval_every: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    }
+
+    #[derive(Args)]
+    struct JudgeArgs {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        #[arg(long, default_value_t = 160)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    }
+
+    #[derive(Args)]
+    struct SimulateArgs {
+        #[arg(long)]
+        model: PathBuf,
+        /// happy, on_topic, long or kind.
+        #[arg(long, default_value = "happy")]
+        attribute: String,
+        #[arg(long, default_value_t = 30)]
+        picks: usize,
+        #[arg(long, default_value_t = 5)]
+        eval_every: usize,
+        #[arg(long, default_value_t = 64)]
+        eval_samples: usize,
+        #[arg(long, default_value_t = 0.1)]
+        beta: f64,
+        #[arg(long, default_value_t = 1e-4)]
+        lr: f64,
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        #[arg(long, default_value_t = 160)]
+        max_new_tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Write the table as CSV here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        /// Write a plot of rate and KL against picks here (SVG).
+        #[arg(long)]
+        svg: Option<PathBuf>,
     }
 
     #[derive(Args)]
@@ -165,6 +258,9 @@ mod cli {
             Command::Train(a) => train(a, &device),
             Command::Eval(a) => eval(a, &device),
             Command::Generate(a) => generate_cmd(a, &device),
+            Command::Pretrain(a) => pretrain(a, &device),
+            Command::Judge(a) => judge(a, &device),
+            Command::Simulate(a) => simulate_cmd(a, &device),
         }
     }
 
@@ -300,5 +396,142 @@ mod cli {
             println!("{}", serde_json::json!({ "prompt": a.prompt, "completion": tokenizer.decode(&ids)? }));
         }
         Ok(())
+    }
+
+    fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+        std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+    }
+
+    /// Tokenised (prompt, story) rows of a story-world corpus.
+    fn corpus_rows(tokenizer: &TextTokenizer, examples: &[Example]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        examples.iter().map(|e| Ok((tokenizer.encode_prompt(&format_prompt(&e.prompt))?, tokenizer.encode_completion(&e.story)?))).collect()
+    }
+
+    fn pretrain(a: PretrainArgs, device: &ComputeDevice) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut world = StoryWorld::new(a.seed);
+        let train: Vec<Example> = (0..a.stories).map(|_| world.example()).collect();
+        let val: Vec<Example> = (0..512).map(|_| world.example()).collect();
+        let state_path = a.out.join("trainer_state.json");
+        let (dir, state) = if a.resume {
+            let dir = ModelDir::load(&a.out, &device.device)?;
+            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?).map_err(|e| Error::checkpoint("trainer_state.json", e))?;
+            (dir, Some(state))
+        } else {
+            eprintln!("training a {}-token byte-level BPE on {} stories", a.vocab_size, a.stories);
+            let texts: Vec<String> = train.iter().flat_map(|e| [format_prompt(&e.prompt), e.story.clone()]).collect();
+            let tokenizer_json = train_byte_level_bpe(&texts, a.vocab_size)?;
+            let mut config = LlamaConfig::new(a.vocab_size, a.hidden_size, a.layers, a.heads, a.intermediate_size);
+            config.num_key_value_heads = Some(a.kv_heads);
+            config.max_position_embeddings = a.context;
+            config.tie_word_embeddings = true;
+            (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
+            let model = Llama::init(&config, a.seed, &device.device)?;
+            (ModelDir { config, tokenizer_json: tokenizer_json.into_bytes(), model }, None)
+        };
+        let tokenizer = dir.tokenizer()?;
+        let (train_rows, val_rows) = (corpus_rows(&tokenizer, &train)?, corpus_rows(&tokenizer, &val)?);
+        let max_len = dir.config.max_position_embeddings;
+        let longest = train_rows.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
+        eprintln!("{} parameters; longest example {longest} tokens (context {max_len})", dir.model.num_params());
+        let config = PretrainConfig { steps: a.steps, batch_size: a.batch_size, learning_rate: a.lr, warmup_steps: a.warmup, min_lr_ratio: 0.1, weight_decay: 0.1, max_grad_norm: 1.0 };
+        let mut trainer = Pretrainer::new(dir.model.clone(), config, &device.device);
+        let mut elapsed_before = 0.0;
+        if let Some(state) = &state {
+            let opt_path = a.out.join("optimizer.bin");
+            let bytes = std::fs::read(&opt_path).map_err(|e| Error::io(&opt_path, e))?;
+            trainer.resume(bytes, state["step"].as_u64().unwrap_or(0) as usize)?;
+            elapsed_before = state["wall_seconds"].as_f64().unwrap_or(0.0);
+            eprintln!("resuming at step {}", trainer.step);
+        }
+        let val_batches = val_rows.chunks(32).map(|c| batch_of(c, tokenizer.pad_id(), max_len)).collect::<Result<Vec<_>>>()?;
+        let bar = ProgressBar::new(a.steps as u64).with_position(trainer.step as u64);
+        bar.set_style(ProgressStyle::with_template("pretrain [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}").unwrap().progress_chars("=> "));
+        let oracle = Oracle::new();
+        let mut train_loss = f64::NAN;
+        let mut val_loss = f64::NAN;
+        while trainer.step < a.steps {
+            // The batch of step s depends only on (seed, s), so a resumed run sees the same data.
+            let mut rng = Rng::new(a.seed ^ (trainer.step as u64).wrapping_mul(0x9E37_79B9));
+            let rows: Vec<_> = (0..a.batch_size).map(|_| train_rows[(rng.next_u64() % train_rows.len() as u64) as usize].clone()).collect();
+            let (loss, _) = block_on(trainer.train_step(&batch_of(&rows, tokenizer.pad_id(), max_len)?))?;
+            train_loss = if train_loss.is_nan() { loss } else { 0.95 * train_loss + 0.05 * loss };
+            bar.set_message(format!("loss {train_loss:.3}"));
+            bar.inc(1);
+            if trainer.step % a.eval_every == 0 || trainer.step == a.steps {
+                val_loss = block_on(trainer.eval_loss(&val_batches))?;
+                let (prompt, _) = world.prompt();
+                let ids = tokenizer.encode_prompt(&format_prompt(&prompt))?;
+                let sampling = SamplingConfig { max_new_tokens: 160, seed: trainer.step as u64, ..SamplingConfig::default() };
+                let sample = block_on(generate(trainer.model(), &ids, 1, sampling, tokenizer.eos_id(), &device.device))?;
+                let story = tokenizer.decode(&sample[0])?;
+                let j = oracle.judge(&prompt, &story);
+                bar.println(format!("step {}: train loss {train_loss:.4}, val loss {val_loss:.4}\n  {prompt}\n  {story}\n  well-formed: {} {:?}", trainer.step, j.well_formed, j.problem));
+                let wall = elapsed_before + started.elapsed().as_secs_f64();
+                block_on(dir.save(&trainer.model(), &a.out))?;
+                write_file(&a.out.join("optimizer.bin"), &trainer.optimizer_state()?)?;
+                let state = serde_json::json!({"step": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": wall, "config": trainer.config, "stories": a.stories, "seed": a.seed});
+                write_file(&state_path, serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
+            }
+        }
+        bar.finish();
+        println!("{}", serde_json::json!({"parameters": dir.model.num_params(), "steps": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": elapsed_before + started.elapsed().as_secs_f64()}));
+        Ok(())
+    }
+
+    fn judge(a: JudgeArgs, device: &ComputeDevice) -> Result<()> {
+        let dir = ModelDir::load(&a.model, &device.device)?;
+        let tokenizer = dir.tokenizer()?;
+        let sampling = SamplingConfig { temperature: a.temperature, max_new_tokens: a.max_new_tokens, seed: a.seed, ..SamplingConfig::default() };
+        let samples = block_on(sample_stories(&dir.model, &tokenizer, &mut StoryWorld::new(a.seed ^ 0xA11CE), a.samples, &sampling, &device.device))?;
+        for s in samples.iter().filter(|s| !s.judgement.well_formed).take(3) {
+            eprintln!("ill-formed ({:?}): {}", s.judgement.problem, s.story);
+        }
+        println!("{}", serde_json::to_string(&Rates::of(&samples)).unwrap());
+        Ok(())
+    }
+
+    fn simulate_cmd(a: SimulateArgs, device: &ComputeDevice) -> Result<()> {
+        let attribute = Attribute::parse(&a.attribute)?;
+        let dir = ModelDir::load(&a.model, &device.device)?;
+        let tokenizer = dir.tokenizer()?;
+        let config = TrainConfig { dpo: DpoConfig { beta: a.beta, ..DpoConfig::default() }, learning_rate: a.lr, steps_per_pair: a.steps, ..TrainConfig::default() };
+        let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
+        let sampling = SamplingConfig { max_new_tokens: a.max_new_tokens, ..SamplingConfig::default() };
+        println!("{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}", "picks", attribute.name(), "well_formed", "kl", "loss", "margin");
+        let points = block_on(simulate(&mut trainer, &tokenizer, attribute, a.picks, a.eval_every, a.eval_samples, &sampling, a.seed, |p| {
+            println!("{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
+        }))?;
+        if let Some(path) = &a.csv {
+            let mut csv = format!("picks,{},well_formed,kl,loss,margin\n", attribute.name());
+            for p in &points {
+                csv += &format!("{},{},{},{},{},{}\n", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
+            }
+            write_file(path, csv.as_bytes())?;
+        }
+        if let Some(path) = &a.svg {
+            write_file(path, plot_svg(&points, attribute.name()).as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A two-panel line chart: attribute rate (0–1) and KL against picks.
+    fn plot_svg(points: &[SimulationPoint], name: &str) -> String {
+        let (w, h, pad) = (640.0, 240.0, 48.0);
+        let max_x = points.last().map_or(1, |p| p.picks.max(1)) as f64;
+        let max_kl = points.iter().map(|p| p.kl).fold(0.1f64, f64::max);
+        let panel = |y0: f64, title: &str, ys: Vec<f64>, max_y: f64, color: &str| {
+            let path: Vec<String> = points.iter().zip(&ys).map(|(p, y)| format!("{:.1},{:.1}", pad + p.picks as f64 / max_x * (w - 2.0 * pad), y0 + h - pad - y / max_y * (h - 2.0 * pad))).collect();
+            format!(
+                "<text x=\"{pad}\" y=\"{}\" font-size=\"14\">{title}</text><line x1=\"{pad}\" y1=\"{b}\" x2=\"{}\" y2=\"{b}\" stroke=\"#888\"/><line x1=\"{pad}\" y1=\"{}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"#888\"/><text x=\"4\" y=\"{}\" font-size=\"11\">{max_y:.2}</text><text x=\"4\" y=\"{b}\" font-size=\"11\">0</text><text x=\"{}\" y=\"{}\" font-size=\"11\">{max_x} picks</text><polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
+                y0 + 20.0, w - pad, y0 + pad, y0 + pad + 4.0, w - pad - 40.0, y0 + h - pad + 16.0, path.join(" "), b = y0 + h - pad
+            )
+        };
+        format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>{}{}</svg>\n",
+            2.0 * h,
+            panel(0.0, &format!("rate of {name} stories"), points.iter().map(|p| p.rate).collect(), 1.0, "#1d4ed8"),
+            panel(h, "KL(policy || reference), nats", points.iter().map(|p| p.kl).collect(), max_kl, "#b91c1c")
+        )
     }
 }

@@ -83,8 +83,6 @@ pub fn byte_level_tokenizer_json() -> String {
         .map(|(i, s)| json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
         .collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let bos = json!({"SpecialToken": {"id": "<s>", "type_id": 0}});
-    let seq = |id: &str, t: u32| json!({"Sequence": {"id": id, "type_id": t}});
     json!({
         "version": "1.0",
         "truncation": null,
@@ -92,17 +90,52 @@ pub fn byte_level_tokenizer_json() -> String {
         "added_tokens": added,
         "normalizer": null,
         "pre_tokenizer": byte_level,
-        "post_processor": {
-            "type": "TemplateProcessing",
-            "single": [bos, seq("A", 0)],
-            "pair": [bos, seq("A", 0), seq("B", 1)],
-            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
-        },
+        "post_processor": bos_post_processor(),
         "decoder": byte_level,
         "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
                   "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
     })
     .to_string()
+}
+
+/// A post-processor that starts every encoded prompt with `<s>` (id 1), as Llama's does.
+pub fn bos_post_processor() -> serde_json::Value {
+    let bos = json!({"SpecialToken": {"id": "<s>", "type_id": 0}});
+    let seq = |id: &str, t: u32| json!({"Sequence": {"id": id, "type_id": t}});
+    json!({
+        "type": "TemplateProcessing",
+        "single": [bos, seq("A", 0)],
+        "pair": [bos, seq("A", 0), seq("B", 1)],
+        "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}
+    })
+}
+
+/// Trains a byte-level BPE of `vocab_size` tokens (specials `<pad>`, `<s>`, `</s>` = 0, 1, 2) on
+/// `texts` and returns its tokenizer.json.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn train_byte_level_bpe(texts: &[String], vocab_size: usize) -> Result<String> {
+    use tokenizers::models::TrainerWrapper;
+    use tokenizers::models::bpe::{BPE, BpeTrainer};
+    use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+    use tokenizers::{AddedToken, Tokenizer};
+
+    let fail = |e: tokenizers::Error| Error::Tokenizer(format!("training failed: {e}"));
+    let mut tokenizer = Tokenizer::new(BPE::default());
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tokenizer.with_decoder(Some(ByteLevel::new(false, true, true)));
+    let specials = BYTE_LEVEL_SPECIALS.iter().map(|s| AddedToken::from(s.to_string(), true)).collect();
+    let mut trainer: TrainerWrapper = BpeTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build()
+        .into();
+    tokenizer.train(&mut trainer, texts.iter()).map_err(fail)?;
+    let mut value: serde_json::Value = serde_json::from_str(&tokenizer.to_string(false).map_err(fail)?).expect("tokenizers writes JSON");
+    value["post_processor"] = bos_post_processor();
+    Ok(value.to_string())
 }
 
 /// GPT-2's reversible byte → printable char table, indexed by byte.

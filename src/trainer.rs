@@ -186,12 +186,10 @@ impl DpoTrainer {
         let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
         let loss = out.losses.clone().mean();
         // Backward: gradients of the loss w.r.t. every policy parameter.
-        let mut grads = GradientsParams::from_grads(loss.backward(), &self.policy);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
-        let mut norm = GradNormSquared { grads: &grads, total: None };
-        self.policy.visit(&mut norm);
-        let sq_norm = norm.total.unwrap_or_else(|| Tensor::zeros([1], &self.device));
+        let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
         let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, sq_norm] =
             read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), sq_norm]).await?;
         let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
@@ -207,14 +205,7 @@ impl DpoTrainer {
             None
         };
         if skipped.is_none() {
-            // Clip the global gradient norm, as torch's clip_grad_norm_.
-            let max = self.config.max_grad_norm;
-            if max > 0.0 && grad_norm > max {
-                let mut scale = ScaleGrads { grads: &mut grads, scale: max / (grad_norm + 1e-6) };
-                self.policy.visit(&mut scale);
-            }
-            // Optimizer step: AdamW on the policy parameters.
-            self.policy = self.optim.step(self.config.learning_rate, self.policy.clone(), grads);
+            self.policy = clipped_step(&mut self.optim, self.policy.clone(), grads, grad_norm, self.config.max_grad_norm, self.config.learning_rate);
         }
         Ok(StepReport { metrics, values, skipped })
     }
@@ -227,6 +218,23 @@ impl DpoTrainer {
         }
         Ok(reports)
     }
+}
+
+/// Squared global L2 norm of the gradients, `[1]`, on the plain device.
+pub(crate) fn grad_norm_squared(model: &Llama, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+    let mut norm = GradNormSquared { grads, total: None };
+    model.visit(&mut norm);
+    norm.total.unwrap_or_else(|| Tensor::zeros([1], device))
+}
+
+/// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
+/// applies one optimizer step.
+pub(crate) fn clipped_step(optim: &mut ModuleOptimizer, model: Llama, mut grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> Llama {
+    if max_norm > 0.0 && grad_norm > max_norm {
+        let mut scale = ScaleGrads { grads: &mut grads, scale: max_norm / (grad_norm + 1e-6) };
+        model.visit(&mut scale);
+    }
+    optim.step(lr, model, grads)
 }
 
 /// Sum of squared gradient entries over all parameters.

@@ -1,0 +1,113 @@
+//! Next-token pretraining (supervised: loss on completion tokens only) with AdamW, linear warmup
+//! and cosine decay. The same step structure as the DPO update; resumable through the optimizer
+//! state bytes and the step counter.
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::{Bytes, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::logps::{SequenceBatch, sequence_logps};
+use crate::model::Llama;
+use crate::trainer::{clipped_step, grad_norm_squared, read_all};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    /// The cosine decays to `learning_rate * min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+}
+
+impl PretrainConfig {
+    /// Learning rate at `step` (0-based): linear warmup, then cosine decay.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let progress = (step - self.warmup_steps) as f64 / (self.steps.saturating_sub(self.warmup_steps).max(1)) as f64;
+        let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+        self.learning_rate * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+    }
+}
+
+pub struct Pretrainer {
+    model: Llama,
+    optim: ModuleOptimizer,
+    pub config: PretrainConfig,
+    device: Device,
+    /// Steps taken so far.
+    pub step: usize,
+}
+
+impl Pretrainer {
+    pub fn new(model: Llama, config: PretrainConfig, device: &Device) -> Self {
+        let optim = AdamWConfig::new().with_beta_2(0.95).with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init();
+        Self { model: model.fork(&device.clone().autodiff()).train(), optim, config, device: device.clone(), step: 0 }
+    }
+
+    /// Continues from saved optimizer state after `step` steps.
+    pub fn resume(&mut self, optimizer_state: Vec<u8>, step: usize) -> Result<()> {
+        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
+        self.optim = optim.from_bytes(Bytes::from_bytes_vec(optimizer_state)).map_err(|e| Error::checkpoint("optimizer state", format!("{e:?}")))?;
+        self.step = step;
+        Ok(())
+    }
+
+    pub fn optimizer_state(&self) -> Result<Vec<u8>> {
+        Ok(self.optim.into_bytes().map_err(|e| Error::Device(format!("saving optimizer state: {e:?}")))?.to_vec())
+    }
+
+    pub fn model(&self) -> Llama {
+        self.model.valid()
+    }
+
+    /// Mean negative log-likelihood per completion token.
+    fn loss(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
+        let tokens: f32 = batch.counts().iter().sum();
+        sequence_logps(model, batch, device).sum().neg().div_scalar(tokens)
+    }
+
+    /// One update; returns the loss before it and the gradient norm. A non-finite loss or
+    /// gradient skips the update and is reported as an error.
+    pub async fn train_step(&mut self, batch: &SequenceBatch) -> Result<(f64, f64)> {
+        let ad = self.device.clone().autodiff();
+        // Forward and loss.
+        let loss = Self::loss(&self.model, batch, &ad);
+        // Backward.
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+        let [loss, sq_norm] = read_all([loss.inner(), grad_norm_squared(&self.model, &grads, &self.device)]).await?;
+        let (loss, grad_norm) = (loss[0] as f64, (sq_norm[0] as f64).sqrt());
+        if !(loss.is_finite() && grad_norm.is_finite()) {
+            return Err(Error::Device(format!("step {}: loss {loss}, gradient norm {grad_norm}; update skipped", self.step)));
+        }
+        // Optimizer step at the scheduled learning rate.
+        let lr = self.config.lr_at(self.step);
+        self.model = clipped_step(&mut self.optim, self.model.clone(), grads, grad_norm, self.config.max_grad_norm, lr);
+        self.step += 1;
+        Ok((loss, grad_norm))
+    }
+
+    /// Mean loss per completion token over `batches`, without updating.
+    pub async fn eval_loss(&self, batches: &[SequenceBatch]) -> Result<f64> {
+        let model = self.model.valid();
+        let (mut nll, mut tokens) = (0.0, 0.0);
+        for batch in batches {
+            let [sum] = read_all([sequence_logps(&model, batch, &self.device).sum()]).await?;
+            nll -= sum[0] as f64;
+            tokens += batch.counts().iter().sum::<f32>() as f64;
+        }
+        Ok(nll / tokens)
+    }
+}
+
+/// Rows of one batch as a [`SequenceBatch`] (prompt ids, completion ids).
+pub fn batch_of(rows: &[(Vec<u32>, Vec<u32>)], pad_id: u32, max_len: usize) -> Result<SequenceBatch> {
+    let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(p, c)| (&p[..], &c[..])).collect();
+    SequenceBatch::new(&refs, pad_id, max_len)
+}

@@ -1,0 +1,204 @@
+//! Measuring a policy with the oracle, and a simulated user who prefers one attribute: the
+//! browser's loop (two samples → a pick → the DPO update) with the oracle as the person.
+
+use serde::{Deserialize, Serialize};
+
+use super::oracle::{Judgement, Oracle};
+use super::{StoryWorld, format_prompt};
+use crate::data::PreferencePair;
+use crate::error::{Error, Result};
+use crate::generate::{SamplingConfig, generate};
+use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps};
+use crate::model::Llama;
+use crate::tokenizer::TextTokenizer;
+use crate::trainer::{DpoTrainer, read_all};
+
+/// A steerable attribute of a story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribute {
+    Happy,
+    OnTopic,
+    Long,
+    Kind,
+}
+
+impl Attribute {
+    pub const ALL: [Attribute; 4] = [Attribute::Happy, Attribute::OnTopic, Attribute::Long, Attribute::Kind];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Attribute::Happy => "happy",
+            Attribute::OnTopic => "on_topic",
+            Attribute::Long => "long",
+            Attribute::Kind => "kind",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| Error::Setting(format!("unknown attribute {s:?}; expected happy, on_topic, long or kind")))
+    }
+
+    /// Whether the judged story has the attribute (`None`: cannot tell).
+    pub fn of(self, j: &Judgement) -> Option<bool> {
+        match self {
+            Attribute::Happy => j.happy,
+            Attribute::OnTopic => j.on_topic,
+            Attribute::Long => Some(j.long),
+            Attribute::Kind => j.kind,
+        }
+    }
+}
+
+/// One sampled story with the oracle's reading of it.
+pub struct Sample {
+    pub prompt: String,
+    pub story: String,
+    pub judgement: Judgement,
+}
+
+/// `n` samples, two per prompt, for prompts drawn from `world`.
+pub async fn sample_stories(model: &Llama, tokenizer: &TextTokenizer, world: &mut StoryWorld, n: usize, sampling: &SamplingConfig, device: &burn::tensor::Device) -> Result<Vec<Sample>> {
+    let oracle = Oracle::new();
+    let mut out = Vec::with_capacity(n);
+    let mut seed = sampling.seed;
+    while out.len() < n {
+        let (prompt, _) = world.prompt();
+        let ids = tokenizer.encode_prompt(&format_prompt(&prompt))?;
+        seed = seed.wrapping_add(1);
+        let k = (n - out.len()).min(8);
+        for s in generate(model.clone(), &ids, k, SamplingConfig { seed, ..sampling.clone() }, tokenizer.eos_id(), device).await? {
+            let story = tokenizer.decode(&s)?;
+            let judgement = oracle.judge(&prompt, &story);
+            out.push(Sample { prompt: prompt.clone(), story, judgement });
+        }
+    }
+    Ok(out)
+}
+
+/// Rates over samples: well-formed, and each attribute among samples where it can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rates {
+    pub samples: usize,
+    pub well_formed: f64,
+    pub happy: f64,
+    pub on_topic: f64,
+    pub long: f64,
+    pub kind: f64,
+}
+
+impl Rates {
+    pub fn of(samples: &[Sample]) -> Self {
+        let rate = |a: Attribute| {
+            let known: Vec<bool> = samples.iter().filter_map(|s| a.of(&s.judgement)).collect();
+            known.iter().filter(|&&b| b).count() as f64 / known.len().max(1) as f64
+        };
+        Self {
+            samples: samples.len(),
+            well_formed: samples.iter().filter(|s| s.judgement.well_formed).count() as f64 / samples.len().max(1) as f64,
+            happy: rate(Attribute::Happy),
+            on_topic: rate(Attribute::OnTopic),
+            long: rate(Attribute::Long),
+            kind: rate(Attribute::Kind),
+        }
+    }
+
+    pub fn get(&self, a: Attribute) -> f64 {
+        match a {
+            Attribute::Happy => self.happy,
+            Attribute::OnTopic => self.on_topic,
+            Attribute::Long => self.long,
+            Attribute::Kind => self.kind,
+        }
+    }
+}
+
+/// Monte-Carlo KL(π ‖ π_ref): the mean over the policy's own samples of
+/// log π(y|x) − log π_ref(y|x) (sequence log-probs of the sampled completions, EOS included).
+pub async fn kl_estimate(policy: &Llama, reference: &Llama, tokenizer: &TextTokenizer, samples: &[Sample], device: &burn::tensor::Device) -> Result<f64> {
+    let mut rows = Vec::with_capacity(samples.len());
+    for s in samples {
+        rows.push((tokenizer.encode_prompt(&format_prompt(&s.prompt))?, tokenizer.encode_completion(&s.story)?));
+    }
+    let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(p, c)| (&p[..], &c[..])).collect();
+    let mut total = 0.0;
+    for chunk in refs.chunks(16) {
+        let batch = SequenceBatch::new(chunk, tokenizer.pad_id(), policy.max_positions())?;
+        let [p, r] = read_all([sequence_logps(policy, &batch, device), sequence_logps(reference, &batch, device)]).await?;
+        total += p.iter().zip(&r).map(|(p, r)| (p - r) as f64).sum::<f64>();
+    }
+    Ok(total / samples.len() as f64)
+}
+
+/// One row of a simulation: after `picks` preferences, the attribute's rate and the KL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SimulationPoint {
+    pub picks: usize,
+    pub rate: f64,
+    pub well_formed: f64,
+    pub kl: f64,
+    pub loss: f64,
+    pub margin: f64,
+}
+
+/// A simulated user who, for a random prompt, samples two stories from the current policy and
+/// prefers the one with `attribute` (ties, where both or neither have it, are skipped), applying
+/// the DPO update as the browser does. Measures every `eval_every` picks on `eval_samples` fresh
+/// samples; `on_point` sees each measurement as it is made.
+#[allow(clippy::too_many_arguments)]
+pub async fn simulate(
+    trainer: &mut DpoTrainer,
+    tokenizer: &TextTokenizer,
+    attribute: Attribute,
+    picks: usize,
+    eval_every: usize,
+    eval_samples: usize,
+    sampling: &SamplingConfig,
+    seed: u64,
+    mut on_point: impl FnMut(&SimulationPoint),
+) -> Result<Vec<SimulationPoint>> {
+    let device = trainer.device().clone();
+    let mut world = StoryWorld::new(seed);
+    let mut eval_world = StoryWorld::new(seed ^ 0x5EED_0F_E7A1);
+    let mut points = Vec::new();
+    let (mut done, mut attempts, mut last_loss, mut last_margin) = (0, 0, f64::NAN, f64::NAN);
+    let mut pair_seed = seed.wrapping_mul(1_000_003);
+    loop {
+        if done % eval_every == 0 && points.last().is_none_or(|p: &SimulationPoint| p.picks != done) {
+            let policy = trainer.policy();
+            let eval_sampling = SamplingConfig { seed: seed.wrapping_add(done as u64 * 7919), ..sampling.clone() };
+            let samples = sample_stories(&policy, tokenizer, &mut eval_world, eval_samples, &eval_sampling, &device).await?;
+            let rates = Rates::of(&samples);
+            let kl = kl_estimate(&policy, trainer.reference(), tokenizer, &samples, &device).await?;
+            let point = SimulationPoint { picks: done, rate: rates.get(attribute), well_formed: rates.well_formed, kl, loss: last_loss, margin: last_margin };
+            on_point(&point);
+            points.push(point);
+        }
+        if done >= picks {
+            return Ok(points);
+        }
+        attempts += 1;
+        if attempts > 50 * picks.max(1) {
+            return Err(Error::Setting(format!("after {attempts} pairs only {done} showed a difference in {}; the policy cannot be steered on it", attribute.name())));
+        }
+        // The user's turn: two samples for one prompt, a preference or a skip.
+        let (prompt, _) = world.prompt();
+        let formatted = format_prompt(&prompt);
+        let ids = tokenizer.encode_prompt(&formatted)?;
+        pair_seed = pair_seed.wrapping_add(1);
+        let pair = generate(trainer.policy(), &ids, 2, SamplingConfig { seed: pair_seed, ..sampling.clone() }, tokenizer.eos_id(), &device).await?;
+        let stories = [tokenizer.decode(&pair[0])?, tokenizer.decode(&pair[1])?];
+        let oracle = Oracle::new();
+        let has = stories.each_ref().map(|s| attribute.of(&oracle.judge(&prompt, s)) == Some(true));
+        if has[0] == has[1] {
+            continue;
+        }
+        let (chosen, rejected) = if has[0] { (&stories[0], &stories[1]) } else { (&stories[1], &stories[0]) };
+        let tokenized = TokenizedPair::new(tokenizer, &PreferencePair { prompt: formatted, chosen: chosen.clone(), rejected: rejected.clone() })?;
+        let batch = trainer.prepare(&[tokenized], tokenizer.pad_id()).await?;
+        let reports = trainer.train_batch(&batch).await?;
+        let first = &reports[0].metrics;
+        (last_loss, last_margin) = (first.loss, first.rewards_margins);
+        done += 1;
+    }
+}

@@ -340,7 +340,7 @@ mod cli {
                 for report in block_on(trainer.train_batch(&batch))? {
                     if let Some(why) = &report.skipped {
                         skipped += 1;
-                        bar.println(format!("warning: {why}"));
+                        bar.suspend(|| eprintln!("warning: {why}"));
                     }
                     bar.set_prefix(format!("loss {:.4} margin {:.4}", report.metrics.loss, report.metrics.rewards_margins));
                 }
@@ -466,7 +466,8 @@ mod cli {
                 let sample = block_on(generate(trainer.model(), &ids, 1, sampling, tokenizer.eos_id(), &device.device))?;
                 let story = tokenizer.decode(&sample[0])?;
                 let j = oracle.judge(&prompt, &story);
-                bar.println(format!("step {}: train loss {train_loss:.4}, val loss {val_loss:.4}\n  {prompt}\n  {story}\n  well-formed: {} {:?}", trainer.step, j.well_formed, j.problem));
+                // Printed even when stderr is not a terminal (indicatif hides bars and their println there).
+                bar.suspend(|| eprintln!("step {}: train loss {train_loss:.4}, val loss {val_loss:.4}\n  {prompt}\n  {story}\n  well-formed: {} {:?}", trainer.step, j.well_formed, j.problem));
                 let wall = elapsed_before + started.elapsed().as_secs_f64();
                 block_on(dir.save(&trainer.model(), &a.out))?;
                 write_file(&a.out.join("optimizer.bin"), &trainer.optimizer_state()?)?;

@@ -76,7 +76,7 @@ pub async fn sample_stories(model: &Llama, tokenizer: &TextTokenizer, world: &mu
     Ok(out)
 }
 
-/// Rates over samples: well-formed, and each attribute among samples where it can be told.
+/// Rates over samples: well-formed, and each attribute.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rates {
     pub samples: usize,
@@ -88,11 +88,10 @@ pub struct Rates {
 }
 
 impl Rates {
+    /// A story counts for an attribute only if the oracle can tell it has it (a story without an
+    /// ending is not a happy one).
     pub fn of(samples: &[Sample]) -> Self {
-        let rate = |a: Attribute| {
-            let known: Vec<bool> = samples.iter().filter_map(|s| a.of(&s.judgement)).collect();
-            known.iter().filter(|&&b| b).count() as f64 / known.len().max(1) as f64
-        };
+        let rate = |a: Attribute| samples.iter().filter(|s| a.of(&s.judgement) == Some(true)).count() as f64 / samples.len().max(1) as f64;
         Self {
             samples: samples.len(),
             well_formed: samples.iter().filter(|s| s.judgement.well_formed).count() as f64 / samples.len().max(1) as f64,

@@ -503,6 +503,12 @@ mod cli {
         let points = block_on(simulate(&mut trainer, &tokenizer, attribute, a.picks, a.eval_every, a.eval_samples, &sampling, a.seed, |p| {
             println!("{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
         }))?;
+        let reached = points.iter().find(|p| p.rate >= 0.9);
+        println!("{}", serde_json::json!({
+            "attribute": attribute.name(), "seed": a.seed, "base_rate": points[0].rate,
+            "picks_to_90": reached.map(|p| p.picks), "kl_at_90": reached.map(|p| p.kl), "well_formed_at_90": reached.map(|p| p.well_formed),
+            "final_rate": points.last().map(|p| p.rate), "final_kl": points.last().map(|p| p.kl),
+        }));
         if let Some(path) = &a.csv {
             let mut csv = format!("picks,{},well_formed,kl,loss,margin\n", attribute.name());
             for p in &points {

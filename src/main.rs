@@ -135,12 +135,18 @@ mod cli {
         eval_every: usize,
         #[arg(long, default_value_t = 64)]
         eval_samples: usize,
-        #[arg(long, default_value_t = 0.1)]
-        beta: f64,
-        #[arg(long, default_value_t = 1e-4)]
-        lr: f64,
-        #[arg(long, default_value_t = 1)]
-        steps: usize,
+        /// Defaults to the app's (TrainConfig::default()).
+        #[arg(long)]
+        beta: Option<f64>,
+        /// Defaults to the app's.
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Updates per pick; defaults to the app's.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Picks per update batch (the new one and recent ones); defaults to the app's.
+        #[arg(long)]
+        replay: Option<usize>,
         #[arg(long, default_value_t = 160)]
         max_new_tokens: usize,
         #[arg(long, default_value_t = 0)]
@@ -496,7 +502,15 @@ mod cli {
         let attribute = Attribute::parse(&a.attribute)?;
         let dir = ModelDir::load(&a.model, &device.device)?;
         let tokenizer = dir.tokenizer()?;
-        let config = TrainConfig { dpo: DpoConfig { beta: a.beta, ..DpoConfig::default() }, learning_rate: a.lr, steps_per_pair: a.steps, ..TrainConfig::default() };
+        let app = TrainConfig::default();
+        let config = TrainConfig {
+            dpo: DpoConfig { beta: a.beta.unwrap_or(app.dpo.beta), ..app.dpo },
+            learning_rate: a.lr.unwrap_or(app.learning_rate),
+            steps_per_pair: a.steps.unwrap_or(app.steps_per_pair),
+            replay_pairs: a.replay.unwrap_or(app.replay_pairs),
+            ..app
+        };
+        eprintln!("beta {}, lr {}, {} update(s) per pick on up to {} picks", config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs);
         let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
         let sampling = SamplingConfig { max_new_tokens: a.max_new_tokens, ..SamplingConfig::default() };
         println!("{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}", "picks", attribute.name(), "well_formed", "kl", "loss", "margin");

@@ -26,6 +26,8 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Updates applied to each preference pair (batch) as it arrives.
     pub steps_per_pair: usize,
+    /// A pick trains on a batch of itself and up to this many − 1 earlier picks.
+    pub replay_pairs: usize,
     /// Longest prompt + completion, in tokens; longer rows are truncated (prompt start first).
     pub max_length: usize,
 }
@@ -41,6 +43,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             steps_per_pair: 1,
+            replay_pairs: 8,
             max_length: 512,
         }
     }
@@ -59,8 +62,8 @@ impl TrainConfig {
         if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0) {
             return bad("adam_epsilon must be positive; weight_decay and max_grad_norm non-negative".into());
         }
-        if self.steps_per_pair == 0 || self.max_length < 2 {
-            return bad("steps_per_pair must be at least 1 and max_length at least 2".into());
+        if self.steps_per_pair == 0 || self.replay_pairs == 0 || self.max_length < 2 {
+            return bad("steps_per_pair and replay_pairs must be at least 1, max_length at least 2".into());
         }
         Ok(())
     }
@@ -78,10 +81,22 @@ impl TrainConfig {
 /// A batch of pairs ready to train on: the concatenated sequences and the reference log-probs.
 #[derive(Debug, Clone)]
 pub struct PreparedBatch {
+    pub pairs: Vec<TokenizedPair>,
     pub sequences: SequenceBatch,
     pub n_pairs: usize,
     /// Summed completion log-probs under the reference, `[2n]` (chosen then rejected).
     pub reference_logps: Vec<f32>,
+}
+
+impl PreparedBatch {
+    /// One batch of the pairs of `batches`, in order, reusing their reference log-probs.
+    pub fn merge(batches: &[&PreparedBatch], pad_id: u32, max_len: usize) -> Result<Self> {
+        let pairs: Vec<TokenizedPair> = batches.iter().flat_map(|b| b.pairs.iter().cloned()).collect();
+        let chosen = batches.iter().flat_map(|b| b.reference_logps[..b.n_pairs].iter().copied());
+        let rejected = batches.iter().flat_map(|b| b.reference_logps[b.n_pairs..].iter().copied());
+        let reference_logps = chosen.chain(rejected).collect();
+        Ok(Self { sequences: SequenceBatch::concatenated(&pairs, pad_id, max_len)?, n_pairs: pairs.len(), pairs, reference_logps })
+    }
 }
 
 /// What one update saw (metrics are from before the update), and whether it was applied.
@@ -99,6 +114,7 @@ pub struct DpoTrainer {
     optim: ModuleOptimizer,
     config: TrainConfig,
     device: Device,
+    history: Vec<PreparedBatch>,
 }
 
 impl DpoTrainer {
@@ -107,7 +123,7 @@ impl DpoTrainer {
     pub fn new(policy: Llama, reference: Option<Llama>, config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let reference = reference.unwrap_or_else(|| policy.clone());
-        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: config.optimizer(), config, device: device.clone() })
+        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: config.optimizer(), config, device: device.clone(), history: Vec::new() })
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -139,9 +155,32 @@ impl DpoTrainer {
 
     /// Tokenised pairs → sequences, with the reference log-probs computed once.
     pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
-        let sequences = SequenceBatch::concatenated(pairs, pad_id, self.config.max_length.min(self.reference.max_positions()))?;
+        let sequences = SequenceBatch::concatenated(pairs, pad_id, self.max_len())?;
         let reference_logps = read_f32(self.frozen_logps(&self.reference, &sequences)).await?;
-        Ok(PreparedBatch { sequences, n_pairs: pairs.len(), reference_logps })
+        Ok(PreparedBatch { pairs: pairs.to_vec(), sequences, n_pairs: pairs.len(), reference_logps })
+    }
+
+    fn max_len(&self) -> usize {
+        self.config.max_length.min(self.reference.max_positions())
+    }
+
+    /// Learns from one new preference, as the app does on every pick: `steps_per_pair` updates
+    /// on a batch of this pair (first, so `values[0]` is this pick) and up to `replay_pairs − 1`
+    /// earlier picks, whose shared direction (the preferred attribute) adds up while their
+    /// idiosyncrasies average out.
+    pub async fn learn(&mut self, pair: TokenizedPair, pad_id: u32) -> Result<Vec<StepReport>> {
+        let new = self.prepare(&[pair], pad_id).await?;
+        let earlier = self.history.len().saturating_sub(self.config.replay_pairs.saturating_sub(1));
+        let batches: Vec<&PreparedBatch> = std::iter::once(&new).chain(self.history[earlier..].iter().rev()).collect();
+        let batch = PreparedBatch::merge(&batches, pad_id, self.max_len())?;
+        let reports = self.train_batch(&batch).await?;
+        self.history.push(new);
+        Ok(reports)
+    }
+
+    /// The preferences learnt so far, oldest first.
+    pub fn history(&self) -> &[PreparedBatch] {
+        &self.history
     }
 
     /// The four log-prob vectors `[n]` (policy chosen/rejected, reference chosen/rejected),

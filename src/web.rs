@@ -59,7 +59,7 @@ export interface StepReport { metrics: DpoMetrics; values: PairValues; skipped?:
 export interface TrainConfig {
   dpo: { beta: number; loss_type: "sigmoid" | "ipo" | "hinge" | "robust"; label_smoothing: number };
   learning_rate: number; adam_beta1: number; adam_beta2: number; adam_epsilon: number;
-  weight_decay: number; max_grad_norm: number; steps_per_pair: number; max_length: number;
+  weight_decay: number; max_grad_norm: number; steps_per_pair: number; replay_pairs: number; max_length: number;
 }
 export interface SamplingConfig { temperature: number; top_k: number; top_p: number; max_new_tokens: number; seed: number; }
 "#;
@@ -143,12 +143,12 @@ impl Session {
         to_js(&texts)
     }
 
-    /// Applies the DPO update for one preference (`steps_per_pair` steps); one report per step.
+    /// Learns from one preference (`steps_per_pair` updates on it and recent picks); one report
+    /// per update, `values[0]` being this pick.
     #[wasm_bindgen(unchecked_return_type = "StepReport[]")]
     pub async fn prefer(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, JsError> {
         let pair = TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt, chosen, rejected }).map_err(js_err)?;
-        let batch = self.trainer.prepare(&[pair], self.tokenizer.pad_id()).await.map_err(js_err)?;
-        let reports: Vec<StepReport> = self.trainer.train_batch(&batch).await.map_err(js_err)?;
+        let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await.map_err(js_err)?;
         to_js(&reports)
     }
 

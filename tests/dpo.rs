@@ -161,3 +161,19 @@ fn settings_outside_their_range_are_refused() {
     }
     assert!("dpo".parse::<LossType>().unwrap_err().to_string().contains("sigmoid, ipo, hinge, robust"));
 }
+
+#[test]
+fn a_pick_trains_on_itself_and_recent_picks() {
+    let device = Device::flex();
+    let config = TrainConfig { replay_pairs: 2, ..TrainConfig::default() };
+    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
+    let pairs = tokenized_pairs();
+    let first = block_on(trainer.learn(pairs[0].clone(), 0)).unwrap();
+    assert_eq!(first[0].values.losses.len(), 1);
+    let second = block_on(trainer.learn(pairs[1].clone(), 0)).unwrap();
+    assert_eq!(second[0].values.losses.len(), 2, "the new pick and one earlier pick");
+    // values[0] is the new pick: its reference log-prob is that of pair 1 alone.
+    let alone = block_on(trainer.prepare(&pairs[1..2], 0)).unwrap();
+    assert_eq!(second[0].values.reference_chosen[0], alone.reference_logps[0]);
+    assert_eq!(trainer.history().len(), 2);
+}

@@ -194,8 +194,7 @@ pub async fn simulate(
         }
         let (chosen, rejected) = if has[0] { (&stories[0], &stories[1]) } else { (&stories[1], &stories[0]) };
         let tokenized = TokenizedPair::new(tokenizer, &PreferencePair { prompt: formatted, chosen: chosen.clone(), rejected: rejected.clone() })?;
-        let batch = trainer.prepare(&[tokenized], tokenizer.pad_id()).await?;
-        let reports = trainer.train_batch(&batch).await?;
+        let reports = trainer.learn(tokenized, tokenizer.pad_id()).await?;
         let first = &reports[0].metrics;
         (last_loss, last_margin) = (first.loss, first.rewards_margins);
         done += 1;

@@ -121,6 +121,9 @@ pub struct DpoMetrics {
     /// Global L2 norm of the gradient before clipping (training steps only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grad_norm: Option<f64>,
+    /// NLL per chosen token, when the RPO term is on (training steps only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nll_loss: Option<f64>,
 }
 
 /// Host-side values of one batch, from which [`DpoMetrics`] follow.
@@ -148,6 +151,7 @@ impl PairValues {
             logps_chosen: mean(&self.policy_chosen),
             logps_rejected: mean(&self.policy_rejected),
             grad_norm: None,
+            nll_loss: None,
         }
     }
 }

@@ -147,6 +147,12 @@ mod cli {
         /// Picks per update batch (the new one and recent ones); defaults to the app's.
         #[arg(long)]
         replay: Option<usize>,
+        /// Weight of the NLL-of-chosen term (TRL's rpo_alpha); defaults to the app's.
+        #[arg(long)]
+        rpo_alpha: Option<f64>,
+        /// AdamW epsilon; defaults to the app's.
+        #[arg(long)]
+        adam_epsilon: Option<f64>,
         #[arg(long, default_value_t = 160)]
         max_new_tokens: usize,
         #[arg(long, default_value_t = 0)]
@@ -508,9 +514,11 @@ mod cli {
             learning_rate: a.lr.unwrap_or(app.learning_rate),
             steps_per_pair: a.steps.unwrap_or(app.steps_per_pair),
             replay_pairs: a.replay.unwrap_or(app.replay_pairs),
+            rpo_alpha: a.rpo_alpha.unwrap_or(app.rpo_alpha),
+            adam_epsilon: a.adam_epsilon.unwrap_or(app.adam_epsilon),
             ..app
         };
-        eprintln!("beta {}, lr {}, {} update(s) per pick on up to {} picks", config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs);
+        eprintln!("beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}", config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs, config.rpo_alpha);
         let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
         let sampling = SamplingConfig { max_new_tokens: a.max_new_tokens, ..SamplingConfig::default() };
         println!("{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}", "picks", attribute.name(), "well_formed", "kl", "loss", "margin");

@@ -28,6 +28,10 @@ pub struct TrainConfig {
     pub steps_per_pair: usize,
     /// A pick trains on a batch of itself and up to this many − 1 earlier picks.
     pub replay_pairs: usize,
+    /// TRL's `rpo_alpha` (Pang et al. 2024): adds α · NLL per token of the chosen completions to
+    /// the loss, which keeps the chosen text likely while DPO pushes the rejected text down.
+    /// 0 is plain DPO.
+    pub rpo_alpha: f64,
     /// Longest prompt + completion, in tokens; longer rows are truncated (prompt start first).
     pub max_length: usize,
 }
@@ -43,7 +47,8 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             steps_per_pair: 1,
-            replay_pairs: 8,
+            replay_pairs: 1,
+            rpo_alpha: 0.0,
             max_length: 512,
         }
     }
@@ -59,8 +64,8 @@ impl TrainConfig {
         if !((0.0..1.0).contains(&self.adam_beta1) && (0.0..1.0).contains(&self.adam_beta2)) {
             return bad("Adam betas must be in [0, 1)".into());
         }
-        if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0) {
-            return bad("adam_epsilon must be positive; weight_decay and max_grad_norm non-negative".into());
+        if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0 && self.rpo_alpha >= 0.0) {
+            return bad("adam_epsilon must be positive; weight_decay, max_grad_norm and rpo_alpha non-negative".into());
         }
         if self.steps_per_pair == 0 || self.replay_pairs == 0 || self.max_length < 2 {
             return bad("steps_per_pair and replay_pairs must be at least 1, max_length at least 2".into());
@@ -220,21 +225,29 @@ impl DpoTrainer {
         let ad = self.device.clone().autodiff();
         // Forward: chosen and rejected through the policy as one concatenated batch.
         let logps = sequence_logps(&self.policy, &batch.sequences, &ad);
-        let [pc, pr, rc, rr] = self.dpo_inputs(logps, batch, &ad);
-        // Loss: the mean DPO loss over the pairs.
+        let [pc, pr, rc, rr] = self.dpo_inputs(logps.clone(), batch, &ad);
+        // Loss: the mean DPO loss over the pairs (+ α · NLL of the chosen tokens for RPO).
         let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
-        let loss = out.losses.clone().mean();
+        let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
+        let nll = logps.slice(0..batch.n_pairs).sum().neg().div_scalar(chosen_tokens);
+        let alpha = self.config.rpo_alpha;
+        let loss = if alpha > 0.0 { out.losses.clone().mean() + nll.clone().mul_scalar(alpha) } else { out.losses.clone().mean() };
         // Backward: gradients of the loss w.r.t. every policy parameter.
         let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
         let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
-        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, sq_norm] =
-            read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), sq_norm]).await?;
+        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, nll, sq_norm] =
+            read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), nll.inner(), sq_norm]).await?;
         let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();
         metrics.grad_norm = Some(grad_norm);
+        if alpha > 0.0 {
+            // As TRL logs it: `loss` includes the NLL term, `nll_loss` is the term alone.
+            metrics.nll_loss = Some(nll[0] as f64);
+            metrics.loss += alpha * nll[0] as f64;
+        }
         // Guard: never let a NaN/inf into the weights or the Adam moments.
         let skipped = if !metrics.loss.is_finite() {
             Some(format!("loss is {}; update skipped, weights unchanged", metrics.loss))

@@ -49,6 +49,8 @@ export interface DpoMetrics {
   "logps/rejected": number;
   /** Global gradient norm before clipping. */
   "grad_norm"?: number;
+  /** NLL per chosen token when rpo_alpha > 0 (then included in "loss"). */
+  "nll_loss"?: number;
 }
 export interface PairValues {
   losses: number[]; chosen_rewards: number[]; rejected_rewards: number[];
@@ -59,7 +61,7 @@ export interface StepReport { metrics: DpoMetrics; values: PairValues; skipped?:
 export interface TrainConfig {
   dpo: { beta: number; loss_type: "sigmoid" | "ipo" | "hinge" | "robust"; label_smoothing: number };
   learning_rate: number; adam_beta1: number; adam_beta2: number; adam_epsilon: number;
-  weight_decay: number; max_grad_norm: number; steps_per_pair: number; replay_pairs: number; max_length: number;
+  weight_decay: number; max_grad_norm: number; steps_per_pair: number; replay_pairs: number; rpo_alpha: number; max_length: number;
 }
 export interface SamplingConfig { temperature: number; top_k: number; top_p: number; max_new_tokens: number; seed: number; }
 "#;

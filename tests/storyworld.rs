@@ -53,13 +53,3 @@ fn oracle_refuses_broken_and_foreign_text() {
     assert!(oracle.parse_prompt("Write a poem about the sea.").is_none());
     assert_eq!(oracle.judge("Write a poem about the sea.", &ex.story).on_topic, None, "no request, no topic");
 }
-
-#[test]
-#[ignore = "prints ten stories to read"]
-fn print_ten_stories() {
-    let mut world = StoryWorld::new(4);
-    for _ in 0..10 {
-        let ex = world.example();
-        println!("{}\n  {}\n  {:?}\n", ex.prompt, ex.story, ex.attributes);
-    }
-}

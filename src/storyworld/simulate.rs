@@ -162,6 +162,7 @@ pub async fn simulate(
     let mut points = Vec::new();
     let (mut done, mut attempts, mut last_loss, mut last_margin) = (0, 0, f64::NAN, f64::NAN);
     let mut pair_seed = seed.wrapping_mul(1_000_003);
+    let oracle = Oracle::new();
     loop {
         if done % eval_every == 0 && points.last().is_none_or(|p: &SimulationPoint| p.picks != done) {
             let policy = trainer.policy();
@@ -187,7 +188,6 @@ pub async fn simulate(
         pair_seed = pair_seed.wrapping_add(1);
         let pair = generate(trainer.policy(), &ids, 2, SamplingConfig { seed: pair_seed, ..sampling.clone() }, tokenizer.eos_id(), &device).await?;
         let stories = [tokenizer.decode(&pair[0])?, tokenizer.decode(&pair[1])?];
-        let oracle = Oracle::new();
         let has = stories.each_ref().map(|s| attribute.of(&oracle.judge(&prompt, s)) == Some(true));
         if has[0] == has[1] {
             continue;

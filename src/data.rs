@@ -24,7 +24,3 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Vec<PreferencePair>> {
     }
     Ok(pairs)
 }
-
-pub fn to_jsonl(pairs: &[PreferencePair]) -> String {
-    pairs.iter().map(|p| serde_json::to_string(p).expect("strings serialise") + "\n").collect()
-}

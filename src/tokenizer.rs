@@ -57,11 +57,6 @@ impl TextTokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
     }
-
-    /// The text of each id on its own, for per-token views (special tokens shown as is).
-    pub fn token_texts(&self, ids: &[u32]) -> Vec<String> {
-        ids.iter().map(|&id| self.inner.decode(&[id], false).unwrap_or_default()).collect()
-    }
 }
 
 /// Special tokens of [`byte_level_tokenizer_json`]: ids 0, 1, 2; the 256 bytes follow.

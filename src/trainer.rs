@@ -228,17 +228,22 @@ impl DpoTrainer {
         let [pc, pr, rc, rr] = self.dpo_inputs(logps.clone(), batch, &ad);
         // Loss: the mean DPO loss over the pairs (+ α · NLL of the chosen tokens for RPO).
         let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
-        let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
-        let nll = logps.slice(0..batch.n_pairs).sum().neg().div_scalar(chosen_tokens);
         let alpha = self.config.rpo_alpha;
-        let loss = if alpha > 0.0 { out.losses.clone().mean() + nll.clone().mul_scalar(alpha) } else { out.losses.clone().mean() };
+        let nll = (alpha > 0.0).then(|| {
+            let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
+            logps.slice(0..batch.n_pairs).sum().neg().div_scalar(chosen_tokens)
+        });
+        let loss = match &nll {
+            Some(nll) => out.losses.clone().mean() + nll.clone().mul_scalar(alpha),
+            None => out.losses.clone().mean(),
+        };
         // Backward: gradients of the loss w.r.t. every policy parameter.
         let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
         let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
         let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, nll, sq_norm] =
-            read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), nll.inner(), sq_norm]).await?;
+            read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner), sq_norm]).await?;
         let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();

@@ -3,29 +3,57 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Transaction, TensorData};
+use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde_json::{Value, json};
 
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 use crate::model::Llama;
 
-/// Serialises every parameter as little-endian f32 (one GPU read for the whole model).
-pub async fn to_safetensors(model: &Llama) -> Result<Vec<u8>> {
-    let named = model.named_tensors();
+/// How tensors are stored in a written file (always computed in f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    #[default]
+    F32,
+    /// Half the bytes; round-to-nearest-even from f32.
+    F16,
+}
+
+/// Serialises every parameter with its HF name (one device read for the whole model).
+pub async fn to_safetensors(model: &Llama, dtype: Dtype) -> Result<Vec<u8>> {
+    write_safetensors(&model.named_tensors(), &[], dtype).await
+}
+
+/// A safetensors file of flattened tensors with their shapes, and `__metadata__` strings; one
+/// device read for all of them.
+pub async fn write_safetensors(tensors: &[(String, Vec<usize>, Tensor<1>)], metadata: &[(String, String)], dtype: Dtype) -> Result<Vec<u8>> {
     let mut tx = Transaction::default();
-    for (_, _, t) in &named {
+    for (_, _, t) in tensors {
         tx = tx.register(t.clone());
     }
     let datas = tx.execute_async().await?;
+    let mut meta = serde_json::Map::new();
+    meta.insert("format".into(), json!("pt"));
+    for (k, v) in metadata {
+        meta.insert(k.clone(), json!(v));
+    }
     let mut header = serde_json::Map::new();
-    header.insert("__metadata__".into(), json!({ "format": "pt" }));
+    header.insert("__metadata__".into(), Value::Object(meta));
     let mut body = Vec::new();
-    for ((name, shape, _), data) in named.iter().zip(datas) {
-        let values = data.try_to_vec::<f32>().map_err(|e| Error::Device(format!("reading {name}: {e:?}")))?;
+    for ((name, shape, _), data) in tensors.iter().zip(datas) {
+        let values = data.convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Device(format!("reading {name}: {e:?}")))?;
         let start = body.len();
-        body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-        header.insert(name.clone(), json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, body.len()] }));
+        let name_of_dtype = match dtype {
+            Dtype::F32 => {
+                body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+                "F32"
+            }
+            Dtype::F16 => {
+                body.extend(values.iter().flat_map(|&v| f32_to_f16(v).to_le_bytes()));
+                "F16"
+            }
+        };
+        header.insert(name.clone(), json!({ "dtype": name_of_dtype, "shape": shape, "data_offsets": [start, body.len()] }));
     }
     let mut header = serde_json::to_vec(&Value::Object(header)).expect("header serialises");
     // The data section starts 8-byte aligned, as the reference writer does.
@@ -46,15 +74,20 @@ pub struct TensorEntry<'a> {
 
 /// Parses a safetensors buffer, refusing a malformed header or a tensor whose bytes are missing
 /// (a truncated download), by name.
-pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<BTreeMap<String, TensorEntry<'a>>> {
+/// Returns the tensors by name and the `__metadata__` strings.
+pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<(BTreeMap<String, TensorEntry<'a>>, BTreeMap<String, String>)> {
     let err = |m: String| Error::checkpoint(file, m);
     let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize).ok_or_else(|| err("file is shorter than the 8-byte safetensors header length; is it truncated?".into()))?;
     let header_end = 8usize.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| err(format!("header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors", bytes.len())))?;
     let header: BTreeMap<String, Value> = serde_json::from_slice(&bytes[8..header_end]).map_err(|e| err(format!("header is not valid JSON: {e}")))?;
     let data = &bytes[header_end..];
     let mut out = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
     for (name, info) in header {
         if name == "__metadata__" {
+            if let Value::Object(m) = info {
+                metadata.extend(m.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))));
+            }
             continue;
         }
         let dtype = info["dtype"].as_str().ok_or_else(|| err(format!("tensor {name} has no dtype")))?.to_string();
@@ -74,7 +107,7 @@ pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<BTreeMap<Str
         }
         out.insert(name, TensorEntry { dtype, shape, bytes: &data[start..end] });
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
 impl TensorEntry<'_> {
@@ -86,6 +119,35 @@ impl TensorEntry<'_> {
             _ => self.bytes.chunks_exact(2).map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]]))).collect(),
         }
     }
+}
+
+/// IEEE half precision, rounding to nearest even; overflow gives ±inf.
+fn f32_to_f16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    let sign = ((bits >> 16) & 0x8000) as u16;
+    let exp = ((bits >> 23) & 0xff) as i32;
+    let mant = bits & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if mant != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        // Subnormal half (or zero): shift the implicit-1 mantissa into place, rounding.
+        if e < -10 {
+            return sign;
+        }
+        let m = mant | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rounded = (m + half - 1 + ((m >> shift) & 1)) >> shift;
+        return sign | rounded as u16;
+    }
+    let rounded = mant + 0xfff + ((mant >> 13) & 1);
+    // A mantissa carry rolls into the exponent, which is exactly right (up to inf).
+    sign | (((e as u32) << 10) + (rounded >> 13)) as u16
 }
 
 fn f16_to_f32(h: u16) -> f32 {
@@ -103,7 +165,7 @@ fn f16_to_f32(h: u16) -> f32 {
 /// Loads a model from safetensors bytes; every tensor the config needs must be present with
 /// its exact shape. Nothing is kept on failure.
 pub fn from_safetensors(config: &LlamaConfig, bytes: &[u8], file: &str, device: &Device) -> Result<Llama> {
-    let tensors = parse_safetensors(bytes, file)?;
+    let (tensors, _) = parse_safetensors(bytes, file)?;
     Llama::load(
         config,
         &mut |name, shape| {
@@ -115,4 +177,20 @@ pub fn from_safetensors(config: &LlamaConfig, bytes: &[u8], file: &str, device: 
         },
         device,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_encodings() {
+        for (v, h) in [(1.0f32, 0x3c00u16), (-2.0, 0xc000), (0.1, 0x2e66), (65504.0, 0x7bff), (65520.0, 0x7c00), (2f32.powi(-24), 0x0001), (2f32.powi(-14), 0x0400), (1.0 + 2f32.powi(-11), 0x3c00), (1.0 + 3.0 * 2f32.powi(-11), 0x3c02), (0.0, 0)] {
+            assert_eq!(f32_to_f16(v), h, "{v}");
+            if h & 0x7c00 != 0x7c00 {
+                assert!((f16_to_f32(h) - v).abs() <= v.abs() * 2f32.powi(-11), "{v}");
+            }
+        }
+        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
+    }
 }

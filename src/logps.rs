@@ -91,6 +91,11 @@ impl SequenceBatch {
 
 /// Sum of completion-token log-probs of each row: `[rows]`. Differentiable when `model` is.
 pub fn sequence_logps(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
+    token_logps(model, batch, device).sum_dim(1).reshape([batch.rows])
+}
+
+/// Log-prob of each label token, zero outside completions: `[rows, len - 1]`.
+pub fn token_logps(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
     let (rows, len) = (batch.rows, batch.len);
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, len - 1]), device);
@@ -99,5 +104,5 @@ pub fn sequence_logps(model: &Llama, batch: &SequenceBatch, device: &Device) -> 
     let logp = log_softmax(logits.slice([0..rows, 0..len - 1, 0..vocab]), 2);
     let labels = tokens.slice([0..rows, 1..len]).unsqueeze_dim::<3>(2);
     let token_logps = logp.gather(2, labels).reshape([rows, len - 1]);
-    token_logps.mul(mask).sum_dim(1).reshape([rows])
+    token_logps.mul(mask)
 }

@@ -450,9 +450,9 @@ mod cli {
         let mut trainer = Pretrainer::new(dir.model.clone(), config, &device.device);
         let mut elapsed_before = 0.0;
         if let Some(state) = &state {
-            let opt_path = a.out.join("optimizer.bin");
+            let opt_path = a.out.join("optimizer.safetensors");
             let bytes = std::fs::read(&opt_path).map_err(|e| Error::io(&opt_path, e))?;
-            trainer.resume(bytes, state["step"].as_u64().unwrap_or(0) as usize)?;
+            trainer.resume(&bytes)?;
             elapsed_before = state["wall_seconds"].as_f64().unwrap_or(0.0);
             eprintln!("resuming at step {}", trainer.step);
         }
@@ -482,7 +482,7 @@ mod cli {
                 bar.suspend(|| eprintln!("step {}: train loss {train_loss:.4}, val loss {val_loss:.4}\n  {prompt}\n  {story}\n  well-formed: {} {:?}", trainer.step, j.well_formed, j.problem));
                 let wall = elapsed_before + started.elapsed().as_secs_f64();
                 block_on(dir.save(&trainer.model(), &a.out))?;
-                write_file(&a.out.join("optimizer.bin"), &trainer.optimizer_state()?)?;
+                write_file(&a.out.join("optimizer.safetensors"), &block_on(trainer.optimizer_state())?)?;
                 let state = serde_json::json!({"step": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": wall, "config": trainer.config, "stories": a.stories, "seed": a.seed});
                 write_file(&state_path, serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
             }
@@ -497,8 +497,17 @@ mod cli {
         let tokenizer = dir.tokenizer()?;
         let sampling = SamplingConfig { temperature: a.temperature, max_new_tokens: a.max_new_tokens, seed: a.seed, ..SamplingConfig::default() };
         let samples = block_on(sample_stories(&dir.model, &tokenizer, &mut StoryWorld::new(a.seed ^ 0xA11CE), a.samples, &sampling, &device.device))?;
-        for s in samples.iter().filter(|s| !s.judgement.well_formed).take(3) {
-            eprintln!("ill-formed ({:?}): {}", s.judgement.problem, s.story);
+        // What goes wrong, most frequent first, with one example each.
+        let mut problems: std::collections::BTreeMap<String, (usize, &str)> = Default::default();
+        for s in samples.iter().filter(|s| !s.judgement.well_formed) {
+            let problem = s.judgement.problem.as_deref().unwrap_or_default();
+            let kind = problem.split(':').next().unwrap_or_default().to_string();
+            problems.entry(kind).or_insert((0, &s.story)).0 += 1;
+        }
+        let mut problems: Vec<_> = problems.into_iter().collect();
+        problems.sort_by_key(|(_, (count, _))| std::cmp::Reverse(*count));
+        for (problem, (count, example)) in problems {
+            eprintln!("{count} × {problem}, e.g.: {example}");
         }
         println!("{}", serde_json::to_string(&Rates::of(&samples)).unwrap());
         Ok(())

@@ -19,9 +19,13 @@ pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a
 fn param<const D: usize>(source: &mut TensorSource, name: &str, shape: [usize; D], device: &Device) -> Result<Param<Tensor<D>>> {
     let data = source(name, &shape)?;
     let mut param = Param::from_tensor(Tensor::from_data(data, device));
-    // FNV-1a: stable across runs and targets.
-    param.id = ParamId::from(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)));
+    param.id = param_id(name);
     Ok(param)
+}
+
+/// The id of the parameter named `name` (FNV-1a of the name: stable across runs and targets).
+pub fn param_id(name: &str) -> ParamId {
+    ParamId::from(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)))
 }
 
 /// A bias-free linear layer with the weight stored `[out, in]`.

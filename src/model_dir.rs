@@ -38,7 +38,7 @@ impl ModelDir {
     /// Writes `model` with this directory's config and tokenizer to `out`. The files go to a
     /// sibling first and replace `out` only once all are written, so a failure loses nothing.
     pub async fn save(&self, model: &Llama, out: &Path) -> Result<()> {
-        let weights = checkpoint::to_safetensors(model).await?;
+        let weights = checkpoint::to_safetensors(model, checkpoint::Dtype::F32).await?;
         let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
         let staging = out.with_file_name(format!(".{name}.partial"));
         let _ = fs::remove_dir_all(&staging);

@@ -3,10 +3,11 @@
 //! state bytes and the step counter.
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::{Bytes, Device, Tensor};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::adamw::{AdamW, AdamWConfig};
 use crate::error::{Error, Result};
 use crate::logps::{SequenceBatch, sequence_logps};
 use crate::model::Llama;
@@ -38,7 +39,7 @@ impl PretrainConfig {
 
 pub struct Pretrainer {
     model: Llama,
-    optim: ModuleOptimizer,
+    optim: AdamW,
     pub config: PretrainConfig,
     device: Device,
     /// Steps taken so far.
@@ -47,20 +48,24 @@ pub struct Pretrainer {
 
 impl Pretrainer {
     pub fn new(model: Llama, config: PretrainConfig, device: &Device) -> Self {
-        let optim = AdamWConfig::new().with_beta_2(0.95).with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init();
+        let optim = AdamW::new(Self::adamw(&config));
         Self { model: model.fork(&device.clone().autodiff()).train(), optim, config, device: device.clone(), step: 0 }
     }
 
-    /// Continues from saved optimizer state after `step` steps.
-    pub fn resume(&mut self, optimizer_state: Vec<u8>, step: usize) -> Result<()> {
-        let optim = std::mem::replace(&mut self.optim, AdamWConfig::new().init());
-        self.optim = optim.from_bytes(Bytes::from_bytes_vec(optimizer_state)).map_err(|e| Error::checkpoint("optimizer state", format!("{e:?}")))?;
-        self.step = step;
+    fn adamw(config: &PretrainConfig) -> AdamWConfig {
+        AdamWConfig { beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weight_decay: config.weight_decay }
+    }
+
+    /// Continues from [`Pretrainer::optimizer_state`]'s bytes; the step count comes with them.
+    pub fn resume(&mut self, optimizer_state: &[u8]) -> Result<()> {
+        self.optim = AdamW::from_safetensors(Self::adamw(&self.config), &self.model, optimizer_state, "optimizer.safetensors", &self.device)?;
+        self.step = self.optim.steps as usize;
         Ok(())
     }
 
-    pub fn optimizer_state(&self) -> Result<Vec<u8>> {
-        Ok(self.optim.into_bytes().map_err(|e| Error::Device(format!("saving optimizer state: {e:?}")))?.to_vec())
+    /// The optimizer state as safetensors (PyTorch's names), including the step count.
+    pub async fn optimizer_state(&self) -> Result<Vec<u8>> {
+        self.optim.to_safetensors(&self.model).await
     }
 
     pub fn model(&self) -> Llama {

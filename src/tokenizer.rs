@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::config::LlamaConfig;
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     eos: u32,

@@ -5,13 +5,15 @@
 //! and reused by every step on it.
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 
+use crate::adamw::{AdamW, AdamWConfig};
+use crate::checkpoint::{self, Dtype};
 use crate::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
 use crate::error::{Error, Result};
-use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps};
+use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
 use crate::model::Llama;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,13 +75,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    fn optimizer(&self) -> ModuleOptimizer {
-        AdamWConfig::new()
-            .with_beta_1(self.adam_beta1 as f32)
-            .with_beta_2(self.adam_beta2 as f32)
-            .with_epsilon(self.adam_epsilon as f32)
-            .with_weight_decay(self.weight_decay as f32)
-            .init()
+    fn adamw(&self) -> AdamWConfig {
+        AdamWConfig { beta1: self.adam_beta1, beta2: self.adam_beta2, epsilon: self.adam_epsilon, weight_decay: self.weight_decay }
     }
 }
 
@@ -116,10 +113,26 @@ pub struct StepReport {
 pub struct DpoTrainer {
     policy: Llama,
     reference: Llama,
-    optim: ModuleOptimizer,
+    optim: AdamW,
     config: TrainConfig,
     device: Device,
     history: Vec<PreparedBatch>,
+}
+
+/// Everything an update changes, captured before it: restoring it undoes the update exactly.
+/// Cheap: tensors are immutable and shared, nothing is copied.
+#[derive(Clone)]
+pub struct TrainerSnapshot {
+    policy: Llama,
+    optim: AdamW,
+    history_len: usize,
+}
+
+/// Per-token log-probs of one completion (EOS included) under the policy and the reference.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenLogps {
+    pub policy: Vec<f32>,
+    pub reference: Vec<f32>,
 }
 
 impl DpoTrainer {
@@ -128,7 +141,7 @@ impl DpoTrainer {
     pub fn new(policy: Llama, reference: Option<Llama>, config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let reference = reference.unwrap_or_else(|| policy.clone());
-        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: config.optimizer(), config, device: device.clone(), history: Vec::new() })
+        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: AdamW::new(config.adamw()), config, device: device.clone(), history: Vec::new() })
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -138,11 +151,78 @@ impl DpoTrainer {
     /// Changes the settings; the optimizer state is kept (only its hyper-parameters change).
     pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
         config.validate()?;
-        if (config.adam_beta1, config.adam_beta2, config.adam_epsilon, config.weight_decay) != (self.config.adam_beta1, self.config.adam_beta2, self.config.adam_epsilon, self.config.weight_decay) {
-            self.optim = config.optimizer().load_record(self.optim.to_record());
-        }
+        self.optim.config = config.adamw();
         self.config = config;
         Ok(())
+    }
+
+    /// The state before an update, to [`DpoTrainer::restore`] later.
+    pub fn snapshot(&self) -> TrainerSnapshot {
+        TrainerSnapshot { policy: self.policy.clone(), optim: self.optim.clone(), history_len: self.history.len() }
+    }
+
+    /// Returns to a snapshot: the same weights, optimizer moments and step count, and the picks
+    /// learnt since forgotten.
+    pub fn restore(&mut self, snapshot: TrainerSnapshot) {
+        self.policy = snapshot.policy;
+        self.optim = snapshot.optim;
+        self.history.truncate(snapshot.history_len);
+    }
+
+    /// The policy back to the reference, a fresh optimizer, no picks learnt.
+    pub fn reset(&mut self) {
+        self.policy = self.reference.clone().fork(&self.device.clone().autodiff()).train();
+        self.optim = AdamW::new(self.config.adamw());
+        self.history.clear();
+    }
+
+    /// Updates applied so far.
+    pub fn steps(&self) -> u64 {
+        self.optim.steps
+    }
+
+    /// The policy's weights and the optimizer state as two safetensors files.
+    pub async fn save_state(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        let policy = self.policy();
+        Ok((checkpoint::to_safetensors(&policy, Dtype::F32).await?, self.optim.to_safetensors(&policy).await?))
+    }
+
+    /// Continues from saved state: `policy` (plain) and [`DpoTrainer::save_state`]'s optimizer
+    /// file (`None`: a fresh optimizer). The reference is unchanged. On error nothing changes.
+    pub fn load_state(&mut self, policy: Llama, optimizer: Option<&[u8]>) -> Result<()> {
+        let optim = match optimizer {
+            Some(bytes) => AdamW::from_safetensors(self.config.adamw(), &policy, bytes, "optimizer.safetensors", &self.device)?,
+            None => AdamW::new(self.config.adamw()),
+        };
+        self.policy = policy.fork(&self.device.clone().autodiff()).train();
+        self.optim = optim;
+        self.history.clear();
+        Ok(())
+    }
+
+    /// Adds earlier picks to the history that `replay_pairs` draws on (after a reload).
+    pub async fn remember(&mut self, pairs: &[TokenizedPair], pad_id: u32) -> Result<()> {
+        for pair in pairs {
+            let batch = self.prepare(std::slice::from_ref(pair), pad_id).await?;
+            self.history.push(batch);
+        }
+        Ok(())
+    }
+
+    /// Per-token log-probs of each (prompt, completion) under the policy and the reference: how
+    /// far the policy has moved from the reference on every token (one device read).
+    pub async fn token_logps(&self, rows: &[(&[u32], &[u32])], pad_id: u32) -> Result<Vec<TokenLogps>> {
+        let batch = SequenceBatch::new(rows, pad_id, self.max_len())?;
+        let ad = self.device.clone().autodiff();
+        let frozen = |model: &Llama| token_logps(&model.valid().fork(&ad).no_grad(), &batch, &ad).inner().reshape([batch.rows * (batch.len - 1)]);
+        let [policy, reference] = read_all([frozen(&self.policy), frozen(&self.reference)]).await?;
+        let width = batch.len - 1;
+        Ok((0..batch.rows)
+            .map(|r| {
+                let keep = |v: &[f32]| (0..width).filter(|&t| batch.mask[r * width + t] > 0.0).map(|t| v[r * width + t]).collect();
+                TokenLogps { policy: keep(&policy), reference: keep(&reference) }
+            })
+            .collect())
     }
 
     /// The current policy without autodiff, for sampling and saving.
@@ -286,12 +366,9 @@ pub(crate) fn grad_norm_squared(model: &Llama, grads: &GradientsParams, device: 
 
 /// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
 /// applies one optimizer step.
-pub(crate) fn clipped_step(optim: &mut ModuleOptimizer, model: Llama, mut grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> Llama {
-    if max_norm > 0.0 && grad_norm > max_norm {
-        let mut scale = ScaleGrads { grads: &mut grads, scale: max_norm / (grad_norm + 1e-6) };
-        model.visit(&mut scale);
-    }
-    optim.step(lr, model, grads)
+pub(crate) fn clipped_step(optim: &mut AdamW, model: Llama, grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> Llama {
+    let scale = if max_norm > 0.0 && grad_norm > max_norm { max_norm / (grad_norm + 1e-6) } else { 1.0 };
+    optim.step(lr, model, grads, scale)
 }
 
 /// Sum of squared gradient entries over all parameters.
@@ -308,19 +385,6 @@ impl ModuleVisitor for GradNormSquared<'_> {
                 Some(t) => t + s,
                 None => s,
             });
-        }
-    }
-}
-
-struct ScaleGrads<'a> {
-    grads: &'a mut GradientsParams,
-    scale: f64,
-}
-
-impl ModuleVisitor for ScaleGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.remove::<D>(param.id) {
-            self.grads.register(param.id, g.mul_scalar(self.scale));
         }
     }
 }

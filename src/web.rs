@@ -6,15 +6,15 @@ use std::sync::Once;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::checkpoint;
+use crate::checkpoint::{self, Dtype};
 use crate::config::LlamaConfig;
 use crate::data::PreferencePair;
 use crate::device::ComputeDevice;
-use crate::generate::{SamplingConfig, generate};
+use crate::generate::{Decoder, SamplingConfig};
 use crate::logps::TokenizedPair;
 use crate::model::Llama;
 use crate::tokenizer::TextTokenizer;
-use crate::trainer::{DpoTrainer, StepReport, TrainConfig};
+use crate::trainer::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
 
 unsafe extern "C" {
     fn __wasm_call_ctors();
@@ -64,6 +64,10 @@ export interface TrainConfig {
   weight_decay: number; max_grad_norm: number; steps_per_pair: number; replay_pairs: number; rpo_alpha: number; max_length: number;
 }
 export interface SamplingConfig { temperature: number; top_k: number; top_p: number; max_new_tokens: number; seed: number; }
+/** A completion split into tokens (EOS included, shown as "</s>") with each token's log-prob
+ *  under the policy and under the reference. */
+export interface TokenScores { tokens: string[]; policy: number[]; reference: number[]; }
+export interface TrainingState { weights: Uint8Array; optimizer: Uint8Array; }
 "#;
 
 fn js_err(e: crate::Error) -> JsError {
@@ -134,30 +138,104 @@ impl Session {
         self.trainer.set_config(config).map_err(js_err)
     }
 
-    /// `n` responses to `prompt` from the current policy (`reference = true`: from the reference).
-    #[wasm_bindgen(unchecked_return_type = "string[]")]
-    pub async fn generate(&self, prompt: String, n: usize, #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue, reference: bool) -> Result<JsValue, JsError> {
+    /// Starts sampling `n` responses to `prompt` from the current policy (`reference = true`:
+    /// from the reference); [`Generation::next`] yields them token by token.
+    #[wasm_bindgen(js_name = startGeneration)]
+    pub fn start_generation(&self, prompt: String, n: usize, #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue, reference: bool) -> Result<Generation, JsError> {
         let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
         let ids = self.tokenizer.encode_prompt(&prompt).map_err(js_err)?;
         let model: Llama = if reference { self.trainer.reference().clone() } else { self.trainer.policy() };
-        let samples = generate(model, &ids, n, sampling, self.tokenizer.eos_id(), &self.device.device).await.map_err(js_err)?;
-        let texts = samples.iter().map(|s| self.tokenizer.decode(s)).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
-        to_js(&texts)
+        let decoder = Decoder::new(model, &ids, n, sampling, self.tokenizer.eos_id(), &self.device.device).map_err(js_err)?;
+        Ok(Generation { decoder, tokenizer: self.tokenizer.clone() })
     }
 
     /// Learns from one preference (`steps_per_pair` updates on it and recent picks); one report
     /// per update, `values[0]` being this pick.
     #[wasm_bindgen(unchecked_return_type = "StepReport[]")]
     pub async fn prefer(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, JsError> {
-        let pair = TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt, chosen, rejected }).map_err(js_err)?;
+        let pair = self.tokenize(prompt, chosen, rejected)?;
         let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await.map_err(js_err)?;
         to_js(&reports)
     }
 
-    /// The current policy as model.safetensors bytes (HF Llama names).
+    /// `steps_per_pair` updates on one pair without adding it to the picks that are replayed
+    /// (training again on history, or on imported pairs).
+    #[wasm_bindgen(js_name = trainOn, unchecked_return_type = "StepReport[]")]
+    pub async fn train_on(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, JsError> {
+        let pair = self.tokenize(prompt, chosen, rejected)?;
+        let batch = self.trainer.prepare(&[pair], self.tokenizer.pad_id()).await.map_err(js_err)?;
+        to_js(&self.trainer.train_batch(&batch).await.map_err(js_err)?)
+    }
+
+    /// Makes earlier picks available for replay again (after restoring saved state).
+    pub async fn remember(&mut self, prompt: String, chosen: String, rejected: String) -> Result<(), JsError> {
+        let pair = self.tokenize(prompt, chosen, rejected)?;
+        self.trainer.remember(&[pair], self.tokenizer.pad_id()).await.map_err(js_err)
+    }
+
+    fn tokenize(&self, prompt: String, chosen: String, rejected: String) -> Result<TokenizedPair, JsError> {
+        TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt, chosen, rejected }).map_err(js_err)
+    }
+
+    /// Each token of `completion` with its log-prob under the policy and the reference.
+    #[wasm_bindgen(js_name = tokenScores, unchecked_return_type = "TokenScores")]
+    pub async fn token_scores(&self, prompt: String, completion: String) -> Result<JsValue, JsError> {
+        let prompt = self.tokenizer.encode_prompt(&prompt).map_err(js_err)?;
+        let completion = self.tokenizer.encode_completion(&completion).map_err(js_err)?;
+        let [scores] = <[_; 1]>::try_from(self.trainer.token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id()).await.map_err(js_err)?).map_err(|_| JsError::new("expected one row"))?;
+        // Truncation to the context keeps the start of the completion.
+        let tokens = completion[..scores.policy.len()].iter().map(|&id| if id == self.tokenizer.eos_id() { Ok("</s>".to_string()) } else { self.tokenizer.decode(&[id]) }).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
+        #[derive(Serialize)]
+        struct TokenScores {
+            tokens: Vec<String>,
+            policy: Vec<f32>,
+            reference: Vec<f32>,
+        }
+        to_js(&TokenScores { tokens, policy: scores.policy, reference: scores.reference })
+    }
+
+    /// Everything the next update will change, to [`Session::restore`] (undo).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.trainer.snapshot())
+    }
+
+    pub fn restore(&mut self, snapshot: &Snapshot) {
+        self.trainer.restore(snapshot.0.clone());
+    }
+
+    /// The policy back to the reference with a fresh optimizer.
+    pub fn reset(&mut self) {
+        self.trainer.reset();
+    }
+
+    /// Updates applied to the policy so far.
+    #[wasm_bindgen(getter)]
+    pub fn steps(&self) -> f64 {
+        self.trainer.steps() as f64
+    }
+
+    /// Policy weights and optimizer state as safetensors bytes, to store and load back.
+    #[wasm_bindgen(js_name = saveState, unchecked_return_type = "TrainingState")]
+    pub async fn save_state(&self) -> Result<JsValue, JsError> {
+        let (weights, optimizer) = self.trainer.save_state().await.map_err(js_err)?;
+        let state = js_sys::Object::new();
+        js_sys::Reflect::set(&state, &"weights".into(), &js_sys::Uint8Array::from(&weights[..]).into()).map_err(|_| JsError::new("could not build the state object"))?;
+        js_sys::Reflect::set(&state, &"optimizer".into(), &js_sys::Uint8Array::from(&optimizer[..]).into()).map_err(|_| JsError::new("could not build the state object"))?;
+        Ok(state.into())
+    }
+
+    /// Continues from saved policy weights (model.safetensors, f32/f16/bf16) and, if given, the
+    /// optimizer state of [`Session::save_state`]. A file that does not fit changes nothing.
+    #[wasm_bindgen(js_name = loadState)]
+    pub fn load_state(&mut self, weights: Vec<u8>, optimizer: Option<Vec<u8>>) -> Result<(), JsError> {
+        let policy = checkpoint::from_safetensors(&self.config, &weights, "model.safetensors", &self.device.device).map_err(js_err)?;
+        self.trainer.load_state(policy, optimizer.as_deref()).map_err(js_err)
+    }
+
+    /// The current policy as model.safetensors bytes (HF Llama names, f32).
     #[wasm_bindgen(js_name = policyWeights)]
     pub async fn policy_weights(&self) -> Result<Vec<u8>, JsError> {
-        checkpoint::to_safetensors(&self.trainer.policy()).await.map_err(js_err)
+        checkpoint::to_safetensors(&self.trainer.policy(), Dtype::F32).await.map_err(js_err)
     }
 
     /// The config.json of the loaded model.
@@ -167,13 +245,38 @@ impl Session {
     }
 }
 
+/// Responses being sampled; see [`Session::start_generation`].
+#[wasm_bindgen]
+pub struct Generation {
+    decoder: Decoder,
+    tokenizer: TextTokenizer,
+}
+
+#[wasm_bindgen]
+impl Generation {
+    /// Samples one more token of every response and returns the texts so far, or `undefined`
+    /// once every response has ended.
+    #[wasm_bindgen(unchecked_return_type = "string[] | undefined")]
+    pub async fn next(&mut self) -> Result<JsValue, JsError> {
+        if self.decoder.step().await.map_err(js_err)?.is_none() {
+            return Ok(JsValue::UNDEFINED);
+        }
+        let texts = self.decoder.samples().iter().map(|s| self.tokenizer.decode(s)).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
+        to_js(&texts)
+    }
+}
+
+/// An opaque copy of the training state; see [`Session::snapshot`].
+#[wasm_bindgen]
+pub struct Snapshot(TrainerSnapshot);
+
 /// A randomly initialised model's safetensors bytes, for demos and tests without a download.
 #[wasm_bindgen(js_name = initWeights)]
 pub async fn init_weights(config_json: String, seed: u64) -> Result<Vec<u8>, JsError> {
     init_runtime();
     let config = LlamaConfig::from_json(&config_json).map_err(js_err)?;
     let model = Llama::init(&config, seed, &ComputeDevice::cpu().device).map_err(js_err)?;
-    checkpoint::to_safetensors(&model).await.map_err(js_err)
+    checkpoint::to_safetensors(&model, Dtype::F32).await.map_err(js_err)
 }
 
 /// A byte-level tokenizer.json matching [`initWeights`] models whose vocab is 259.

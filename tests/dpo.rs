@@ -7,7 +7,7 @@ mod common;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
-use webdpo::checkpoint::to_safetensors;
+use webdpo::checkpoint::{Dtype, to_safetensors};
 use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
@@ -138,11 +138,11 @@ fn non_finite_update_is_refused_and_weights_are_untouched() {
     poisoned.embed_tokens = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(data, [tiny_config().vocab_size, d]), &device));
     let mut trainer = DpoTrainer::new(poisoned, Some(clean), TrainConfig::default(), &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
-    let before = block_on(to_safetensors(&trainer.policy())).unwrap();
+    let before = block_on(to_safetensors(&trainer.policy(), Dtype::F32)).unwrap();
     let report = block_on(trainer.step(&batch)).unwrap();
     assert!(report.skipped.as_deref().unwrap().contains("skipped"), "{:?}", report.skipped);
     assert!(!report.metrics.loss.is_finite());
-    let after = block_on(to_safetensors(&trainer.policy())).unwrap();
+    let after = block_on(to_safetensors(&trainer.policy(), Dtype::F32)).unwrap();
     assert!(before == after, "weights changed by a refused update");
 }
 

@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
-use webdpo::checkpoint::{from_safetensors, parse_safetensors, to_safetensors};
+use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::generate::{SamplingConfig, generate, sample_token};
 use webdpo::logps::{SequenceBatch, sequence_logps};
 use webdpo::model::{KvCache, Llama};
@@ -141,13 +141,13 @@ fn checkpoint_round_trip_is_bit_exact() {
         let mut config = tiny_config();
         config.tie_word_embeddings = tie;
         let model = Llama::init(&config, 11, &device).unwrap();
-        let bytes = block_on(to_safetensors(&model)).unwrap();
+        let bytes = block_on(to_safetensors(&model, Dtype::F32)).unwrap();
         let loaded = from_safetensors(&config, &bytes, "model.safetensors", &device).unwrap();
-        assert!(bytes == block_on(to_safetensors(&loaded)).unwrap());
+        assert!(bytes == block_on(to_safetensors(&loaded, Dtype::F32)).unwrap());
         let ids = tokens(&[1, 40, 50], &device);
         assert_eq!(values(model.forward(ids.clone(), None)), values(loaded.forward(ids, None)));
         // The file holds exactly the HF names; a tied head is not written twice.
-        let names: Vec<String> = parse_safetensors(&bytes, "model.safetensors").unwrap().into_keys().collect();
+        let names: Vec<String> = parse_safetensors(&bytes, "model.safetensors").unwrap().0.into_keys().collect();
         let mut expected: Vec<String> = model.named_tensors().into_iter().map(|(n, _, _)| n).collect();
         expected.sort();
         assert_eq!(names, expected);
@@ -160,7 +160,7 @@ fn checkpoint_round_trip_is_bit_exact() {
 fn broken_checkpoints_are_refused_by_name() {
     let device = Device::flex();
     let config = tiny_config();
-    let bytes = block_on(to_safetensors(&tiny_model(0, &device))).unwrap();
+    let bytes = block_on(to_safetensors(&tiny_model(0, &device), Dtype::F32)).unwrap();
     let err = from_safetensors(&config, &bytes[..bytes.len() - 100], "m.safetensors", &device).err().unwrap().to_string();
     assert!(err.contains("m.safetensors") && err.contains("truncated") && err.contains("lm_head.weight"), "{err}");
     let err = from_safetensors(&config, &bytes[..4], "m.safetensors", &device).err().unwrap().to_string();

@@ -72,20 +72,75 @@ async fn dpo_update_on_webgpu_and_cpu_agree() {
     assert!(g[1].metrics.rewards_margins > 0.0 && c[1].metrics.rewards_margins > 0.0);
 }
 
-#[wasm_bindgen_test]
-async fn session_generates_and_learns_on_the_cpu_fallback() {
+/// The app's whole loop through the `Session` API on one backend: stream two responses, learn
+/// from a pick, score tokens, save and reload the training state, undo, reset.
+async fn session_loop(backend: &str) {
     use webdpo::web::{Session, byte_level_tokenizer, init_weights};
     webdpo::web::init_runtime();
     let weights = init_weights(config().to_json(), 1).await.unwrap();
-    let mut session = Session::create(config().to_json(), byte_level_tokenizer().into_bytes(), weights.clone(), "cpu".into()).await.unwrap();
-    assert!(!session.is_gpu() && session.device().contains("CPU"));
+    let create = || Session::create(config().to_json(), byte_level_tokenizer().into_bytes(), weights.clone(), backend.into());
+    let mut session = create().await.unwrap();
+    assert_eq!(session.is_gpu(), backend == "webgpu", "{}", session.device());
+
+    // Streaming: every call extends the texts, until the generation ends.
     let sampling = serde_wasm_bindgen::to_value(&webdpo::generate::SamplingConfig { max_new_tokens: 12, ..Default::default() }).unwrap();
-    let texts: Vec<String> = serde_wasm_bindgen::from_value(session.generate("Hello".into(), 2, sampling, false).await.unwrap()).unwrap();
-    assert_eq!(texts.len(), 2);
+    let mut generation = session.start_generation("Hello".into(), 2, sampling, false).unwrap();
+    let mut texts: Vec<String> = vec![String::new(); 2];
+    let mut calls = 0;
+    loop {
+        let next = generation.next().await.unwrap();
+        if next.is_undefined() {
+            break;
+        }
+        let now: Vec<String> = serde_wasm_bindgen::from_value(next).unwrap();
+        assert!(now.iter().zip(&texts).all(|(now, before)| now.starts_with(before.as_str())));
+        texts = now;
+        calls += 1;
+    }
+    assert!((1..=12).contains(&calls));
+
+    let before = session.policy_weights().await.unwrap();
+    let undo = session.snapshot();
     let reports: Vec<StepReport> = serde_wasm_bindgen::from_value(session.prefer("Hello".into(), texts[0].clone(), texts[1].clone()).await.unwrap()).unwrap();
     assert!((reports[0].metrics.loss - std::f64::consts::LN_2).abs() < 1e-6);
-    let saved = session.policy_weights().await.unwrap();
-    assert_eq!(saved.len(), weights.len());
-    assert_ne!(saved, weights, "the update changed the policy");
-    assert!(Session::create("{}".into(), vec![], vec![], "cpu".into()).await.is_err());
+    let after = session.policy_weights().await.unwrap();
+    assert_eq!(after.len(), weights.len());
+    assert_ne!(after, before, "the update changed the policy");
+    assert_eq!(session.steps(), 1.0);
+
+    // Per-token scores: the policy moved up on the chosen tokens overall, the reference did not.
+    let scores = session.token_scores("Hello".into(), texts[0].clone()).await.unwrap();
+    let get = |key: &str| js_sys::Reflect::get(&scores, &key.into()).unwrap();
+    let policy: Vec<f32> = serde_wasm_bindgen::from_value(get("policy")).unwrap();
+    let reference: Vec<f32> = serde_wasm_bindgen::from_value(get("reference")).unwrap();
+    let tokens: Vec<String> = serde_wasm_bindgen::from_value(get("tokens")).unwrap();
+    assert_eq!((tokens.len(), policy.len()), (reference.len(), reference.len()));
+    assert_eq!(tokens.last().unwrap(), "</s>");
+    assert!(policy.iter().sum::<f32>() > reference.iter().sum::<f32>());
+
+    // Saved state (read asynchronously, as WebGPU requires) continues in a fresh session.
+    let state = session.save_state().await.unwrap();
+    let bytes = |key: &str| js_sys::Uint8Array::new(&js_sys::Reflect::get(&state, &key.into()).unwrap()).to_vec();
+    let mut reloaded = create().await.unwrap();
+    reloaded.load_state(bytes("weights"), Some(bytes("optimizer"))).unwrap();
+    assert_eq!((reloaded.steps(), reloaded.policy_weights().await.unwrap()), (1.0, after.clone()));
+    assert!(reloaded.load_state(vec![1, 2, 3], None).is_err());
+    assert_eq!(reloaded.policy_weights().await.unwrap(), after, "a bad file changed nothing");
+
+    // Undo gives the exact previous weights; reset gives the reference.
+    session.restore(&undo);
+    assert_eq!((session.steps(), session.policy_weights().await.unwrap()), (0.0, before));
+    reloaded.reset();
+    assert_eq!(reloaded.policy_weights().await.unwrap(), weights);
+}
+
+#[wasm_bindgen_test]
+async fn session_loop_on_webgpu() {
+    session_loop("webgpu").await;
+}
+
+#[wasm_bindgen_test]
+async fn session_loop_on_the_cpu_fallback() {
+    session_loop("cpu").await;
+    assert!(webdpo::web::Session::create("{}".into(), vec![], vec![], "cpu".into()).await.is_err());
 }

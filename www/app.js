@@ -1,83 +1,590 @@
-// Minimal page: load the model, report the device, generate two responses, learn from a pick.
-// Model text is only ever set as textContent, never as HTML.
-import init, { Session } from "./pkg/webdpo.js";
+// The page: prompt → two streamed responses → a pick → a DPO update in the worker → the
+// teaching view, charts and metrics. Every pick is in IndexedDB before its update runs.
+// Model and imported text only ever reach the DOM as textContent, never as HTML.
+import { openStore } from "./store.js";
+
+const MODEL = { name: "storyworld", dir: "models/storyworld" };
+const PRESETS = [
+  "Write a story about a shy fox who finds a red kite.",
+  "Tell me a story about Luna the curious owl, who wants a golden bell.",
+  "Can you tell me a story about a brave mouse who loses a blue boat?",
+  "Write a story about a sleepy bear who finds a green ball.",
+  "Tell me a story about Max the kind dog, who wants a silver cup.",
+  "Can you tell me a story about a clever turtle who loses a yellow map?",
+];
+const SAMPLING_DEFAULTS = { temperature: 1.0, max_new_tokens: 160 };
 
 const $ = (id) => document.getElementById(id);
-const status = (text, error = false) => { $("status").textContent = text; $("status").classList.toggle("error", error); };
-let session, prompt, responses;
-let seed = 1;
+/** An element with attributes and children (strings become text nodes, never HTML). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) k === "class" ? (node.className = v) : node.setAttribute(k, v);
+  node.append(...children.map((c) => (typeof c === "string" ? document.createTextNode(c) : c)));
+  return node;
+}
+const fmt = (x, digits = 4) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
+/** The prompt format the built-in model was trained on: the instruction and a newline. */
+const formatPrompt = (text) => `${text.trim()}\n`;
 
-async function fetchModel(dir) {
-  const get = async (name) => {
-    const r = await fetch(`${dir}/${name}`);
-    if (!r.ok) throw new Error(`could not load ${dir}/${name}: HTTP ${r.status}`);
-    return r;
+// ---------------------------------------------------------------------------------------------
+// The worker that owns the model.
+
+let worker = null;
+let nextId = 1;
+const pending = new Map();
+
+function startWorker() {
+  worker?.terminate();
+  worker = new Worker("worker.js", { type: "module" });
+  worker.onmessage = ({ data }) => {
+    const call = pending.get(data.id);
+    if (!call) return;
+    if ("progress" in data) return call.onProgress?.(data.progress);
+    pending.delete(data.id);
+    data.ok ? call.resolve(data.value) : call.reject(Object.assign(new Error(data.error), { fatal: data.fatal }));
   };
-  const [config, tokenizer, weights] = await Promise.all([
-    get("config.json").then((r) => r.text()),
-    get("tokenizer.json").then((r) => r.arrayBuffer()),
-    get("model.safetensors").then((r) => r.arrayBuffer()),
-  ]);
-  return [config, new Uint8Array(tokenizer), new Uint8Array(weights)];
+  worker.onerror = (e) => {
+    for (const call of pending.values()) call.reject(Object.assign(new Error(e.message || "the model worker crashed"), { fatal: true }));
+    pending.clear();
+  };
 }
 
-function setBusy(busy) {
-  $("generate").disabled = busy;
-  $("pick-a").disabled = $("pick-b").disabled = busy || !responses;
+function call(op, args, onProgress, transfer = []) {
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ id, op, args }, transfer);
+  });
 }
 
-async function generate(event) {
-  event.preventDefault();
-  setBusy(true);
-  prompt = $("prompt").value;
-  status("Generating…");
+// ---------------------------------------------------------------------------------------------
+// State.
+
+let store;
+let model; // { config, tokenizer, weights } as fetched
+let info; // what the worker reports: device, isGpu, parameterCount, steps, trainConfig
+let picks = []; // every stored pair, oldest first
+let current = null; // { prompt, texts } awaiting a pick
+let busy = true;
+let canUndo = false;
+let backend = new URLSearchParams(location.search).get("backend") ?? "auto";
+const charts = {};
+
+function status(text, { progress } = {}) {
+  $("status-text").textContent = text;
+  const bar = $("progress");
+  bar.hidden = progress === undefined;
+  if (progress !== undefined) bar.value = progress;
+}
+
+function notice(text, kind = "info") {
+  const n = $("notice");
+  n.hidden = !text;
+  n.textContent = text ?? "";
+  n.className = `notice ${kind}`;
+}
+
+function render() {
+  const ready = !busy && !!info;
+  for (const id of ["generate", "compare", "export", "download", "reset"]) $(id).disabled = !ready;
+  for (const id of ["import", "load"]) $(id).disabled = !ready;
+  $("pick-a").disabled = $("pick-b").disabled = $("skip").disabled = !ready || !current?.done;
+  $("undo").disabled = !ready || !canUndo;
+  $("train-all").disabled = !ready || picks.length === 0;
+  const learnt = picks.filter((p) => p.metrics).length;
+  $("picks-count").textContent = info ? `${picks.length} pair${picks.length === 1 ? "" : "s"} stored · policy after ${info.steps} update${info.steps === 1 ? "" : "s"}` : "";
+  $("picks-count").dataset.pairs = String(picks.length);
+  $("picks-count").dataset.learnt = String(learnt);
+}
+
+async function run(what, body) {
+  busy = true;
+  render();
   try {
-    const sampling = { temperature: 1.0, top_k: 0, top_p: 1.0, max_new_tokens: 48, seed: seed++ };
-    responses = await session.generate(prompt, 2, sampling, false);
-    $("a").textContent = responses[0];
-    $("b").textContent = responses[1];
-    status("Which response is better?");
+    return await body();
   } catch (e) {
-    status(e.message, true);
+    console.error(e);
+    status(`${what} failed.`);
+    notice(`${what} failed: ${e.message}`, "error");
+  } finally {
+    busy = false;
+    render();
   }
-  setBusy(false);
 }
 
-async function pick(winner) {
-  setBusy(true);
-  status("Updating the policy…");
-  try {
-    const [chosen, rejected] = winner === 0 ? responses : [responses[1], responses[0]];
-    const reports = await session.prefer(prompt, chosen, rejected);
-    const last = reports[reports.length - 1];
-    const rows = $("metrics").tBodies[0];
-    rows.replaceChildren(...Object.entries(reports[0].metrics).map(([k, v]) => {
-      const tr = document.createElement("tr");
-      for (const text of [k, v.toFixed(4)]) tr.appendChild(document.createElement("td")).textContent = text;
-      return tr;
-    }));
-    responses = null;
-    status(last.skipped ? `Update skipped: ${last.skipped}` : "Updated. Generate again to see the change.", !!last.skipped);
-  } catch (e) {
-    status(e.message, true);
+// ---------------------------------------------------------------------------------------------
+// Loading, saving, and falling back to the CPU.
+
+async function fetchBytes(path, label) {
+  const r = await fetch(path);
+  if (!r.ok) throw new Error(`could not load ${path}: HTTP ${r.status}`);
+  const total = Number(r.headers.get("content-length")) || 0;
+  if (!r.body || !total) return new Uint8Array(await r.arrayBuffer());
+  const reader = r.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (let chunk; !(chunk = await reader.read()).done; ) {
+    chunks.push(chunk.value);
+    received += chunk.value.length;
+    status(`Loading ${label}… ${(received / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, { progress: Math.min(1, received / total) });
   }
-  setBusy(false);
+  const bytes = new Uint8Array(received);
+  let offset = 0;
+  for (const c of chunks) bytes.set(c, (offset += c.length) - c.length);
+  return bytes;
+}
+
+/** Starts the worker on `backend` from the saved state (if any); returns what it reports. */
+async function startModel(saved) {
+  startWorker();
+  const replayCount = Math.max(0, (JSON.parse(localStorage.getItem("webdpo.train") ?? "{}").replay_pairs ?? 1) - 1);
+  const replay = replayCount ? picks.filter((p) => p.metrics).slice(-replayCount) : [];
+  // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
+  const args = { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice(), backend, replay,
+    saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null };
+  status(`Starting the model on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`);
+  info = await call("load", args);
+  const stored = JSON.parse(localStorage.getItem("webdpo.train") ?? "null");
+  if (stored) {
+    try {
+      info.trainConfig = await call("setTrainConfig", { ...info.trainConfig, ...stored });
+    } catch (e) {
+      notice(`Saved settings were not valid and were reset: ${e.message}`, "error");
+      localStorage.removeItem("webdpo.train");
+    }
+  }
+  showDevice();
+  return info;
+}
+
+function showDevice() {
+  const d = $("device");
+  if (info.isGpu) {
+    d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${info.parameterCount.toLocaleString()} parameters`;
+    d.title = "";
+  } else {
+    const why = !("gpu" in navigator) ? "no WebGPU in this browser" : backend === "cpu" ? "chosen" : "no usable WebGPU adapter";
+    d.textContent = `CPU (${why}) · ${info.parameterCount.toLocaleString()} parameters`;
+    d.title = "For speed, use a browser with WebGPU: a recent Chrome or Edge; on Linux enable chrome://flags/#enable-unsafe-webgpu.";
+    if (!("gpu" in navigator)) d.textContent += " — tip: a recent Chrome or Edge has WebGPU (on Linux: chrome://flags/#enable-unsafe-webgpu)";
+  }
+  d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
+}
+
+async function saveState(state) {
+  if (state) await store.saveState({ weights: state.weights, optimizer: state.optimizer, steps: state.steps });
+  if (state) info.steps = state.steps;
+}
+
+/** A GPU failure (lost device, failed kernel, panic inside wasm) while on WebGPU. */
+const gpuFailed = (e) => info?.isGpu && (e.fatal || /^device: /.test(e.message));
+
+/** Runs `op` on the worker; on a GPU failure, restarts on the CPU from the last saved state and
+ *  runs it again there, telling the user. Picks are already in IndexedDB, so none is lost. */
+async function callWithFallback(op, args, onProgress) {
+  try {
+    return await call(op, args, onProgress);
+  } catch (e) {
+    if (!gpuFailed(e)) throw e;
+    const reason = e.message;
+    backend = "cpu";
+    await startModel(await store.loadState());
+    canUndo = false;
+    notice(`The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks are kept.`, "error");
+    return call(op, args, onProgress);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop: generate, pick, learn.
+
+function sampling() {
+  const s = JSON.parse(localStorage.getItem("webdpo.sampling") ?? "null") ?? SAMPLING_DEFAULTS;
+  return { temperature: s.temperature, top_k: 0, top_p: 1.0, max_new_tokens: s.max_new_tokens, seed: crypto.getRandomValues(new Uint32Array(1))[0] };
+}
+
+function generate() {
+  const text = $("prompt").value.trim();
+  if (!text) return notice("Write a prompt first, or pick one of the presets.", "error");
+  notice(null);
+  return run("Generating", async () => {
+    const prompt = formatPrompt(text);
+    current = { prompt, texts: ["", ""], done: false };
+    $("compare-view").hidden = true;
+    for (const id of ["text-a", "text-b"]) $(id).textContent = "";
+    status("Writing two responses…");
+    current.texts = await callWithFallback("generate", { prompt, n: 2, sampling: sampling(), reference: false }, (texts) => {
+      $("text-a").textContent = texts[0];
+      $("text-b").textContent = texts[1];
+    });
+    $("text-a").textContent = current.texts[0];
+    $("text-b").textContent = current.texts[1];
+    current.done = true;
+    status("Which one is better? Press A or B (or S to skip).");
+  });
+}
+
+function compare() {
+  const text = $("prompt").value.trim();
+  if (!text) return notice("Write a prompt first, or pick one of the presets.", "error");
+  return run("Comparing", async () => {
+    const prompt = formatPrompt(text);
+    $("compare-view").hidden = false;
+    const s = sampling();
+    for (const [target, reference] of [["text-policy", false], ["text-reference", true]]) {
+      $(target).textContent = "";
+      status(`Sampling from the ${reference ? "reference" : "policy"}…`);
+      const [t] = await callWithFallback("generate", { prompt, n: 1, sampling: s, reference }, ([t]) => ($(target).textContent = t));
+      $(target).textContent = t;
+    }
+    status("Policy and reference, same prompt and seed.");
+  });
+}
+
+function pick(winner) {
+  if (!current?.done) return;
+  const [chosen, rejected] = winner === 0 ? current.texts : [current.texts[1], current.texts[0]];
+  const prompt = current.prompt;
+  return run("Learning from the pick", async () => {
+    // The pick is stored before the update runs: whatever happens next, it is not lost.
+    const pick = await store.addPick({ model: MODEL.name, prompt, chosen, rejected, source: "pick", time: Date.now() });
+    picks.push(pick);
+    current = null;
+    status("Updating the policy…");
+    const { reports, scores, state } = await callWithFallback("prefer", { prompt, chosen, rejected });
+    const first = reports[0];
+    const v = first.values;
+    pick.metrics = first.metrics;
+    pick.values = { pc: v.policy_chosen[0], pr: v.policy_rejected[0], rc: v.reference_chosen[0], rr: v.reference_rejected[0], loss: v.losses[0] };
+    // Both responses were sampled from the policy: their mean log-ratio estimates KL(π‖π_ref).
+    pick.kl = (pick.values.pc - pick.values.rc + pick.values.pr - pick.values.rr) / 2;
+    pick.config = info.trainConfig;
+    const skipped = reports.find((r) => r.skipped)?.skipped;
+    if (skipped) pick.skipped = skipped;
+    await store.putPick(pick);
+    await saveState(state);
+    canUndo = canUndo || !!state;
+    teach(pick, scores);
+    showMetrics(reports[reports.length - 1].metrics, reports.length);
+    updateCharts();
+    notice(skipped ? `Update skipped: ${skipped}` : null, "error");
+    status(skipped ? "The update was skipped; your pick is kept." : `Learned from your pick (${reports.length} update${reports.length === 1 ? "" : "s"}). Generate again to see the change.`);
+    $("generate").focus();
+  });
+}
+
+function skip() {
+  if (!current?.done) return;
+  current = null;
+  status("Skipped. Generate again when you are ready.");
+  render();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The teaching view: the DPO loss with this pick's numbers, and log π − log π_ref per token.
+
+function teach(pick, scores) {
+  $("teach-empty").hidden = true;
+  $("teach-body").hidden = false;
+  const { pc, pr, rc, rr } = pick.values;
+  const { beta, loss_type, label_smoothing: eps } = pick.config.dpo;
+  const ratioW = pc - rc;
+  const ratioL = pr - rr;
+  const h = ratioW - ratioL;
+  const sigma = 1 / (1 + Math.exp(-beta * h));
+  const per = loss_type === "ipo" ? " (per-token averages: IPO normalises by length)" : "";
+  const line = (...parts) => el("div", { class: "line" }, ...parts);
+  const num = (x, cls = "") => el("span", { class: `num ${cls}` }, fmt(x));
+  const sym = (s) => el("span", { class: "sym" }, s);
+  const lossLine = {
+    sigmoid: [sym(eps > 0 ? "loss = −(1−ε)·log σ(β·h) − ε·log σ(−β·h) = " : "loss = −log σ(β·h) = −log σ("), ...(eps > 0 ? [] : [num(beta), " × ", num(h), ") = −log "]), ...(eps > 0 ? [] : [num(sigma), " = "]), num(pick.values.loss, "result")],
+    ipo: [sym("loss = (h − 1/(2β))² = ("), num(h), " − ", num(1 / (2 * beta)), ")² = ", num(pick.values.loss, "result")],
+    hinge: [sym("loss = max(0, 1 − β·h) = max(0, 1 − "), num(beta), " × ", num(h), ") = ", num(pick.values.loss, "result")],
+    robust: [sym("loss = (−(1−ε)·log σ(β·h) + ε·log σ(−β·h)) / (1 − 2ε) = "), num(pick.values.loss, "result")],
+  }[loss_type];
+  $("formula").replaceChildren(
+    line(sym("chosen y_w:   "), "log π = ", num(pc), ",  log π_ref = ", num(rc), ",  log-ratio = ", num(ratioW, ratioW >= 0 ? "up" : "down")),
+    line(sym("rejected y_l: "), "log π = ", num(pr), ",  log π_ref = ", num(rr), ",  log-ratio = ", num(ratioL, ratioL >= 0 ? "up" : "down")),
+    line(sym("h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)) = "), num(ratioW), " − (", num(ratioL), ") = ", num(h), per),
+    line(...lossLine, loss_type === "sigmoid" && eps === 0 ? `   (β = ${beta}; at the first pick π = π_ref, so h = 0 and loss = ln 2 = 0.6931)` : `   (β = ${beta})`),
+    line(sym("implicit rewards β·log-ratio: "), "chosen ", num(beta * ratioW, "up"), ",  rejected ", num(beta * ratioL, "down"), ",  margin ", num(beta * h)),
+    line(el("span", { class: "muted" }, "These are the numbers the update used (before it). The tokens below are coloured with the policy after the update.")),
+  );
+  tokens($("tokens-chosen"), scores.chosen);
+  tokens($("tokens-rejected"), scores.rejected);
+}
+
+function tokens(target, s) {
+  const deltas = s.policy.map((p, i) => p - s.reference[i]);
+  const scale = Math.max(0.05, ...deltas.map(Math.abs));
+  let sum = 0;
+  target.replaceChildren(
+    ...s.tokens.map((t, i) => {
+      const d = deltas[i];
+      sum += d;
+      const span = el("span", { class: "tok", title: `${JSON.stringify(t)}: log π = ${fmt(s.policy[i])}, log π_ref = ${fmt(s.reference[i])}, Δ = ${fmt(d)}` }, t);
+      span.style.setProperty("--a", (Math.abs(d) / scale).toFixed(3));
+      span.classList.add(d >= 0 ? "up" : "down");
+      return span;
+    }),
+  );
+  target.setAttribute("aria-label", `${s.tokens.length} tokens; summed log π − log π_ref after the update: ${fmt(sum)}`);
+  target.dataset.sum = String(sum);
+}
+
+function showMetrics(metrics, updates) {
+  const rows = Object.entries(metrics).filter(([, v]) => v !== null && v !== undefined);
+  rows.push(["updates this pick", updates]);
+  $("metrics").tBodies[0].replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, typeof v === "number" ? fmt(v) : String(v)))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Charts (uPlot, vendored).
+
+function makeChart(id, series) {
+  const target = $(id);
+  const opts = {
+    width: Math.max(240, target.clientWidth),
+    height: 170,
+    scales: { x: { time: false } },
+    axes: [{ label: "pick", size: 36 }, { size: 52 }],
+    legend: { live: false },
+    series: [{ label: "pick" }, ...series.map(([label, stroke, dash]) => ({ label, stroke, width: 2, dash, points: { show: true, size: 5 } }))],
+  };
+  charts[id] = new uPlot(opts, [[], ...series.map(() => [])], target);
+}
+
+function updateCharts() {
+  const learnt = picks.filter((p) => p.metrics);
+  const x = learnt.map((_, i) => i + 1);
+  const m = (k) => learnt.map((p) => p.metrics[k]);
+  charts["chart-loss"].setData([x, m("loss"), m("rewards/accuracies")]);
+  charts["chart-rewards"].setData([x, m("rewards/chosen"), m("rewards/rejected"), m("rewards/margins")]);
+  charts["chart-kl"].setData([x, learnt.map((p) => p.kl)]);
+  for (const id of Object.keys(charts)) $(id).dataset.points = String(x.length);
+}
+
+function resizeCharts() {
+  for (const [id, chart] of Object.entries(charts)) chart.setSize({ width: Math.max(240, $(id).clientWidth), height: 170 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Controls: settings, undo, reset, training on everything, import/export.
+
+function fillSettings() {
+  const t = info.trainConfig;
+  const s = JSON.parse(localStorage.getItem("webdpo.sampling") ?? "null") ?? SAMPLING_DEFAULTS;
+  $("beta").value = t.dpo.beta;
+  $("lr").value = t.learning_rate;
+  $("steps").value = t.steps_per_pair;
+  $("loss").value = t.dpo.loss_type;
+  $("temperature").value = s.temperature;
+  $("max-tokens").value = s.max_new_tokens;
+}
+
+async function applySettings() {
+  $("settings-error").textContent = "";
+  const num = (id) => Number($(id).value);
+  const wanted = { ...info.trainConfig, learning_rate: num("lr"), steps_per_pair: num("steps"), dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value } };
+  const s = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
+  try {
+    if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new Error("temperature must be a number ≥ 0");
+    if (!(Number.isInteger(s.max_new_tokens) && s.max_new_tokens >= 1)) throw new Error("max new tokens must be a whole number ≥ 1");
+    if (!Number.isInteger(wanted.steps_per_pair)) throw new Error("updates per pick must be a whole number ≥ 1");
+    info.trainConfig = await call("setTrainConfig", wanted);
+    localStorage.setItem("webdpo.train", JSON.stringify({ learning_rate: wanted.learning_rate, steps_per_pair: wanted.steps_per_pair, dpo: wanted.dpo }));
+    localStorage.setItem("webdpo.sampling", JSON.stringify(s));
+  } catch (e) {
+    $("settings-error").textContent = `Not applied: ${e.message}`;
+    fillSettings();
+  }
+}
+
+function undo() {
+  return run("Undo", async () => {
+    const { state, canUndo: more } = await call("undo");
+    const last = picks.filter((p) => p.source === "pick").pop();
+    if (last) {
+      await store.deletePick(last.id);
+      picks = picks.filter((p) => p !== last);
+    }
+    await saveState(state);
+    canUndo = more;
+    const prev = picks.filter((p) => p.metrics).pop();
+    if (prev) showMetrics(prev.metrics, prev.config?.steps_per_pair ?? 1);
+    else $("metrics").tBodies[0].replaceChildren();
+    if (prev) teach(prev, await call("scores", prev));
+    else ($("teach-empty").hidden = false), ($("teach-body").hidden = true);
+    updateCharts();
+    status("Undone: the policy and optimizer are exactly as before the last update, and that pick is removed.");
+  });
+}
+
+function reset() {
+  if (!confirm("Reset the policy to the reference? Your stored pairs are kept; you can train on them again.")) return;
+  return run("Reset", async () => {
+    const { state } = await call("reset");
+    await saveState(state);
+    canUndo = false;
+    status("The policy is the reference again (fresh optimizer). Your pairs are kept.");
+  });
+}
+
+function trainOn(pairs, label) {
+  return run(label, async () => {
+    status(`${label}: 0 of ${pairs.length} pairs`, { progress: 0 });
+    const { reports, state } = await callWithFallback("trainOn", { pairs: pairs.map(({ prompt, chosen, rejected }) => ({ prompt, chosen, rejected })) }, ({ done, total, metrics }) =>
+      status(`${label}: ${done} of ${total} pairs (loss ${fmt(metrics.loss)})`, { progress: done / total }),
+    );
+    await saveState(state);
+    canUndo = false;
+    const meanLoss = reports.reduce((s, r) => s + r.metrics.loss, 0) / Math.max(1, reports.length);
+    showMetrics(reports[reports.length - 1].metrics, info.trainConfig.steps_per_pair);
+    const skipped = reports.filter((r) => r.skipped).length;
+    status(`${label}: done, ${reports.length} pairs, mean loss ${fmt(meanLoss)}${skipped ? `, ${skipped} updates skipped (non-finite)` : ""}.`);
+  });
+}
+
+function download(bytes, name, type) {
+  const url = URL.createObjectURL(new Blob([bytes], { type }));
+  const a = el("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+function exportPairs() {
+  const lines = picks.map(({ prompt, chosen, rejected }) => JSON.stringify({ prompt, chosen, rejected }));
+  download(lines.join("\n") + (lines.length ? "\n" : ""), "webdpo-pairs.jsonl", "application/jsonl");
+  status(`Exported ${lines.length} pairs as TRL JSONL ({"prompt","chosen","rejected"} per line).`);
+}
+
+/** Parses TRL JSONL; returns { pairs } or { errors } naming each bad line. */
+function parsePairs(text) {
+  const pairs = [];
+  const errors = [];
+  text.split(/\r?\n/).forEach((raw, i) => {
+    if (!raw.trim()) return;
+    let row;
+    try {
+      row = JSON.parse(raw);
+    } catch (e) {
+      return errors.push(`line ${i + 1}: not JSON (${e.message})`);
+    }
+    if (!row || typeof row !== "object" || Array.isArray(row)) return errors.push(`line ${i + 1}: expected an object {"prompt","chosen","rejected"}`);
+    const missing = ["prompt", "chosen", "rejected"].filter((k) => typeof row[k] !== "string");
+    if (missing.length) return errors.push(`line ${i + 1}: ${missing.map((k) => `"${k}"`).join(", ")} missing or not text (conversational rows are not supported by this model)`);
+    pairs.push({ prompt: row.prompt, chosen: row.chosen, rejected: row.rejected });
+  });
+  if (!pairs.length && !errors.length) errors.push("the file has no pairs");
+  return errors.length ? { errors } : { pairs };
+}
+
+async function importPairs(file) {
+  const text = await file.text();
+  const { pairs, errors } = parsePairs(text);
+  if (errors) {
+    const more = errors.length > 5 ? ` (and ${errors.length - 5} more)` : "";
+    notice(`Nothing imported from ${file.name}: ${errors.slice(0, 5).join("; ")}${more}.`, "error");
+    return;
+  }
+  notice(null);
+  const added = await store.addPicks(pairs.map((p) => ({ ...p, model: MODEL.name, source: "import", time: Date.now() })));
+  picks.push(...added);
+  render();
+  await trainOn(added, `Imported ${added.length} pairs; training on them`);
+}
+
+async function loadPolicy(file) {
+  await run("Loading the policy", async () => {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const { state } = await call("loadWeights", { weights: bytes }, null, [bytes.buffer]);
+    await saveState(state);
+    canUndo = false;
+    status(`Loaded ${file.name} as the policy (fresh optimizer); the reference is unchanged.`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wiring.
+
+function wire() {
+  for (const p of PRESETS) {
+    const b = el("button", { type: "button", class: "preset" }, p);
+    b.addEventListener("click", () => {
+      $("prompt").value = p;
+      if (!busy) generate();
+    });
+    $("presets").append(b);
+  }
+  $("ask").addEventListener("submit", (e) => (e.preventDefault(), generate()));
+  $("compare").addEventListener("click", compare);
+  $("pick-a").addEventListener("click", () => pick(0));
+  $("pick-b").addEventListener("click", () => pick(1));
+  $("skip").addEventListener("click", skip);
+  $("undo").addEventListener("click", undo);
+  $("reset").addEventListener("click", reset);
+  $("train-all").addEventListener("click", () => trainOn(picks, "Training again on all pairs"));
+  $("export").addEventListener("click", exportPairs);
+  $("download").addEventListener("click", () => run("Downloading the policy", async () => download(await call("policyWeights"), "webdpo-policy.safetensors", "application/octet-stream")));
+  $("import").addEventListener("change", (e) => e.target.files[0] && importPairs(e.target.files[0]).finally(() => (e.target.value = "")));
+  $("load").addEventListener("change", (e) => e.target.files[0] && loadPolicy(e.target.files[0]).finally(() => (e.target.value = "")));
+  $("settings").addEventListener("change", applySettings);
+  $("settings").addEventListener("submit", (e) => e.preventDefault());
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea")) return;
+    const button = { g: "generate", c: "compare", a: "pick-a", b: "pick-b", s: "skip", u: "undo" }[e.key.toLowerCase()];
+    if (button && !$(button).disabled) {
+      e.preventDefault();
+      $(button).click();
+    }
+  });
+  window.addEventListener("resize", resizeCharts);
+  makeChart("chart-loss", [["loss", "#1d4ed8"], ["rewards/accuracies", "#6b7280", [4, 4]]]);
+  makeChart("chart-rewards", [["rewards/chosen", "#047857"], ["rewards/rejected", "#b91c1c"], ["rewards/margins", "#7c3aed", [4, 4]]]);
+  makeChart("chart-kl", [["KL estimate (nats)", "#b45309"]]);
 }
 
 async function main() {
+  wire();
   try {
-    await init();
-    const [config, tokenizer, weights] = await fetchModel("models/tiny");
-    session = await Session.create(config, tokenizer, weights, "auto");
-    const hint = session.isGpu ? "" : " (no WebGPU in this browser; in Chrome enable chrome://flags/#enable-unsafe-webgpu)";
-    status(`Running on ${session.device}${hint}. ${session.parameterCount.toLocaleString()} parameters.`);
-    $("generate").disabled = false;
+    store = await openStore(MODEL.name);
+    const [config, tokenizer, weights] = await Promise.all([
+      fetchBytes(`${MODEL.dir}/config.json`, "config").then((b) => new TextDecoder().decode(b)),
+      fetchBytes(`${MODEL.dir}/tokenizer.json`, "tokenizer"),
+      fetchBytes(`${MODEL.dir}/model.safetensors`, "the model"),
+    ]);
+    model = { config, tokenizer, weights };
+    picks = await store.picks();
+    const saved = await store.loadState();
+    try {
+      await startModel(saved);
+    } catch (e) {
+      if (!saved) throw e;
+      // Saved state that no longer loads (e.g. the model was updated): start fresh, keep the pairs.
+      notice(`The saved policy could not be restored (${e.message}); starting from the reference. Your ${picks.length} pairs are kept.`, "error");
+      await startModel(null);
+    }
+    fillSettings();
+    updateCharts();
+    const last = picks.filter((p) => p.metrics).pop();
+    if (last) {
+      showMetrics(last.metrics, last.config?.steps_per_pair ?? 1);
+      teach(last, await call("scores", last));
+    }
+    if (saved || picks.length) {
+      notice(`Restored from this browser: ${picks.length} pair${picks.length === 1 ? "" : "s"} and the policy after ${info.steps} update${info.steps === 1 ? "" : "s"}.`, "info");
+    }
+    status("Ready. Pick a preset or write a prompt, then Generate (G).");
+    busy = false;
+    render();
+    $("generate").focus();
   } catch (e) {
-    status(`Could not start: ${e.message}`, true);
+    console.error(e);
+    status("Could not start.");
+    notice(`Could not start: ${e.message}`, "error");
   }
 }
 
-$("ask").addEventListener("submit", generate);
-$("pick-a").addEventListener("click", () => pick(0));
-$("pick-b").addEventListener("click", () => pick(1));
 main();

@@ -1,0 +1,116 @@
+// The model lives here, off the page's thread: generation and DPO updates never freeze the UI.
+// Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done.
+import init, { Session } from "./pkg/webdpo.js";
+
+let session = null;
+// Snapshots taken before each update, newest last: undo restores the exact previous state.
+const undoStack = [];
+const UNDO_DEPTH = 10;
+
+async function scores(prompt, chosen, rejected) {
+  return { chosen: await session.tokenScores(prompt, chosen), rejected: await session.tokenScores(prompt, rejected) };
+}
+
+/** Weights and optimizer state, to be written to IndexedDB by the page. */
+async function state() {
+  const s = await session.saveState();
+  return { weights: s.weights, optimizer: s.optimizer, steps: session.steps };
+}
+
+const ops = {
+  async load({ config, tokenizer, weights, backend, saved, replay }) {
+    await init();
+    const next = await Session.create(config, tokenizer, weights, backend);
+    if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
+    for (const p of replay ?? []) await next.remember(p.prompt, p.chosen, p.rejected);
+    session?.free();
+    session = next;
+    undoStack.length = 0;
+    return { device: session.device, isGpu: session.isGpu, parameterCount: session.parameterCount, steps: session.steps, trainConfig: session.trainConfig() };
+  },
+
+  setTrainConfig(config) {
+    session.setTrainConfig(config);
+    return session.trainConfig();
+  },
+
+  async generate({ prompt, n, sampling, reference }, progress) {
+    const generation = session.startGeneration(prompt, n, sampling, reference);
+    let texts = Array(n).fill("");
+    try {
+      for (let next; (next = await generation.next()) !== undefined; ) {
+        texts = next;
+        progress(texts);
+      }
+    } finally {
+      generation.free();
+    }
+    return texts;
+  },
+
+  async prefer({ prompt, chosen, rejected }) {
+    const before = session.snapshot();
+    const reports = await session.prefer(prompt, chosen, rejected);
+    const applied = reports.some((r) => !r.skipped);
+    if (applied) {
+      undoStack.push(before);
+      if (undoStack.length > UNDO_DEPTH) undoStack.shift().free();
+    } else {
+      before.free();
+    }
+    return { reports, scores: await scores(prompt, chosen, rejected), state: applied ? await state() : null };
+  },
+
+  async undo() {
+    const snapshot = undoStack.pop();
+    if (!snapshot) throw new Error("Nothing to undo in this session (undo keeps the last 10 updates until the page reloads).");
+    session.restore(snapshot);
+    snapshot.free();
+    return { state: await state(), canUndo: undoStack.length > 0 };
+  },
+
+  async reset() {
+    session.reset();
+    undoStack.splice(0).forEach((s) => s.free());
+    return { state: await state() };
+  },
+
+  /** One pass over `pairs`, `steps_per_pair` updates each; not undoable pick by pick. */
+  async trainOn({ pairs }, progress) {
+    const reports = [];
+    for (const [i, p] of pairs.entries()) {
+      const r = await session.trainOn(p.prompt, p.chosen, p.rejected);
+      reports.push(r[r.length - 1]);
+      progress({ done: i + 1, total: pairs.length, metrics: r[r.length - 1].metrics });
+    }
+    undoStack.splice(0).forEach((s) => s.free());
+    return { reports, state: await state() };
+  },
+
+  async scores({ prompt, chosen, rejected }) {
+    return scores(prompt, chosen, rejected);
+  },
+
+  async policyWeights() {
+    return session.policyWeights();
+  },
+
+  /** A model.safetensors from the user: becomes the policy, with a fresh optimizer. */
+  async loadWeights({ weights }) {
+    session.loadState(weights, undefined);
+    undoStack.splice(0).forEach((s) => s.free());
+    return { state: await state() };
+  },
+};
+
+self.onmessage = async ({ data: { id, op, args } }) => {
+  try {
+    if (op !== "load" && !session) throw new Error("the model is not loaded yet");
+    const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
+    const transfer = value?.state ? [value.state.weights.buffer, value.state.optimizer.buffer] : value instanceof Uint8Array ? [value.buffer] : [];
+    self.postMessage({ id, ok: true, value }, transfer);
+  } catch (e) {
+    // A RuntimeError is a panic or a lost device inside wasm: this instance cannot be trusted again.
+    self.postMessage({ id, ok: false, error: String(e?.message ?? e), fatal: e instanceof WebAssembly.RuntimeError });
+  }
+};

@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Static server for the app: www/ at /, the wasm-pack output pkg/ at /pkg/, loopback only.
+"""Static server for the app: www/ at /, the wasm-bindgen output pkg/ at /pkg/, loopback only.
 
 Every response carries a Content-Security-Policy that allows only same-origin scripts and wasm.
+Files are sent compressed when the browser accepts it, as any production server or CDN would:
+brotli from the `.br` copies scripts/precompress.mjs writes (when fresh), otherwise gzip made
+on the fly; with a validator, so that reloads come from the browser cache.
 """
 import argparse
 import functools
+import gzip
 import http.server
+import io
 import os
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -29,11 +34,46 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
 
+    _compressed = {}
+
+    def send_head(self):
+        path = self.translate_path(self.path)
+        accepted = self.headers.get("Accept-Encoding", "")
+        if not os.path.isfile(path) or "gzip" not in accepted:
+            return super().send_head()
+        stat = os.stat(path)
+        brotli = path + ".br"
+        if "br" in accepted and os.path.isfile(brotli) and os.stat(brotli).st_mtime_ns >= stat.st_mtime_ns:
+            encoding, load = "br", lambda: open(brotli, "rb").read()
+        else:
+            encoding, load = "gzip", lambda: gzip.compress(open(path, "rb").read(), 9)
+        etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}-{encoding}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return None
+        key = (path, stat.st_mtime_ns, encoding)
+        if key not in Handler._compressed:
+            Handler._compressed[key] = load()
+        body = Handler._compressed[key]
+        self.send_response(200)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Encoding", encoding)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("ETag", etag)
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        return io.BytesIO(body)
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args()
+    if args.quiet:
+        Handler.log_message = lambda *a: None
     handler = functools.partial(Handler, directory=os.path.join(ROOT, "www"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     print(f"serving http://127.0.0.1:{args.port}/", flush=True)

@@ -10,3 +10,9 @@ cargo test --locked
 # wasm-bindgen-test reads the Chromium flags from webdriver.json.
 export WASM_BINDGEN_TEST_TIMEOUT=300
 wasm-pack test --headless --chrome -- --locked
+
+# The app end to end in headless Chromium: on WebGPU, then with WebGPU unavailable (CPU fallback).
+# Screenshots land in artifacts/e2e/.
+bash scripts/build-web.sh
+node tests/e2e/app.mjs webgpu
+node tests/e2e/app.mjs cpu

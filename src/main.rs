@@ -21,6 +21,7 @@ mod cli {
     use clap::{Args, Parser, Subcommand, ValueEnum};
     use burn::module::Module;
     use indicatif::{ProgressBar, ProgressStyle};
+    use webdpo::checkpoint::{Dtype, to_safetensors};
     use webdpo::data::{PreferencePair, parse_jsonl};
     use webdpo::dpo::{DpoConfig, LossType, PairValues};
     use webdpo::generate::{SamplingConfig, generate};
@@ -69,6 +70,26 @@ mod cli {
         Judge(JudgeArgs),
         /// A simulated user who prefers one attribute, picking pairs and updating with DPO.
         Simulate(SimulateArgs),
+        /// Re-save a model's weights in another precision (f16 halves the app's download).
+        Convert(ConvertArgs),
+    }
+
+    #[derive(Args)]
+    struct ConvertArgs {
+        /// Model directory to read.
+        #[arg(long)]
+        model: PathBuf,
+        /// The safetensors file to write (may be the model's own model.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Precision::F16)]
+        dtype: Precision,
+    }
+
+    #[derive(Clone, Copy, ValueEnum)]
+    enum Precision {
+        F32,
+        F16,
     }
 
     #[derive(Args)]
@@ -273,6 +294,7 @@ mod cli {
             Command::Pretrain(a) => pretrain(a, &device),
             Command::Judge(a) => judge(a, &device),
             Command::Simulate(a) => simulate_cmd(a, &device),
+            Command::Convert(a) => convert(a, &device),
         }
     }
 
@@ -407,6 +429,21 @@ mod cli {
         for ids in samples {
             println!("{}", serde_json::json!({ "prompt": a.prompt, "completion": tokenizer.decode(&ids)? }));
         }
+        Ok(())
+    }
+
+    fn convert(a: ConvertArgs, device: &ComputeDevice) -> Result<()> {
+        let dir = ModelDir::load(&a.model, &device.device)?;
+        let dtype = match a.dtype {
+            Precision::F32 => Dtype::F32,
+            Precision::F16 => Dtype::F16,
+        };
+        let bytes = block_on(to_safetensors(&dir.model, dtype))?;
+        // Written beside the target and renamed over it: a failure leaves the old file intact.
+        let partial = a.out.with_extension("safetensors.partial");
+        write_file(&partial, &bytes)?;
+        std::fs::rename(&partial, &a.out).map_err(|e| Error::io(&a.out, e))?;
+        eprintln!("wrote {} ({} bytes)", a.out.display(), bytes.len());
         Ok(())
     }
 

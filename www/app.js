@@ -74,7 +74,9 @@ function status(text, { progress } = {}) {
   $("status-text").textContent = text;
   const bar = $("progress");
   bar.hidden = progress === undefined;
-  if (progress !== undefined) bar.value = progress;
+  // null: work of unknown length (an indeterminate bar).
+  if (progress === null) bar.removeAttribute("value");
+  else if (progress !== undefined) bar.value = progress;
 }
 
 function notice(text, kind = "info") {
@@ -118,15 +120,17 @@ async function run(what, body) {
 async function fetchBytes(path, label) {
   const r = await fetch(path);
   if (!r.ok) throw new Error(`could not load ${path}: HTTP ${r.status}`);
-  const total = Number(r.headers.get("content-length")) || 0;
-  if (!r.body || !total) return new Uint8Array(await r.arrayBuffer());
+  // A compressed response's length is not the length of what the reader yields.
+  const total = r.headers.get("content-encoding") ? 0 : Number(r.headers.get("content-length")) || 0;
+  if (!r.body) return new Uint8Array(await r.arrayBuffer());
   const reader = r.body.getReader();
   const chunks = [];
   let received = 0;
   for (let chunk; !(chunk = await reader.read()).done; ) {
     chunks.push(chunk.value);
     received += chunk.value.length;
-    status(`Loading ${label}… ${(received / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, { progress: Math.min(1, received / total) });
+    const of = total ? ` of ${(total / 1e6).toFixed(1)}` : "";
+    status(`Loading ${label}… ${(received / 1e6).toFixed(1)}${of} MB`, { progress: total ? Math.min(1, received / total) : null });
   }
   const bytes = new Uint8Array(received);
   let offset = 0;
@@ -306,7 +310,8 @@ function teach(pick, scores) {
     line(sym("chosen y_w:   "), "log π = ", num(pc), ",  log π_ref = ", num(rc), ",  log-ratio = ", num(ratioW, ratioW >= 0 ? "up" : "down")),
     line(sym("rejected y_l: "), "log π = ", num(pr), ",  log π_ref = ", num(rr), ",  log-ratio = ", num(ratioL, ratioL >= 0 ? "up" : "down")),
     line(sym("h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)) = "), num(ratioW), " − (", num(ratioL), ") = ", num(h), per),
-    line(...lossLine, loss_type === "sigmoid" && eps === 0 ? `   (β = ${beta}; at the first pick π = π_ref, so h = 0 and loss = ln 2 = 0.6931)` : `   (β = ${beta})`),
+    line(...lossLine, `   (β = ${beta})`),
+    ...(h === 0 && loss_type === "sigmoid" && eps === 0 ? [line(el("span", { class: "muted" }, "π = π_ref here (no update yet), so h = 0, σ = 0.5 and the loss is ln 2 = 0.6931."))] : []),
     line(sym("implicit rewards β·log-ratio: "), "chosen ", num(beta * ratioW, "up"), ",  rejected ", num(beta * ratioL, "down"), ",  margin ", num(beta * h)),
     line(el("span", { class: "muted" }, "These are the numbers the update used (before it). The tokens below are coloured with the policy after the update.")),
   );
@@ -335,7 +340,7 @@ function tokens(target, s) {
 function showMetrics(metrics, updates) {
   const rows = Object.entries(metrics).filter(([, v]) => v !== null && v !== undefined);
   rows.push(["updates this pick", updates]);
-  $("metrics").tBodies[0].replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, typeof v === "number" ? fmt(v) : String(v)))));
+  $("metrics").tBodies[0].replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, Number.isInteger(v) ? String(v) : fmt(v)))));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,7 +352,7 @@ function makeChart(id, series) {
     width: Math.max(240, target.clientWidth),
     height: 170,
     scales: { x: { time: false } },
-    axes: [{ label: "pick", size: 36 }, { size: 52 }],
+    axes: [{ label: "pick", size: 36, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }, { size: 52 }],
     legend: { live: false },
     series: [{ label: "pick" }, ...series.map(([label, stroke, dash]) => ({ label, stroke, width: 2, dash, points: { show: true, size: 5 } }))],
   };

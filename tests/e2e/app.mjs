@@ -1,0 +1,137 @@
+// End-to-end test of the app in headless Debian Chromium (playwright-core), on WebGPU
+// (SwiftShader) or, with WebGPU unavailable, on the CPU fallback:
+//   node tests/e2e/app.mjs webgpu|cpu
+// Serves the repository with scripts/serve.py (pkg/ must be built: scripts/build-web.sh).
+// Screenshots and downloads go to artifacts/e2e/<mode>/.
+import { spawn } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const mode = process.argv[2];
+if (!["webgpu", "cpu"].includes(mode)) throw new Error("usage: node tests/e2e/app.mjs webgpu|cpu");
+const out = join("artifacts", "e2e", mode);
+mkdirSync(out, { recursive: true });
+const WAIT = { timeout: 600_000 };
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+const port = await new Promise((resolve) => {
+  const s = createServer().listen(0, "127.0.0.1", () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+const server = spawn("python3", ["scripts/serve.py", "--port", String(port), "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
+await new Promise((resolve) => server.stdout.once("data", resolve));
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ...(mode === "webgpu" ? ["--enable-unsafe-webgpu"] : ["--disable-features=WebGPU"])],
+});
+const errors = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => m.type() === "error" && console.log(`console: ${m.text()}`));
+
+  const shot = (name) => page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
+  const ready = () => page.waitForFunction(() => !document.getElementById("generate").disabled || !document.getElementById("notice").hidden && document.getElementById("notice").classList.contains("error"), null, WAIT);
+  const learnt = () => page.$eval("#picks-count", (e) => Number(e.dataset.learnt));
+  const pairs = () => page.$eval("#picks-count", (e) => Number(e.dataset.pairs));
+  const metrics = () => page.$eval("#metrics", (e) => e.textContent);
+  const noError = async (what) => check(await page.$eval("#notice", (n) => n.hidden || !n.classList.contains("error")), `${what}: no error shown`);
+  const download = async (button, name) => {
+    const [d] = await Promise.all([page.waitForEvent("download", WAIT), page.click(button)]);
+    const bytes = readFileSync(await d.path());
+    writeFileSync(join(out, name), bytes);
+    return bytes;
+  };
+  /** Generates a pair and picks one (by keyboard or by clicking). */
+  const pickOne = async (how) => {
+    const before = await learnt();
+    await page.click("#generate");
+    await page.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+    const [a, b] = [await page.textContent("#text-a"), await page.textContent("#text-b")];
+    check(a.length > 0 && b.length > 0, `two responses generated (${a.length} and ${b.length} characters)`);
+    if (how === "key") await page.keyboard.press("a");
+    else await page.click("#pick-b");
+    await page.waitForFunction((n) => Number(document.getElementById("picks-count").dataset.learnt) === n + 1 && !document.getElementById("generate").disabled, before, WAIT);
+    await noError("update");
+  };
+
+  // Load: the built-in model on the expected device.
+  const started = Date.now();
+  await page.goto(`http://127.0.0.1:${port}/`);
+  await ready();
+  await noError("load");
+  const backend = await page.$eval("#device", (e) => e.dataset.backend);
+  check(backend === mode, `runs on ${mode} (badge: ${await page.textContent("#device")}), loaded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  await shot("01-loaded");
+
+  // First pick: loss is ln 2 (policy = reference), metrics, teaching view and charts update.
+  await pickOne("key");
+  const m1 = await metrics();
+  check(/loss\s*0\.6931/.test(m1), `first update's loss is ln 2 (${m1.slice(0, 40)}…)`);
+  check(await page.$eval("#formula", (e) => e.textContent.includes("0.6931")), "the formula shows this pick's loss");
+  check(await page.$eval("#tokens-chosen", (e) => e.querySelectorAll(".tok").length > 0), "per-token view of the chosen response");
+  check(await page.$eval("#chart-loss", (e) => e.dataset.points === "1" && e.querySelector("canvas") !== null), "loss chart has one point");
+  await shot("02-first-pick");
+
+  // Second pick, then reload: pairs and weights come back from IndexedDB.
+  await pickOne("click");
+  const m2 = await metrics();
+  check(m2 !== m1, "second pick shows new metrics");
+  check(await page.$eval("#chart-kl", (e) => e.dataset.points === "2"), "KL chart has two points");
+  const w2 = await download("#download", "policy-after-2.safetensors");
+  await page.reload();
+  await ready();
+  await noError("reload");
+  check((await learnt()) === 2 && (await pairs()) === 2, "reload restored both picks");
+  check(await page.$eval("#notice", (e) => /Restored.*2 pairs.*after 2 updates/.test(e.textContent)), "reload says what it restored");
+  check((await metrics()) === m2, "reload restored the last metrics");
+  check((await download("#download", "policy-restored.safetensors")).equals(w2), `reload restored the updated weights exactly (${w2.length} bytes)`);
+
+  // A third pick, then undo: the previous metrics and exactly the previous weights.
+  await pickOne("key");
+  check((await metrics()) !== m2, "third pick shows new metrics");
+  await page.click("#undo");
+  await page.waitForFunction(() => Number(document.getElementById("picks-count").dataset.learnt) === 2 && !document.getElementById("generate").disabled, null, WAIT);
+  check((await metrics()) === m2, "undo restored the previous metrics");
+  check((await download("#download", "policy-after-undo.safetensors")).equals(w2), "undo restored exactly the previous weights");
+
+  // Export → import: the same pairs come back (and are trained on).
+  const exported = (await download("#export", "pairs.jsonl")).toString();
+  const rows = exported.trim().split("\n").map((l) => JSON.parse(l));
+  check(rows.length === 2 && rows.every((r) => Object.keys(r).join() === "prompt,chosen,rejected"), "export is TRL JSONL with 2 pairs");
+  await page.setInputFiles("#import", join(out, "pairs.jsonl"));
+  await page.waitForFunction(() => /Imported 2 pairs; training on them: done/.test(document.getElementById("status-text").textContent), null, WAIT);
+  await noError("import");
+  check((await pairs()) === 4, "import added the 2 pairs");
+  const again = (await download("#export", "pairs-after-import.jsonl")).toString();
+  check(again === exported + exported, "the imported pairs are the exported ones");
+
+  // A bad import says what is wrong and changes nothing.
+  writeFileSync(join(out, "bad.jsonl"), `${exported.split("\n")[0]}\n{"prompt": "x", "chosen": 3}\n`);
+  await page.setInputFiles("#import", join(out, "bad.jsonl"));
+  await page.waitForFunction(() => !document.getElementById("notice").hidden && /line 2/.test(document.getElementById("notice").textContent), null, WAIT);
+  check((await pairs()) === 4, `bad import refused: ${await page.textContent("#notice")}`);
+
+  // Policy vs reference, side by side.
+  await page.click("#compare");
+  await page.waitForFunction(() => document.getElementById("text-reference").textContent.length > 0 && !document.getElementById("generate").disabled, null, WAIT);
+  check(true, "compare sampled the policy and the reference");
+  await shot("03-main");
+  check(errors.length === 0, `no page errors ${errors.join("; ")}`);
+  console.log(`e2e ${mode}: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+} finally {
+  await browser.close();
+  server.kill();
+}

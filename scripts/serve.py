@@ -19,6 +19,8 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'sel
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
+    # Keep-alive: Chromium only revalidates (If-None-Match → 304) what it cached over HTTP/1.1.
+    protocol_version = "HTTP/1.1"
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
                       ".wasm": "application/wasm", ".js": "text/javascript", ".json": "application/json"}
 
@@ -62,6 +64,7 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", etag)
+        self.send_header("Last-Modified", self.date_time_string(int(stat.st_mtime)))
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         return io.BytesIO(body)

@@ -163,14 +163,14 @@ async function startModel(saved) {
 
 function showDevice() {
   const d = $("device");
+  const params = `${info.parameterCount.toLocaleString()} parameters`;
   if (info.isGpu) {
-    d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${info.parameterCount.toLocaleString()} parameters`;
-    d.title = "";
+    d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${params}`;
   } else {
-    const why = !("gpu" in navigator) ? "no WebGPU in this browser" : backend === "cpu" ? "chosen" : "no usable WebGPU adapter";
-    d.textContent = `CPU (${why}) · ${info.parameterCount.toLocaleString()} parameters`;
-    d.title = "For speed, use a browser with WebGPU: a recent Chrome or Edge; on Linux enable chrome://flags/#enable-unsafe-webgpu.";
-    if (!("gpu" in navigator)) d.textContent += " — tip: a recent Chrome or Edge has WebGPU (on Linux: chrome://flags/#enable-unsafe-webgpu)";
+    const [why, hint] = backend === "cpu" ? ["chosen", ""]
+      : !("gpu" in navigator) ? ["no WebGPU in this browser", "For speed, use a recent Chrome or Edge (on Linux: enable chrome://flags/#enable-unsafe-webgpu)."]
+      : ["WebGPU offers no usable adapter here", "On Linux, enable chrome://flags/#enable-unsafe-webgpu; elsewhere, check the GPU driver."];
+    d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
 }

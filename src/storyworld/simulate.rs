@@ -178,7 +178,7 @@ pub async fn simulate(
             return Ok(points);
         }
         attempts += 1;
-        if attempts > 50 * picks.max(1) {
+        if attempts > 10 * picks.max(1) {
             return Err(Error::Setting(format!("after {attempts} pairs only {done} showed a difference in {}; the policy cannot be steered on it", attribute.name())));
         }
         // The user's turn: two samples for one prompt, a preference or a skip.

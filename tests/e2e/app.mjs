@@ -67,10 +67,20 @@ try {
     await noError("update");
   };
 
+  // Bytes on the wire (compressed), per page load.
+  let wire = 0;
+  const fresh = [];
+  page.on("response", async (r) => {
+    const length = Number((await r.allHeaders())["content-length"] ?? 0);
+    wire += length;
+    if (r.status() === 200 && length > 100_000) fresh.push(r.url());
+  });
+
   // Load: the built-in model on the expected device.
   const started = Date.now();
   await page.goto(`http://127.0.0.1:${port}/`);
   await ready();
+  check(wire <= 6e6, `first load is ${(wire / 1e6).toFixed(2)} MB compressed (≤ 6 MB)`);
   await noError("load");
   const backend = await page.$eval("#device", (e) => e.dataset.backend);
   check(backend === mode, `runs on ${mode} (badge: ${await page.textContent("#device")}), loaded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -91,8 +101,11 @@ try {
   check(m2 !== m1, "second pick shows new metrics");
   check(await page.$eval("#chart-kl", (e) => e.dataset.points === "2"), "KL chart has two points");
   const w2 = await download("#download", "policy-after-2.safetensors");
+  wire = 0;
+  fresh.length = 0;
   await page.reload();
   await ready();
+  check(fresh.length === 0, `reload downloads nothing large again (${(wire / 1e3).toFixed(0)} kB on the wire; ${fresh.join(", ")})`);
   await noError("reload");
   check((await learnt()) === 2 && (await pairs()) === 2, "reload restored both picks");
   check(await page.$eval("#notice", (e) => /Restored.*2 pairs.*after 2 updates/.test(e.textContent)), "reload says what it restored");

@@ -67,7 +67,8 @@ let picks = []; // every stored pair, oldest first
 let current = null; // { prompt, texts } awaiting a pick
 let busy = true;
 let canUndo = false;
-let backend = new URLSearchParams(location.search).get("backend") ?? "auto";
+const params = new URLSearchParams(location.search);
+let backend = params.get("backend") ?? "auto";
 const charts = {};
 
 function status(text, { progress } = {}) {
@@ -144,7 +145,7 @@ async function startModel(saved) {
   const replayCount = Math.max(0, (JSON.parse(localStorage.getItem("webdpo.train") ?? "{}").replay_pairs ?? 1) - 1);
   const replay = replayCount ? picks.filter((p) => p.metrics).slice(-replayCount) : [];
   // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
-  const args = { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice(), backend, replay,
+  const args = { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice(), backend, replay, simulateFailure: params.has("simulate-gpu-failure"),
     saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null };
   status(`Starting the model on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`);
   info = await call("load", args);

@@ -3,6 +3,9 @@
 import init, { Session } from "./pkg/webdpo.js";
 
 let session = null;
+// `?simulate-gpu-failure` on the page: the first update on the GPU fails as a lost device would,
+// to show (and test) the fallback to the CPU.
+let simulateGpuFailure = false;
 // Snapshots taken before each update, newest last: undo restores the exact previous state.
 const undoStack = [];
 const UNDO_DEPTH = 10;
@@ -18,7 +21,8 @@ async function state() {
 }
 
 const ops = {
-  async load({ config, tokenizer, weights, backend, saved, replay }) {
+  async load({ config, tokenizer, weights, backend, saved, replay, simulateFailure }) {
+    simulateGpuFailure = !!simulateFailure;
     await init();
     const next = await Session.create(config, tokenizer, weights, backend);
     if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
@@ -49,6 +53,7 @@ const ops = {
   },
 
   async prefer({ prompt, chosen, rejected }) {
+    if (simulateGpuFailure && session.isGpu) throw new Error("device: the GPU device was lost (simulated with ?simulate-gpu-failure)");
     const before = session.snapshot();
     const reports = await session.prefer(prompt, chosen, rejected);
     const applied = reports.some((r) => !r.skipped);

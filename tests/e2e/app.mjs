@@ -141,7 +141,26 @@ try {
   await page.click("#compare");
   await page.waitForFunction(() => document.getElementById("text-reference").textContent.length > 0 && !document.getElementById("generate").disabled, null, WAIT);
   check(true, "compare sampled the policy and the reference");
-  await shot("03-main");
+  await page.screenshot({ path: join(out, "03-main.png") });
+  await shot("04-main-full");
+
+  if (mode === "webgpu") {
+    // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.
+    const other = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const p2 = await other.newPage();
+    p2.on("pageerror", (e) => errors.push(e.message));
+    await p2.goto(`http://127.0.0.1:${port}/?simulate-gpu-failure`);
+    await p2.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    await p2.click("#generate");
+    await p2.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+    await p2.click("#pick-a");
+    await p2.waitForFunction(() => document.getElementById("picks-count").dataset.learnt === "1" && !document.getElementById("generate").disabled, null, WAIT);
+    const notice = await p2.textContent("#notice");
+    check(/GPU failed.*CPU.*picks are kept/.test(notice) && (await p2.$eval("#device", (e) => e.dataset.backend)) === "cpu", `GPU failure falls back to the CPU: ${notice}`);
+    check(/loss\s*0\.6931/.test(await p2.textContent("#metrics")), "the pick was learnt on the CPU from the saved state");
+    await p2.screenshot({ path: join(out, "05-gpu-fallback.png") });
+    await other.close();
+  }
   check(errors.length === 0, `no page errors ${errors.join("; ")}`);
   console.log(`e2e ${mode}: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 } finally {

@@ -255,6 +255,7 @@ function pick(winner) {
     const pick = await store.addPick({ model: MODEL.name, prompt, chosen, rejected, source: "pick", time: Date.now() });
     picks.push(pick);
     current = null;
+    notice(null);
     status("Updating the policy…");
     const { reports, scores, state } = await callWithFallback("prefer", { prompt, chosen, rejected });
     const first = reports[0];
@@ -272,7 +273,7 @@ function pick(winner) {
     teach(pick, scores);
     showMetrics(reports[reports.length - 1].metrics, reports.length);
     updateCharts();
-    notice(skipped ? `Update skipped: ${skipped}` : null, "error");
+    if (skipped) notice(`Update skipped: ${skipped}`, "error");
     status(skipped ? "The update was skipped; your pick is kept." : `Learned from your pick (${reports.length} update${reports.length === 1 ? "" : "s"}). Generate again to see the change.`);
     $("generate").focus();
   });

@@ -115,6 +115,7 @@ try {
   // A third pick, then undo: the previous metrics and exactly the previous weights.
   await pickOne("key");
   check((await metrics()) !== m2, "third pick shows new metrics");
+  await shot("03-three-picks");
   await page.click("#undo");
   await page.waitForFunction(() => Number(document.getElementById("picks-count").dataset.learnt) === 2 && !document.getElementById("generate").disabled, null, WAIT);
   check((await metrics()) === m2, "undo restored the previous metrics");
@@ -141,8 +142,8 @@ try {
   await page.click("#compare");
   await page.waitForFunction(() => document.getElementById("text-reference").textContent.length > 0 && !document.getElementById("generate").disabled, null, WAIT);
   check(true, "compare sampled the policy and the reference");
-  await page.screenshot({ path: join(out, "03-main.png") });
-  await shot("04-main-full");
+  await page.screenshot({ path: join(out, "04-end.png") });
+  await shot("05-end-full");
 
   if (mode === "webgpu") {
     // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.
@@ -158,7 +159,7 @@ try {
     const notice = await p2.textContent("#notice");
     check(/GPU failed.*CPU.*picks are kept/.test(notice) && (await p2.$eval("#device", (e) => e.dataset.backend)) === "cpu", `GPU failure falls back to the CPU: ${notice}`);
     check(/loss\s*0\.6931/.test(await p2.textContent("#metrics")), "the pick was learnt on the CPU from the saved state");
-    await p2.screenshot({ path: join(out, "05-gpu-fallback.png") });
+    await p2.screenshot({ path: join(out, "06-gpu-fallback.png") });
     await other.close();
   }
   check(errors.length === 0, `no page errors ${errors.join("; ")}`);

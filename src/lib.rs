@@ -4,7 +4,6 @@
 //! Every function that reads from the device is `async` (the only way to read on WebGPU in
 //! wasm); native callers drive them with [`block_on`].
 
-pub mod adamw;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -14,6 +13,7 @@ pub mod error;
 pub mod generate;
 pub mod logps;
 pub mod model;
+pub mod optimizer;
 pub mod pretrain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;

@@ -174,6 +174,12 @@ mod cli {
         /// AdamW epsilon; defaults to the app's.
         #[arg(long)]
         adam_epsilon: Option<f64>,
+        /// adamw or sgd; defaults to the app's.
+        #[arg(long)]
+        optim: Option<String>,
+        /// SGD momentum; defaults to the app's.
+        #[arg(long)]
+        momentum: Option<f64>,
         #[arg(long, default_value_t = 160)]
         max_new_tokens: usize,
         #[arg(long, default_value_t = 0)]
@@ -562,9 +568,14 @@ mod cli {
             replay_pairs: a.replay.unwrap_or(app.replay_pairs),
             rpo_alpha: a.rpo_alpha.unwrap_or(app.rpo_alpha),
             adam_epsilon: a.adam_epsilon.unwrap_or(app.adam_epsilon),
+            optim: match a.optim.as_deref() {
+                None => app.optim,
+                Some(name) => serde_json::from_value(serde_json::json!(name)).map_err(|_| Error::Setting(format!("unknown optimizer {name:?}; use adamw or sgd")))?,
+            },
+            momentum: a.momentum.unwrap_or(app.momentum),
             ..app
         };
-        eprintln!("beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}", config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs, config.rpo_alpha);
+        eprintln!("{:?}, beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}", config.optim, config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs, config.rpo_alpha);
         let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
         let sampling = SamplingConfig { max_new_tokens: a.max_new_tokens, ..SamplingConfig::default() };
         println!("{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}", "picks", attribute.name(), "well_formed", "kl", "loss", "margin");

@@ -7,7 +7,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::adamw::{AdamW, AdamWConfig};
+use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 use crate::error::{Error, Result};
 use crate::logps::{SequenceBatch, sequence_logps};
 use crate::model::Llama;
@@ -39,7 +39,7 @@ impl PretrainConfig {
 
 pub struct Pretrainer {
     model: Llama,
-    optim: AdamW,
+    optim: Optimizer,
     pub config: PretrainConfig,
     device: Device,
     /// Steps taken so far.
@@ -48,17 +48,17 @@ pub struct Pretrainer {
 
 impl Pretrainer {
     pub fn new(model: Llama, config: PretrainConfig, device: &Device) -> Self {
-        let optim = AdamW::new(Self::adamw(&config));
+        let optim = Optimizer::new(Self::adamw(&config));
         Self { model: model.fork(&device.clone().autodiff()).train(), optim, config, device: device.clone(), step: 0 }
     }
 
-    fn adamw(config: &PretrainConfig) -> AdamWConfig {
-        AdamWConfig { beta1: 0.9, beta2: 0.95, epsilon: 1e-8, weight_decay: config.weight_decay }
+    fn adamw(config: &PretrainConfig) -> OptimizerConfig {
+        OptimizerConfig { optim: Optim::AdamW, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, momentum: 0.0, weight_decay: config.weight_decay }
     }
 
     /// Continues from [`Pretrainer::optimizer_state`]'s bytes; the step count comes with them.
     pub fn resume(&mut self, optimizer_state: &[u8]) -> Result<()> {
-        self.optim = AdamW::from_safetensors(Self::adamw(&self.config), &self.model, optimizer_state, "optimizer.safetensors", &self.device)?;
+        self.optim = Optimizer::from_safetensors(Self::adamw(&self.config), &self.model, optimizer_state, "optimizer.safetensors", &self.device)?;
         self.step = self.optim.steps as usize;
         Ok(())
     }

@@ -9,7 +9,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::adamw::{AdamW, AdamWConfig};
+use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 use crate::checkpoint::{self, Dtype};
 use crate::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
 use crate::error::{Error, Result};
@@ -23,6 +23,10 @@ pub struct TrainConfig {
     pub adam_beta1: f64,
     pub adam_beta2: f64,
     pub adam_epsilon: f64,
+    /// "adamw" (the default) or "sgd" (HF `TrainingArguments.optim` names).
+    pub optim: Optim,
+    /// SGD's momentum.
+    pub momentum: f64,
     pub weight_decay: f64,
     /// Clip the global gradient norm to this value (TRL's `max_grad_norm`); 0 disables clipping.
     pub max_grad_norm: f64,
@@ -46,6 +50,8 @@ impl Default for TrainConfig {
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
+            optim: Optim::AdamW,
+            momentum: 0.9,
             weight_decay: 0.0,
             max_grad_norm: 1.0,
             steps_per_pair: 1,
@@ -66,6 +72,9 @@ impl TrainConfig {
         if !((0.0..1.0).contains(&self.adam_beta1) && (0.0..1.0).contains(&self.adam_beta2)) {
             return bad("Adam betas must be in [0, 1)".into());
         }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
         if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0 && self.rpo_alpha >= 0.0) {
             return bad("adam_epsilon must be positive; weight_decay, max_grad_norm and rpo_alpha non-negative".into());
         }
@@ -75,8 +84,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    fn adamw(&self) -> AdamWConfig {
-        AdamWConfig { beta1: self.adam_beta1, beta2: self.adam_beta2, epsilon: self.adam_epsilon, weight_decay: self.weight_decay }
+    fn optimizer(&self) -> OptimizerConfig {
+        OptimizerConfig { optim: self.optim, beta1: self.adam_beta1, beta2: self.adam_beta2, epsilon: self.adam_epsilon, momentum: self.momentum, weight_decay: self.weight_decay }
     }
 }
 
@@ -113,7 +122,7 @@ pub struct StepReport {
 pub struct DpoTrainer {
     policy: Llama,
     reference: Llama,
-    optim: AdamW,
+    optim: Optimizer,
     config: TrainConfig,
     device: Device,
     history: Vec<PreparedBatch>,
@@ -124,7 +133,7 @@ pub struct DpoTrainer {
 #[derive(Clone)]
 pub struct TrainerSnapshot {
     policy: Llama,
-    optim: AdamW,
+    optim: Optimizer,
     history_len: usize,
 }
 
@@ -141,7 +150,7 @@ impl DpoTrainer {
     pub fn new(policy: Llama, reference: Option<Llama>, config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let reference = reference.unwrap_or_else(|| policy.clone());
-        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: AdamW::new(config.adamw()), config, device: device.clone(), history: Vec::new() })
+        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: Optimizer::new(config.optimizer()), config, device: device.clone(), history: Vec::new() })
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -151,7 +160,7 @@ impl DpoTrainer {
     /// Changes the settings; the optimizer state is kept (only its hyper-parameters change).
     pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
         config.validate()?;
-        self.optim.config = config.adamw();
+        self.optim.set_config(config.optimizer());
         self.config = config;
         Ok(())
     }
@@ -172,7 +181,7 @@ impl DpoTrainer {
     /// The policy back to the reference, a fresh optimizer, no picks learnt.
     pub fn reset(&mut self) {
         self.policy = self.reference.clone().fork(&self.device.clone().autodiff()).train();
-        self.optim = AdamW::new(self.config.adamw());
+        self.optim = Optimizer::new(self.config.optimizer());
         self.history.clear();
     }
 
@@ -191,8 +200,8 @@ impl DpoTrainer {
     /// file (`None`: a fresh optimizer). The reference is unchanged. On error nothing changes.
     pub fn load_state(&mut self, policy: Llama, optimizer: Option<&[u8]>) -> Result<()> {
         let optim = match optimizer {
-            Some(bytes) => AdamW::from_safetensors(self.config.adamw(), &policy, bytes, "optimizer.safetensors", &self.device)?,
-            None => AdamW::new(self.config.adamw()),
+            Some(bytes) => Optimizer::from_safetensors(self.config.optimizer(), &policy, bytes, "optimizer.safetensors", &self.device)?,
+            None => Optimizer::new(self.config.optimizer()),
         };
         self.policy = policy.fork(&self.device.clone().autodiff()).train();
         self.optim = optim;
@@ -299,7 +308,7 @@ impl DpoTrainer {
         Ok(PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr })
     }
 
-    /// One AdamW update on `batch`. A non-finite loss or gradient leaves weights and optimizer
+    /// One optimizer update on `batch`. A non-finite loss or gradient leaves weights and optimizer
     /// state untouched and says why in the report.
     pub async fn step(&mut self, batch: &PreparedBatch) -> Result<StepReport> {
         let ad = self.device.clone().autodiff();
@@ -366,7 +375,7 @@ pub(crate) fn grad_norm_squared(model: &Llama, grads: &GradientsParams, device: 
 
 /// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
 /// applies one optimizer step.
-pub(crate) fn clipped_step(optim: &mut AdamW, model: Llama, grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> Llama {
+pub(crate) fn clipped_step(optim: &mut Optimizer, model: Llama, grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> Llama {
     let scale = if max_norm > 0.0 && grad_norm > max_norm { max_norm / (grad_norm + 1e-6) } else { 1.0 };
     optim.step(lr, model, grads, scale)
 }

@@ -60,7 +60,7 @@ export interface PairValues {
 export interface StepReport { metrics: DpoMetrics; values: PairValues; skipped?: string; }
 export interface TrainConfig {
   dpo: { beta: number; loss_type: "sigmoid" | "ipo" | "hinge" | "robust"; label_smoothing: number };
-  learning_rate: number; adam_beta1: number; adam_beta2: number; adam_epsilon: number;
+  learning_rate: number; adam_beta1: number; adam_beta2: number; adam_epsilon: number; optim: "adamw" | "sgd"; momentum: number;
   weight_decay: number; max_grad_norm: number; steps_per_pair: number; replay_pairs: number; rpo_alpha: number; max_length: number;
 }
 export interface SamplingConfig { temperature: number; top_k: number; top_p: number; max_new_tokens: number; seed: number; }

@@ -1,4 +1,4 @@
-//! AdamW against torch's update rule written out in f64, its saved state against continuing in
+//! AdamW and SGD against torch's update rules written out in f64, saved state against continuing in
 //! memory, undo against never having stepped, and the f16 writer against known encodings.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use common::*;
-use webdpo::adamw::{AdamW, AdamWConfig};
+use webdpo::optimizer::{Optim, Optimizer, OptimizerConfig};
 use webdpo::block_on;
 use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::model::{Llama, param_id};
@@ -23,18 +23,17 @@ fn weights(model: &Llama) -> Vec<Vec<f64>> {
     model.named_tensors().into_iter().map(|(_, _, t)| host(t)).collect()
 }
 
-#[test]
-fn adamw_matches_torch_update_rule() {
+/// Three updates of a tiny model with `config`, each parameter checked against `reference`:
+/// torch's rule on the host in f64, `(t, weight, grad, state) -> new weight`.
+fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut [f64; 2]) -> f64) {
     let device = Device::flex();
     let ad = device.clone().autodiff();
-    let config = AdamWConfig { beta1: 0.9, beta2: 0.99, epsilon: 1e-6, weight_decay: 0.1 };
     let (lr, scale) = (1e-2, 0.5);
-    let mut optim = AdamW::new(config);
+    let mut optim = Optimizer::new(config);
     let mut model = tiny_model(3, &device).fork(&ad).train();
     let tokens = Tensor::<2, burn::tensor::Int>::from_data([[5i64, 9, 17, 3], [8, 8, 40, 2]], &ad);
-    // torch.optim.AdamW's state, kept on the host in f64.
     let n_params = model.named_tensors().len();
-    let (mut m, mut v) = (vec![Vec::new(); n_params], vec![Vec::new(); n_params]);
+    let mut state: Vec<Vec<[f64; 2]>> = vec![Vec::new(); n_params];
     for t in 1..=3 {
         let loss = model.forward(tokens.clone(), None).powi_scalar(2).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -51,26 +50,46 @@ fn adamw_matches_torch_update_rule() {
         model = optim.step(lr, model, grads, scale);
         let after = weights(&model.valid());
         for p in 0..n_params {
-            if m[p].is_empty() {
-                (m[p], v[p]) = (vec![0.0; g[p].len()], vec![0.0; g[p].len()]);
-            }
+            state[p].resize(g[p].len(), [0.0; 2]);
             for i in 0..g[p].len() {
-                let g = g[p][i] * scale;
-                m[p][i] = config.beta1 * m[p][i] + (1.0 - config.beta1) * g;
-                v[p][i] = config.beta2 * v[p][i] + (1.0 - config.beta2) * g * g;
-                let (c1, c2) = (1.0 - config.beta1.powi(t), 1.0 - config.beta2.powi(t));
-                let w = before[p][i] * (1.0 - lr * config.weight_decay);
-                let expect = w - lr / c1 * m[p][i] / ((v[p][i] / c2).sqrt() + config.epsilon);
-                assert_close(after[p][i], expect, 1e-6, &format!("step {t}, parameter {p}, entry {i}"));
+                let expect = reference(t, before[p][i], g[p][i] * scale, &mut state[p][i]);
+                assert_close(after[p][i], expect, 1e-6, &format!("{:?} step {t}, parameter {p}, entry {i}", config.optim));
             }
         }
     }
     assert_eq!(optim.steps, 3);
 }
 
+#[test]
+fn adamw_matches_torch_update_rule() {
+    let c = OptimizerConfig { optim: Optim::AdamW, beta1: 0.9, beta2: 0.99, epsilon: 1e-6, momentum: 0.0, weight_decay: 0.1 };
+    let lr = 1e-2;
+    matches_torch(c, |t, w, g, [m, v]| {
+        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+        let (c1, c2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+        w * (1.0 - lr * c.weight_decay) - lr / c1 * *m / ((*v / c2).sqrt() + c.epsilon)
+    });
+}
+
+#[test]
+fn sgd_matches_torch_update_rule() {
+    let c = OptimizerConfig { optim: Optim::Sgd, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, momentum: 0.8, weight_decay: 0.1 };
+    let lr = 1e-2;
+    matches_torch(c, |t, w, g, [buf, _]| {
+        let g = g + c.weight_decay * w;
+        *buf = if t == 1 { g } else { c.momentum * *buf + g };
+        w - lr * *buf
+    });
+}
+
 fn trained(steps: usize) -> DpoTrainer {
+    trained_with(steps, TrainConfig { learning_rate: 1e-2, ..TrainConfig::default() })
+}
+
+fn trained_with(steps: usize, config: TrainConfig) -> DpoTrainer {
     let device = Device::flex();
-    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, TrainConfig { learning_rate: 1e-2, ..TrainConfig::default() }, &device).unwrap();
+    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs(), tokenizer().pad_id())).unwrap();
     for _ in 0..steps {
         block_on(trainer.step(&batch)).unwrap();
@@ -84,8 +103,14 @@ fn policy_bytes(trainer: &DpoTrainer) -> Vec<u8> {
 
 #[test]
 fn saved_state_continues_exactly() {
+    for optim in [Optim::AdamW, Optim::Sgd] {
+        saved_state_continues_exactly_with(TrainConfig { learning_rate: 1e-2, optim, ..TrainConfig::default() });
+    }
+}
+
+fn saved_state_continues_exactly_with(config: TrainConfig) {
     let device = Device::flex();
-    let mut original = trained(2);
+    let mut original = trained_with(2, config);
     let (weights, optimizer) = block_on(original.save_state()).unwrap();
     let mut reloaded = DpoTrainer::new(tiny_model(0, &device), None, original.config().clone(), &device).unwrap();
     let policy = from_safetensors(&tiny_config(), &weights, "model.safetensors", &device).unwrap();
@@ -109,6 +134,10 @@ fn bad_optimizer_state_is_refused_and_changes_nothing() {
     assert!(err.contains("optimizer.safetensors") && err.contains("truncated"), "{err}");
     let err = trainer.load_state(policy(), Some(&weights)).unwrap_err().to_string();
     assert!(err.contains("step count"), "{err}");
+    let sgd = trained_with(1, TrainConfig { optim: Optim::Sgd, ..TrainConfig::default() });
+    let (_, sgd_state) = block_on(sgd.save_state()).unwrap();
+    let err = trainer.load_state(policy(), Some(&sgd_state)).unwrap_err().to_string();
+    assert!(err.contains("SGD state, but the optimizer is AdamW"), "{err}");
     assert!(policy_bytes(&trainer) == before);
     assert_eq!(trainer.steps(), 1);
 }

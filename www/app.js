@@ -385,6 +385,7 @@ function fillSettings() {
   $("lr").value = t.learning_rate;
   $("steps").value = t.steps_per_pair;
   $("loss").value = t.dpo.loss_type;
+  $("optim").value = t.optim;
   $("temperature").value = s.temperature;
   $("max-tokens").value = s.max_new_tokens;
 }
@@ -392,14 +393,14 @@ function fillSettings() {
 async function applySettings() {
   $("settings-error").textContent = "";
   const num = (id) => Number($(id).value);
-  const wanted = { ...info.trainConfig, learning_rate: num("lr"), steps_per_pair: num("steps"), dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value } };
+  const wanted = { ...info.trainConfig, learning_rate: num("lr"), steps_per_pair: num("steps"), optim: $("optim").value, dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value } };
   const s = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
   try {
     if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new Error("temperature must be a number ≥ 0");
     if (!(Number.isInteger(s.max_new_tokens) && s.max_new_tokens >= 1)) throw new Error("max new tokens must be a whole number ≥ 1");
     if (!Number.isInteger(wanted.steps_per_pair)) throw new Error("updates per pick must be a whole number ≥ 1");
     info.trainConfig = await call("setTrainConfig", wanted);
-    localStorage.setItem("webdpo.train", JSON.stringify({ learning_rate: wanted.learning_rate, steps_per_pair: wanted.steps_per_pair, dpo: wanted.dpo }));
+    localStorage.setItem("webdpo.train", JSON.stringify({ learning_rate: wanted.learning_rate, steps_per_pair: wanted.steps_per_pair, optim: wanted.optim, dpo: wanted.dpo }));
     localStorage.setItem("webdpo.sampling", JSON.stringify(s));
   } catch (e) {
     $("settings-error").textContent = `Not applied: ${e.message}`;

@@ -1,0 +1,199 @@
+//! AdamW (Loshchilov & Hutter) and SGD with momentum, each as `torch.optim` computes it, with
+//! state that can be read back asynchronously: burn's optimizer serialises its moments with
+//! blocking reads, which WebGPU in wasm forbids, and the app must save the optimizer after every
+//! update and undo one exactly.
+//!
+//! The state is saved as safetensors with PyTorch's names (`<param>.exp_avg`, `<param>.exp_avg_sq`
+//! for AdamW, `<param>.momentum_buffer` for SGD) and the step count in the metadata.
+
+use std::collections::HashMap;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Dtype, parse_safetensors, write_safetensors};
+use crate::error::{Error, Result};
+use crate::model::{Llama, param_id};
+
+/// Which update rule (names as in HF `TrainingArguments.optim`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optim {
+    #[default]
+    AdamW,
+    /// Per-parameter steps proportional to the gradient: the parameters that matter most for
+    /// this pair move most, where Adam's first steps move every parameter by about the
+    /// learning rate.
+    Sgd,
+}
+
+impl Optim {
+    fn name(self) -> &'static str {
+        match self {
+            Optim::AdamW => "AdamW",
+            Optim::Sgd => "SGD",
+        }
+    }
+
+    /// The per-parameter state tensors, by PyTorch's names.
+    fn buffers(self) -> &'static [&'static str] {
+        match self {
+            Optim::AdamW => &["exp_avg", "exp_avg_sq"],
+            Optim::Sgd => &["momentum_buffer"],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OptimizerConfig {
+    pub optim: Optim,
+    /// AdamW's β1, β2 and ε.
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    /// SGD's momentum (torch: no dampening, not Nesterov).
+    pub momentum: f64,
+    /// Decoupled for AdamW; added to the gradient for SGD (as torch does).
+    pub weight_decay: f64,
+}
+
+/// Optimizer state. Cloning is cheap (tensors are immutable and shared), so a clone is an exact
+/// snapshot to undo to.
+#[derive(Clone)]
+pub struct Optimizer {
+    pub config: OptimizerConfig,
+    /// Updates applied so far (AdamW's bias corrections depend on it).
+    pub steps: u64,
+    /// Per parameter, flattened, in [`Optim::buffers`] order.
+    state: HashMap<ParamId, Vec<Tensor<1>>>,
+}
+
+impl Optimizer {
+    pub fn new(config: OptimizerConfig) -> Self {
+        Self { config, steps: 0, state: HashMap::new() }
+    }
+
+    /// New hyper-parameters. Switching between AdamW and SGD starts the state afresh (one's
+    /// moments mean nothing to the other).
+    pub fn set_config(&mut self, config: OptimizerConfig) {
+        if config.optim != self.config.optim {
+            *self = Self::new(config);
+        }
+        self.config = config;
+    }
+
+    /// One update of every parameter of `model` that has a gradient, with the gradients
+    /// multiplied by `grad_scale` first (gradient clipping).
+    pub fn step(&mut self, lr: f64, model: Llama, mut grads: GradientsParams, grad_scale: f64) -> Llama {
+        self.steps += 1;
+        let mut update = Update { optim: self, grads: &mut grads, lr, grad_scale };
+        model.map(&mut update)
+    }
+
+    /// The state as safetensors bytes (one device read), keyed by `model`'s parameter names.
+    pub async fn to_safetensors(&self, model: &Llama) -> Result<Vec<u8>> {
+        let mut tensors = Vec::new();
+        for (name, shape, _) in model.named_tensors() {
+            if let Some(state) = self.state.get(&param_id(&name)) {
+                for (buffer, t) in self.config.optim.buffers().iter().zip(state) {
+                    tensors.push((format!("{name}.{buffer}"), shape.clone(), t.clone()));
+                }
+            }
+        }
+        let metadata = [("step".to_string(), self.steps.to_string()), ("optimizer".to_string(), self.config.optim.name().to_string())];
+        write_safetensors(&tensors, &metadata, Dtype::F32).await
+    }
+
+    /// Loads state saved by [`Optimizer::to_safetensors`] for `model` with the same optimizer;
+    /// every parameter's buffers must be present with its shape (or none at all, at step 0).
+    pub fn from_safetensors(config: OptimizerConfig, model: &Llama, bytes: &[u8], file: &str, device: &Device) -> Result<Self> {
+        let (tensors, metadata) = parse_safetensors(bytes, file)?;
+        let err = |m: String| Error::checkpoint(file, m);
+        let steps = metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| err("no step count in the metadata; is this an optimizer state file?".into()))?;
+        let saved = metadata.get("optimizer").map(String::as_str).unwrap_or("AdamW");
+        if saved != config.optim.name() {
+            return Err(err(format!("this is {saved} state, but the optimizer is {}", config.optim.name())));
+        }
+        let mut state = HashMap::new();
+        for (name, shape, _) in model.named_tensors() {
+            if steps == 0 {
+                break;
+            }
+            let buffers = config.optim.buffers().iter().map(|buffer| {
+                let key = format!("{name}.{buffer}");
+                let entry = tensors.get(&key).ok_or_else(|| err(format!("tensor {key} is missing")))?;
+                if entry.shape != shape {
+                    return Err(err(format!("tensor {key} has shape {:?}, the model needs {shape:?}", entry.shape)));
+                }
+                let values = entry.to_f32();
+                let n = values.len();
+                Ok(Tensor::<1>::from_data(TensorData::new(values, [n]), device))
+            });
+            state.insert(param_id(&name), buffers.collect::<Result<Vec<_>>>()?);
+        }
+        Ok(Self { config, steps, state })
+    }
+}
+
+struct Update<'a> {
+    optim: &'a mut Optimizer,
+    grads: &'a mut GradientsParams,
+    lr: f64,
+    grad_scale: f64,
+}
+
+impl Update<'_> {
+    /// The new flattened weight from the old one and its gradient; updates the state.
+    fn apply(&mut self, id: ParamId, weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
+        let OptimizerConfig { optim, beta1, beta2, epsilon, momentum, weight_decay } = self.optim.config;
+        let previous = self.optim.state.remove(&id);
+        let (updated, state) = match optim {
+            Optim::AdamW => {
+                // Moments: exponential moving averages of the gradient and its square.
+                let (exp_avg, exp_avg_sq) = match previous.as_deref() {
+                    Some([m, v]) => (m.clone().mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1), v.clone().mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2)),
+                    _ => (grad.clone().mul_scalar(1.0 - beta1), grad.square().mul_scalar(1.0 - beta2)),
+                };
+                // Decoupled weight decay, then the bias-corrected step (torch's order and formula).
+                let t = self.optim.steps as i32;
+                let (correction1, correction2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let denom = exp_avg_sq.clone().div_scalar(correction2).sqrt().add_scalar(epsilon);
+                let updated = weight.mul_scalar(1.0 - self.lr * weight_decay) - exp_avg.clone().div(denom).mul_scalar(self.lr / correction1);
+                (updated, vec![exp_avg, exp_avg_sq])
+            }
+            Optim::Sgd => {
+                // L2 weight decay joins the gradient; the buffer starts as the first gradient.
+                let grad = if weight_decay > 0.0 { grad + weight.clone().mul_scalar(weight_decay) } else { grad };
+                let buffer = match previous.as_deref() {
+                    Some([b]) if momentum > 0.0 => b.clone().mul_scalar(momentum) + grad,
+                    _ => grad,
+                };
+                (weight - buffer.clone().mul_scalar(self.lr), vec![buffer])
+            }
+        };
+        self.optim.state.insert(id, state);
+        updated
+    }
+}
+
+impl ModuleMapper for Update<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let Some(grad) = self.grads.remove::<D>(id) else {
+            return Param::from_mapped_value(id, tensor, mapper);
+        };
+        let require_grad = tensor.is_require_grad();
+        let weight = tensor.inner();
+        let shape = weight.dims();
+        let n = shape.iter().product::<usize>();
+        let grad = grad.reshape([n]).mul_scalar(self.grad_scale);
+        let updated = self.apply(id, weight.reshape([n]), grad);
+        let mut updated = Tensor::from_inner(updated.reshape(shape));
+        if require_grad {
+            updated = updated.require_grad();
+        }
+        Param::from_mapped_value(id, updated, mapper)
+    }
+}

@@ -556,6 +556,8 @@ function wire() {
 
 async function main() {
   wire();
+  // Offline after the first load (sw.js); the app works without it, only not offline.
+  navigator.serviceWorker?.register("sw.js").catch((e) => console.warn("no offline support:", e));
   try {
     store = await openStore(MODEL.name);
     const [config, tokenizer, weights] = await Promise.all([

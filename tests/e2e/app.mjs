@@ -70,7 +70,8 @@ try {
   // Bytes on the wire (compressed), per page load.
   let wire = 0;
   const fresh = [];
-  page.on("response", async (r) => {
+  context.on("response", async (r) => {
+    if (r.fromServiceWorker()) return;
     const length = Number((await r.allHeaders())["content-length"] ?? 0);
     wire += length;
     if (r.status() === 200 && length > 100_000) fresh.push(r.url());
@@ -111,6 +112,14 @@ try {
   check(await page.$eval("#notice", (e) => /Restored.*2 pairs.*after 2 updates/.test(e.textContent)), "reload says what it restored");
   check((await metrics()) === m2, "reload restored the last metrics");
   check((await download("#download", "policy-restored.safetensors")).equals(w2), `reload restored the updated weights exactly (${w2.length} bytes)`);
+
+  // Offline: the service worker serves the app, IndexedDB the state.
+  await context.setOffline(true);
+  await page.reload();
+  await ready();
+  await noError("offline reload");
+  check((await learnt()) === 2 && (await metrics()) === m2, "offline reload works and restores the picks");
+  await context.setOffline(false);
 
   // A third pick, then undo: the previous metrics and exactly the previous weights.
   await pickOne("key");

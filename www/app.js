@@ -314,6 +314,9 @@ function teach(pick, scores) {
     line(sym("h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)) = "), num(ratioW), " − (", num(ratioL), ") = ", num(h), per),
     line(...lossLine, `   (β = ${beta})`),
     ...(h === 0 && loss_type === "sigmoid" && eps === 0 ? [line(el("span", { class: "muted" }, "π = π_ref here (no update yet), so h = 0, σ = 0.5 and the loss is ln 2 = 0.6931."))] : []),
+    ...(pick.config.rpo_alpha > 0 && pick.metrics.nll_loss != null
+      ? [line(sym("RPO: total loss = DPO loss + α·NLL(y_w) per token = "), num(pick.values.loss), " + ", num(pick.config.rpo_alpha), " × ", num(pick.metrics.nll_loss), " = ", num(pick.metrics.loss, "result"))]
+      : []),
     line(sym("implicit rewards β·log-ratio: "), "chosen ", num(beta * ratioW, "up"), ",  rejected ", num(beta * ratioL, "down"), ",  margin ", num(beta * h)),
     line(el("span", { class: "muted" }, "These are the numbers the update used (before it). The tokens below are coloured with the policy after the update.")),
   );
@@ -386,6 +389,7 @@ function fillSettings() {
   $("steps").value = t.steps_per_pair;
   $("loss").value = t.dpo.loss_type;
   $("optim").value = t.optim;
+  $("rpo").value = t.rpo_alpha;
   $("temperature").value = s.temperature;
   $("max-tokens").value = s.max_new_tokens;
 }
@@ -393,14 +397,14 @@ function fillSettings() {
 async function applySettings() {
   $("settings-error").textContent = "";
   const num = (id) => Number($(id).value);
-  const wanted = { ...info.trainConfig, learning_rate: num("lr"), steps_per_pair: num("steps"), optim: $("optim").value, dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value } };
+  const wanted = { ...info.trainConfig, learning_rate: num("lr"), steps_per_pair: num("steps"), optim: $("optim").value, rpo_alpha: num("rpo"), dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value } };
   const s = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
   try {
     if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new Error("temperature must be a number ≥ 0");
     if (!(Number.isInteger(s.max_new_tokens) && s.max_new_tokens >= 1)) throw new Error("max new tokens must be a whole number ≥ 1");
     if (!Number.isInteger(wanted.steps_per_pair)) throw new Error("updates per pick must be a whole number ≥ 1");
     info.trainConfig = await call("setTrainConfig", wanted);
-    localStorage.setItem("webdpo.train", JSON.stringify({ learning_rate: wanted.learning_rate, steps_per_pair: wanted.steps_per_pair, optim: wanted.optim, dpo: wanted.dpo }));
+    localStorage.setItem("webdpo.train", JSON.stringify({ learning_rate: wanted.learning_rate, steps_per_pair: wanted.steps_per_pair, optim: wanted.optim, rpo_alpha: wanted.rpo_alpha, dpo: wanted.dpo }));
     localStorage.setItem("webdpo.sampling", JSON.stringify(s));
   } catch (e) {
     $("settings-error").textContent = `Not applied: ${e.message}`;

@@ -28,6 +28,7 @@ mod cli {
     use webdpo::logps::TokenizedPair;
     use webdpo::model::Llama;
     use webdpo::model_dir::ModelDir;
+    use webdpo::optimizer::Optim;
     use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_of};
     use webdpo::rng::Rng;
     use webdpo::storyworld::oracle::Oracle;
@@ -370,7 +371,8 @@ mod cli {
 
     fn train(a: TrainArgs, device: &ComputeDevice) -> Result<()> {
         let (dir, reference, tokenizer, pairs, dpo) = setup(&a.dpo, device)?;
-        let config = TrainConfig { dpo, learning_rate: a.lr, weight_decay: a.weight_decay, max_grad_norm: a.max_grad_norm, steps_per_pair: a.steps, max_length: a.dpo.max_length, ..TrainConfig::default() };
+        // AdamW, as TRL's DPOTrainer (the app's SGD default is tuned for single picks).
+        let config = TrainConfig { dpo, learning_rate: a.lr, optim: Optim::AdamW, weight_decay: a.weight_decay, max_grad_norm: a.max_grad_norm, steps_per_pair: a.steps, max_length: a.dpo.max_length, ..TrainConfig::default() };
         let mut trainer = DpoTrainer::new(dir.model.clone(), reference, config, &device.device)?;
         let bar = progress(pairs.len() * a.epochs, "train");
         let mut skipped = 0;

@@ -23,7 +23,7 @@ pub struct TrainConfig {
     pub adam_beta1: f64,
     pub adam_beta2: f64,
     pub adam_epsilon: f64,
-    /// "adamw" (the default) or "sgd" (HF `TrainingArguments.optim` names).
+    /// "sgd" (the app's default) or "adamw" (HF `TrainingArguments.optim` names).
     pub optim: Optim,
     /// SGD's momentum.
     pub momentum: f64,
@@ -46,11 +46,13 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             dpo: DpoConfig::default(),
-            learning_rate: 1e-4,
+            // SGD at 1e-2 steers the story-world model to a preferred attribute in about 25 picks
+            // where AdamW at 1e-4 moves it 10–25 points in 30 (model card, "Steering").
+            learning_rate: 1e-2,
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
-            optim: Optim::AdamW,
+            optim: Optim::Sgd,
             momentum: 0.9,
             weight_decay: 0.0,
             max_grad_norm: 1.0,

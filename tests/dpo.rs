@@ -9,6 +9,7 @@ use common::*;
 use webdpo::block_on;
 use webdpo::checkpoint::{Dtype, to_safetensors};
 use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::optimizer::Optim;
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
 fn ln_sigmoid(x: f64) -> f64 {
@@ -107,9 +108,14 @@ fn metrics_follow_trl_definitions() {
 
 #[test]
 fn repeated_updates_raise_the_margin() {
+    for (optim, learning_rate) in [(Optim::AdamW, 1e-3), (Optim::Sgd, 0.1)] {
+        repeated_updates_raise_the_margin_with(TrainConfig { optim, learning_rate, steps_per_pair: 8, ..TrainConfig::default() });
+    }
+}
+
+fn repeated_updates_raise_the_margin_with(config: TrainConfig) {
     let device = Device::flex();
-    let config = TrainConfig { learning_rate: 1e-3, steps_per_pair: 8, ..TrainConfig::default() };
-    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
+    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config.clone(), &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs()[..1], 0)).unwrap();
     // Sampling and evaluating in between (as the app does) must not freeze the policy.
     let _ = block_on(trainer.evaluate(&batch)).unwrap();
@@ -118,7 +124,7 @@ fn repeated_updates_raise_the_margin() {
     assert_eq!(reports.len(), 8);
     let after = block_on(trainer.evaluate(&batch)).unwrap().metrics();
     let first = reports[0].metrics;
-    assert!(after.rewards_margins > first.rewards_margins + 0.1, "margin {} → {}", first.rewards_margins, after.rewards_margins);
+    assert!(after.rewards_margins > first.rewards_margins + 0.1, "{:?}: margin {} → {}", config.optim, first.rewards_margins, after.rewards_margins);
     assert!(after.loss < first.loss - 0.05, "loss {} → {}", first.loss, after.loss);
     for w in reports.windows(2) {
         assert!(w[1].metrics.loss < w[0].metrics.loss, "loss rose between steps: {:?}", reports.iter().map(|r| r.metrics.loss).collect::<Vec<_>>());

@@ -126,7 +126,7 @@ fn saved_state_continues_exactly_with(config: TrainConfig) {
 #[test]
 fn bad_optimizer_state_is_refused_and_changes_nothing() {
     let device = Device::flex();
-    let mut trainer = trained(1);
+    let mut trainer = trained_with(1, TrainConfig { learning_rate: 1e-2, optim: Optim::AdamW, ..TrainConfig::default() });
     let before = policy_bytes(&trainer);
     let (weights, optimizer) = block_on(trainer.save_state()).unwrap();
     let policy = || from_safetensors(&tiny_config(), &weights, "model.safetensors", &device).unwrap();

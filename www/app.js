@@ -542,6 +542,8 @@ function wire() {
   $("download").addEventListener("click", () => run("Downloading the policy", async () => download(await call("policyWeights"), "webdpo-policy.safetensors", "application/octet-stream")));
   $("import").addEventListener("change", (e) => e.target.files[0] && importPairs(e.target.files[0]).finally(() => (e.target.value = "")));
   $("load").addEventListener("change", (e) => e.target.files[0] && loadPolicy(e.target.files[0]).finally(() => (e.target.value = "")));
+  // Each optimizer with its own sensible learning rate (runs before the form's change handler).
+  $("optim").addEventListener("change", (e) => ($("lr").value = e.target.value === "sgd" ? 0.01 : 0.0001));
   $("settings").addEventListener("change", applySettings);
   $("settings").addEventListener("submit", (e) => e.preventDefault());
   document.addEventListener("keydown", (e) => {

@@ -211,15 +211,6 @@ impl DpoTrainer {
         Ok(())
     }
 
-    /// Adds earlier picks to the history that `replay_pairs` draws on (after a reload).
-    pub async fn remember(&mut self, pairs: &[TokenizedPair], pad_id: u32) -> Result<()> {
-        for pair in pairs {
-            let batch = self.prepare(std::slice::from_ref(pair), pad_id).await?;
-            self.history.push(batch);
-        }
-        Ok(())
-    }
-
     /// Per-token log-probs of each (prompt, completion) under the policy and the reference: how
     /// far the policy has moved from the reference on every token (one device read).
     pub async fn token_logps(&self, rows: &[(&[u32], &[u32])], pad_id: u32) -> Result<Vec<TokenLogps>> {

@@ -167,12 +167,6 @@ impl Session {
         to_js(&self.trainer.train_batch(&batch).await.map_err(js_err)?)
     }
 
-    /// Makes earlier picks available for replay again (after restoring saved state).
-    pub async fn remember(&mut self, prompt: String, chosen: String, rejected: String) -> Result<(), JsError> {
-        let pair = self.tokenize(prompt, chosen, rejected)?;
-        self.trainer.remember(&[pair], self.tokenizer.pad_id()).await.map_err(js_err)
-    }
-
     fn tokenize(&self, prompt: String, chosen: String, rejected: String) -> Result<TokenizedPair, JsError> {
         TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt, chosen, rejected }).map_err(js_err)
     }

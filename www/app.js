@@ -142,10 +142,8 @@ async function fetchBytes(path, label) {
 /** Starts the worker on `backend` from the saved state (if any); returns what it reports. */
 async function startModel(saved) {
   startWorker();
-  const replayCount = Math.max(0, (JSON.parse(localStorage.getItem("webdpo.train") ?? "{}").replay_pairs ?? 1) - 1);
-  const replay = replayCount ? picks.filter((p) => p.metrics).slice(-replayCount) : [];
   // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
-  const args = { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice(), backend, replay, simulateFailure: params.has("simulate-gpu-failure"),
+  const args = { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice(), backend, simulateFailure: params.has("simulate-gpu-failure"),
     saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null };
   status(`Starting the model on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`);
   info = await call("load", args);

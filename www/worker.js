@@ -21,12 +21,11 @@ async function state() {
 }
 
 const ops = {
-  async load({ config, tokenizer, weights, backend, saved, replay, simulateFailure }) {
+  async load({ config, tokenizer, weights, backend, saved, simulateFailure }) {
     simulateGpuFailure = !!simulateFailure;
     await init();
     const next = await Session.create(config, tokenizer, weights, backend);
     if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
-    for (const p of replay ?? []) await next.remember(p.prompt, p.chosen, p.rejected);
     session?.free();
     session = next;
     undoStack.length = 0;

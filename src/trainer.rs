@@ -140,7 +140,7 @@ pub struct TrainerSnapshot {
 }
 
 /// Per-token log-probs of one completion (EOS included) under the policy and the reference.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct TokenLogps {
     pub policy: Vec<f32>,
     pub reference: Vec<f32>,
@@ -159,7 +159,8 @@ impl DpoTrainer {
         &self.config
     }
 
-    /// Changes the settings; the optimizer state is kept (only its hyper-parameters change).
+    /// Changes the settings. The optimizer state is kept, unless the optimizer itself changes
+    /// (AdamW's moments mean nothing to SGD and the reverse).
     pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
         config.validate()?;
         self.optim.set_config(config.optimizer());

@@ -1,7 +1,7 @@
 //! A model directory as transformers writes it: config.json, tokenizer.json, model.safetensors.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::Device;
 
@@ -35,29 +35,21 @@ impl ModelDir {
         TextTokenizer::from_bytes(&self.tokenizer_json, &self.config)
     }
 
-    /// Writes `model` with this directory's config and tokenizer to `out`. The files go to a
-    /// sibling first and replace `out` only once all are written, so a failure loses nothing.
+    /// Writes `model` with this directory's config and tokenizer into `out`, leaving any other
+    /// file there (a model card, figures, optimizer state) alone. Each file is written beside its
+    /// target and all three are renamed over the old ones only once all are written, so a failure
+    /// loses nothing.
     pub async fn save(&self, model: &Llama, out: &Path) -> Result<()> {
         let weights = checkpoint::to_safetensors(model, checkpoint::Dtype::F32).await?;
-        let name = out.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
-        let staging = out.with_file_name(format!(".{name}.partial"));
-        let _ = fs::remove_dir_all(&staging);
-        let write = |file: &str, bytes: &[u8]| -> Result<()> {
-            let path = staging.join(file);
-            fs::write(&path, bytes).map_err(|e| Error::io(&path, e))
-        };
-        fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        write("config.json", self.config.to_json().as_bytes())?;
-        write("tokenizer.json", &self.tokenizer_json)?;
-        write("model.safetensors", &weights)?;
-        let backup: Option<PathBuf> = out.exists().then(|| out.with_file_name(format!(".{name}.old")));
-        if let Some(b) = &backup {
-            let _ = fs::remove_dir_all(b);
-            fs::rename(out, b).map_err(|e| Error::io(out, e))?;
+        fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        let config = self.config.to_json();
+        let files: [(&str, &[u8]); 3] = [("config.json", config.as_bytes()), ("tokenizer.json", &self.tokenizer_json), ("model.safetensors", &weights)];
+        let partial = |file: &str| out.join(format!(".{file}.partial"));
+        for (file, bytes) in files {
+            fs::write(partial(file), bytes).map_err(|e| Error::io(partial(file), e))?;
         }
-        fs::rename(&staging, out).map_err(|e| Error::io(out, e))?;
-        if let Some(b) = backup {
-            let _ = fs::remove_dir_all(b);
+        for (file, _) in files {
+            fs::rename(partial(file), out.join(file)).map_err(|e| Error::io(out.join(file), e))?;
         }
         Ok(())
     }

@@ -89,4 +89,15 @@ fn bad_files_are_named_and_nothing_is_overwritten() {
     assert!(!ok);
     assert!(err.contains("model.safetensors") && err.contains("truncated") && err.contains("tensor "), "names file and tensor: {err}");
     assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious", "a failed run must not touch --out");
+
+    // A successful run writes the model files and leaves the rest of --out (a model card) alone.
+    std::fs::write(&weights, &bytes).unwrap();
+    let (ok, _, err) = webdpo(&["train", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious");
+    let names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    for file in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(names.iter().any(|n| n == file), "{file} written: {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "no partial files left: {names:?}");
 }

@@ -216,9 +216,8 @@ impl DpoTrainer {
     /// far the policy has moved from the reference on every token (one device read).
     pub async fn token_logps(&self, rows: &[(&[u32], &[u32])], pad_id: u32) -> Result<Vec<TokenLogps>> {
         let batch = SequenceBatch::new(rows, pad_id, self.max_len())?;
-        let ad = self.device.clone().autodiff();
-        let frozen = |model: &Llama| token_logps(&model.valid().fork(&ad).no_grad(), &batch, &ad).inner().reshape([batch.rows * (batch.len - 1)]);
-        let [policy, reference] = read_all([frozen(&self.policy), frozen(&self.reference)]).await?;
+        let flat = |model: &Llama| self.frozen_token_logps(model, &batch).reshape([batch.rows * (batch.len - 1)]);
+        let [policy, reference] = read_all([flat(&self.policy), flat(&self.reference)]).await?;
         let width = batch.len - 1;
         Ok((0..batch.rows)
             .map(|r| {
@@ -289,8 +288,13 @@ impl DpoTrainer {
     /// Log-probs through the same (autodiff-device) kernels as a training step, but recording no
     /// graph. Policy = reference then gives bit-identical log-probs: rewards exactly 0 at step 1.
     fn frozen_logps(&self, model: &Llama, sequences: &SequenceBatch) -> Tensor<1> {
+        self.frozen_token_logps(model, sequences).sum_dim(1).reshape([sequences.rows])
+    }
+
+    /// Per-token log-probs `[rows, len - 1]`, frozen as [`DpoTrainer::frozen_logps`].
+    fn frozen_token_logps(&self, model: &Llama, sequences: &SequenceBatch) -> Tensor<2> {
         let ad = self.device.clone().autodiff();
-        sequence_logps(&model.valid().fork(&ad).no_grad(), sequences, &ad).inner()
+        token_logps(&model.valid().fork(&ad).no_grad(), sequences, &ad).inner()
     }
 
     /// Metrics of the current policy on `batch`, without updating.

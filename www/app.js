@@ -174,9 +174,11 @@ function showDevice() {
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
 }
 
+/** Stores the worker's training state (absent when nothing changed). */
 async function saveState(state) {
-  if (state) await store.saveState({ weights: state.weights, optimizer: state.optimizer, steps: state.steps });
-  if (state) info.steps = state.steps;
+  if (!state) return;
+  await store.saveState({ weights: state.weights, optimizer: state.optimizer, steps: state.steps });
+  info.steps = state.steps;
 }
 
 /** A GPU failure (lost device, failed kernel, panic inside wasm) while on WebGPU. */
@@ -263,16 +265,17 @@ function pick(winner) {
     // Both responses were sampled from the policy: their mean log-ratio estimates KL(π‖π_ref).
     pick.kl = (pick.values.pc - pick.values.rc + pick.values.pr - pick.values.rr) / 2;
     pick.config = info.trainConfig;
+    // The worker returns state (and keeps an undo snapshot) only when at least one step applied.
     const skipped = reports.find((r) => r.skipped)?.skipped;
-    if (skipped) pick.skipped = skipped;
+    if (!state) pick.skipped = skipped;
     await store.putPick(pick);
     await saveState(state);
     canUndo = canUndo || !!state;
     teach(pick, scores);
     showMetrics(reports[reports.length - 1].metrics, reports.length);
     updateCharts();
-    if (skipped) notice(`Update skipped: ${skipped}`, "error");
-    status(skipped ? "The update was skipped; your pick is kept." : `Learned from your pick (${reports.length} update${reports.length === 1 ? "" : "s"}). Generate again to see the change.`);
+    if (skipped) notice(`${state ? "An update of this pick was" : "Update"} skipped: ${skipped}`, "error");
+    status(!state ? "The update was skipped; your pick is kept." : `Learned from your pick (${reports.length} update${reports.length === 1 ? "" : "s"}). Generate again to see the change.`);
     $("generate").focus();
   });
 }
@@ -413,7 +416,8 @@ async function applySettings() {
 function undo() {
   return run("Undo", async () => {
     const { state, canUndo: more } = await call("undo");
-    const last = picks.filter((p) => p.source === "pick").pop();
+    // The pick whose update is undone: the last one that changed the policy.
+    const last = picks.filter((p) => p.source === "pick" && p.metrics && !p.skipped).pop();
     if (last) {
       await store.deletePick(last.id);
       picks = picks.filter((p) => p !== last);

@@ -41,12 +41,7 @@ export async function openStore(model) {
     deletePick: (id) => picks("readwrite", (s) => request(s.delete(id))),
     /** Every pick of this model, oldest first. */
     picks: async () => (await picks("readonly", (s) => request(s.getAll()))).filter((p) => p.model === model),
-    clearPicks: async () => {
-      const ids = (await picks("readonly", (s) => request(s.getAll()))).filter((p) => p.model === model).map((p) => p.id);
-      await picks("readwrite", (s) => Promise.all(ids.map((id) => request(s.delete(id)))));
-    },
     saveState: (state) => run(["state"], "readwrite", (tx) => request(tx.objectStore("state").put({ ...state, model, savedAt: Date.now() }, model))),
     loadState: () => run(["state"], "readonly", (tx) => request(tx.objectStore("state").get(model))),
-    clearState: () => run(["state"], "readwrite", (tx) => request(tx.objectStore("state").delete(model))),
   };
 }

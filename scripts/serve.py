@@ -12,6 +12,7 @@ import gzip
 import http.server
 import io
 import os
+import pathlib
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
@@ -46,9 +47,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         stat = os.stat(path)
         brotli = path + ".br"
         if "br" in accepted and os.path.isfile(brotli) and os.stat(brotli).st_mtime_ns >= stat.st_mtime_ns:
-            encoding, load = "br", lambda: open(brotli, "rb").read()
+            encoding, load = "br", lambda: pathlib.Path(brotli).read_bytes()
         else:
-            encoding, load = "gzip", lambda: gzip.compress(open(path, "rb").read(), 9)
+            encoding, load = "gzip", lambda: gzip.compress(pathlib.Path(path).read_bytes(), 9)
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}-{encoding}"'
         if self.headers.get("If-None-Match") == etag:
             self.send_response(304)
@@ -64,7 +65,6 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", etag)
-        self.send_header("Last-Modified", self.date_time_string(int(stat.st_mtime)))
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         return io.BytesIO(body)

@@ -149,8 +149,9 @@ try {
 
   // Policy vs reference, side by side.
   await page.click("#compare");
-  await page.waitForFunction(() => document.getElementById("text-reference").textContent.length > 0 && !document.getElementById("generate").disabled, null, WAIT);
-  check(true, "compare sampled the policy and the reference");
+  await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+  const [fromPolicy, fromReference] = [await page.textContent("#text-policy"), await page.textContent("#text-reference")];
+  check(fromPolicy.length > 0 && fromReference.length > 0 && (await page.isVisible("#compare-view")), `compare shows a policy and a reference sample (${fromPolicy.length} and ${fromReference.length} characters)`);
   await page.screenshot({ path: join(out, "04-end.png") });
   await shot("05-end-full");
 

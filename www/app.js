@@ -208,12 +208,18 @@ function sampling() {
   return { temperature: s.temperature, top_k: 0, top_p: 1.0, max_new_tokens: s.max_new_tokens, seed: crypto.getRandomValues(new Uint32Array(1))[0] };
 }
 
-function generate() {
+/** The prompt in the model's format, or null (and a notice) when there is none. */
+function promptOrNotice() {
   const text = $("prompt").value.trim();
-  if (!text) return notice("Write a prompt first, or pick one of the presets.", "error");
+  if (!text) notice("Write a prompt first, or pick one of the presets.", "error");
+  return text ? formatPrompt(text) : null;
+}
+
+function generate() {
+  const prompt = promptOrNotice();
+  if (!prompt) return;
   notice(null);
   return run("Generating", async () => {
-    const prompt = formatPrompt(text);
     current = { prompt, texts: ["", ""], done: false };
     $("compare-view").hidden = true;
     for (const id of ["text-a", "text-b"]) $(id).textContent = "";
@@ -230,10 +236,9 @@ function generate() {
 }
 
 function compare() {
-  const text = $("prompt").value.trim();
-  if (!text) return notice("Write a prompt first, or pick one of the presets.", "error");
+  const prompt = promptOrNotice();
+  if (!prompt) return;
   return run("Comparing", async () => {
-    const prompt = formatPrompt(text);
     $("compare-view").hidden = false;
     const s = sampling();
     for (const [target, reference] of [["text-policy", false], ["text-reference", true]]) {

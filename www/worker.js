@@ -9,6 +9,7 @@ let simulateGpuFailure = false;
 // Snapshots taken before each update, newest last: undo restores the exact previous state.
 const undoStack = [];
 const UNDO_DEPTH = 10;
+const clearUndo = () => undoStack.splice(0).forEach((s) => s.free());
 
 async function scores(prompt, chosen, rejected) {
   return { chosen: await session.tokenScores(prompt, chosen), rejected: await session.tokenScores(prompt, rejected) };
@@ -28,7 +29,7 @@ const ops = {
     if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
     session?.free();
     session = next;
-    undoStack.length = 0;
+    clearUndo();
     return { device: session.device, isGpu: session.isGpu, parameterCount: session.parameterCount, steps: session.steps, trainConfig: session.trainConfig() };
   },
 
@@ -75,7 +76,7 @@ const ops = {
 
   async reset() {
     session.reset();
-    undoStack.splice(0).forEach((s) => s.free());
+    clearUndo();
     return { state: await state() };
   },
 
@@ -87,7 +88,7 @@ const ops = {
       reports.push(r[r.length - 1]);
       progress({ done: i + 1, total: pairs.length, metrics: r[r.length - 1].metrics });
     }
-    undoStack.splice(0).forEach((s) => s.free());
+    clearUndo();
     return { reports, state: await state() };
   },
 
@@ -102,7 +103,7 @@ const ops = {
   /** A model.safetensors from the user: becomes the policy, with a fresh optimizer. */
   async loadWeights({ weights }) {
     session.loadState(weights, undefined);
-    undoStack.splice(0).forEach((s) => s.free());
+    clearUndo();
     return { state: await state() };
   },
 };

@@ -1,5 +1,5 @@
 //! Sampling with a KV cache: the prompt is run once, then one token per step for all samples
-//! together. Each step makes one async read of the last-position logits and samples on the CPU
+//! together (or, as a baseline for benchmarks, the whole prefix again every step). Each step makes one async read of the last-position logits and samples on the CPU
 //! (sorting on WebGPU in wasm is unreliable, and the host RNG makes seeds reproducible anywhere).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -87,7 +87,11 @@ pub struct Decoder {
     config: SamplingConfig,
     eos: u32,
     rng: Rng,
-    cache: KvCache,
+    /// `None`: no cache, every step re-runs `context` (all tokens so far).
+    cache: Option<KvCache>,
+    context: Option<Tensor<2, Int>>,
+    /// Tokens fed to the model so far (prompt included).
+    position: usize,
     input: Tensor<2, Int>,
     samples: Vec<Vec<u32>>,
     done: Vec<bool>,
@@ -104,18 +108,36 @@ impl Decoder {
         }
         let ids: Vec<i64> = (0..n).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
         let input = Tensor::from_data(TensorData::new(ids, [n, prompt.len()]), device);
-        Ok(Self { model, device: device.clone(), rng: Rng::new(config.seed), config, eos, cache: KvCache::default(), input, samples: vec![Vec::new(); n], done: vec![false; n] })
+        Ok(Self { model, device: device.clone(), rng: Rng::new(config.seed), config, eos, cache: Some(KvCache::default()), context: None, position: 0, input, samples: vec![Vec::new(); n], done: vec![false; n] })
+    }
+
+    /// Re-runs the whole prefix for every token instead of caching keys and values: the
+    /// baseline that the KV cache's speed-up is measured against.
+    pub fn without_cache(mut self) -> Self {
+        self.cache = None;
+        self
     }
 
     /// Samples the next token of every unfinished sequence (`None` for finished ones), or
     /// returns `None` when all are finished.
     pub async fn step(&mut self) -> Result<Option<Vec<Option<u32>>>> {
         let produced = self.samples.iter().map(Vec::len).max().unwrap_or(0);
-        if self.done.iter().all(|&d| d) || produced >= self.config.max_new_tokens || self.cache.len() + self.input.dims()[1] > self.model.max_positions() {
+        if self.done.iter().all(|&d| d) || produced >= self.config.max_new_tokens || self.position + self.input.dims()[1] > self.model.max_positions() {
             return Ok(None);
         }
-        let [n, t] = self.input.dims();
-        let logits = self.model.forward(self.input.clone(), Some(&mut self.cache));
+        self.position += self.input.dims()[1];
+        let logits = match &mut self.cache {
+            Some(cache) => self.model.forward(self.input.clone(), Some(cache)),
+            None => {
+                let context = match self.context.take() {
+                    Some(context) => Tensor::cat(vec![context, self.input.clone()], 1),
+                    None => self.input.clone(),
+                };
+                self.context = Some(context.clone());
+                self.model.forward(context, None)
+            }
+        };
+        let [n, t, _] = logits.dims();
         let vocab = logits.dims()[2];
         let last = read_f32(logits.slice([0..n, t - 1..t, 0..vocab]).reshape([n * vocab])).await?;
         let mut next = Vec::with_capacity(n);

@@ -4,6 +4,7 @@
 //! Every function that reads from the device is `async` (the only way to read on WebGPU in
 //! wasm); native callers drive them with [`block_on`].
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -21,6 +21,7 @@ mod cli {
     use clap::{Args, Parser, Subcommand, ValueEnum};
     use burn::module::Module;
     use indicatif::{ProgressBar, ProgressStyle};
+    use webdpo::bench::{BenchConfig, bench_generation, bench_pair, bench_update};
     use webdpo::checkpoint::{Dtype, to_safetensors};
     use webdpo::data::{PreferencePair, parse_jsonl};
     use webdpo::dpo::{DpoConfig, LossType, PairValues};
@@ -73,6 +74,32 @@ mod cli {
         Simulate(SimulateArgs),
         /// Re-save a model's weights in another precision (f16 halves the app's download).
         Convert(ConvertArgs),
+        /// Time one DPO update (by stage) and sampling with and without the KV cache; JSON out.
+        Bench(BenchArgs),
+    }
+
+    #[derive(Args)]
+    struct BenchArgs {
+        #[arg(long, default_value = "www/models/storyworld")]
+        model: PathBuf,
+        /// Also write the JSON report here (it is always printed).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value_t = 3)]
+        recompute_runs: usize,
+        #[arg(long, default_value_t = 96)]
+        completion_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        new_tokens: usize,
+        /// The optimizer of the timed update (the app's default is SGD with momentum).
+        #[arg(long, default_value = "sgd")]
+        optim: Optim,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     }
 
     #[derive(Args)]
@@ -177,7 +204,7 @@ mod cli {
         adam_epsilon: Option<f64>,
         /// adamw or sgd; defaults to the app's.
         #[arg(long)]
-        optim: Option<String>,
+        optim: Option<Optim>,
         /// SGD momentum; defaults to the app's.
         #[arg(long)]
         momentum: Option<f64>,
@@ -302,6 +329,7 @@ mod cli {
             Command::Judge(a) => judge(a, &device),
             Command::Simulate(a) => simulate_cmd(a, &device),
             Command::Convert(a) => convert(a, &device),
+            Command::Bench(a) => bench(a, &device),
         }
     }
 
@@ -455,6 +483,48 @@ mod cli {
         Ok(())
     }
 
+    fn bench(a: BenchArgs, device: &ComputeDevice) -> Result<()> {
+        let dir = ModelDir::load(&a.model, &device.device)?;
+        let tokenizer = dir.tokenizer()?;
+        let config = BenchConfig { warmup: a.warmup, runs: a.runs, completion_tokens: a.completion_tokens, new_tokens: a.new_tokens, recompute_runs: a.recompute_runs, seed: a.seed, ..BenchConfig::default() };
+        let train = TrainConfig { optim: a.optim, learning_rate: a.optim.default_learning_rate(), ..TrainConfig::default() };
+        let pair = bench_pair(dir.model.vocab_size(), &config);
+        eprintln!("benchmarking {} ({} parameters) on {}", a.model.display(), dir.model.num_params(), device.description);
+        reset_peak_rss();
+        let update = block_on(bench_update(dir.model.clone(), train.clone(), &pair, tokenizer.pad_id(), &config, &device.device))?;
+        let update_peak = peak_rss();
+        reset_peak_rss();
+        let generation = block_on(bench_generation(dir.model.clone(), &pair, &config, &device.device))?;
+        let report = serde_json::json!({
+            "implementation": "webdpo (burn)",
+            "model": a.model, "parameters": dir.model.num_params(), "config": dir.config,
+            "device": device.description, "threads": 1,
+            "bench": config, "train": train,
+            "update": update, "generation": generation,
+            // Peak resident memory of the process during each phase (model and runtime included).
+            "peak_rss_bytes": {"update": update_peak, "generation": peak_rss()},
+            "pair": {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected},
+        });
+        let text = serde_json::to_string_pretty(&report).unwrap();
+        if let Some(out) = &a.out {
+            write_file(out, text.as_bytes())?;
+        }
+        println!("{text}");
+        Ok(())
+    }
+
+    /// Restarts the kernel's peak-RSS counter (Linux; elsewhere peaks are not reported).
+    fn reset_peak_rss() {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+    }
+
+    /// The process's peak resident set since the last reset, in bytes (`VmHWM`).
+    fn peak_rss() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse::<u64>().ok()?;
+        Some(kb * 1024)
+    }
+
     fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
         std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
     }
@@ -570,10 +640,7 @@ mod cli {
             replay_pairs: a.replay.unwrap_or(app.replay_pairs),
             rpo_alpha: a.rpo_alpha.unwrap_or(app.rpo_alpha),
             adam_epsilon: a.adam_epsilon.unwrap_or(app.adam_epsilon),
-            optim: match a.optim.as_deref() {
-                None => app.optim,
-                Some(name) => serde_json::from_value(serde_json::json!(name)).map_err(|_| Error::Setting(format!("unknown optimizer {name:?}; use adamw or sgd")))?,
-            },
+            optim: a.optim.unwrap_or(app.optim),
             momentum: a.momentum.unwrap_or(app.momentum),
             ..app
         };

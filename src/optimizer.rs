@@ -17,6 +17,15 @@ use crate::checkpoint::{Dtype, parse_safetensors, write_safetensors};
 use crate::error::{Error, Result};
 use crate::model::{Llama, param_id};
 
+impl std::str::FromStr for Optim {
+    type Err = Error;
+
+    /// "adamw" or "sgd", as in settings files.
+    fn from_str(name: &str) -> Result<Self> {
+        serde_json::from_value(serde_json::json!(name)).map_err(|_| Error::Setting(format!("unknown optimizer {name:?}; use adamw or sgd")))
+    }
+}
+
 /// Which update rule (names as in HF `TrainingArguments.optim`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,6 +43,14 @@ impl Optim {
         match self {
             Optim::AdamW => "AdamW",
             Optim::Sgd => "SGD",
+        }
+    }
+
+    /// The usual learning rate for DPO with this optimizer (SGD's is the app's default).
+    pub fn default_learning_rate(self) -> f64 {
+        match self {
+            Optim::AdamW => 1e-4,
+            Optim::Sgd => 1e-2,
         }
     }
 

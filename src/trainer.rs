@@ -48,7 +48,7 @@ impl Default for TrainConfig {
             dpo: DpoConfig::default(),
             // SGD at 1e-2 steers the story-world model to a preferred attribute in about 25 picks
             // where AdamW at 1e-4 moves it 10–25 points in 30 (model card, "Steering").
-            learning_rate: 1e-2,
+            learning_rate: Optim::Sgd.default_learning_rate(),
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
@@ -119,6 +119,9 @@ pub struct StepReport {
     pub values: PairValues,
     /// Why the update was not applied (non-finite loss or gradient); `None` when it was.
     pub skipped: Option<String>,
+    /// Wall time of the policy's forward and backward pass, up to the read of the metrics (the
+    /// optimizer's kernels may still be running on a GPU when the step returns).
+    pub forward_backward_ms: f64,
 }
 
 pub struct DpoTrainer {
@@ -309,6 +312,7 @@ impl DpoTrainer {
     /// One optimizer update on `batch`. A non-finite loss or gradient leaves weights and optimizer
     /// state untouched and says why in the report.
     pub async fn step(&mut self, batch: &PreparedBatch) -> Result<StepReport> {
+        let started = web_time::Instant::now();
         let ad = self.device.clone().autodiff();
         // Forward: chosen and rejected through the policy as one concatenated batch.
         let logps = sequence_logps(&self.policy, &batch.sequences, &ad);
@@ -331,6 +335,7 @@ impl DpoTrainer {
         let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
         let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, nll, sq_norm] =
             read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner), sq_norm]).await?;
+        let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
         let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();
@@ -351,7 +356,7 @@ impl DpoTrainer {
         if skipped.is_none() {
             self.policy = clipped_step(&mut self.optim, self.policy.clone(), grads, grad_norm, self.config.max_grad_norm, self.config.learning_rate);
         }
-        Ok(StepReport { metrics, values, skipped })
+        Ok(StepReport { metrics, values, skipped, forward_backward_ms })
     }
 
     /// `steps_per_pair` updates on one prepared batch; one report per update.

@@ -57,7 +57,9 @@ export interface PairValues {
   policy_chosen: number[]; policy_rejected: number[]; reference_chosen: number[]; reference_rejected: number[];
 }
 /** One update: metrics from before it, and why it was skipped if it was. */
-export interface StepReport { metrics: DpoMetrics; values: PairValues; skipped?: string; }
+export interface StepReport { metrics: DpoMetrics; values: PairValues; skipped?: string; forward_backward_ms: number; }
+/** `webdpo bench`'s settings; see src/bench.rs. */
+export interface BenchConfig { warmup: number; runs: number; prompt_tokens: number; completion_tokens: number; new_tokens: number; recompute_runs: number; seed: number; }
 export interface TrainConfig {
   dpo: { beta: number; loss_type: "sigmoid" | "ipo" | "hinge" | "robust"; label_smoothing: number };
   learning_rate: number; adam_beta1: number; adam_beta2: number; adam_epsilon: number; optim: "adamw" | "sgd"; momentum: number;
@@ -230,6 +232,26 @@ impl Session {
     #[wasm_bindgen(js_name = policyWeights)]
     pub async fn policy_weights(&self) -> Result<Vec<u8>, JsError> {
         checkpoint::to_safetensors(&self.trainer.policy(), Dtype::F32).await.map_err(js_err)
+    }
+
+    /// Times one DPO update by stage and sampling with and without the KV cache, on a copy of
+    /// the reference with the app's default settings (the session's own policy is untouched).
+    /// The same JSON as `webdpo bench`, less the process memory (the page adds wasm's).
+    pub async fn benchmark(&self, #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue) -> Result<JsValue, JsError> {
+        use crate::bench::{BenchConfig, bench_generation, bench_pair, bench_update};
+        let config: BenchConfig = from_js(config, "benchmark settings")?;
+        let model = self.trainer.reference().clone();
+        let pair = bench_pair(self.config.vocab_size, &config);
+        let train = TrainConfig::default();
+        let update = bench_update(model.clone(), train.clone(), &pair, self.tokenizer.pad_id(), &config, &self.device.device).await.map_err(js_err)?;
+        let generation = bench_generation(model, &pair, &config, &self.device.device).await.map_err(js_err)?;
+        let report = serde_json::json!({
+            "implementation": "webdpo (burn, wasm)", "parameters": self.parameter_count(), "config": self.config,
+            "device": self.device.description, "threads": 1, "bench": config, "train": train,
+            "update": update, "generation": generation,
+            "pair": {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected},
+        });
+        to_js(&report)
     }
 
     /// The config.json of the loaded model.

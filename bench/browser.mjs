@@ -1,0 +1,59 @@
+// Drives www/bench.html in headless Debian Chromium (playwright-core) and writes its JSON report:
+//   node bench/browser.mjs --model storyworld|25m --backend webgpu|cpu [--runs 10] [--warmup 2]
+//        [--recompute-runs 3] [--out FILE]
+// WebGPU here is SwiftShader (a CPU emulation) unless the machine has a GPU Chromium can use.
+// Serves the repository with scripts/serve.py (the app must be built: scripts/build-web.sh).
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const { values: a } = parseArgs({
+  options: {
+    model: { type: "string", default: "storyworld" },
+    backend: { type: "string", default: "webgpu" },
+    runs: { type: "string", default: "10" },
+    warmup: { type: "string", default: "2" },
+    "recompute-runs": { type: "string", default: "3" },
+    out: { type: "string" },
+  },
+});
+
+const port = await new Promise((resolve) => {
+  const s = createServer().listen(0, "127.0.0.1", () => {
+    const { port } = s.address();
+    s.close(() => resolve(port));
+  });
+});
+const server = spawn("python3", ["scripts/serve.py", "--port", String(port), "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
+await new Promise((resolve) => server.stdout.once("data", resolve));
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ...(a.backend === "webgpu" ? ["--enable-unsafe-webgpu"] : [])],
+});
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => m.type() === "error" && console.error(`console: ${m.text()}`));
+  const query = new URLSearchParams({ model: a.model, backend: a.backend, runs: a.runs, warmup: a.warmup, recompute_runs: a["recompute-runs"] });
+  await page.goto(`http://127.0.0.1:${port}/bench.html?${query}`);
+  let last = "";
+  const poll = setInterval(async () => {
+    const status = await page.textContent("#status").catch(() => "");
+    if (status !== last) console.error((last = status));
+  }, 2000);
+  await page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout: 3_600_000 });
+  clearInterval(poll);
+  const error = await page.evaluate(() => window.benchError);
+  if (error) throw new Error(error);
+  const report = await page.evaluate(() => window.benchResult);
+  report.browser = `Chromium ${browser.version()}`;
+  const text = JSON.stringify(report, null, 1);
+  if (a.out) writeFileSync(a.out, text);
+  console.log(text);
+} finally {
+  await browser.close();
+  server.kill();
+}

@@ -498,7 +498,9 @@ mod cli {
         let report = serde_json::json!({
             "implementation": "webdpo (burn)",
             "model": a.model, "parameters": dir.model.num_params(), "config": dir.config,
-            "device": device.description, "threads": 1,
+            "device": device.description,
+            // burn's CPU backend runs each kernel on the calling thread.
+            "threads": if device.is_gpu { None } else { Some(1) },
             "bench": config, "train": train,
             "update": update, "generation": generation,
             // Peak resident memory of the process during each phase (model and runtime included).

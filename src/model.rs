@@ -6,7 +6,7 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
 use crate::error::Result;
@@ -64,13 +64,21 @@ impl RmsNorm {
     }
 }
 
-/// Rotary embedding tables for positions `start..start + len` (HF's `rotate_half` layout).
-pub struct Rope {
+/// What a forward needs to know about positions `start..start + len`: rotary embedding tables
+/// (HF's `rotate_half` layout) and the causal mask over all keys so far, built once for all layers.
+pub struct Positions {
+    /// `[1, len, 1, head_dim]`: broadcast over batch and heads of `[batch, len, heads, head_dim]`.
     cos: Tensor<4>,
     sin: Tensor<4>,
+    /// `[head_dim, head_dim]`: `x · rotate = rotate_half(x) = [-x2, x1]`. One exact matmul (entries
+    /// 0 and ±1) instead of two slices, a negation and a concatenation.
+    rotate: Tensor<2>,
+    /// `[1, 1, len, start + len]`: 0 where query i may see key j (j ≤ start + i), −1e9 elsewhere;
+    /// added to the attention scores (broadcast over batch and heads).
+    causal: Tensor<4>,
 }
 
-impl Rope {
+impl Positions {
     fn new(theta: f64, hd: usize, start: usize, len: usize, device: &Device) -> Self {
         let half = hd / 2;
         let mut cos = Vec::with_capacity(len * hd);
@@ -83,16 +91,26 @@ impl Rope {
                 sin.push(angle.sin() as f32);
             }
         }
-        let table = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [len, hd]), device).unsqueeze::<4>();
-        Self { cos: table(cos), sin: table(sin) }
+        let mut rotate = vec![0.0f32; hd * hd];
+        for j in 0..half {
+            rotate[(j + half) * hd + j] = -1.0;
+            rotate[j * hd + j + half] = 1.0;
+        }
+        let keys = start + len;
+        let causal: Vec<f32> = (0..len).flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+        let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+            rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
+            causal: Tensor::from_data(TensorData::new(causal, [1, 1, len, keys]), device),
+        }
     }
 
-    /// `x`: `[batch, heads, len, head_dim]`.
+    /// `x`: `[batch, len, heads, head_dim]`.
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, h, t, hd] = x.dims();
-        let x1 = x.clone().slice([0..b, 0..h, 0..t, 0..hd / 2]);
-        let x2 = x.clone().slice([0..b, 0..h, 0..t, hd / 2..hd]);
-        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        let [b, t, h, hd] = x.dims();
+        let rotated = x.clone().reshape([b * t * h, hd]).matmul(self.rotate.clone()).reshape([b, t, h, hd]);
         x.mul(self.cos.clone()) + rotated.mul(self.sin.clone())
     }
 }
@@ -137,13 +155,14 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: Tensor<3>, rope: &Rope, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.n_heads;
-        let heads = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let q = rope.apply(heads(self.q_proj.forward(x.clone()), self.n_heads));
-        let mut k = rope.apply(heads(self.k_proj.forward(x.clone()), self.n_kv_heads));
-        let mut v = heads(self.v_proj.forward(x), self.n_kv_heads);
+        // Rotary embeddings act on the projections' own layout; heads then move ahead of positions.
+        let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
+        let q = pos.apply(split(self.q_proj.forward(x.clone()), self.n_heads)).swap_dims(1, 2);
+        let mut k = pos.apply(split(self.k_proj.forward(x.clone()), self.n_kv_heads)).swap_dims(1, 2);
+        let mut v = split(self.v_proj.forward(x), self.n_kv_heads).swap_dims(1, 2);
         // Incremental decoding: attend over the cached positions plus the new ones.
         let past = match cache {
             Some(slot) => {
@@ -163,9 +182,7 @@ impl Attention {
         let expand = |y: Tensor<4>| if rep == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, self.n_heads, s, hd]) };
         let (k, v) = (expand(k), expand(v));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-        // Causal mask: query i (absolute position past + i) sees keys 0..=past + i.
-        let mask = Tensor::<2, Bool>::tril_mask([t, s], past as i64, &scores.device()).unsqueeze::<4>().expand([b, self.n_heads, t, s]);
-        let weights = softmax(scores.mask_fill(mask, -1e9), 3);
+        let weights = softmax(scores + pos.causal.clone(), 3);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         self.o_proj.forward(out)
     }
@@ -212,8 +229,8 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: Tensor<3>, rope: &Rope, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
+    fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), pos, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }
@@ -299,18 +316,18 @@ impl Llama {
         let [_, d] = embed.dims();
         let mut x = embed.clone().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
         let start = cache.as_ref().map_or(0, |c| c.len);
-        let rope = Rope::new(self.rope_theta, self.head_dim, start, t, &device);
+        let pos = Positions::new(self.rope_theta, self.head_dim, start, t, &device);
         match cache {
             Some(cache) => {
                 cache.layers.resize(self.layers.len(), None);
                 for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = layer.forward(x, &rope, Some(slot));
+                    x = layer.forward(x, &pos, Some(slot));
                 }
                 cache.len += t;
             }
             None => {
                 for layer in &self.layers {
-                    x = layer.forward(x, &rope, None);
+                    x = layer.forward(x, &pos, None);
                 }
             }
         }

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every benchmark this machine can run, into target/bench/*.json, then the tables of BENCHMARKS.md:
+# native CPU (webdpo and PyTorch, same thread count), and the browser (wasm CPU and WebGPU) through
+# headless Chromium. Needs scripts/setup.sh (browser, wasm tools) and installs PyTorch in
+# bench/.venv (bench/setup-torch.sh). GPU rows come from a GPU machine: see BENCHMARKS.md.
+# webdpo's CPU backend runs each kernel on one thread, so PyTorch is timed on one thread (the
+# ratio) and, for reference, on every core.
+#   bash bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/bench
+mkdir -p "$out"
+cargo build --release --locked --bin webdpo
+B=target/release/webdpo
+[ -f "$out/m25/model.safetensors" ] || $B init --out "$out/m25" --hidden-size 512 --layers 8 --heads 8 --kv-heads 8 \
+    --intermediate-size 1408 --context 256 --tie-embeddings --seed 0
+bench/setup-torch.sh
+
+for model in storyworld m25; do
+    dir=www/models/storyworld; [ $model = m25 ] && dir=$out/m25
+    runs=10; [ $model = m25 ] && runs=5
+    $B bench --model "$dir" --runs $runs --out "$out/$model-cpu.json" > /dev/null
+    bench/.venv/bin/python bench/torch_reference.py --model "$dir" --ours "$out/$model-cpu.json" --threads 1 \
+        --out "$out/$model-torch-cpu.json" > /dev/null
+    bench/.venv/bin/python bench/torch_reference.py --model "$dir" --ours "$out/$model-cpu.json" --threads "$(nproc)" \
+        --out "$out/$model-torch-cpu-all.json" > /dev/null
+done
+bash scripts/build-web.sh
+node bench/browser.mjs --model storyworld --backend cpu --out "$out/storyworld-browser-cpu.json" > /dev/null
+node bench/browser.mjs --model storyworld --backend webgpu --runs 3 --warmup 1 --recompute-runs 1 --out "$out/storyworld-browser-webgpu.json" > /dev/null
+node bench/browser.mjs --model 25m --backend cpu --runs 3 --warmup 1 --recompute-runs 1 --out "$out/m25-browser-cpu.json" > /dev/null
+python3 bench/table.py "$out"

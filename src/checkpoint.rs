@@ -165,11 +165,25 @@ fn f16_to_f32(h: u16) -> f32 {
 /// Loads a model from safetensors bytes; every tensor the config needs must be present with
 /// its exact shape. Nothing is kept on failure.
 pub fn from_safetensors(config: &LlamaConfig, bytes: &[u8], file: &str, device: &Device) -> Result<Llama> {
-    let (tensors, _) = parse_safetensors(bytes, file)?;
+    from_safetensors_shards(config, &[(file.to_string(), bytes)], device)
+}
+
+/// Loads a model whose tensors are spread over several safetensors files (`(file name, bytes)`,
+/// as `save_pretrained` shards them); a tensor must be in exactly one of them.
+pub fn from_safetensors_shards(config: &LlamaConfig, shards: &[(String, &[u8])], device: &Device) -> Result<Llama> {
+    let mut tensors = BTreeMap::new();
+    for (file, bytes) in shards {
+        for (name, entry) in parse_safetensors(bytes, file)?.0 {
+            if let Some((other, _)) = tensors.insert(name.clone(), (file.as_str(), entry)) {
+                return Err(Error::checkpoint(file, format!("tensor {name} is also in {other}")));
+            }
+        }
+    }
+    let files = shards.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ");
     Llama::load(
         config,
         &mut |name, shape| {
-            let entry = tensors.get(name).ok_or_else(|| Error::checkpoint(file, format!("tensor {name} is missing")))?;
+            let (file, entry) = tensors.get(name).ok_or_else(|| Error::checkpoint(&files, format!("tensor {name} is missing")))?;
             if entry.shape != shape {
                 return Err(Error::checkpoint(file, format!("tensor {name} has shape {:?}, the config needs {shape:?}", entry.shape)));
             }

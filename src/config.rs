@@ -37,6 +37,18 @@ pub struct LlamaConfig {
     pub eos_token_id: Option<u32>,
     #[serde(default)]
     pub pad_token_id: Option<u32>,
+    /// transformers ≥ 5 writes `rope_theta` inside this (`{"rope_type": "default", "rope_theta": …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<serde_json::Value>,
+    /// Long-context RoPE variants (linear, dynamic, YaRN, llama3) are not implemented.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attention_bias: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mlp_bias: bool,
 }
 
 fn default_architectures() -> Vec<String> {
@@ -82,11 +94,26 @@ impl LlamaConfig {
             bos_token_id: None,
             eos_token_id: None,
             pad_token_id: None,
+            rope_parameters: None,
+            rope_scaling: None,
+            head_dim: None,
+            attention_bias: false,
+            mlp_bias: false,
         }
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let config: Self = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not a valid Llama config: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+        // Name the architecture before complaining about fields another architecture names differently.
+        if let Some(archs) = value.get("architectures").and_then(|a| a.as_array())
+            && !archs.iter().any(|a| a == "LlamaForCausalLM")
+        {
+            return Err(Error::Config(format!("architecture {archs:?} is not supported (expected LlamaForCausalLM)")));
+        }
+        let mut config: Self = serde_json::from_value(value).map_err(|e| Error::Config(format!("config.json is not a valid Llama config: {e}")))?;
+        if let Some(theta) = config.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
+            config.rope_theta = theta;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -127,6 +154,18 @@ impl LlamaConfig {
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return fail(format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads));
+        }
+        if let Some(hd) = self.head_dim
+            && hd != self.head_dim()
+        {
+            return fail(format!("head_dim {hd} differs from hidden_size / num_attention_heads = {}; not supported", self.head_dim()));
+        }
+        let rope_type = self.rope_parameters.as_ref().and_then(|p| p.get("rope_type")).and_then(|t| t.as_str()).unwrap_or("default");
+        if rope_type != "default" || self.rope_scaling.as_ref().is_some_and(|s| !s.is_null()) {
+            return fail(format!("RoPE scaling ({}) is not supported; only plain rotary embeddings", if rope_type != "default" { rope_type.to_string() } else { self.rope_scaling.as_ref().unwrap().to_string() }));
+        }
+        if self.attention_bias || self.mlp_bias {
+            return fail("attention_bias / mlp_bias are not supported for LlamaForCausalLM".into());
         }
         if self.head_dim() % 2 != 0 {
             return fail(format!("head dimension {} must be even for rotary embeddings", self.head_dim()));

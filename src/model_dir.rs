@@ -1,4 +1,5 @@
-//! A model directory as transformers writes it: config.json, tokenizer.json, model.safetensors.
+//! A model directory as transformers writes it: config.json, tokenizer.json, and model.safetensors
+//! or its shards (model-0000i-of-0000n.safetensors listed by model.safetensors.index.json).
 
 use std::fs;
 use std::path::Path;
@@ -21,13 +22,29 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| Error::io(path, e))
 }
 
+/// The shard files named by a `model.safetensors.index.json` (its `weight_map` values), in order.
+fn shard_files(index_path: &Path) -> Result<Vec<String>> {
+    let index: serde_json::Value = serde_json::from_slice(&read(index_path)?).map_err(|e| Error::checkpoint(&index_path.display().to_string(), format!("not valid JSON: {e}")))?;
+    let map = index["weight_map"].as_object().ok_or_else(|| Error::checkpoint(&index_path.display().to_string(), "no weight_map"))?;
+    let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
+    files.sort();
+    files.dedup();
+    if let Some(bad) = files.iter().find(|f| f.contains('/') || f.contains('\\') || f.starts_with('.')) {
+        return Err(Error::checkpoint(&index_path.display().to_string(), format!("shard {bad:?} is not a file in the model directory")));
+    }
+    Ok(files)
+}
+
 impl ModelDir {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config = LlamaConfig::from_json(&String::from_utf8_lossy(&read(&config_path)?)).map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
         let tokenizer_json = read(&dir.join("tokenizer.json"))?;
-        let weights_path = dir.join("model.safetensors");
-        let model = checkpoint::from_safetensors(&config, &read(&weights_path)?, &weights_path.display().to_string(), device)?;
+        let index_path = dir.join("model.safetensors.index.json");
+        let files = if index_path.exists() { shard_files(&index_path)? } else { vec!["model.safetensors".to_string()] };
+        let shards = files.iter().map(|f| Ok((dir.join(f).display().to_string(), read(&dir.join(f))?))).collect::<Result<Vec<_>>>()?;
+        let shards: Vec<(String, &[u8])> = shards.iter().map(|(f, b)| (f.clone(), &b[..])).collect();
+        let model = checkpoint::from_safetensors_shards(&config, &shards, device)?;
         Ok(Self { config, tokenizer_json, model })
     }
 

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/bench
 mkdir -p "$out"
-cargo build --release --locked --bin webdpo
+cargo build --release --locked --features wgpu --bin webdpo
 B=target/release/webdpo
 [ -f "$out/m25/model.safetensors" ] || $B init --out "$out/m25" --hidden-size 512 --layers 8 --heads 8 --kv-heads 8 \
     --intermediate-size 1408 --context 256 --tie-embeddings --seed 0

@@ -42,7 +42,7 @@ fn llama_with_gqa_untied_head_and_shards_matches_transformers_logits() {
     let rows: Vec<Vec<u32>> = expected["input_ids"].as_array().unwrap().iter().map(ids).collect();
     let (b, t) = (rows.len(), rows[0].len());
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(), [b, t]), &device);
-    let logits: Vec<f64> = loaded.model.forward(tokens, None).into_data().convert::<f32>().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
+    let logits: Vec<f64> = loaded.model.forward(tokens, None).into_data().convert::<f32>().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
     let diff = max_diff(&logits, &floats(&expected["logits"]));
     assert!(diff < 1e-4, "logits differ from transformers' by {diff}");
 }

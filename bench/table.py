@@ -65,7 +65,7 @@ def main():
     for model, label in [("storyworld", "built-in story-world model (1.37 M parameters)"), ("m25", "25 M-parameter config")]:
         out.append(table(f"Native CPU, {label}", [("webdpo (flex, 1 thread)", load(folder, f"{model}-cpu")), ("PyTorch CPU, 1 thread", load(folder, f"{model}-torch-cpu")),
                                                      ("PyTorch CPU, all cores", load(folder, f"{model}-torch-cpu-all"))]))
-        out.append(table(f"Browser, {label}", [("wasm CPU", load(folder, f"{model}-browser-cpu")), ("native CPU", load(folder, f"{model}-cpu")), ("WebGPU", load(folder, f"{model}-browser-webgpu"))]))
+        out.append(table(f"Browser, {label}", [("wasm CPU", load(folder, f"{model}-browser-cpu")), ("native CPU", load(folder, f"{model}-cpu")), ("WebGPU (SwiftShader)", load(folder, f"{model}-browser-webgpu"))]))
         out.append(table(f"GPU, {label}", [("webdpo (wgpu)", load(folder, f"{model}-wgpu")), ("PyTorch CUDA", load(folder, f"{model}-torch-cuda"))]))
     print("\n".join(t for t in out if t))
 

@@ -74,8 +74,9 @@ pub struct Positions {
     /// 0 and ±1) instead of two slices, a negation and a concatenation.
     rotate: Tensor<2>,
     /// `[1, 1, len, start + len]`: 0 where query i may see key j (j ≤ start + i), −1e9 elsewhere;
-    /// added to the attention scores (broadcast over batch and heads).
-    causal: Tensor<4>,
+    /// added to the attention scores (broadcast over batch and heads). `None` for one position
+    /// (cached decoding), which sees every key.
+    causal: Option<Tensor<4>>,
 }
 
 impl Positions {
@@ -97,13 +98,16 @@ impl Positions {
             rotate[j * hd + j + half] = 1.0;
         }
         let keys = start + len;
-        let causal: Vec<f32> = (0..len).flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+        let causal = (len > 1).then(|| {
+            let bias: Vec<f32> = (0..len).flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+            Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device)
+        });
         let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
         Self {
             cos: table(cos),
             sin: table(sin),
             rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
-            causal: Tensor::from_data(TensorData::new(causal, [1, 1, len, keys]), device),
+            causal,
         }
     }
 
@@ -182,7 +186,10 @@ impl Attention {
         let expand = |y: Tensor<4>| if rep == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, self.n_heads, s, hd]) };
         let (k, v) = (expand(k), expand(v));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-        let weights = softmax(scores + pos.causal.clone(), 3);
+        let weights = softmax(match &pos.causal {
+            Some(bias) => scores + bias.clone(),
+            None => scores,
+        }, 3);
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         self.o_proj.forward(out)
     }

@@ -3,11 +3,9 @@
 //        [--recompute-runs 3] [--out FILE]
 // WebGPU here is SwiftShader (a CPU emulation) unless the machine has a GPU Chromium can use.
 // Serves the repository with scripts/serve.py (the app must be built: scripts/build-web.sh).
-import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { startApp } from "../tests/e2e/harness.mjs";
 
 const { values: a } = parseArgs({
   options: {
@@ -20,25 +18,12 @@ const { values: a } = parseArgs({
   },
 });
 
-const port = await new Promise((resolve) => {
-  const s = createServer().listen(0, "127.0.0.1", () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  });
-});
-const server = spawn("python3", ["scripts/serve.py", "--port", String(port), "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
-await new Promise((resolve) => server.stdout.once("data", resolve));
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ...(a.backend === "webgpu" ? ["--enable-unsafe-webgpu"] : [])],
-});
+const { browser, url, close } = await startApp({ webgpu: a.backend === "webgpu" });
 try {
   const page = await browser.newPage();
   page.on("console", (m) => m.type() === "error" && console.error(`console: ${m.text()}`));
   const query = new URLSearchParams({ model: a.model, backend: a.backend, runs: a.runs, warmup: a.warmup, recompute_runs: a["recompute-runs"] });
-  await page.goto(`http://127.0.0.1:${port}/bench.html?${query}`);
+  await page.goto(`${url}/bench.html?${query}`);
   let last = "";
   const poll = setInterval(async () => {
     const status = await page.textContent("#status").catch(() => "");
@@ -54,6 +39,5 @@ try {
   if (a.out) writeFileSync(a.out, text);
   console.log(text);
 } finally {
-  await browser.close();
-  server.kill();
+  await close();
 }

@@ -3,11 +3,9 @@
 //   node tests/e2e/app.mjs webgpu|cpu
 // Serves the repository with scripts/serve.py (pkg/ must be built: scripts/build-web.sh).
 // Screenshots and downloads go to artifacts/e2e/<mode>/.
-import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { startApp } from "./harness.mjs";
 
 const mode = process.argv[2];
 if (!["webgpu", "cpu"].includes(mode)) throw new Error("usage: node tests/e2e/app.mjs webgpu|cpu");
@@ -20,21 +18,7 @@ function check(ok, what) {
   console.log(`ok - ${what}`);
 }
 
-const port = await new Promise((resolve) => {
-  const s = createServer().listen(0, "127.0.0.1", () => {
-    const { port } = s.address();
-    s.close(() => resolve(port));
-  });
-});
-const server = spawn("python3", ["scripts/serve.py", "--port", String(port), "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
-await new Promise((resolve) => server.stdout.once("data", resolve));
-
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ...(mode === "webgpu" ? ["--enable-unsafe-webgpu"] : ["--disable-features=WebGPU"])],
-});
+const { port, browser, close } = await startApp({ webgpu: mode === "webgpu" });
 const errors = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true });
@@ -175,6 +159,5 @@ try {
   check(errors.length === 0, `no page errors ${errors.join("; ")}`);
   console.log(`e2e ${mode}: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 } finally {
-  await browser.close();
-  server.kill();
+  await close();
 }

@@ -1,6 +1,7 @@
 //! Sampling with a KV cache: the prompt is run once, then one token per step for all samples
-//! together (or, as a baseline for benchmarks, the whole prefix again every step). Each step makes one async read of the last-position logits and samples on the CPU
-//! (sorting on WebGPU in wasm is unreliable, and the host RNG makes seeds reproducible anywhere).
+//! together (or, as the benchmarks' baseline, the whole prefix again every step). Each step makes
+//! one async read of the last-position logits and samples on the CPU (sorting on WebGPU in wasm
+//! is unreliable, and the host RNG makes seeds reproducible anywhere).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -137,8 +138,7 @@ impl Decoder {
                 self.model.forward(context, None)
             }
         };
-        let [n, t, _] = logits.dims();
-        let vocab = logits.dims()[2];
+        let [n, t, vocab] = logits.dims();
         let last = read_f32(logits.slice([0..n, t - 1..t, 0..vocab]).reshape([n * vocab])).await?;
         let mut next = Vec::with_capacity(n);
         for (i, row) in last.chunks(vocab).enumerate() {

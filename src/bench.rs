@@ -5,6 +5,7 @@
 //! Every stage ends with a device read, so GPU time is counted where it is spent rather than
 //! where it was queued. Reported times are medians over `runs` after `warmup` unmeasured runs.
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
@@ -14,7 +15,6 @@ use crate::logps::TokenizedPair;
 use crate::model::Llama;
 use crate::rng::Rng;
 use crate::trainer::{DpoTrainer, TrainConfig, read_all};
-use burn::tensor::Device;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchConfig {

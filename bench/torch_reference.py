@@ -222,8 +222,10 @@ def generate_ms_per_token(model, prompt, new_tokens, cached, device, seed):
             probs = logits[0, -1].softmax(-1).cpu()
             token = torch.multinomial(probs, 1, generator=g).to(device)[None]
             made += 1
-            context = torch.cat([context, token], 1)
-            step_input = token
+            if cached:
+                step_input = token
+            else:
+                context = torch.cat([context, token], 1)
     sync(device)
     return (time.perf_counter() - start) * 1e3 / new_tokens
 

@@ -9,6 +9,8 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
+use crate::config::LlamaConfig;
+use crate::device::ComputeDevice;
 use crate::error::{Error, Result};
 use crate::generate::{Decoder, SamplingConfig};
 use crate::logps::TokenizedPair;
@@ -164,6 +166,48 @@ pub async fn bench_generation(model: Llama, pair: &TokenizedPair, config: &Bench
         recompute_ms_per_token: recompute,
         device_reserved_bytes: device.memory_pool_usage().map(|u| u.bytes_reserved),
     })
+}
+
+/// The report of `webdpo bench` and of `bench.html` (each adds its own memory figures): what ran
+/// where, with which settings, on which pair, and the timings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchReport {
+    pub implementation: String,
+    pub parameters: usize,
+    pub config: LlamaConfig,
+    pub device: String,
+    /// CPU threads the kernels ran on (burn's CPU backend uses the calling thread); `None` on a GPU.
+    pub threads: Option<usize>,
+    pub bench: BenchConfig,
+    pub train: TrainConfig,
+    pub update: UpdateBench,
+    pub generation: GenerationBench,
+    pub pair: TokenizedPair,
+}
+
+impl BenchReport {
+    /// Times the update, then sampling, of `model` (described by `config`) on `device`.
+    /// `between` runs after the update is timed and before sampling is (the CLI reads its
+    /// memory peak there).
+    pub async fn run(model: Llama, config: LlamaConfig, train: TrainConfig, pad_id: u32, bench: BenchConfig, device: &ComputeDevice, between: impl FnOnce()) -> Result<Self> {
+        use burn::module::Module;
+        let pair = bench_pair(config.vocab_size, &bench);
+        let update = bench_update(model.clone(), train.clone(), &pair, pad_id, &bench, &device.device).await?;
+        between();
+        let generation = bench_generation(model.clone(), &pair, &bench, &device.device).await?;
+        Ok(Self {
+            implementation: if cfg!(target_arch = "wasm32") { "webdpo (burn, wasm)" } else { "webdpo (burn)" }.into(),
+            parameters: model.num_params(),
+            config,
+            device: device.description.clone(),
+            threads: (!device.is_gpu).then_some(1),
+            bench,
+            train,
+            update,
+            generation,
+            pair,
+        })
+    }
 }
 
 /// Waits until every queued kernel that wrote the model's weights has run (one small read).

@@ -160,9 +160,13 @@ impl LlamaConfig {
         {
             return fail(format!("head_dim {hd} differs from hidden_size / num_attention_heads = {}; not supported", self.head_dim()));
         }
-        let rope_type = self.rope_parameters.as_ref().and_then(|p| p.get("rope_type")).and_then(|t| t.as_str()).unwrap_or("default");
-        if rope_type != "default" || self.rope_scaling.as_ref().is_some_and(|s| !s.is_null()) {
-            return fail(format!("RoPE scaling ({}) is not supported; only plain rotary embeddings", if rope_type != "default" { rope_type.to_string() } else { self.rope_scaling.as_ref().unwrap().to_string() }));
+        if let Some(rope_type) = self.rope_parameters.as_ref().and_then(|p| p.get("rope_type")).and_then(|t| t.as_str())
+            && rope_type != "default"
+        {
+            return fail(format!("RoPE type {rope_type:?} is not supported; only plain rotary embeddings"));
+        }
+        if let Some(scaling) = self.rope_scaling.as_ref().filter(|s| !s.is_null()) {
+            return fail(format!("RoPE scaling {scaling} is not supported; only plain rotary embeddings"));
         }
         if self.attention_bias || self.mlp_bias {
             return fail("attention_bias / mlp_bias are not supported for LlamaForCausalLM".into());

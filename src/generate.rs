@@ -80,6 +80,23 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u
     order[probs.len() - 1] as u32
 }
 
+/// What the decoder keeps of the tokens already fed to the model.
+enum Past {
+    /// Their keys and values, per layer.
+    Cache(KvCache),
+    /// The tokens themselves (`None` before the first step), re-run every step.
+    Tokens(Option<Tensor<2, Int>>),
+}
+
+impl Past {
+    fn len(&self) -> usize {
+        match self {
+            Past::Cache(cache) => cache.len(),
+            Past::Tokens(tokens) => tokens.as_ref().map_or(0, |t| t.dims()[1]),
+        }
+    }
+}
+
 /// Incremental sampler of `n` continuations of one prompt; call [`Decoder::step`] until it
 /// returns `None` (every sample ended with EOS or hit a limit).
 pub struct Decoder {
@@ -88,11 +105,7 @@ pub struct Decoder {
     config: SamplingConfig,
     eos: u32,
     rng: Rng,
-    /// `None`: no cache, every step re-runs `context` (all tokens so far).
-    cache: Option<KvCache>,
-    context: Option<Tensor<2, Int>>,
-    /// Tokens fed to the model so far (prompt included).
-    position: usize,
+    past: Past,
     input: Tensor<2, Int>,
     samples: Vec<Vec<u32>>,
     done: Vec<bool>,
@@ -109,13 +122,13 @@ impl Decoder {
         }
         let ids: Vec<i64> = (0..n).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
         let input = Tensor::from_data(TensorData::new(ids, [n, prompt.len()]), device);
-        Ok(Self { model, device: device.clone(), rng: Rng::new(config.seed), config, eos, cache: Some(KvCache::default()), context: None, position: 0, input, samples: vec![Vec::new(); n], done: vec![false; n] })
+        Ok(Self { model, device: device.clone(), rng: Rng::new(config.seed), config, eos, past: Past::Cache(KvCache::default()), input, samples: vec![Vec::new(); n], done: vec![false; n] })
     }
 
     /// Re-runs the whole prefix for every token instead of caching keys and values: the
     /// baseline that the KV cache's speed-up is measured against.
     pub fn without_cache(mut self) -> Self {
-        self.cache = None;
+        self.past = Past::Tokens(None);
         self
     }
 
@@ -123,19 +136,18 @@ impl Decoder {
     /// returns `None` when all are finished.
     pub async fn step(&mut self) -> Result<Option<Vec<Option<u32>>>> {
         let produced = self.samples.iter().map(Vec::len).max().unwrap_or(0);
-        if self.done.iter().all(|&d| d) || produced >= self.config.max_new_tokens || self.position + self.input.dims()[1] > self.model.max_positions() {
+        if self.done.iter().all(|&d| d) || produced >= self.config.max_new_tokens || self.past.len() + self.input.dims()[1] > self.model.max_positions() {
             return Ok(None);
         }
-        self.position += self.input.dims()[1];
-        let logits = match &mut self.cache {
-            Some(cache) => self.model.forward(self.input.clone(), Some(cache)),
-            None => {
-                let context = match self.context.take() {
-                    Some(context) => Tensor::cat(vec![context, self.input.clone()], 1),
+        let logits = match &mut self.past {
+            Past::Cache(cache) => self.model.forward(self.input.clone(), Some(cache)),
+            Past::Tokens(tokens) => {
+                let all = match tokens.take() {
+                    Some(earlier) => Tensor::cat(vec![earlier, self.input.clone()], 1),
                     None => self.input.clone(),
                 };
-                self.context = Some(context.clone());
-                self.model.forward(context, None)
+                *tokens = Some(all.clone());
+                self.model.forward(all, None)
             }
         };
         let [n, t, vocab] = logits.dims();

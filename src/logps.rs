@@ -6,6 +6,7 @@
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 use crate::data::PreferencePair;
 use crate::error::{Error, Result};
@@ -13,7 +14,7 @@ use crate::model::Llama;
 use crate::tokenizer::TextTokenizer;
 
 /// Token ids of one pair; both completions end with EOS.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenizedPair {
     pub prompt: Vec<u32>,
     pub chosen: Vec<u32>,

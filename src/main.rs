@@ -21,7 +21,7 @@ mod cli {
     use clap::{Args, Parser, Subcommand, ValueEnum};
     use burn::module::Module;
     use indicatif::{ProgressBar, ProgressStyle};
-    use webdpo::bench::{BenchConfig, bench_generation, bench_pair, bench_update};
+    use webdpo::bench::{BenchConfig, BenchReport};
     use webdpo::checkpoint::{Dtype, to_safetensors};
     use webdpo::data::{PreferencePair, parse_jsonl};
     use webdpo::dpo::{DpoConfig, LossType, PairValues};
@@ -485,29 +485,21 @@ mod cli {
 
     fn bench(a: BenchArgs, device: &ComputeDevice) -> Result<()> {
         let dir = ModelDir::load(&a.model, &device.device)?;
-        let tokenizer = dir.tokenizer()?;
+        let pad_id = dir.tokenizer()?.pad_id();
         let config = BenchConfig { warmup: a.warmup, runs: a.runs, completion_tokens: a.completion_tokens, new_tokens: a.new_tokens, recompute_runs: a.recompute_runs, seed: a.seed, ..BenchConfig::default() };
         let train = TrainConfig { optim: a.optim, learning_rate: a.optim.default_learning_rate(), ..TrainConfig::default() };
-        let pair = bench_pair(dir.model.vocab_size(), &config);
         eprintln!("benchmarking {} ({} parameters) on {}", a.model.display(), dir.model.num_params(), device.description);
         reset_peak_rss();
-        let update = block_on(bench_update(dir.model.clone(), train.clone(), &pair, tokenizer.pad_id(), &config, &device.device))?;
-        let update_peak = peak_rss();
-        reset_peak_rss();
-        let generation = block_on(bench_generation(dir.model.clone(), &pair, &config, &device.device))?;
-        let report = serde_json::json!({
-            "implementation": "webdpo (burn)",
-            "model": a.model, "parameters": dir.model.num_params(), "config": dir.config,
-            "device": device.description,
-            // burn's CPU backend runs each kernel on the calling thread.
-            "threads": if device.is_gpu { None } else { Some(1) },
-            "bench": config, "train": train,
-            "update": update, "generation": generation,
-            // Peak resident memory of the process during each phase (model and runtime included).
-            "peak_rss_bytes": {"update": update_peak, "generation": peak_rss()},
-            "pair": {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected},
-        });
-        let text = serde_json::to_string_pretty(&report).unwrap();
+        let mut update_peak = None;
+        let report = block_on(BenchReport::run(dir.model, dir.config, train, pad_id, config, device, || {
+            update_peak = peak_rss();
+            reset_peak_rss();
+        }))?;
+        let mut json = serde_json::to_value(&report).unwrap();
+        json["model"] = serde_json::json!(a.model);
+        // Peak resident memory of the process during each phase (model and runtime included).
+        json["peak_rss_bytes"] = serde_json::json!({"update": update_peak, "generation": peak_rss()});
+        let text = serde_json::to_string_pretty(&json).unwrap();
         if let Some(out) = &a.out {
             write_file(out, text.as_bytes())?;
         }

@@ -238,19 +238,9 @@ impl Session {
     /// the reference with the app's default settings (the session's own policy is untouched).
     /// The same JSON as `webdpo bench`, less the process memory (the page adds wasm's).
     pub async fn benchmark(&self, #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue) -> Result<JsValue, JsError> {
-        use crate::bench::{BenchConfig, bench_generation, bench_pair, bench_update};
-        let config: BenchConfig = from_js(config, "benchmark settings")?;
+        let config: crate::bench::BenchConfig = from_js(config, "benchmark settings")?;
         let model = self.trainer.reference().clone();
-        let pair = bench_pair(self.config.vocab_size, &config);
-        let train = TrainConfig::default();
-        let update = bench_update(model.clone(), train.clone(), &pair, self.tokenizer.pad_id(), &config, &self.device.device).await.map_err(js_err)?;
-        let generation = bench_generation(model, &pair, &config, &self.device.device).await.map_err(js_err)?;
-        let report = serde_json::json!({
-            "implementation": "webdpo (burn, wasm)", "parameters": self.parameter_count(), "config": self.config,
-            "device": self.device.description, "threads": 1, "bench": config, "train": train,
-            "update": update, "generation": generation,
-            "pair": {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected},
-        });
+        let report = crate::bench::BenchReport::run(model, self.config.clone(), TrainConfig::default(), self.tokenizer.pad_id(), config, &self.device, || {}).await.map_err(js_err)?;
         to_js(&report)
     }
 

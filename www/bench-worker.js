@@ -13,7 +13,7 @@ async function model(name) {
     return [await (await fetch(`${dir}/config.json`)).text(), await bytes(`${dir}/tokenizer.json`), await bytes(`${dir}/model.safetensors`)];
   }
   if (name === "25m") {
-    // The same weights as `webdpo init` with bench/25m.sh's flags (seeded init on the CPU).
+    // The same weights as `webdpo init` with bench/run.sh's flags (seeded init on the CPU).
     const config = await (await fetch("bench/25m-config.json")).text();
     return [config, new TextEncoder().encode(byteLevelTokenizer()), await initWeights(config, 0n)];
   }

@@ -9,12 +9,12 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::device::ComputeDevice;
 use crate::error::{Error, Result};
 use crate::generate::{Decoder, SamplingConfig};
 use crate::logps::TokenizedPair;
-use crate::model::Llama;
+use crate::model::CausalLm;
 use crate::rng::Rng;
 use crate::trainer::{DpoTrainer, TrainConfig, read_all};
 
@@ -49,7 +49,13 @@ impl Stat {
     pub fn of(mut samples: Vec<f64>) -> Self {
         samples.sort_by(f64::total_cmp);
         let n = samples.len();
-        let median = if n == 0 { f64::NAN } else if n % 2 == 1 { samples[n / 2] } else { (samples[n / 2 - 1] + samples[n / 2]) / 2.0 };
+        let median = if n == 0 {
+            f64::NAN
+        } else if n % 2 == 1 {
+            samples[n / 2]
+        } else {
+            (samples[n / 2 - 1] + samples[n / 2]) / 2.0
+        };
         Self { median, min: samples.first().copied().unwrap_or(f64::NAN), max: samples.last().copied().unwrap_or(f64::NAN), runs: n }
     }
 }
@@ -85,7 +91,7 @@ pub struct UpdateBench {
 
 /// One DPO update per run, exactly as a pick in the app: prepare the pair (reference forward,
 /// read), then [`DpoTrainer::step`], then a read of the updated weights.
-pub async fn bench_update(model: Llama, train: TrainConfig, pair: &TokenizedPair, pad_id: u32, config: &BenchConfig, device: &Device) -> Result<UpdateBench> {
+pub async fn bench_update(model: CausalLm, train: TrainConfig, pair: &TokenizedPair, pad_id: u32, config: &BenchConfig, device: &Device) -> Result<UpdateBench> {
     let mut trainer = DpoTrainer::new(model, None, train, device)?;
     let (mut reference, mut forward_backward, mut optimizer, mut total) = (vec![], vec![], vec![], vec![]);
     let mut check = UpdateCheck { loss: [0.0; 2], logps_chosen: [0.0; 2], logps_rejected: [0.0; 2], grad_norm: [0.0; 2] };
@@ -134,7 +140,7 @@ pub struct GenerationBench {
 
 /// Sampling `new_tokens` after the bench prompt (one sequence, EOS never ends it early), with
 /// the KV cache and re-running the whole prefix each token.
-pub async fn bench_generation(model: Llama, pair: &TokenizedPair, config: &BenchConfig, device: &Device) -> Result<GenerationBench> {
+pub async fn bench_generation(model: CausalLm, pair: &TokenizedPair, config: &BenchConfig, device: &Device) -> Result<GenerationBench> {
     if pair.prompt.len() + config.new_tokens > model.max_positions() {
         return Err(Error::Setting(format!("{} prompt + {} new tokens exceed the model's context of {}", pair.prompt.len(), config.new_tokens, model.max_positions())));
     }
@@ -174,7 +180,7 @@ pub async fn bench_generation(model: Llama, pair: &TokenizedPair, config: &Bench
 pub struct BenchReport {
     pub implementation: String,
     pub parameters: usize,
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     pub device: String,
     /// CPU threads the kernels ran on (burn's CPU backend uses the calling thread); `None` on a GPU.
     pub threads: Option<usize>,
@@ -189,7 +195,7 @@ impl BenchReport {
     /// Times the update, then sampling, of `model` (described by `config`) on `device`.
     /// `between` runs after the update is timed and before sampling is (the CLI reads its
     /// memory peak there).
-    pub async fn run(model: Llama, config: LlamaConfig, train: TrainConfig, pad_id: u32, bench: BenchConfig, device: &ComputeDevice, between: impl FnOnce()) -> Result<Self> {
+    pub async fn run(model: CausalLm, config: ModelConfig, train: TrainConfig, pad_id: u32, bench: BenchConfig, device: &ComputeDevice, between: impl FnOnce()) -> Result<Self> {
         use burn::module::Module;
         let pair = bench_pair(config.vocab_size, &bench);
         let update = bench_update(model.clone(), train.clone(), &pair, pad_id, &bench, &device.device).await?;
@@ -211,7 +217,7 @@ impl BenchReport {
 }
 
 /// Waits until every queued kernel that wrote the model's weights has run (one small read).
-async fn settle(model: &Llama) -> Result<()> {
+async fn settle(model: &CausalLm) -> Result<()> {
     read_all([model.norm.weight.val().slice(0..1)]).await?;
     Ok(())
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde_json::{Value, json};
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::model::Llama;
+use crate::model::CausalLm;
 
 /// How tensors are stored in a written file (always computed in f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,7 +20,7 @@ pub enum Dtype {
 }
 
 /// Serialises every parameter with its HF name (one device read for the whole model).
-pub async fn to_safetensors(model: &Llama, dtype: Dtype) -> Result<Vec<u8>> {
+pub async fn to_safetensors(model: &CausalLm, dtype: Dtype) -> Result<Vec<u8>> {
     write_safetensors(&model.named_tensors(), &[], dtype).await
 }
 
@@ -77,8 +77,12 @@ pub struct TensorEntry<'a> {
 /// Returns the tensors by name and the `__metadata__` strings.
 pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<(BTreeMap<String, TensorEntry<'a>>, BTreeMap<String, String>)> {
     let err = |m: String| Error::checkpoint(file, m);
-    let header_len = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize).ok_or_else(|| err("file is shorter than the 8-byte safetensors header length; is it truncated?".into()))?;
-    let header_end = 8usize.checked_add(header_len).filter(|&e| e <= bytes.len()).ok_or_else(|| err(format!("header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors", bytes.len())))?;
+    let header_len =
+        bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize).ok_or_else(|| err("file is shorter than the 8-byte safetensors header length; is it truncated?".into()))?;
+    let header_end = 8usize
+        .checked_add(header_len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| err(format!("header claims {header_len} bytes but the file has {}; the file is truncated or not safetensors", bytes.len())))?;
     let header: BTreeMap<String, Value> = serde_json::from_slice(&bytes[8..header_end]).map_err(|e| err(format!("header is not valid JSON: {e}")))?;
     let data = &bytes[header_end..];
     let mut out = BTreeMap::new();
@@ -91,8 +95,10 @@ pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<(BTreeMap<St
             continue;
         }
         let dtype = info["dtype"].as_str().ok_or_else(|| err(format!("tensor {name} has no dtype")))?.to_string();
-        let shape = info["shape"].as_array().and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>()).ok_or_else(|| err(format!("tensor {name} has no valid shape")))?;
-        let offsets = info["data_offsets"].as_array().and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))).ok_or_else(|| err(format!("tensor {name} has no valid data_offsets")))?;
+        let shape =
+            info["shape"].as_array().and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>()).ok_or_else(|| err(format!("tensor {name} has no valid shape")))?;
+        let offsets =
+            info["data_offsets"].as_array().and_then(|a| Some((a.first()?.as_u64()? as usize, a.get(1)?.as_u64()? as usize))).ok_or_else(|| err(format!("tensor {name} has no valid data_offsets")))?;
         let (start, end) = offsets;
         if start > end || end > data.len() {
             return Err(err(format!("tensor {name} needs bytes {start}..{end} but only {} data bytes are present; the file is truncated", data.len())));
@@ -100,7 +106,9 @@ pub fn parse_safetensors<'a>(bytes: &'a [u8], file: &str) -> Result<(BTreeMap<St
         let width = match dtype.as_str() {
             "F32" => 4,
             "F16" | "BF16" => 2,
-            other => return Err(err(format!("tensor {name} has dtype {other}; only F32, F16 and BF16 are supported"))),
+            other => {
+                return Err(err(format!("tensor {name} has dtype {other}; only F32, F16 and BF16 are supported")));
+            }
         };
         if shape.iter().product::<usize>() * width != end - start {
             return Err(err(format!("tensor {name}: shape {shape:?} of {dtype} does not match its {} bytes", end - start)));
@@ -164,13 +172,13 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// Loads a model from safetensors bytes; every tensor the config needs must be present with
 /// its exact shape. Nothing is kept on failure.
-pub fn from_safetensors(config: &LlamaConfig, bytes: &[u8], file: &str, device: &Device) -> Result<Llama> {
+pub fn from_safetensors(config: &ModelConfig, bytes: &[u8], file: &str, device: &Device) -> Result<CausalLm> {
     from_safetensors_shards(config, &[(file.to_string(), bytes)], device)
 }
 
 /// Loads a model whose tensors are spread over several safetensors files (`(file name, bytes)`,
 /// as `save_pretrained` shards them); a tensor must be in exactly one of them.
-pub fn from_safetensors_shards(config: &LlamaConfig, shards: &[(String, &[u8])], device: &Device) -> Result<Llama> {
+pub fn from_safetensors_shards(config: &ModelConfig, shards: &[(String, &[u8])], device: &Device) -> Result<CausalLm> {
     let mut tensors = BTreeMap::new();
     for (file, bytes) in shards {
         for (name, entry) in parse_safetensors(bytes, file)?.0 {
@@ -180,7 +188,7 @@ pub fn from_safetensors_shards(config: &LlamaConfig, shards: &[(String, &[u8])],
         }
     }
     let files = shards.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join(", ");
-    Llama::load(
+    CausalLm::load(
         config,
         &mut |name, shape| {
             let (file, entry) = tensors.get(name).ok_or_else(|| Error::checkpoint(&files, format!("tensor {name} is missing")))?;
@@ -199,7 +207,18 @@ mod tests {
 
     #[test]
     fn f16_encodings() {
-        for (v, h) in [(1.0f32, 0x3c00u16), (-2.0, 0xc000), (0.1, 0x2e66), (65504.0, 0x7bff), (65520.0, 0x7c00), (2f32.powi(-24), 0x0001), (2f32.powi(-14), 0x0400), (1.0 + 2f32.powi(-11), 0x3c00), (1.0 + 3.0 * 2f32.powi(-11), 0x3c02), (0.0, 0)] {
+        for (v, h) in [
+            (1.0f32, 0x3c00u16),
+            (-2.0, 0xc000),
+            (0.1, 0x2e66),
+            (65504.0, 0x7bff),
+            (65520.0, 0x7c00),
+            (2f32.powi(-24), 0x0001),
+            (2f32.powi(-14), 0x0400),
+            (1.0 + 2f32.powi(-11), 0x3c00),
+            (1.0 + 3.0 * 2f32.powi(-11), 0x3c02),
+            (0.0, 0),
+        ] {
             assert_eq!(f32_to_f16(v), h, "{v}");
             if h & 0x7c00 != 0x7c00 {
                 assert!((f16_to_f32(h) - v).abs() <= v.abs() * 2f32.powi(-11), "{v}");

@@ -1,12 +1,25 @@
-//! The model config, with Hugging Face `LlamaConfig` field names so that a `config.json` written
+//! The model config, with Hugging Face `ModelConfig` field names so that a `config.json` written
 //! by transformers loads here and ours loads there.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// The transformers architectures this crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// `LlamaForCausalLM`: RMSNorm, RoPE, grouped-query attention, SwiGLU.
+    Llama,
+    /// `Qwen2ForCausalLM`: Llama with biases on the query, key and value projections.
+    Qwen2,
+    /// `GPT2LMHeadModel`: LayerNorm, learned positions, GELU, fused Conv1D projections, tied head.
+    Gpt2,
+}
+
+const ARCHITECTURES: [(&str, Arch); 3] = [("LlamaForCausalLM", Arch::Llama), ("Qwen2ForCausalLM", Arch::Qwen2), ("GPT2LMHeadModel", Arch::Gpt2)];
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
     #[serde(default = "default_architectures")]
     pub architectures: Vec<String>,
     #[serde(default = "default_model_type")]
@@ -33,7 +46,8 @@ pub struct LlamaConfig {
     pub hidden_act: String,
     #[serde(default)]
     pub bos_token_id: Option<u32>,
-    #[serde(default)]
+    /// Llama 3-style configs list several end tokens; the first is the one completions end with.
+    #[serde(default, deserialize_with = "first_id")]
     pub eos_token_id: Option<u32>,
     #[serde(default)]
     pub pad_token_id: Option<u32>,
@@ -49,6 +63,60 @@ pub struct LlamaConfig {
     pub attention_bias: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mlp_bias: bool,
+    /// Qwen2's sliding-window attention (off in its released small models) is not implemented.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_sliding_window: bool,
+    /// The config.json this was read from, written back unchanged by [`ModelConfig::to_json`] so
+    /// that fields this crate does not use survive a save.
+    #[serde(skip)]
+    pub source: Option<serde_json::Value>,
+}
+
+fn first_id<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<u32>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Array(ids) => ids.first().and_then(|v| v.as_u64()).map(|v| v as u32),
+        v => v.as_u64().map(|v| v as u32),
+    })
+}
+
+/// GPT-2's config.json, in its own names.
+#[derive(Deserialize)]
+struct Gpt2Json {
+    vocab_size: usize,
+    n_embd: usize,
+    n_layer: usize,
+    n_head: usize,
+    #[serde(default)]
+    n_inner: Option<usize>,
+    n_positions: usize,
+    #[serde(default = "default_layer_norm_eps")]
+    layer_norm_epsilon: f64,
+    #[serde(default = "default_gpt2_act")]
+    activation_function: String,
+    #[serde(default = "default_init_range")]
+    initializer_range: f64,
+    #[serde(default)]
+    bos_token_id: Option<u32>,
+    #[serde(default, deserialize_with = "first_id")]
+    eos_token_id: Option<u32>,
+    #[serde(default)]
+    pad_token_id: Option<u32>,
+    #[serde(default = "default_true")]
+    tie_word_embeddings: bool,
+    #[serde(default = "default_true")]
+    scale_attn_weights: bool,
+    #[serde(default)]
+    scale_attn_by_inverse_layer_idx: bool,
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-5
+}
+fn default_gpt2_act() -> String {
+    "gelu_new".into()
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_architectures() -> Vec<String> {
@@ -73,7 +141,7 @@ fn default_hidden_act() -> String {
     "silu".into()
 }
 
-impl LlamaConfig {
+impl ModelConfig {
     /// A config with HF defaults for everything but the sizes.
     pub fn new(vocab_size: usize, hidden_size: usize, num_hidden_layers: usize, num_attention_heads: usize, intermediate_size: usize) -> Self {
         Self {
@@ -99,27 +167,57 @@ impl LlamaConfig {
             head_dim: None,
             attention_bias: false,
             mlp_bias: false,
+            use_sliding_window: false,
+            source: None,
         }
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
         // Name the architecture before complaining about fields another architecture names differently.
-        if let Some(archs) = value.get("architectures").and_then(|a| a.as_array())
-            && !archs.iter().any(|a| a == "LlamaForCausalLM")
-        {
-            return Err(Error::Config(format!("architecture {archs:?} is not supported (expected LlamaForCausalLM)")));
-        }
-        let mut config: Self = serde_json::from_value(value).map_err(|e| Error::Config(format!("config.json is not a valid Llama config: {e}")))?;
+        let arch = match value.get("architectures").and_then(|a| a.as_array()) {
+            Some(archs) => archs
+                .iter()
+                .find_map(|a| ARCHITECTURES.iter().find(|(name, _)| a == name).map(|(_, arch)| *arch))
+                .ok_or_else(|| Error::Config(format!("architecture {archs:?} is not supported (expected one of {:?})", ARCHITECTURES.map(|(n, _)| n))))?,
+            None => Arch::Llama,
+        };
+        let mut config = match arch {
+            Arch::Gpt2 => Self::from_gpt2(serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("config.json is not a valid GPT-2 config: {e}")))?)?,
+            _ => serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("config.json is not a valid {} config: {e}", if arch == Arch::Qwen2 { "Qwen2" } else { "Llama" })))?,
+        };
         if let Some(theta) = config.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
             config.rope_theta = theta;
         }
+        config.source = Some(value);
         config.validate()?;
         Ok(config)
     }
 
+    fn from_gpt2(g: Gpt2Json) -> Result<Self> {
+        if !g.scale_attn_weights || g.scale_attn_by_inverse_layer_idx {
+            return Err(Error::Config("GPT-2 attention must be scaled by 1/sqrt(head_dim) only (scale_attn_weights true, scale_attn_by_inverse_layer_idx false)".into()));
+        }
+        let mut c = Self::new(g.vocab_size, g.n_embd, g.n_layer, g.n_head, g.n_inner.unwrap_or(4 * g.n_embd));
+        c.architectures = vec!["GPT2LMHeadModel".into()];
+        c.model_type = "gpt2".into();
+        c.max_position_embeddings = g.n_positions;
+        c.rms_norm_eps = g.layer_norm_epsilon;
+        c.hidden_act = g.activation_function;
+        c.initializer_range = g.initializer_range;
+        c.tie_word_embeddings = g.tie_word_embeddings;
+        (c.bos_token_id, c.eos_token_id, c.pad_token_id) = (g.bos_token_id, g.eos_token_id, g.pad_token_id);
+        Ok(c)
+    }
+
+    /// The architecture named by `architectures` (Llama when it names none).
+    pub fn arch(&self) -> Arch {
+        self.architectures.iter().find_map(|a| ARCHITECTURES.iter().find(|(name, _)| a == name).map(|(_, arch)| *arch)).unwrap_or(Arch::Llama)
+    }
+
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a config always serialises")
+        let value = self.source.clone().unwrap_or_else(|| serde_json::to_value(self).expect("a config always serialises"));
+        serde_json::to_string_pretty(&value).expect("a config always serialises")
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -133,11 +231,12 @@ impl LlamaConfig {
     /// Refuses configs that would build a broken model, with the reason.
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::Config(m));
-        if !self.architectures.is_empty() && !self.architectures.iter().any(|a| a == "LlamaForCausalLM") {
-            return fail(format!("architecture {:?} is not supported (expected LlamaForCausalLM)", self.architectures));
+        if !self.architectures.is_empty() && !self.architectures.iter().any(|a| ARCHITECTURES.iter().any(|(name, _)| a == name)) {
+            return fail(format!("architecture {:?} is not supported (expected one of {:?})", self.architectures, ARCHITECTURES.map(|(n, _)| n)));
         }
-        if self.hidden_act != "silu" {
-            return fail(format!("hidden_act {:?} is not supported (expected \"silu\")", self.hidden_act));
+        let act = if self.arch() == Arch::Gpt2 { ["gelu_new", "gelu_pytorch_tanh"].as_slice() } else { ["silu"].as_slice() };
+        if !act.contains(&self.hidden_act.as_str()) {
+            return fail(format!("activation {:?} is not supported for {:?} (expected {act:?})", self.hidden_act, self.arch()));
         }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
@@ -171,7 +270,10 @@ impl LlamaConfig {
         if self.attention_bias || self.mlp_bias {
             return fail("attention_bias / mlp_bias are not supported for LlamaForCausalLM".into());
         }
-        if self.head_dim() % 2 != 0 {
+        if self.use_sliding_window {
+            return fail("Qwen2 sliding-window attention (use_sliding_window: true) is not supported".into());
+        }
+        if self.arch() != Arch::Gpt2 && self.head_dim() % 2 != 0 {
             return fail(format!("head dimension {} must be even for rotary embeddings", self.head_dim()));
         }
         if self.num_attention_heads % self.kv_heads() != 0 {

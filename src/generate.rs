@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{KvCache, Llama};
+use crate::model::{CausalLm, KvCache};
 use crate::rng::Rng;
 use crate::trainer::read_f32;
 
@@ -100,7 +100,7 @@ impl Past {
 /// Incremental sampler of `n` continuations of one prompt; call [`Decoder::step`] until it
 /// returns `None` (every sample ended with EOS or hit a limit).
 pub struct Decoder {
-    model: Llama,
+    model: CausalLm,
     device: Device,
     config: SamplingConfig,
     eos: u32,
@@ -112,7 +112,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(model: Llama, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Self> {
+    pub fn new(model: CausalLm, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Self> {
         config.validate()?;
         if prompt.is_empty() {
             return Err(Error::Setting("the prompt has no tokens".into()));
@@ -182,7 +182,7 @@ impl Decoder {
 }
 
 /// `n` completions of `prompt`, EOS excluded.
-pub async fn generate(model: Llama, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Vec<Vec<u32>>> {
+pub async fn generate(model: CausalLm, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Vec<Vec<u32>>> {
     let mut decoder = Decoder::new(model, prompt, n, config, eos, device)?;
     while decoder.step().await?.is_some() {}
     Ok(decoder.into_samples())

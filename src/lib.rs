@@ -4,6 +4,7 @@
 //! Every function that reads from the device is `async` (the only way to read on WebGPU in
 //! wasm); native callers drive them with [`block_on`].
 
+pub mod adapter;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -14,10 +15,10 @@ pub mod error;
 pub mod generate;
 pub mod logps;
 pub mod model;
-pub mod optimizer;
-pub mod pretrain;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
+pub mod optimizer;
+pub mod pretrain;
 pub mod rng;
 pub mod storyworld;
 pub mod tokenizer;
@@ -26,7 +27,7 @@ pub mod trainer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::LlamaConfig;
+pub use config::ModelConfig;
 pub use device::ComputeDevice;
 pub use error::{Error, Result};
 

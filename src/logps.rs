@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::PreferencePair;
 use crate::error::{Error, Result};
-use crate::model::Llama;
+use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
 
 /// Token ids of one pair; both completions end with EOS.
@@ -23,11 +23,7 @@ pub struct TokenizedPair {
 
 impl TokenizedPair {
     pub fn new(tokenizer: &TextTokenizer, pair: &PreferencePair) -> Result<Self> {
-        Ok(Self {
-            prompt: tokenizer.encode_prompt(&pair.prompt)?,
-            chosen: tokenizer.encode_completion(&pair.chosen)?,
-            rejected: tokenizer.encode_completion(&pair.rejected)?,
-        })
+        Ok(Self { prompt: tokenizer.encode_prompt(&pair.prompt)?, chosen: tokenizer.encode_completion(&pair.chosen)?, rejected: tokenizer.encode_completion(&pair.rejected)? })
     }
 }
 
@@ -91,12 +87,12 @@ impl SequenceBatch {
 }
 
 /// Sum of completion-token log-probs of each row: `[rows]`. Differentiable when `model` is.
-pub fn sequence_logps(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
+pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
     token_logps(model, batch, device).sum_dim(1).reshape([batch.rows])
 }
 
 /// Log-prob of each label token, zero outside completions: `[rows, len - 1]`.
-pub fn token_logps(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
+pub fn token_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
     let (rows, len) = (batch.rows, batch.len);
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, len - 1]), device);

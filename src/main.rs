@@ -18,16 +18,17 @@ fn main() -> std::process::ExitCode {
 mod cli {
     use std::path::{Path, PathBuf};
 
-    use clap::{Args, Parser, Subcommand, ValueEnum};
     use burn::module::Module;
+    use clap::{Args, Parser, Subcommand, ValueEnum};
     use indicatif::{ProgressBar, ProgressStyle};
+    use webdpo::adapter::{LoraConfig, from_peft, to_peft};
     use webdpo::bench::{BenchConfig, BenchReport};
     use webdpo::checkpoint::{Dtype, to_safetensors};
     use webdpo::data::{PreferencePair, parse_jsonl};
     use webdpo::dpo::{DpoConfig, LossType, PairValues};
     use webdpo::generate::{SamplingConfig, generate};
     use webdpo::logps::TokenizedPair;
-    use webdpo::model::Llama;
+    use webdpo::model::CausalLm;
     use webdpo::model_dir::ModelDir;
     use webdpo::optimizer::Optim;
     use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_of};
@@ -37,7 +38,7 @@ mod cli {
     use webdpo::storyworld::{Example, StoryWorld, format_prompt};
     use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe};
     use webdpo::trainer::{DpoTrainer, TrainConfig};
-    use webdpo::{ComputeDevice, Error, LlamaConfig, Result, block_on};
+    use webdpo::{ComputeDevice, Error, ModelConfig, Result, block_on};
 
     #[derive(Parser)]
     #[command(name = "webdpo", version, about = "Direct Preference Optimization of small Llama-style models")]
@@ -263,6 +264,38 @@ mod cli {
         batch_size: usize,
         #[arg(long, default_value_t = 512)]
         max_length: usize,
+        #[command(flatten)]
+        lora: LoraArgs,
+    }
+
+    #[derive(Args)]
+    struct LoraArgs {
+        /// Train LoRA adapters only: "r,alpha" on the attention projections, or
+        /// "r,alpha,all-linear". The reference is the model without adapters.
+        #[arg(long)]
+        lora: Option<String>,
+        /// A PEFT adapter directory (adapter_config.json, adapter_model.safetensors) to put on
+        /// the model: evaluated, sampled from, or trained further.
+        #[arg(long, conflicts_with = "lora")]
+        adapter: Option<PathBuf>,
+    }
+
+    impl LoraArgs {
+        /// The model with the adapters asked for, and their settings (`None`: no LoRA).
+        fn apply(&self, dir: &ModelDir, model: CausalLm) -> Result<(CausalLm, Option<LoraConfig>)> {
+            if let Some(spec) = &self.lora {
+                let config = LoraConfig::parse(spec, dir.config.arch())?;
+                return Ok((config.apply(model, 0)?, Some(config)));
+            }
+            let Some(adapter) = &self.adapter else {
+                return Ok((model, None));
+            };
+            let read = |file: &str| std::fs::read(adapter.join(file)).map_err(|e| Error::io(adapter.join(file), e));
+            let config_json = String::from_utf8_lossy(&read("adapter_config.json")?).into_owned();
+            let file = adapter.join("adapter_model.safetensors").display().to_string();
+            let (model, config) = from_peft(model, &config_json, &read("adapter_model.safetensors")?, &file)?;
+            Ok((model, Some(config)))
+        }
     }
 
     #[derive(Args)]
@@ -312,6 +345,8 @@ mod cli {
         max_new_tokens: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        #[command(flatten)]
+        lora: LoraArgs,
     }
 
     pub fn run() -> Result<()> {
@@ -345,12 +380,12 @@ mod cli {
 
     fn init(a: InitArgs, device: &ComputeDevice) -> Result<()> {
         let vocab = BYTE_LEVEL_SPECIALS.len() + 256;
-        let mut config = LlamaConfig::new(vocab, a.hidden_size, a.layers, a.heads, a.intermediate_size);
+        let mut config = ModelConfig::new(vocab, a.hidden_size, a.layers, a.heads, a.intermediate_size);
         config.num_key_value_heads = Some(a.kv_heads);
         config.max_position_embeddings = a.context;
         config.tie_word_embeddings = a.tie_embeddings;
         (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
-        let model = Llama::init(&config, a.seed, &device.device)?;
+        let model = CausalLm::init(&config, a.seed, &device.device)?;
         let dir = ModelDir { config, tokenizer_json: byte_level_tokenizer_json().into_bytes(), model };
         block_on(dir.save(&dir.model, &a.out))?;
         eprintln!("wrote {} ({} parameters)", a.out.display(), dir.model.num_params());
@@ -369,7 +404,18 @@ mod cli {
     }
 
     /// Policy, reference, tokenizer and tokenised pairs for `train` and `eval`.
-    fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<(ModelDir, Option<Llama>, TextTokenizer, Vec<TokenizedPair>, DpoConfig)> {
+    /// What `train` and `eval` work on.
+    struct Setup {
+        dir: ModelDir,
+        policy: CausalLm,
+        reference: Option<CausalLm>,
+        lora: Option<LoraConfig>,
+        tokenizer: TextTokenizer,
+        pairs: Vec<TokenizedPair>,
+        dpo: DpoConfig,
+    }
+
+    fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         let dpo = DpoConfig { beta: a.beta, loss_type: a.loss.parse::<LossType>()?, label_smoothing: a.label_smoothing };
         dpo.validate()?;
         if a.batch_size == 0 {
@@ -389,19 +435,29 @@ mod cli {
         };
         let tokenizer = policy.tokenizer()?;
         let file = a.data.display().to_string();
-        let tokenized = pairs
-            .iter()
-            .enumerate()
-            .map(|(i, p)| TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data { file: file.clone(), line: i + 1, msg: e.to_string() }))
-            .collect::<Result<Vec<_>>>()?;
-        Ok((policy, reference, tokenizer, tokenized, dpo))
+        let tokenized =
+            pairs.iter().enumerate().map(|(i, p)| TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data { file: file.clone(), line: i + 1, msg: e.to_string() })).collect::<Result<Vec<_>>>()?;
+        if reference.is_some() && (a.lora.lora.is_some() || a.lora.adapter.is_some()) {
+            return Err(Error::Setting("with LoRA the reference is the model without its adapters; drop --ref".into()));
+        }
+        let (model, lora) = a.lora.apply(&policy, policy.model.clone())?;
+        Ok(Setup { dir: policy, policy: model, reference, lora, tokenizer, pairs: tokenized, dpo })
     }
 
     fn train(a: TrainArgs, device: &ComputeDevice) -> Result<()> {
-        let (dir, reference, tokenizer, pairs, dpo) = setup(&a.dpo, device)?;
+        let Setup { dir, policy, reference, lora, tokenizer, pairs, dpo } = setup(&a.dpo, device)?;
         // AdamW, as TRL's DPOTrainer (the app's SGD default is tuned for single picks).
-        let config = TrainConfig { dpo, learning_rate: a.lr, optim: Optim::AdamW, weight_decay: a.weight_decay, max_grad_norm: a.max_grad_norm, steps_per_pair: a.steps, max_length: a.dpo.max_length, ..TrainConfig::default() };
-        let mut trainer = DpoTrainer::new(dir.model.clone(), reference, config, &device.device)?;
+        let config = TrainConfig {
+            dpo,
+            learning_rate: a.lr,
+            optim: Optim::AdamW,
+            weight_decay: a.weight_decay,
+            max_grad_norm: a.max_grad_norm,
+            steps_per_pair: a.steps,
+            max_length: a.dpo.max_length,
+            ..TrainConfig::default()
+        };
+        let mut trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
         let bar = progress(pairs.len() * a.epochs, "train");
         let mut skipped = 0;
         for _ in 0..a.epochs {
@@ -418,15 +474,23 @@ mod cli {
             }
         }
         bar.finish();
+        // The full weights (adapters merged), and with LoRA the adapter alone in PEFT's format.
         block_on(dir.save(&trainer.policy(), &a.out))?;
+        if let Some(lora) = &lora {
+            let (config_json, weights) = block_on(to_peft(&trainer.policy(), lora))?;
+            let adapter = a.out.join("adapter");
+            std::fs::create_dir_all(&adapter).map_err(|e| Error::io(&adapter, e))?;
+            write_file(&adapter.join("adapter_config.json"), config_json.as_bytes())?;
+            write_file(&adapter.join("adapter_model.safetensors"), &weights)?;
+        }
         eprintln!("wrote {} ({skipped} updates skipped)", a.out.display());
         Ok(())
     }
 
     fn eval(a: EvalArgs, device: &ComputeDevice) -> Result<()> {
-        let (dir, reference, tokenizer, pairs, dpo) = setup(&a.dpo, device)?;
+        let Setup { policy, reference, tokenizer, pairs, dpo, .. } = setup(&a.dpo, device)?;
         let config = TrainConfig { dpo, max_length: a.dpo.max_length, ..TrainConfig::default() };
-        let trainer = DpoTrainer::new(dir.model, reference, config, &device.device)?;
+        let trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
         let bar = progress(pairs.len(), "eval");
         let mut all: Option<PairValues> = None;
         for chunk in pairs.chunks(a.dpo.batch_size) {
@@ -461,7 +525,8 @@ mod cli {
         let tokenizer = dir.tokenizer()?;
         let prompt = tokenizer.encode_prompt(&a.prompt)?;
         let config = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_new_tokens: a.max_new_tokens, seed: a.seed };
-        let samples = block_on(generate(dir.model, &prompt, a.n, config, tokenizer.eos_id(), &device.device))?;
+        let (model, _) = a.lora.apply(&dir, dir.model.clone())?;
+        let samples = block_on(generate(model, &prompt, a.n, config, tokenizer.eos_id(), &device.device))?;
         for ids in samples {
             println!("{}", serde_json::json!({ "prompt": a.prompt, "completion": tokenizer.decode(&ids)? }));
         }
@@ -486,7 +551,8 @@ mod cli {
     fn bench(a: BenchArgs, device: &ComputeDevice) -> Result<()> {
         let dir = ModelDir::load(&a.model, &device.device)?;
         let pad_id = dir.tokenizer()?.pad_id();
-        let config = BenchConfig { warmup: a.warmup, runs: a.runs, completion_tokens: a.completion_tokens, new_tokens: a.new_tokens, recompute_runs: a.recompute_runs, seed: a.seed, ..BenchConfig::default() };
+        let config =
+            BenchConfig { warmup: a.warmup, runs: a.runs, completion_tokens: a.completion_tokens, new_tokens: a.new_tokens, recompute_runs: a.recompute_runs, seed: a.seed, ..BenchConfig::default() };
         let train = TrainConfig { optim: a.optim, learning_rate: a.optim.default_learning_rate(), ..TrainConfig::default() };
         eprintln!("benchmarking {} ({} parameters) on {}", a.model.display(), dir.model.num_params(), device.description);
         reset_peak_rss();
@@ -542,12 +608,12 @@ mod cli {
             eprintln!("training a {}-token byte-level BPE on {} stories", a.vocab_size, a.stories);
             let texts: Vec<String> = train.iter().flat_map(|e| [format_prompt(&e.prompt), e.story.clone()]).collect();
             let tokenizer_json = train_byte_level_bpe(&texts, a.vocab_size)?;
-            let mut config = LlamaConfig::new(a.vocab_size, a.hidden_size, a.layers, a.heads, a.intermediate_size);
+            let mut config = ModelConfig::new(a.vocab_size, a.hidden_size, a.layers, a.heads, a.intermediate_size);
             config.num_key_value_heads = Some(a.kv_heads);
             config.max_position_embeddings = a.context;
             config.tie_word_embeddings = true;
             (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
-            let model = Llama::init(&config, a.seed, &device.device)?;
+            let model = CausalLm::init(&config, a.seed, &device.device)?;
             (ModelDir { config, tokenizer_json: tokenizer_json.into_bytes(), model }, None)
         };
         let tokenizer = dir.tokenizer()?;
@@ -592,12 +658,16 @@ mod cli {
                 let wall = elapsed_before + started.elapsed().as_secs_f64();
                 block_on(dir.save(&trainer.model(), &a.out))?;
                 write_file(&a.out.join("optimizer.safetensors"), &block_on(trainer.optimizer_state())?)?;
-                let state = serde_json::json!({"step": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": wall, "config": trainer.config, "stories": a.stories, "seed": a.seed});
+                let state =
+                    serde_json::json!({"step": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": wall, "config": trainer.config, "stories": a.stories, "seed": a.seed});
                 write_file(&state_path, serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
             }
         }
         bar.finish();
-        println!("{}", serde_json::json!({"parameters": dir.model.num_params(), "steps": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": elapsed_before + started.elapsed().as_secs_f64()}));
+        println!(
+            "{}",
+            serde_json::json!({"parameters": dir.model.num_params(), "steps": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": elapsed_before + started.elapsed().as_secs_f64()})
+        );
         Ok(())
     }
 
@@ -638,7 +708,10 @@ mod cli {
             momentum: a.momentum.unwrap_or(app.momentum),
             ..app
         };
-        eprintln!("{:?}, beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}", config.optim, config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs, config.rpo_alpha);
+        eprintln!(
+            "{:?}, beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}",
+            config.optim, config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs, config.rpo_alpha
+        );
         let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
         let sampling = SamplingConfig { max_new_tokens: a.max_new_tokens, ..SamplingConfig::default() };
         println!("{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}", "picks", attribute.name(), "well_formed", "kl", "loss", "margin");
@@ -646,11 +719,14 @@ mod cli {
             println!("{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
         }))?;
         let reached = points.iter().find(|p| p.rate >= 0.9);
-        println!("{}", serde_json::json!({
-            "attribute": attribute.name(), "seed": a.seed, "base_rate": points[0].rate,
-            "picks_to_90": reached.map(|p| p.picks), "kl_at_90": reached.map(|p| p.kl), "well_formed_at_90": reached.map(|p| p.well_formed),
-            "final_rate": points.last().map(|p| p.rate), "final_kl": points.last().map(|p| p.kl),
-        }));
+        println!(
+            "{}",
+            serde_json::json!({
+                "attribute": attribute.name(), "seed": a.seed, "base_rate": points[0].rate,
+                "picks_to_90": reached.map(|p| p.picks), "kl_at_90": reached.map(|p| p.kl), "well_formed_at_90": reached.map(|p| p.well_formed),
+                "final_rate": points.last().map(|p| p.rate), "final_kl": points.last().map(|p| p.kl),
+            })
+        );
         if let Some(path) = &a.csv {
             let mut csv = format!("picks,{},well_formed,kl,loss,margin\n", attribute.name());
             for p in &points {
@@ -673,7 +749,14 @@ mod cli {
             let path: Vec<String> = points.iter().zip(&ys).map(|(p, y)| format!("{:.1},{:.1}", pad + p.picks as f64 / max_x * (w - 2.0 * pad), y0 + h - pad - y / max_y * (h - 2.0 * pad))).collect();
             format!(
                 "<text x=\"{pad}\" y=\"{}\" font-size=\"14\">{title}</text><line x1=\"{pad}\" y1=\"{b}\" x2=\"{}\" y2=\"{b}\" stroke=\"#888\"/><line x1=\"{pad}\" y1=\"{}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"#888\"/><text x=\"4\" y=\"{}\" font-size=\"11\">{max_y:.2}</text><text x=\"4\" y=\"{b}\" font-size=\"11\">0</text><text x=\"{}\" y=\"{}\" font-size=\"11\">{max_x} picks</text><polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-                y0 + 20.0, w - pad, y0 + pad, y0 + pad + 4.0, w - pad - 40.0, y0 + h - pad + 16.0, path.join(" "), b = y0 + h - pad
+                y0 + 20.0,
+                w - pad,
+                y0 + pad,
+                y0 + pad + 4.0,
+                w - pad - 40.0,
+                y0 + h - pad + 16.0,
+                path.join(" "),
+                b = y0 + h - pad
             )
         };
         format!(

@@ -1,15 +1,18 @@
-//! A Llama-style decoder (nanoGPT-sized modules, HF tensor layout): token embedding, RMSNorm,
-//! rotary position embeddings, causal grouped-query attention, SwiGLU MLP, optional tied head.
+//! A decoder-only transformer (nanoGPT-sized modules, HF tensor layout) in the three shapes
+//! transformers ships for small models: Llama (RMSNorm, rotary positions, grouped-query attention,
+//! SwiGLU), Qwen2 (Llama with query/key/value biases) and GPT-2 (LayerNorm, learned positions,
+//! GELU, fused Conv1D projections). One forward serves all three.
 //!
-//! Field names follow `transformers`' `LlamaForCausalLM` so that [`Llama::named_tensors`] yields
-//! exactly the names of a HF `model.safetensors`. Linear weights are stored `[out, in]` as in HF.
+//! Every linear layer and norm keeps its HF module name, so that [`CausalLm::named_tensors`]
+//! yields exactly the names of a HF `model.safetensors`, LoRA targets match as PEFT matches them,
+//! and an adapter exports with PEFT's tensor names. Linear weights are stored `[out, in]`.
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::config::LlamaConfig;
-use crate::error::Result;
+use crate::config::{Arch, ModelConfig};
+use crate::error::{Error, Result};
 
 /// Supplies a tensor for a parameter name and shape: random init or a checkpoint.
 pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a;
@@ -17,10 +20,13 @@ pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a
 /// A parameter whose id is derived from its HF name, so that optimizer state saved for one
 /// instance of a model (keyed by id) applies to the same model reloaded from a checkpoint.
 fn param<const D: usize>(source: &mut TensorSource, name: &str, shape: [usize; D], device: &Device) -> Result<Param<Tensor<D>>> {
-    let data = source(name, &shape)?;
-    let mut param = Param::from_tensor(Tensor::from_data(data, device));
+    Ok(named_param(Tensor::from_data(source(name, &shape)?, device), name))
+}
+
+fn named_param<const D: usize>(tensor: Tensor<D>, name: &str) -> Param<Tensor<D>> {
+    let mut param = Param::from_tensor(tensor);
     param.id = param_id(name);
-    Ok(param)
+    param
 }
 
 /// The id of the parameter named `name` (FNV-1a of the name: stable across runs and targets).
@@ -28,58 +34,133 @@ pub fn param_id(name: &str) -> ParamId {
     ParamId::from(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)))
 }
 
-/// A bias-free linear layer with the weight stored `[out, in]`.
+/// A parameter flattened, with its HF name and shape.
+pub type NamedTensor = (String, Vec<usize>, Tensor<1>);
+
+fn flat<const D: usize>(name: String, p: &Param<Tensor<D>>) -> NamedTensor {
+    let t = p.val();
+    let shape = t.dims().to_vec();
+    (name, shape.clone(), t.reshape([shape.iter().product::<usize>()]))
+}
+
+/// A low-rank update of a linear layer (Hu et al. 2021): `y += scale · (x Aᵀ) Bᵀ`, A `[r, in]`
+/// and B `[out, r]` as PEFT stores `lora_A.weight` and `lora_B.weight`.
+#[derive(Module, Debug)]
+pub struct Lora {
+    pub a: Param<Tensor<2>>,
+    pub b: Param<Tensor<2>>,
+    pub scale: f64,
+}
+
+/// A linear layer, weight `[out, in]`, with an optional bias and LoRA adapter.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    pub lora: Option<Lora>,
+    /// The HF module name (`model.layers.0.self_attn.q_proj`).
+    pub name: String,
+    /// GPT-2's Conv1D: the file stores the weight `[in, out]`.
+    conv1d: bool,
 }
 
 impl Linear {
-    fn load(source: &mut TensorSource, name: &str, d_in: usize, d_out: usize, device: &Device) -> Result<Self> {
-        Ok(Self { weight: param(source, &format!("{name}.weight"), [d_out, d_in], device)? })
+    fn load(source: &mut TensorSource, name: &str, d_in: usize, d_out: usize, bias: bool, conv1d: bool, device: &Device) -> Result<Self> {
+        let weight_name = format!("{name}.weight");
+        let weight = if conv1d {
+            let data = source(&weight_name, &[d_in, d_out])?;
+            let stored = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Config(format!("{weight_name}: {e:?}")))?;
+            let values = (0..d_out).flat_map(|o| (0..d_in).map(move |i| (o, i))).map(|(o, i)| stored[i * d_out + o]).collect();
+            named_param(Tensor::from_data(TensorData::new(values, [d_out, d_in]), device), &weight_name)
+        } else {
+            param(source, &weight_name, [d_out, d_in], device)?
+        };
+        let bias = if bias { Some(param(source, &format!("{name}.bias"), [d_out], device)?) } else { None };
+        Ok(Self { weight, bias, lora: None, name: name.to_string(), conv1d })
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let [d_out, _] = self.weight.dims();
-        x.reshape([b * t, d]).matmul(self.weight.val().transpose()).reshape([b, t, d_out])
+        let x = x.reshape([b * t, d]);
+        let mut y = x.clone().matmul(self.weight.val().transpose());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze();
+        }
+        if let Some(lora) = &self.lora {
+            y = y + x.matmul(lora.a.val().transpose()).matmul(lora.b.val().transpose()).mul_scalar(lora.scale);
+        }
+        y.reshape([b, t, d_out])
+    }
+
+    /// The weight with the adapter folded in: `W + scale · B A`.
+    pub fn merged_weight(&self) -> Tensor<2> {
+        match &self.lora {
+            Some(lora) => self.weight.val() + lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale),
+            None => self.weight.val(),
+        }
+    }
+
+    /// The HF tensors of this layer: weight (in the file's layout, adapter merged) and bias.
+    fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
+        let weight = if self.conv1d { self.merged_weight().transpose() } else { self.merged_weight() };
+        let shape = weight.dims().to_vec();
+        out.push((format!("{}.weight", self.name), shape.clone(), weight.reshape([shape.iter().product::<usize>()])));
+        if let Some(bias) = &self.bias {
+            out.push(flat(format!("{}.bias", self.name), bias));
+        }
     }
 }
 
-/// Root-mean-square layer norm, computed as HF's `LlamaRMSNorm`.
+/// RMSNorm (Llama, Qwen2) or, with a bias, LayerNorm (GPT-2), computed as transformers does.
 #[derive(Module, Debug)]
-pub struct RmsNorm {
+pub struct Norm {
     pub weight: Param<Tensor<1>>,
+    pub bias: Option<Param<Tensor<1>>>,
     eps: f64,
+    pub name: String,
 }
 
-impl RmsNorm {
-    fn load(source: &mut TensorSource, name: &str, d: usize, eps: f64, device: &Device) -> Result<Self> {
-        Ok(Self { weight: param(source, &format!("{name}.weight"), [d], device)?, eps })
+impl Norm {
+    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+        let d = c.hidden_size;
+        let bias = if c.arch() == Arch::Gpt2 { Some(param(source, &format!("{name}.bias"), [d], device)?) } else { None };
+        Ok(Self { weight: param(source, &format!("{name}.weight"), [d], device)?, bias, eps: c.rms_norm_eps, name: name.to_string() })
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
-        x.div(rms).mul(self.weight.val().unsqueeze())
+        match &self.bias {
+            Some(bias) => {
+                let centred = x.clone() - x.mean_dim(2);
+                let std = centred.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
+                centred.div(std).mul(self.weight.val().unsqueeze()) + bias.val().unsqueeze()
+            }
+            None => {
+                let rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
+                x.div(rms).mul(self.weight.val().unsqueeze())
+            }
+        }
+    }
+
+    fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
+        out.push(flat(format!("{}.weight", self.name), &self.weight));
+        if let Some(bias) = &self.bias {
+            out.push(flat(format!("{}.bias", self.name), bias));
+        }
     }
 }
 
-/// What a forward needs to know about positions `start..start + len`: rotary embedding tables
-/// (HF's `rotate_half` layout) and the causal mask over all keys so far, built once for all layers.
-pub struct Positions {
+/// Rotary embedding tables for positions `start..start + len` (HF's `rotate_half` layout).
+struct Rope {
     /// `[1, len, 1, head_dim]`: broadcast over batch and heads of `[batch, len, heads, head_dim]`.
     cos: Tensor<4>,
     sin: Tensor<4>,
     /// `[head_dim, head_dim]`: `x · rotate = rotate_half(x) = [-x2, x1]`. One exact matmul (entries
     /// 0 and ±1) instead of two slices, a negation and a concatenation.
     rotate: Tensor<2>,
-    /// `[1, 1, len, start + len]`: 0 where query i may see key j (j ≤ start + i), −1e9 elsewhere;
-    /// added to the attention scores (broadcast over batch and heads). `None` for one position
-    /// (cached decoding), which sees every key.
-    causal: Option<Tensor<4>>,
 }
 
-impl Positions {
+impl Rope {
     fn new(theta: f64, hd: usize, start: usize, len: usize, device: &Device) -> Self {
         let half = hd / 2;
         let mut cos = Vec::with_capacity(len * hd);
@@ -97,18 +178,8 @@ impl Positions {
             rotate[(j + half) * hd + j] = -1.0;
             rotate[j * hd + j + half] = 1.0;
         }
-        let keys = start + len;
-        let causal = (len > 1).then(|| {
-            let bias: Vec<f32> = (0..len).flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
-            Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device)
-        });
         let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
-        Self {
-            cos: table(cos),
-            sin: table(sin),
-            rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
-            causal,
-        }
+        Self { cos: table(cos), sin: table(sin), rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device) }
     }
 
     /// `x`: `[batch, len, heads, head_dim]`.
@@ -116,6 +187,34 @@ impl Positions {
         let [b, t, h, hd] = x.dims();
         let rotated = x.clone().reshape([b * t * h, hd]).matmul(self.rotate.clone()).reshape([b, t, h, hd]);
         x.mul(self.cos.clone()) + rotated.mul(self.sin.clone())
+    }
+}
+
+/// What a forward needs to know about positions `start..start + len`, built once for all layers:
+/// the rotary tables (none for GPT-2's learned positions) and the causal mask over all keys so far.
+pub struct Positions {
+    rope: Option<Rope>,
+    /// `[1, 1, len, start + len]`: 0 where query i may see key j (j ≤ start + i), −1e9 elsewhere;
+    /// added to the attention scores (broadcast over batch and heads). `None` for one position
+    /// (cached decoding), which sees every key.
+    causal: Option<Tensor<4>>,
+}
+
+impl Positions {
+    fn new(rope_theta: Option<f64>, hd: usize, start: usize, len: usize, device: &Device) -> Self {
+        let keys = start + len;
+        let causal = (len > 1).then(|| {
+            let bias: Vec<f32> = (0..len).flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+            Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device)
+        });
+        Self { rope: rope_theta.map(|theta| Rope::new(theta, hd, start, len, device)), causal }
+    }
+
+    fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.rope {
+            Some(rope) => rope.apply(x),
+            None => x,
+        }
     }
 }
 
@@ -136,37 +235,76 @@ impl KvCache {
     }
 }
 
+/// The query, key and value projections: three layers (Llama, Qwen2) or one fused (GPT-2's
+/// `c_attn`, whose output is `[q | k | v]`).
 #[derive(Module, Debug)]
-pub struct Attention {
+pub enum Qkv {
+    Separate(SeparateQkv),
+    Fused(Linear),
+}
+
+#[derive(Module, Debug)]
+pub struct SeparateQkv {
     pub q_proj: Linear,
     pub k_proj: Linear,
     pub v_proj: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Qkv,
     pub o_proj: Linear,
     n_heads: usize,
     n_kv_heads: usize,
 }
 
 impl Attention {
-    fn load(source: &mut TensorSource, name: &str, c: &LlamaConfig, device: &Device) -> Result<Self> {
-        let (d, hd) = (c.hidden_size, c.head_dim());
-        Ok(Self {
-            q_proj: Linear::load(source, &format!("{name}.q_proj"), d, c.num_attention_heads * hd, device)?,
-            k_proj: Linear::load(source, &format!("{name}.k_proj"), d, c.kv_heads() * hd, device)?,
-            v_proj: Linear::load(source, &format!("{name}.v_proj"), d, c.kv_heads() * hd, device)?,
-            o_proj: Linear::load(source, &format!("{name}.o_proj"), c.num_attention_heads * hd, d, device)?,
-            n_heads: c.num_attention_heads,
-            n_kv_heads: c.kv_heads(),
-        })
+    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+        let (d, hd, kv) = (c.hidden_size, c.head_dim(), c.kv_heads() * c.head_dim());
+        let (qkv, o_proj) = match c.arch() {
+            Arch::Gpt2 => (Qkv::Fused(Linear::load(source, &format!("{name}.c_attn"), d, 3 * d, true, true, device)?), Linear::load(source, &format!("{name}.c_proj"), d, d, true, true, device)?),
+            arch => {
+                let bias = arch == Arch::Qwen2;
+                let separate = SeparateQkv {
+                    q_proj: Linear::load(source, &format!("{name}.q_proj"), d, c.num_attention_heads * hd, bias, false, device)?,
+                    k_proj: Linear::load(source, &format!("{name}.k_proj"), d, kv, bias, false, device)?,
+                    v_proj: Linear::load(source, &format!("{name}.v_proj"), d, kv, bias, false, device)?,
+                };
+                (Qkv::Separate(separate), Linear::load(source, &format!("{name}.o_proj"), c.num_attention_heads * hd, d, false, false, device)?)
+            }
+        };
+        Ok(Self { qkv, o_proj, n_heads: c.num_attention_heads, n_kv_heads: c.kv_heads() })
+    }
+
+    fn linears(&self) -> Vec<&Linear> {
+        match &self.qkv {
+            Qkv::Separate(p) => vec![&p.q_proj, &p.k_proj, &p.v_proj, &self.o_proj],
+            Qkv::Fused(c_attn) => vec![c_attn, &self.o_proj],
+        }
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        match &mut self.qkv {
+            Qkv::Separate(p) => vec![&mut p.q_proj, &mut p.k_proj, &mut p.v_proj, &mut self.o_proj],
+            Qkv::Fused(c_attn) => vec![c_attn, &mut self.o_proj],
+        }
     }
 
     fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.n_heads;
+        let (q, k, v) = match &self.qkv {
+            Qkv::Separate(p) => (p.q_proj.forward(x.clone()), p.k_proj.forward(x.clone()), p.v_proj.forward(x)),
+            Qkv::Fused(c_attn) => {
+                let y = c_attn.forward(x);
+                (y.clone().slice([0..b, 0..t, 0..d]), y.clone().slice([0..b, 0..t, d..2 * d]), y.slice([0..b, 0..t, 2 * d..3 * d]))
+            }
+        };
         // Rotary embeddings act on the projections' own layout; heads then move ahead of positions.
         let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
-        let q = pos.apply(split(self.q_proj.forward(x.clone()), self.n_heads)).swap_dims(1, 2);
-        let mut k = pos.apply(split(self.k_proj.forward(x.clone()), self.n_kv_heads)).swap_dims(1, 2);
-        let mut v = split(self.v_proj.forward(x), self.n_kv_heads).swap_dims(1, 2);
+        let q = pos.rotate(split(q, self.n_heads)).swap_dims(1, 2);
+        let mut k = pos.rotate(split(k, self.n_kv_heads)).swap_dims(1, 2);
+        let mut v = split(v, self.n_kv_heads).swap_dims(1, 2);
         // Incremental decoding: attend over the cached positions plus the new ones.
         let past = match cache {
             Some(slot) => {
@@ -183,135 +321,274 @@ impl Attention {
         let s = past + t;
         // Grouped-query attention: each key/value head serves `n_heads / n_kv_heads` query heads.
         let rep = self.n_heads / self.n_kv_heads;
-        let expand = |y: Tensor<4>| if rep == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, self.n_heads, s, hd]) };
+        let expand = |y: Tensor<4>| {
+            if rep == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, self.n_heads, s, hd]) }
+        };
         let (k, v) = (expand(k), expand(v));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
-        let weights = softmax(match &pos.causal {
-            Some(bias) => scores + bias.clone(),
-            None => scores,
-        }, 3);
+        let weights = softmax(
+            match &pos.causal {
+                Some(bias) => scores + bias.clone(),
+                None => scores,
+            },
+            3,
+        );
         let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
         self.o_proj.forward(out)
     }
 }
 
+/// The feed-forward layer: SwiGLU `down(silu(gate(x)) · up(x))` (Llama, Qwen2), or GPT-2's
+/// `c_proj(gelu(c_fc(x)))` (no gate; `up` is `c_fc`, `down` is `c_proj`).
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    pub gate: Option<Linear>,
+    pub up: Linear,
+    pub down: Linear,
 }
 
 impl Mlp {
-    fn load(source: &mut TensorSource, name: &str, c: &LlamaConfig, device: &Device) -> Result<Self> {
+    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
         let (d, f) = (c.hidden_size, c.intermediate_size);
-        Ok(Self {
-            gate_proj: Linear::load(source, &format!("{name}.gate_proj"), d, f, device)?,
-            up_proj: Linear::load(source, &format!("{name}.up_proj"), d, f, device)?,
-            down_proj: Linear::load(source, &format!("{name}.down_proj"), f, d, device)?,
+        Ok(match c.arch() {
+            Arch::Gpt2 => {
+                Self { gate: None, up: Linear::load(source, &format!("{name}.c_fc"), d, f, true, true, device)?, down: Linear::load(source, &format!("{name}.c_proj"), f, d, true, true, device)? }
+            }
+            _ => Self {
+                gate: Some(Linear::load(source, &format!("{name}.gate_proj"), d, f, false, false, device)?),
+                up: Linear::load(source, &format!("{name}.up_proj"), d, f, false, false, device)?,
+                down: Linear::load(source, &format!("{name}.down_proj"), f, d, false, false, device)?,
+            },
         })
     }
 
-    /// SwiGLU: `down(silu(gate(x)) * up(x))`.
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj.forward(silu(self.gate_proj.forward(x.clone())).mul(self.up_proj.forward(x)))
+    fn linears(&self) -> Vec<&Linear> {
+        self.gate.iter().chain([&self.up, &self.down]).collect()
     }
+
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        self.gate.iter_mut().chain([&mut self.up, &mut self.down]).collect()
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match &self.gate {
+            Some(gate) => self.down.forward(silu(gate.forward(x.clone())).mul(self.up.forward(x))),
+            None => self.down.forward(gelu_tanh(self.up.forward(x))),
+        }
+    }
+}
+
+/// GPT-2's `gelu_new`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
+    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar((2.0 / std::f64::consts::PI).sqrt());
+    x.clone().mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
 }
 
 #[derive(Module, Debug)]
 pub struct Block {
-    pub input_layernorm: RmsNorm,
-    pub self_attn: Attention,
-    pub post_attention_layernorm: RmsNorm,
+    pub attn_norm: Norm,
+    pub attn: Attention,
+    pub mlp_norm: Norm,
     pub mlp: Mlp,
 }
 
 impl Block {
-    fn load(source: &mut TensorSource, name: &str, c: &LlamaConfig, device: &Device) -> Result<Self> {
+    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+        let (attn_norm, attn, mlp_norm) = match c.arch() {
+            Arch::Gpt2 => ("ln_1", "attn", "ln_2"),
+            _ => ("input_layernorm", "self_attn", "post_attention_layernorm"),
+        };
         Ok(Self {
-            input_layernorm: RmsNorm::load(source, &format!("{name}.input_layernorm"), c.hidden_size, c.rms_norm_eps, device)?,
-            self_attn: Attention::load(source, &format!("{name}.self_attn"), c, device)?,
-            post_attention_layernorm: RmsNorm::load(source, &format!("{name}.post_attention_layernorm"), c.hidden_size, c.rms_norm_eps, device)?,
+            attn_norm: Norm::load(source, &format!("{name}.{attn_norm}"), c, device)?,
+            attn: Attention::load(source, &format!("{name}.{attn}"), c, device)?,
+            mlp_norm: Norm::load(source, &format!("{name}.{mlp_norm}"), c, device)?,
             mlp: Mlp::load(source, &format!("{name}.mlp"), c, device)?,
         })
     }
 
     fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), pos, cache);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+        let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), pos, cache);
+        h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+    }
+}
+
+/// The HF names of the parameters outside the blocks.
+fn embedding_names(arch: Arch) -> (&'static str, &'static str, &'static str, &'static str) {
+    // (token embedding, position embedding, blocks, final norm)
+    match arch {
+        Arch::Gpt2 => ("transformer.wte.weight", "transformer.wpe.weight", "transformer.h", "transformer.ln_f"),
+        _ => ("model.embed_tokens.weight", "", "model.layers", "model.norm"),
     }
 }
 
 #[derive(Module, Debug)]
-pub struct Llama {
+pub struct CausalLm {
     pub embed_tokens: Param<Tensor<2>>,
+    /// GPT-2's learned absolute positions `[max_positions, hidden]`; `None` with rotary ones.
+    pub embed_positions: Option<Param<Tensor<2>>>,
     pub layers: Vec<Block>,
-    pub norm: RmsNorm,
+    pub norm: Norm,
     /// `None` when the output head is tied to the token embedding.
     pub lm_head: Option<Linear>,
+    #[module(skip)]
+    arch: Arch,
     rope_theta: f64,
     head_dim: usize,
     max_positions: usize,
 }
 
-impl Llama {
+impl CausalLm {
     /// Builds the model from any tensor source (random init, safetensors), checking every shape.
-    pub fn load(config: &LlamaConfig, source: &mut TensorSource, device: &Device) -> Result<Self> {
+    pub fn load(config: &ModelConfig, source: &mut TensorSource, device: &Device) -> Result<Self> {
         config.validate()?;
         let c = config;
-        let layers = (0..c.num_hidden_layers).map(|i| Block::load(source, &format!("model.layers.{i}"), c, device)).collect::<Result<_>>()?;
+        let arch = c.arch();
+        let (embed, positions, blocks, norm) = embedding_names(arch);
+        let embed_tokens = param(source, embed, [c.vocab_size, c.hidden_size], device)?;
+        let embed_positions = if arch == Arch::Gpt2 { Some(param(source, positions, [c.max_position_embeddings, c.hidden_size], device)?) } else { None };
+        let layers = (0..c.num_hidden_layers).map(|i| Block::load(source, &format!("{blocks}.{i}"), c, device)).collect::<Result<_>>()?;
         Ok(Self {
-            embed_tokens: param(source, "model.embed_tokens.weight", [c.vocab_size, c.hidden_size], device)?,
+            embed_tokens,
+            embed_positions,
             layers,
-            norm: RmsNorm::load(source, "model.norm", c.hidden_size, c.rms_norm_eps, device)?,
-            lm_head: if c.tie_word_embeddings { None } else { Some(Linear::load(source, "lm_head", c.hidden_size, c.vocab_size, device)?) },
+            norm: Norm::load(source, norm, c, device)?,
+            lm_head: if c.tie_word_embeddings { None } else { Some(Linear::load(source, "lm_head", c.hidden_size, c.vocab_size, false, false, device)?) },
+            arch,
             rope_theta: c.rope_theta,
             head_dim: c.head_dim(),
             max_positions: c.max_position_embeddings,
         })
     }
 
-    /// Seeded init as HF's `LlamaPreTrainedModel._init_weights`: N(0, initializer_range) for
-    /// matrices, ones for norms. Drawn on the CPU so that every device gets the same weights.
-    pub fn init(config: &LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
+    /// Seeded init as HF's `_init_weights`: N(0, initializer_range) for matrices, ones for norm
+    /// weights, zeros for biases. Drawn on the CPU so that every device gets the same weights.
+    pub fn init(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self> {
         let mut rng = crate::rng::Rng::new(seed);
         let std = config.initializer_range as f32;
+        let is_norm = |name: &str| ["norm.", "ln_"].iter().any(|n| name.contains(n));
         Self::load(
             config,
             &mut |name, shape| {
                 let n: usize = shape.iter().product();
-                let values = if name.ends_with("norm.weight") { vec![1.0f32; n] } else { (0..n).map(|_| rng.normal() * std).collect() };
+                let values = if name.ends_with(".bias") {
+                    vec![0.0f32; n]
+                } else if is_norm(name) {
+                    vec![1.0f32; n]
+                } else {
+                    (0..n).map(|_| rng.normal() * std).collect()
+                };
                 Ok(TensorData::new(values, shape.to_vec()))
             },
             device,
         )
     }
 
-    /// Every parameter with its HF name, flattened, in a fixed order.
-    pub fn named_tensors(&self) -> Vec<(String, Vec<usize>, Tensor<1>)> {
-        fn flat<const D: usize>(out: &mut Vec<(String, Vec<usize>, Tensor<1>)>, name: String, p: &Param<Tensor<D>>) {
-            let t = p.val();
-            let shape = t.dims().to_vec();
-            out.push((name, shape.clone(), t.reshape([shape.iter().product::<usize>()])));
+    /// Every linear layer with its HF module name, in a fixed order (the output head last).
+    pub fn linears(&self) -> Vec<&Linear> {
+        let blocks = self.layers.iter().flat_map(|l| l.attn.linears().into_iter().chain(l.mlp.linears()));
+        blocks.chain(self.lm_head.as_ref()).collect()
+    }
+
+    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let blocks = self.layers.iter_mut().flat_map(|l| l.attn.linears_mut().into_iter().chain(l.mlp.linears_mut()));
+        blocks.chain(self.lm_head.as_mut()).collect()
+    }
+
+    /// Every weight with its HF name, flattened, in a fixed order: what `model.safetensors`
+    /// holds. LoRA adapters are merged into their layers' weights.
+    pub fn named_tensors(&self) -> Vec<NamedTensor> {
+        let (embed, positions, _, _) = embedding_names(self.arch);
+        let mut out = vec![flat(embed.into(), &self.embed_tokens)];
+        if let Some(p) = &self.embed_positions {
+            out.push(flat(positions.into(), p));
         }
-        let mut out = Vec::new();
-        flat(&mut out, "model.embed_tokens.weight".into(), &self.embed_tokens);
-        for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            flat(&mut out, format!("{p}.input_layernorm.weight"), &l.input_layernorm.weight);
-            for (n, lin) in [("q_proj", &l.self_attn.q_proj), ("k_proj", &l.self_attn.k_proj), ("v_proj", &l.self_attn.v_proj), ("o_proj", &l.self_attn.o_proj)] {
-                flat(&mut out, format!("{p}.self_attn.{n}.weight"), &lin.weight);
-            }
-            flat(&mut out, format!("{p}.post_attention_layernorm.weight"), &l.post_attention_layernorm.weight);
-            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
-                flat(&mut out, format!("{p}.mlp.{n}.weight"), &lin.weight);
-            }
+        for l in &self.layers {
+            l.attn_norm.named_tensors(&mut out);
+            l.attn.linears().iter().for_each(|lin| lin.named_tensors(&mut out));
+            l.mlp_norm.named_tensors(&mut out);
+            l.mlp.linears().iter().for_each(|lin| lin.named_tensors(&mut out));
         }
-        flat(&mut out, "model.norm.weight".into(), &self.norm.weight);
+        self.norm.named_tensors(&mut out);
         if let Some(head) = &self.lm_head {
-            flat(&mut out, "lm_head.weight".into(), &head.weight);
+            head.named_tensors(&mut out);
         }
         out
+    }
+
+    /// The trainable parameters with their names: the LoRA factors (PEFT's module-relative names,
+    /// `<module>.lora_A.weight`) when adapters are attached, else every weight.
+    pub fn trainable_tensors(&self) -> Vec<NamedTensor> {
+        if !self.has_adapters() {
+            return self.named_tensors();
+        }
+        let adapters = self.linears().into_iter().filter_map(|l| l.lora.as_ref().map(|lora| (l, lora)));
+        adapters.flat_map(|(l, lora)| [flat(format!("{}.lora_A.weight", l.name), &lora.a), flat(format!("{}.lora_B.weight", l.name), &lora.b)]).collect()
+    }
+
+    pub fn has_adapters(&self) -> bool {
+        self.linears().iter().any(|l| l.lora.is_some())
+    }
+
+    /// Attaches LoRA adapters to `targets` (`None`: freshly initialised, as PEFT does: A uniform
+    /// in ±1/√in, B zero, so the model is unchanged) and freezes every other weight: only the
+    /// adapters train, and the base needs no gradients or optimizer state.
+    pub fn with_adapters(self, targets: &[&str], rank: usize, alpha: f64, seed: u64) -> Result<Self> {
+        let mut rng = crate::rng::Rng::new(seed);
+        self.with_adapters_from(targets, rank, alpha, &mut |name, shape| {
+            let values = if name.ends_with("lora_A.weight") {
+                let bound = 1.0 / (shape[1] as f64).sqrt();
+                (0..shape[0] * shape[1]).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect()
+            } else {
+                vec![0.0; shape[0] * shape[1]]
+            };
+            Ok(TensorData::new(values, shape.to_vec()))
+        })
+    }
+
+    /// As [`CausalLm::with_adapters`], with the factors from `source` (`<module>.lora_A.weight`
+    /// `[rank, in]`, `<module>.lora_B.weight` `[out, rank]`): a saved adapter.
+    pub fn with_adapters_from(self, targets: &[&str], rank: usize, alpha: f64, source: &mut TensorSource) -> Result<Self> {
+        if rank == 0 || !(alpha.is_finite() && alpha > 0.0) {
+            return Err(Error::Setting(format!("LoRA needs a positive rank and alpha, got r = {rank}, alpha = {alpha}")));
+        }
+        let mut model = self.freeze();
+        let device = model.embed_tokens.device();
+        let mut attached = 0;
+        for linear in model.linears_mut() {
+            if !targets.iter().any(|t| lora_target_matches(&linear.name, t)) {
+                continue;
+            }
+            let [d_out, d_in] = linear.weight.dims();
+            let a = param(source, &format!("{}.lora_A.weight", linear.name), [rank, d_in], &device)?;
+            let b = param(source, &format!("{}.lora_B.weight", linear.name), [d_out, rank], &device)?;
+            linear.lora = Some(Lora { a, b, scale: alpha / rank as f64 });
+            attached += 1;
+        }
+        if attached == 0 {
+            return Err(Error::Setting(format!("no linear layer matches the LoRA targets {targets:?}")));
+        }
+        Ok(model)
+    }
+
+    /// The same weights with no adapters: the reference of a LoRA policy (no copy is made).
+    pub fn without_adapters(&self) -> Self {
+        let mut model = self.clone();
+        for linear in model.linears_mut() {
+            linear.lora = None;
+        }
+        model
+    }
+
+    /// Adapters folded into the weights (`W + scale · B A`) and removed: a plain model.
+    pub fn merged(&self) -> Self {
+        let mut model = self.clone();
+        for linear in model.linears_mut() {
+            if linear.lora.is_some() {
+                linear.weight = named_param(linear.merged_weight(), &format!("{}.weight", linear.name));
+                linear.lora = None;
+            }
+        }
+        model
     }
 
     /// Logits `[batch, len, vocab]` for `tokens` `[batch, len]`. With a cache, `tokens` continue
@@ -323,7 +600,11 @@ impl Llama {
         let [_, d] = embed.dims();
         let mut x = embed.clone().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
         let start = cache.as_ref().map_or(0, |c| c.len);
-        let pos = Positions::new(self.rope_theta, self.head_dim, start, t, &device);
+        if let Some(wpe) = &self.embed_positions {
+            x = x + wpe.val().slice(start..start + t).unsqueeze();
+        }
+        let rope_theta = (self.arch != Arch::Gpt2).then_some(self.rope_theta);
+        let pos = Positions::new(rope_theta, self.head_dim, start, t, &device);
         match cache {
             Some(cache) => {
                 cache.layers.resize(self.layers.len(), None);
@@ -345,6 +626,10 @@ impl Llama {
         }
     }
 
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.embed_tokens.dims()[0]
     }
@@ -352,5 +637,15 @@ impl Llama {
     /// The longest sequence the model was configured for.
     pub fn max_positions(&self) -> usize {
         self.max_positions
+    }
+}
+
+/// PEFT's `target_modules` matching: a module matches a target equal to its full name or to
+/// its last dotted components (`q_proj`, `attn.c_proj`). `all-linear` is every linear layer but
+/// the output head.
+pub fn lora_target_matches(module: &str, target: &str) -> bool {
+    match target {
+        "all-linear" => module != "lm_head",
+        _ => module == target || module.ends_with(&format!(".{target}")),
     }
 }

@@ -7,15 +7,15 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use crate::checkpoint;
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::model::Llama;
+use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
 
 pub struct ModelDir {
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
     pub tokenizer_json: Vec<u8>,
-    pub model: Llama,
+    pub model: CausalLm,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -38,7 +38,7 @@ fn shard_files(index_path: &Path) -> Result<Vec<String>> {
 impl ModelDir {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config = LlamaConfig::from_json(&String::from_utf8_lossy(&read(&config_path)?)).map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
+        let config = ModelConfig::from_json(&String::from_utf8_lossy(&read(&config_path)?)).map_err(|e| Error::Config(format!("{}: {e}", config_path.display())))?;
         let tokenizer_json = read(&dir.join("tokenizer.json"))?;
         let index_path = dir.join("model.safetensors.index.json");
         let files = if index_path.exists() { shard_files(&index_path)? } else { vec!["model.safetensors".to_string()] };
@@ -56,7 +56,7 @@ impl ModelDir {
     /// file there (a model card, figures, optimizer state) alone. Each file is written beside its
     /// target and all three are renamed over the old ones only once all are written, so a failure
     /// loses nothing.
-    pub async fn save(&self, model: &Llama, out: &Path) -> Result<()> {
+    pub async fn save(&self, model: &CausalLm, out: &Path) -> Result<()> {
         let weights = checkpoint::to_safetensors(model, checkpoint::Dtype::F32).await?;
         fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let config = self.config.to_json();

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Dtype, parse_safetensors, write_safetensors};
 use crate::error::{Error, Result};
-use crate::model::{Llama, param_id};
+use crate::model::{CausalLm, param_id};
 
 impl std::str::FromStr for Optim {
     type Err = Error;
@@ -103,16 +103,16 @@ impl Optimizer {
 
     /// One update of every parameter of `model` that has a gradient, with the gradients
     /// multiplied by `grad_scale` first (gradient clipping).
-    pub fn step(&mut self, lr: f64, model: Llama, mut grads: GradientsParams, grad_scale: f64) -> Llama {
+    pub fn step(&mut self, lr: f64, model: CausalLm, mut grads: GradientsParams, grad_scale: f64) -> CausalLm {
         self.steps += 1;
         let mut update = Update { optim: self, grads: &mut grads, lr, grad_scale };
         model.map(&mut update)
     }
 
     /// The state as safetensors bytes (one device read), keyed by `model`'s parameter names.
-    pub async fn to_safetensors(&self, model: &Llama) -> Result<Vec<u8>> {
+    pub async fn to_safetensors(&self, model: &CausalLm) -> Result<Vec<u8>> {
         let mut tensors = Vec::new();
-        for (name, shape, _) in model.named_tensors() {
+        for (name, shape, _) in model.trainable_tensors() {
             if let Some(state) = self.state.get(&param_id(&name)) {
                 for (buffer, t) in self.config.optim.buffers().iter().zip(state) {
                     tensors.push((format!("{name}.{buffer}"), shape.clone(), t.clone()));
@@ -125,7 +125,7 @@ impl Optimizer {
 
     /// Loads state saved by [`Optimizer::to_safetensors`] for `model` with the same optimizer;
     /// every parameter's buffers must be present with its shape (or none at all, at step 0).
-    pub fn from_safetensors(config: OptimizerConfig, model: &Llama, bytes: &[u8], file: &str, device: &Device) -> Result<Self> {
+    pub fn from_safetensors(config: OptimizerConfig, model: &CausalLm, bytes: &[u8], file: &str, device: &Device) -> Result<Self> {
         let (tensors, metadata) = parse_safetensors(bytes, file)?;
         let err = |m: String| Error::checkpoint(file, m);
         let steps = metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| err("no step count in the metadata; is this an optimizer state file?".into()))?;
@@ -134,7 +134,7 @@ impl Optimizer {
             return Err(err(format!("this is {saved} state, but the optimizer is {}", config.optim.name())));
         }
         let mut state = HashMap::new();
-        for (name, shape, _) in model.named_tensors() {
+        for (name, shape, _) in model.trainable_tensors() {
             if steps == 0 {
                 break;
             }

@@ -7,10 +7,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 use crate::error::{Error, Result};
 use crate::logps::{SequenceBatch, sequence_logps};
-use crate::model::Llama;
+use crate::model::CausalLm;
+use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 use crate::trainer::{clipped_step, grad_norm_squared, read_all};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +38,7 @@ impl PretrainConfig {
 }
 
 pub struct Pretrainer {
-    model: Llama,
+    model: CausalLm,
     optim: Optimizer,
     pub config: PretrainConfig,
     device: Device,
@@ -47,7 +47,7 @@ pub struct Pretrainer {
 }
 
 impl Pretrainer {
-    pub fn new(model: Llama, config: PretrainConfig, device: &Device) -> Self {
+    pub fn new(model: CausalLm, config: PretrainConfig, device: &Device) -> Self {
         let optim = Optimizer::new(Self::adamw(&config));
         Self { model: model.fork(&device.clone().autodiff()).train(), optim, config, device: device.clone(), step: 0 }
     }
@@ -68,12 +68,12 @@ impl Pretrainer {
         self.optim.to_safetensors(&self.model).await
     }
 
-    pub fn model(&self) -> Llama {
+    pub fn model(&self) -> CausalLm {
         self.model.valid()
     }
 
     /// Mean negative log-likelihood per completion token.
-    fn loss(model: &Llama, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
+    fn loss(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
         let tokens: f32 = batch.counts().iter().sum();
         sequence_logps(model, batch, device).sum().neg().div_scalar(tokens)
     }

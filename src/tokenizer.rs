@@ -7,7 +7,7 @@
 
 use serde_json::json;
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
@@ -19,7 +19,7 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     /// `config` supplies the EOS (and pad) ids, as HF's generation config does.
-    pub fn from_bytes(bytes: &[u8], config: &LlamaConfig) -> Result<Self> {
+    pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self> {
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be loaded: {e}")))?;
         let eos = config.eos_token_id.ok_or_else(|| Error::Tokenizer("config.json has no eos_token_id; completions need an end-of-sequence token".into()))?;
         let vocab = inner.get_vocab_size(true);
@@ -73,11 +73,8 @@ pub fn byte_level_tokenizer_json() -> String {
     for (b, c) in gpt2_byte_chars().into_iter().enumerate() {
         vocab.insert(c.to_string(), json!(BYTE_LEVEL_SPECIALS.len() + b));
     }
-    let added: Vec<_> = BYTE_LEVEL_SPECIALS
-        .iter()
-        .enumerate()
-        .map(|(i, s)| json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-        .collect();
+    let added: Vec<_> =
+        BYTE_LEVEL_SPECIALS.iter().enumerate().map(|(i, s)| json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})).collect();
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     json!({
         "version": "1.0",
@@ -120,14 +117,8 @@ pub fn train_byte_level_bpe(texts: &[String], vocab_size: usize) -> Result<Strin
     tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tokenizer.with_decoder(Some(ByteLevel::new(false, true, true)));
     let specials = BYTE_LEVEL_SPECIALS.iter().map(|s| AddedToken::from(s.to_string(), true)).collect();
-    let mut trainer: TrainerWrapper = BpeTrainer::builder()
-        .vocab_size(vocab_size)
-        .min_frequency(2)
-        .show_progress(false)
-        .special_tokens(specials)
-        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-        .build()
-        .into();
+    let mut trainer: TrainerWrapper =
+        BpeTrainer::builder().vocab_size(vocab_size).min_frequency(2).show_progress(false).special_tokens(specials).initial_alphabet(ByteLevel::alphabet().into_iter().collect()).build().into();
     tokenizer.train(&mut trainer, texts.iter()).map_err(fail)?;
     let mut value: serde_json::Value = serde_json::from_str(&tokenizer.to_string(false).map_err(fail)?).expect("tokenizers writes JSON");
     value["post_processor"] = bos_post_processor();

@@ -9,12 +9,12 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 use crate::checkpoint::{self, Dtype};
 use crate::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
 use crate::error::{Error, Result};
 use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
-use crate::model::Llama;
+use crate::model::CausalLm;
+use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -125,8 +125,8 @@ pub struct StepReport {
 }
 
 pub struct DpoTrainer {
-    policy: Llama,
-    reference: Llama,
+    policy: CausalLm,
+    reference: CausalLm,
     optim: Optimizer,
     config: TrainConfig,
     device: Device,
@@ -137,7 +137,7 @@ pub struct DpoTrainer {
 /// Cheap: tensors are immutable and shared, nothing is copied.
 #[derive(Clone)]
 pub struct TrainerSnapshot {
-    policy: Llama,
+    policy: CausalLm,
     optim: Optimizer,
     history_len: usize,
 }
@@ -152,9 +152,9 @@ pub struct TokenLogps {
 impl DpoTrainer {
     /// `policy` and `reference` live on `device` (plain). Without a reference, the policy's
     /// initial weights are the reference.
-    pub fn new(policy: Llama, reference: Option<Llama>, config: TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new(policy: CausalLm, reference: Option<CausalLm>, config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
-        let reference = reference.unwrap_or_else(|| policy.clone());
+        let reference = reference.unwrap_or_else(|| policy.without_adapters());
         Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: Optimizer::new(config.optimizer()), config, device: device.clone(), history: Vec::new() })
     }
 
@@ -204,7 +204,7 @@ impl DpoTrainer {
 
     /// Continues from saved state: `policy` (plain) and [`DpoTrainer::save_state`]'s optimizer
     /// file (`None`: a fresh optimizer). The reference is unchanged. On error nothing changes.
-    pub fn load_state(&mut self, policy: Llama, optimizer: Option<&[u8]>) -> Result<()> {
+    pub fn load_state(&mut self, policy: CausalLm, optimizer: Option<&[u8]>) -> Result<()> {
         let optim = match optimizer {
             Some(bytes) => Optimizer::from_safetensors(self.config.optimizer(), &policy, bytes, "optimizer.safetensors", &self.device)?,
             None => Optimizer::new(self.config.optimizer()),
@@ -219,7 +219,7 @@ impl DpoTrainer {
     /// far the policy has moved from the reference on every token (one device read).
     pub async fn token_logps(&self, rows: &[(&[u32], &[u32])], pad_id: u32) -> Result<Vec<TokenLogps>> {
         let batch = SequenceBatch::new(rows, pad_id, self.max_len())?;
-        let flat = |model: &Llama| self.frozen_token_logps(model, &batch).reshape([batch.rows * (batch.len - 1)]);
+        let flat = |model: &CausalLm| self.frozen_token_logps(model, &batch).reshape([batch.rows * (batch.len - 1)]);
         let [policy, reference] = read_all([flat(&self.policy), flat(&self.reference)]).await?;
         let width = batch.len - 1;
         Ok((0..batch.rows)
@@ -231,11 +231,11 @@ impl DpoTrainer {
     }
 
     /// The current policy without autodiff, for sampling and saving.
-    pub fn policy(&self) -> Llama {
+    pub fn policy(&self) -> CausalLm {
         self.policy.valid()
     }
 
-    pub fn reference(&self) -> &Llama {
+    pub fn reference(&self) -> &CausalLm {
         &self.reference
     }
 
@@ -290,12 +290,12 @@ impl DpoTrainer {
 
     /// Log-probs through the same (autodiff-device) kernels as a training step, but recording no
     /// graph. Policy = reference then gives bit-identical log-probs: rewards exactly 0 at step 1.
-    fn frozen_logps(&self, model: &Llama, sequences: &SequenceBatch) -> Tensor<1> {
+    fn frozen_logps(&self, model: &CausalLm, sequences: &SequenceBatch) -> Tensor<1> {
         self.frozen_token_logps(model, sequences).sum_dim(1).reshape([sequences.rows])
     }
 
     /// Per-token log-probs `[rows, len - 1]`, frozen as [`DpoTrainer::frozen_logps`].
-    fn frozen_token_logps(&self, model: &Llama, sequences: &SequenceBatch) -> Tensor<2> {
+    fn frozen_token_logps(&self, model: &CausalLm, sequences: &SequenceBatch) -> Tensor<2> {
         let ad = self.device.clone().autodiff();
         token_logps(&model.valid().fork(&ad).no_grad(), sequences, &ad).inner()
     }
@@ -333,8 +333,18 @@ impl DpoTrainer {
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
         let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
-        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, nll, sq_norm] =
-            read_all([out.losses.inner(), out.chosen_rewards.inner(), out.rejected_rewards.inner(), pc.inner(), pr.inner(), rc.inner(), rr.inner(), nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner), sq_norm]).await?;
+        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, nll, sq_norm] = read_all([
+            out.losses.inner(),
+            out.chosen_rewards.inner(),
+            out.rejected_rewards.inner(),
+            pc.inner(),
+            pr.inner(),
+            rc.inner(),
+            rr.inner(),
+            nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner),
+            sq_norm,
+        ])
+        .await?;
         let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
         let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
         let grad_norm = (sq_norm[0] as f64).sqrt();
@@ -370,7 +380,7 @@ impl DpoTrainer {
 }
 
 /// Squared global L2 norm of the gradients, `[1]`, on the plain device.
-pub(crate) fn grad_norm_squared(model: &Llama, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+pub(crate) fn grad_norm_squared(model: &CausalLm, grads: &GradientsParams, device: &Device) -> Tensor<1> {
     let mut norm = GradNormSquared { grads, total: None };
     model.visit(&mut norm);
     norm.total.unwrap_or_else(|| Tensor::zeros([1], device))
@@ -378,7 +388,7 @@ pub(crate) fn grad_norm_squared(model: &Llama, grads: &GradientsParams, device: 
 
 /// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
 /// applies one optimizer step.
-pub(crate) fn clipped_step(optim: &mut Optimizer, model: Llama, grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> Llama {
+pub(crate) fn clipped_step(optim: &mut Optimizer, model: CausalLm, grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> CausalLm {
     let scale = if max_norm > 0.0 && grad_norm > max_norm { max_norm / (grad_norm + 1e-6) } else { 1.0 };
     optim.step(lr, model, grads, scale)
 }

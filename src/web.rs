@@ -7,12 +7,12 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::checkpoint::{self, Dtype};
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::data::PreferencePair;
 use crate::device::ComputeDevice;
 use crate::generate::{Decoder, SamplingConfig};
 use crate::logps::TokenizedPair;
-use crate::model::Llama;
+use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
 use crate::trainer::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
 
@@ -89,7 +89,7 @@ fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result
 pub struct Session {
     trainer: DpoTrainer,
     tokenizer: TextTokenizer,
-    config: LlamaConfig,
+    config: ModelConfig,
     device: ComputeDevice,
 }
 
@@ -103,9 +103,11 @@ impl Session {
             "cpu" => ComputeDevice::cpu(),
             "webgpu" => ComputeDevice::gpu().await.map_err(js_err)?,
             "auto" => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
-            other => return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\""))),
+            other => {
+                return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\"")));
+            }
         };
-        let config = LlamaConfig::from_json(&config_json).map_err(js_err)?;
+        let config = ModelConfig::from_json(&config_json).map_err(js_err)?;
         let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, &config).map_err(js_err)?;
         let model = checkpoint::from_safetensors(&config, &weights, "model.safetensors", &device.device).map_err(js_err)?;
         let trainer = DpoTrainer::new(model, None, TrainConfig::default(), &device.device).map_err(js_err)?;
@@ -146,7 +148,7 @@ impl Session {
     pub fn start_generation(&self, prompt: String, n: usize, #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue, reference: bool) -> Result<Generation, JsError> {
         let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
         let ids = self.tokenizer.encode_prompt(&prompt).map_err(js_err)?;
-        let model: Llama = if reference { self.trainer.reference().clone() } else { self.trainer.policy() };
+        let model: CausalLm = if reference { self.trainer.reference().clone() } else { self.trainer.policy() };
         let decoder = Decoder::new(model, &ids, n, sampling, self.tokenizer.eos_id(), &self.device.device).map_err(js_err)?;
         Ok(Generation { decoder, tokenizer: self.tokenizer.clone() })
     }
@@ -180,7 +182,11 @@ impl Session {
         let completion = self.tokenizer.encode_completion(&completion).map_err(js_err)?;
         let [scores] = <[_; 1]>::try_from(self.trainer.token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id()).await.map_err(js_err)?).map_err(|_| JsError::new("expected one row"))?;
         // Truncation to the context keeps the start of the completion.
-        let tokens = completion[..scores.policy.len()].iter().map(|&id| if id == self.tokenizer.eos_id() { Ok("</s>".to_string()) } else { self.tokenizer.decode(&[id]) }).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
+        let tokens = completion[..scores.policy.len()]
+            .iter()
+            .map(|&id| if id == self.tokenizer.eos_id() { Ok("</s>".to_string()) } else { self.tokenizer.decode(&[id]) })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
         #[derive(Serialize)]
         struct TokenScores {
             tokens: Vec<String>,
@@ -280,8 +286,8 @@ pub struct Snapshot(TrainerSnapshot);
 #[wasm_bindgen(js_name = initWeights)]
 pub async fn init_weights(config_json: String, seed: u64) -> Result<Vec<u8>, JsError> {
     init_runtime();
-    let config = LlamaConfig::from_json(&config_json).map_err(js_err)?;
-    let model = Llama::init(&config, seed, &ComputeDevice::cpu().device).map_err(js_err)?;
+    let config = ModelConfig::from_json(&config_json).map_err(js_err)?;
+    let model = CausalLm::init(&config, seed, &ComputeDevice::cpu().device).map_err(js_err)?;
     checkpoint::to_safetensors(&model, Dtype::F32).await.map_err(js_err)
 }
 

@@ -11,19 +11,19 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use common::*;
 use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
 use webdpo::logps::{SequenceBatch, sequence_logps};
-use webdpo::model::Llama;
+use webdpo::model::CausalLm;
 
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
-fn weights(model: &Llama) -> Weights {
+fn weights(model: &CausalLm) -> Weights {
     model.named_tensors().into_iter().map(|(n, s, t)| (n, (s, t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()))).collect()
 }
 
-fn build(w: &Weights, device: &Device) -> Llama {
-    Llama::load(&tiny_config(), &mut |name, _| Ok(TensorData::new(w[name].1.clone(), w[name].0.clone())), device).unwrap()
+fn build(w: &Weights, device: &Device) -> CausalLm {
+    CausalLm::load(&tiny_config(), &mut |name, _| Ok(TensorData::new(w[name].1.clone(), w[name].0.clone())), device).unwrap()
 }
 
-fn loss(policy: &Llama, reference: &Llama, batch: &SequenceBatch, config: &DpoConfig, device: &Device) -> Tensor<1> {
+fn loss(policy: &CausalLm, reference: &CausalLm, batch: &SequenceBatch, config: &DpoConfig, device: &Device) -> Tensor<1> {
     let n = batch.rows / 2;
     let p = sequence_logps(policy, batch, device);
     let r = sequence_logps(reference, batch, device).detach();
@@ -31,17 +31,16 @@ fn loss(policy: &Llama, reference: &Llama, batch: &SequenceBatch, config: &DpoCo
 }
 
 /// The gradient of a parameter itself (a reshaped view would be a new graph node).
-fn param_grad(policy: &Llama, name: &str, grads: &burn::tensor::Gradients) -> Vec<f64> {
-    let (l0, l1) = (&policy.layers[0], &policy.layers[1]);
+fn param_grad(policy: &CausalLm, name: &str, grads: &burn::tensor::Gradients) -> Vec<f64> {
     let data = match name {
         "model.embed_tokens.weight" => policy.embed_tokens.val().grad(grads),
-        "model.layers.0.self_attn.q_proj.weight" => l0.self_attn.q_proj.weight.val().grad(grads),
-        "model.layers.1.self_attn.v_proj.weight" => l1.self_attn.v_proj.weight.val().grad(grads),
-        "model.layers.1.mlp.gate_proj.weight" => l1.mlp.gate_proj.weight.val().grad(grads),
-        "lm_head.weight" => policy.lm_head.as_ref().unwrap().weight.val().grad(grads),
-        "model.layers.0.input_layernorm.weight" => return l0.input_layernorm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap(),
-        "model.norm.weight" => return policy.norm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap(),
-        _ => unreachable!(),
+        "model.layers.0.input_layernorm.weight" => {
+            return policy.layers[0].attn_norm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap();
+        }
+        "model.norm.weight" => {
+            return policy.norm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap();
+        }
+        _ => policy.linears().into_iter().find(|l| format!("{}.weight", l.name) == name).expect("a linear layer").weight.val().grad(grads),
     };
     data.expect("parameter has a gradient").into_data().convert::<f64>().try_to_vec().unwrap()
 }
@@ -59,7 +58,15 @@ fn dpo_gradient_matches_central_differences() {
         let ad = device.clone().autodiff();
         let policy = build(&policy_w, &device).fork(&ad).train();
         let grads = loss(&policy, &reference, &batch, &config, &ad).backward();
-        for name in ["model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.v_proj.weight", "model.layers.1.mlp.gate_proj.weight", "model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight"] {
+        for name in [
+            "model.embed_tokens.weight",
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.1.self_attn.v_proj.weight",
+            "model.layers.1.mlp.gate_proj.weight",
+            "model.layers.0.input_layernorm.weight",
+            "model.norm.weight",
+            "lm_head.weight",
+        ] {
             let grad = param_grad(&policy, name, &grads);
             // The two entries with the largest gradient, where a wrong gradient would show most.
             let mut order: Vec<usize> = (0..grad.len()).collect();

@@ -7,10 +7,14 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
+use webdpo::adapter::{LoraConfig, from_peft, to_peft};
 use webdpo::block_on;
-use webdpo::checkpoint::from_safetensors;
+use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
+use webdpo::config::Arch;
 use webdpo::logps::TokenizedPair;
+use webdpo::model::CausalLm;
 use webdpo::model_dir::ModelDir;
+use webdpo::optimizer::Optim;
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
 fn fixture(name: &str) -> (PathBuf, Value) {
@@ -32,37 +36,149 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
-#[test]
-fn llama_with_gqa_untied_head_and_shards_matches_transformers_logits() {
-    let (dir, expected) = fixture("llama");
-    assert!(dir.join("model.safetensors.index.json").exists(), "the fixture is sharded");
-    let device = Device::flex();
-    let loaded = ModelDir::load(&dir, &device).unwrap();
-    assert_eq!((loaded.config.kv_heads(), loaded.config.tie_word_embeddings), (2, false));
-    let rows: Vec<Vec<u32>> = expected["input_ids"].as_array().unwrap().iter().map(ids).collect();
+fn logits(model: &CausalLm, rows: &[Vec<u32>], device: &Device) -> Vec<f64> {
     let (b, t) = (rows.len(), rows[0].len());
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(), [b, t]), &device);
-    let logits: Vec<f64> = loaded.model.forward(tokens, None).into_data().convert::<f32>().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect();
-    let diff = max_diff(&logits, &floats(&expected["logits"]));
-    assert!(diff < 1e-4, "logits differ from transformers' by {diff}");
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(), [b, t]), device);
+    model.forward(tokens, None).into_data().convert::<f32>().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+}
+
+fn input_ids(expected: &Value) -> Vec<Vec<u32>> {
+    expected["input_ids"].as_array().unwrap().iter().map(ids).collect()
+}
+
+fn pairs(expected: &Value) -> Vec<TokenizedPair> {
+    expected["pairs"].as_array().unwrap().iter().map(|p| TokenizedPair { prompt: ids(&p["prompt"]), chosen: ids(&p["chosen"]), rejected: ids(&p["rejected"]) }).collect()
 }
 
 #[test]
-fn llama_dpo_metrics_match_trl_formulas() {
-    let (dir, expected) = fixture("llama");
+fn llama_qwen2_and_gpt2_match_transformers_logits() {
     let device = Device::flex();
-    let policy = ModelDir::load(&dir, &device).unwrap();
-    let reference = from_safetensors(&policy.config, &std::fs::read(dir.join("reference/model.safetensors")).unwrap(), "reference", &device).unwrap();
-    let pairs: Vec<TokenizedPair> = expected["pairs"].as_array().unwrap().iter().map(|p| TokenizedPair { prompt: ids(&p["prompt"]), chosen: ids(&p["chosen"]), rejected: ids(&p["rejected"]) }).collect();
-    let want = &expected["dpo"];
-    let config = TrainConfig { dpo: webdpo::dpo::DpoConfig { beta: want["beta"].as_f64().unwrap(), ..Default::default() }, ..TrainConfig::default() };
-    let trainer = DpoTrainer::new(policy.model, Some(reference), config, &device).unwrap();
-    let batch = block_on(trainer.prepare(&pairs, 0)).unwrap();
-    let got = serde_json::to_value(block_on(trainer.evaluate(&batch)).unwrap().metrics()).unwrap();
-    for name in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
-        let (g, w) = (got[name].as_f64().unwrap(), want[name].as_f64().unwrap());
-        assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "{name}: ours {g}, TRL's formulas {w}");
+    for (name, arch) in [("llama", Arch::Llama), ("qwen2", Arch::Qwen2), ("gpt2", Arch::Gpt2)] {
+        let (dir, expected) = fixture(name);
+        let loaded = ModelDir::load(&dir, &device).unwrap();
+        assert_eq!(loaded.config.arch(), arch);
+        let diff = max_diff(&logits(&loaded.model, &input_ids(&expected), &device), &floats(&expected["logits"]));
+        assert!(diff < 1e-4, "{name}: logits differ from transformers' by {diff}");
     }
+    // The shapes the fixtures exist to cover.
+    let llama = ModelDir::load(&fixture("llama").0, &device).unwrap().config;
+    assert!(fixture("llama").0.join("model.safetensors.index.json").exists(), "the Llama fixture is sharded");
+    assert_eq!((llama.kv_heads(), llama.tie_word_embeddings), (2, false));
+}
+
+#[test]
+fn dpo_metrics_match_trl_formulas() {
+    let device = Device::flex();
+    for name in ["llama", "qwen2", "gpt2"] {
+        let (dir, expected) = fixture(name);
+        let policy = ModelDir::load(&dir, &device).unwrap();
+        let reference = from_safetensors(&policy.config, &std::fs::read(dir.join("reference/model.safetensors")).unwrap(), "reference", &device).unwrap();
+        let want = &expected["dpo"];
+        let config = TrainConfig { dpo: webdpo::dpo::DpoConfig { beta: want["beta"].as_f64().unwrap(), ..Default::default() }, ..TrainConfig::default() };
+        let trainer = DpoTrainer::new(policy.model, Some(reference), config, &device).unwrap();
+        let batch = block_on(trainer.prepare(&pairs(&expected), 0)).unwrap();
+        let got = serde_json::to_value(block_on(trainer.evaluate(&batch)).unwrap().metrics()).unwrap();
+        for metric in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+            let (g, w) = (got[metric].as_f64().unwrap(), want[metric].as_f64().unwrap());
+            assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "{name} {metric}: ours {g}, TRL's formulas {w}");
+        }
+    }
+}
+
+#[test]
+fn peft_adapters_load_and_match_peft_logits_merged_or_not() {
+    let device = Device::flex();
+    for name in ["llama", "gpt2"] {
+        let (dir, expected) = fixture(name);
+        let base = ModelDir::load(&dir, &device).unwrap();
+        let adapter = dir.join("adapter");
+        let config_json = std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap();
+        let weights = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
+        let (model, lora) = from_peft(base.model, &config_json, &weights, "adapter_model.safetensors").unwrap();
+        assert_eq!((lora.r, lora.alpha), (4, 8.0));
+        let rows = input_ids(&expected);
+        let with_adapter = logits(&model, &rows, &device);
+        let diff = max_diff(&with_adapter, &floats(&expected["lora"]["logits"]));
+        assert!(diff < 1e-4, "{name}: LoRA logits differ from PEFT's by {diff}");
+        // Merged into full weights and written as a plain checkpoint: the same function.
+        let merged_bytes = block_on(to_safetensors(&model, Dtype::F32)).unwrap();
+        let merged = from_safetensors(&base.config, &merged_bytes, "merged", &device).unwrap();
+        let diff = max_diff(&logits(&merged, &rows, &device), &with_adapter);
+        assert!(diff < 1e-4, "{name}: merged weights differ from the adapter by {diff}");
+        // Without its adapters it is the base again, bit for bit.
+        assert_eq!(logits(&model.without_adapters(), &rows, &device), logits(&ModelDir::load(&dir, &device).unwrap().model, &rows, &device));
+    }
+}
+
+fn tensor_map(bytes: &[u8]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    parse_safetensors(bytes, "file").unwrap().0.into_iter().map(|(n, e)| (n, e.shape.clone(), e.to_f32())).collect()
+}
+
+#[test]
+fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
+    let device = Device::flex();
+    for name in ["llama", "gpt2"] {
+        let (dir, expected) = fixture(name);
+        let base = ModelDir::load(&dir, &device).unwrap();
+        let base_weights = block_on(to_safetensors(&base.model, Dtype::F32)).unwrap();
+        let lora = LoraConfig::attention(base.config.arch(), 4, 8.0);
+        let policy = lora.apply(base.model, 0).unwrap();
+        let config = TrainConfig { optim: Optim::AdamW, learning_rate: 1e-2, ..TrainConfig::default() };
+        let mut trainer = DpoTrainer::new(policy, None, config, &device).unwrap();
+        let batch = block_on(trainer.prepare(&pairs(&expected), 0)).unwrap();
+        let mut losses = Vec::new();
+        for step in 0..5 {
+            let report = block_on(trainer.step(&batch)).unwrap();
+            assert!(report.skipped.is_none());
+            if step == 0 {
+                assert!((report.metrics.loss - std::f64::consts::LN_2).abs() < 1e-6, "{name}: step-1 loss {}", report.metrics.loss);
+                assert_eq!(report.metrics.rewards_margins, 0.0);
+            }
+            losses.push(report.metrics.loss);
+        }
+        assert!(losses[4] < losses[0] - 0.01, "{name}: LoRA DPO did not lower the loss: {losses:?}");
+        let trained = trainer.policy();
+        // The base weights are untouched, bit for bit; the reference is the base.
+        assert!(block_on(to_safetensors(&trained.without_adapters(), Dtype::F32)).unwrap() == base_weights, "{name}: base weights changed");
+        assert!(block_on(to_safetensors(trainer.reference(), Dtype::F32)).unwrap() == base_weights);
+        // The optimizer holds state for the adapters only.
+        let (_, optimizer) = block_on(trainer.save_state()).unwrap();
+        assert!(tensor_map(&optimizer).iter().all(|(n, _, _)| n.contains(".lora_")), "{name}: optimizer state outside the adapters");
+        // Exported as PEFT writes it: the fixture's tensor names and shapes and config keys.
+        let (config_json, weights) = block_on(to_peft(&trained, &lora)).unwrap();
+        let peft = dir.join("adapter");
+        let theirs: Value = serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap()).unwrap();
+        let ours: Value = serde_json::from_str(&config_json).unwrap();
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&ours), keys(&theirs), "{name}: adapter_config.json keys");
+        assert_eq!(ours["fan_in_fan_out"], theirs["fan_in_fan_out"]);
+        let shapes = |bytes: &[u8]| tensor_map(bytes).into_iter().map(|(n, s, _)| (n, s)).collect::<Vec<_>>();
+        let their_shapes = shapes(&std::fs::read(peft.join("adapter_model.safetensors")).unwrap());
+        let our_shapes: Vec<_> = shapes(&weights).into_iter().filter(|(n, _)| their_shapes.iter().any(|(t, _)| t == n)).collect();
+        assert_eq!(our_shapes, their_shapes, "{name}: PEFT's tensors (the fixture targets a subset of ours)");
+        // … and reloads onto the base as the same model.
+        let (reloaded, again) = from_peft(ModelDir::load(&dir, &device).unwrap().model, &config_json, &weights, "ours").unwrap();
+        assert_eq!((again.r, again.alpha, &again.targets), (lora.r, lora.alpha, &lora.targets));
+        let rows = input_ids(&expected);
+        assert_eq!(logits(&reloaded, &rows, &device), logits(&trained, &rows, &device));
+    }
+}
+
+#[test]
+fn bad_adapters_are_refused_by_name() {
+    let device = Device::flex();
+    let (dir, _) = fixture("llama");
+    let config_json = std::fs::read_to_string(dir.join("adapter/adapter_config.json")).unwrap();
+    let weights = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
+    // GPT-2's adapter names layers a Llama does not have.
+    let gpt2 = std::fs::read(fixture("gpt2").0.join("adapter/adapter_model.safetensors")).unwrap();
+    let err = from_peft(ModelDir::load(&dir, &device).unwrap().model, &config_json, &gpt2, "adapter_model.safetensors").err().unwrap().to_string();
+    assert!(err.contains("transformer.h.0.attn.c_attn"), "{err}");
+    let dora = config_json.replace("\"use_dora\": false", "\"use_dora\": true");
+    let err = from_peft(ModelDir::load(&dir, &device).unwrap().model, &dora, &weights, "adapter_model.safetensors").err().unwrap().to_string();
+    assert!(err.contains("use_dora"), "{err}");
+    let err = from_peft(ModelDir::load(&dir, &device).unwrap().model, &config_json, &weights[..weights.len() - 8], "adapter_model.safetensors").err().unwrap().to_string();
+    assert!(err.contains("truncated"), "{err}");
 }
 
 #[test]
@@ -85,10 +201,9 @@ fn a_truncated_shard_is_refused_by_name() {
 }
 
 #[test]
-fn unsupported_architectures_are_refused_by_name() {
-    for (name, arch) in [("qwen2", "Qwen2ForCausalLM"), ("gpt2", "GPT2LMHeadModel")] {
-        let (dir, _) = fixture(name);
-        let err = ModelDir::load(&dir, &Device::flex()).err().expect("not supported yet").to_string();
-        assert!(err.contains(arch), "{err}");
-    }
+fn an_unknown_architecture_is_refused_by_name() {
+    let (dir, _) = fixture("llama");
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("LlamaForCausalLM", "MistralForCausalLM");
+    let err = webdpo::ModelConfig::from_json(&config).err().unwrap().to_string();
+    assert!(err.contains("MistralForCausalLM") && err.contains("Qwen2ForCausalLM"), "{err}");
 }

@@ -11,7 +11,7 @@ use webdpo::block_on;
 use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::generate::{SamplingConfig, generate, sample_token};
 use webdpo::logps::{SequenceBatch, sequence_logps};
-use webdpo::model::{KvCache, Llama};
+use webdpo::model::{CausalLm, KvCache};
 use webdpo::rng::Rng;
 
 fn tokens(ids: &[u32], device: &Device) -> Tensor<2, Int> {
@@ -140,7 +140,7 @@ fn checkpoint_round_trip_is_bit_exact() {
     for tie in [false, true] {
         let mut config = tiny_config();
         config.tie_word_embeddings = tie;
-        let model = Llama::init(&config, 11, &device).unwrap();
+        let model = CausalLm::init(&config, 11, &device).unwrap();
         let bytes = block_on(to_safetensors(&model, Dtype::F32)).unwrap();
         let loaded = from_safetensors(&config, &bytes, "model.safetensors", &device).unwrap();
         assert!(bytes == block_on(to_safetensors(&loaded, Dtype::F32)).unwrap());

@@ -8,10 +8,10 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use common::*;
-use webdpo::optimizer::{Optim, Optimizer, OptimizerConfig};
 use webdpo::block_on;
 use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
-use webdpo::model::{Llama, param_id};
+use webdpo::model::{CausalLm, param_id};
+use webdpo::optimizer::{Optim, Optimizer, OptimizerConfig};
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
 fn host(t: Tensor<1>) -> Vec<f64> {
@@ -19,7 +19,7 @@ fn host(t: Tensor<1>) -> Vec<f64> {
 }
 
 /// Every parameter of `model`, flattened, in `named_tensors` order.
-fn weights(model: &Llama) -> Vec<Vec<f64>> {
+fn weights(model: &CausalLm) -> Vec<Vec<f64>> {
     model.named_tensors().into_iter().map(|(_, _, t)| host(t)).collect()
 }
 
@@ -43,7 +43,9 @@ fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut
             .iter()
             .map(|(name, shape, _)| {
                 let id = param_id(name);
-                let flat = |n: usize| if shape.len() == 1 { grads.get::<1>(id).unwrap() } else { grads.get::<2>(id).unwrap().reshape([n]) };
+                let flat = |n: usize| {
+                    if shape.len() == 1 { grads.get::<1>(id).unwrap() } else { grads.get::<2>(id).unwrap().reshape([n]) }
+                };
                 host(flat(shape.iter().product()))
             })
             .collect();

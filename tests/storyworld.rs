@@ -48,7 +48,10 @@ fn oracle_refuses_broken_and_foreign_text() {
     let j = oracle.judge(&ex.prompt, "The quick brown fox jumps over the lazy dog.");
     assert!(!j.well_formed && j.on_topic.is_none() && j.sentences == 0);
     // A story that asks for one animal but tells of another is off-topic.
-    let j = oracle.judge("Write a story about a fox and a red kite.", "Once upon a time, a shy owl named Pip found a red kite under a big tree. Soon, Tess the cat came by. \"You are my best friend,\" said Tess. In the end, Pip hugged the kite and smiled.");
+    let j = oracle.judge(
+        "Write a story about a fox and a red kite.",
+        "Once upon a time, a shy owl named Pip found a red kite under a big tree. Soon, Tess the cat came by. \"You are my best friend,\" said Tess. In the end, Pip hugged the kite and smiled.",
+    );
     assert!(j.well_formed && j.on_topic == Some(false) && j.happy == Some(true) && j.kind == Some(true) && !j.long, "{j:?}");
     assert!(oracle.parse_prompt("Write a poem about the sea.").is_none());
     assert_eq!(oracle.judge("Write a poem about the sea.", &ex.story).on_topic, None, "no request, no topic");

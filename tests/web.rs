@@ -5,15 +5,15 @@
 use wasm_bindgen_test::*;
 use webdpo::data::PreferencePair;
 use webdpo::logps::TokenizedPair;
-use webdpo::model::Llama;
+use webdpo::model::CausalLm;
 use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json};
 use webdpo::trainer::{DpoTrainer, StepReport, TrainConfig};
-use webdpo::{ComputeDevice, LlamaConfig};
+use webdpo::{ComputeDevice, ModelConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn config() -> LlamaConfig {
-    let mut c = LlamaConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
+fn config() -> ModelConfig {
+    let mut c = ModelConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
     c.num_key_value_heads = Some(2);
     c.max_position_embeddings = 64;
     (c.pad_token_id, c.bos_token_id, c.eos_token_id) = (Some(0), Some(1), Some(2));
@@ -30,7 +30,7 @@ fn pairs() -> Vec<TokenizedPair> {
 
 /// Two updates from the same seeded weights; the reports of both.
 async fn two_steps(device: &ComputeDevice) -> Vec<StepReport> {
-    let model = Llama::init(&config(), 0, &device.device).unwrap();
+    let model = CausalLm::init(&config(), 0, &device.device).unwrap();
     let mut trainer = DpoTrainer::new(model, None, TrainConfig { learning_rate: 1e-3, ..TrainConfig::default() }, &device.device).unwrap();
     let batch = trainer.prepare(&pairs(), 0).await.unwrap();
     vec![trainer.step(&batch).await.unwrap(), trainer.step(&batch).await.unwrap()]

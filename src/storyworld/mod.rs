@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
-pub const ANIMALS: &[&str] = &["fox", "rabbit", "bear", "owl", "mouse", "cat", "dog", "duck", "turtle", "frog", "squirrel", "deer", "hedgehog", "otter", "goat", "pig", "hen", "badger", "beaver", "lamb"];
-pub const NAMES: &[&str] = &["Pip", "Rosie", "Milo", "Luna", "Benny", "Daisy", "Toby", "Hazel", "Ollie", "Ruby", "Max", "Poppy", "Finn", "Mia", "Leo", "Ivy", "Sam", "Nell", "Bo", "Tess", "Otto", "Lily", "Jack", "Elsie"];
+pub const ANIMALS: &[&str] =
+    &["fox", "rabbit", "bear", "owl", "mouse", "cat", "dog", "duck", "turtle", "frog", "squirrel", "deer", "hedgehog", "otter", "goat", "pig", "hen", "badger", "beaver", "lamb"];
+pub const NAMES: &[&str] =
+    &["Pip", "Rosie", "Milo", "Luna", "Benny", "Daisy", "Toby", "Hazel", "Ollie", "Ruby", "Max", "Poppy", "Finn", "Mia", "Leo", "Ivy", "Sam", "Nell", "Bo", "Tess", "Otto", "Lily", "Jack", "Elsie"];
 pub const TRAITS: &[&str] = &["shy", "brave", "curious", "clever", "sleepy", "kind", "silly", "careful", "cheerful", "grumpy", "tiny", "gentle", "busy", "playful"];
 pub const COLORS: &[&str] = &["red", "blue", "yellow", "green", "purple", "orange", "silver", "golden", "pink", "brown"];
 pub const OBJECTS: &[&str] = &["kite", "ball", "hat", "boat", "drum", "map", "lamp", "box", "key", "book", "scarf", "shell", "flute", "basket", "bell", "balloon", "cup", "sock"];
@@ -55,11 +57,8 @@ impl Templates {
         "Write a story about a {animal} and a {color} {object}.",
         "Can you tell me a story about a {trait} {animal} who {verb} a {color} {object}?",
     ];
-    pub const INTRO: &'static [&'static str] = &[
-        "Once upon a time, there was a {trait} {animal} named {A}.",
-        "{A} was a {trait} little {animal} who lived near {place}.",
-        "In {place}, there lived a {trait} {animal} called {A}.",
-    ];
+    pub const INTRO: &'static [&'static str] =
+        &["Once upon a time, there was a {trait} {animal} named {A}.", "{A} was a {trait} little {animal} who lived near {place}.", "In {place}, there lived a {trait} {animal} called {A}."];
     pub const FINDS: &'static [&'static str] = &["One day, {A} found a {color} {object} {spot}.", "While walking in {place}, {A} found a {color} {object}."];
     pub const LOSES: &'static [&'static str] = &["One morning, {A} could not find the {color} {object} anywhere.", "Oh no, {A} lost a {color} {object} {spot}."];
     pub const WANTS: &'static [&'static str] = &["{A} wanted a {color} {object} more than anything.", "Every day, {A} dreamed of having a {color} {object}."];
@@ -222,11 +221,14 @@ impl StoryWorld {
         let mut sentences = Vec::new();
         if attributes.long {
             sentences.push(pick(rng, Templates::INTRO));
-            sentences.push(pick(rng, match action {
-                Action::Finds => Templates::FINDS,
-                Action::Loses => Templates::LOSES,
-                Action::Wants => Templates::WANTS,
-            }));
+            sentences.push(pick(
+                rng,
+                match action {
+                    Action::Finds => Templates::FINDS,
+                    Action::Loses => Templates::LOSES,
+                    Action::Wants => Templates::WANTS,
+                },
+            ));
         } else {
             sentences.push(Templates::MERGED[action as usize]);
         }

@@ -9,7 +9,7 @@ use crate::data::PreferencePair;
 use crate::error::{Error, Result};
 use crate::generate::{SamplingConfig, generate};
 use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps};
-use crate::model::Llama;
+use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
 use crate::trainer::{DpoTrainer, read_all};
 
@@ -58,7 +58,7 @@ pub struct Sample {
 }
 
 /// `n` samples, two per prompt, for prompts drawn from `world`.
-pub async fn sample_stories(model: &Llama, tokenizer: &TextTokenizer, world: &mut StoryWorld, n: usize, sampling: &SamplingConfig, device: &burn::tensor::Device) -> Result<Vec<Sample>> {
+pub async fn sample_stories(model: &CausalLm, tokenizer: &TextTokenizer, world: &mut StoryWorld, n: usize, sampling: &SamplingConfig, device: &burn::tensor::Device) -> Result<Vec<Sample>> {
     let oracle = Oracle::new();
     let mut out = Vec::with_capacity(n);
     let mut seed = sampling.seed;
@@ -114,7 +114,7 @@ impl Rates {
 
 /// Monte-Carlo KL(π ‖ π_ref): the mean over the policy's own samples of
 /// log π(y|x) − log π_ref(y|x) (sequence log-probs of the sampled completions, EOS included).
-pub async fn kl_estimate(policy: &Llama, reference: &Llama, tokenizer: &TextTokenizer, samples: &[Sample], device: &burn::tensor::Device) -> Result<f64> {
+pub async fn kl_estimate(policy: &CausalLm, reference: &CausalLm, tokenizer: &TextTokenizer, samples: &[Sample], device: &burn::tensor::Device) -> Result<f64> {
     let mut rows = Vec::with_capacity(samples.len());
     for s in samples {
         rows.push((tokenizer.encode_prompt(&format_prompt(&s.prompt))?, tokenizer.encode_completion(&s.story)?));

@@ -2,23 +2,23 @@
 #![allow(dead_code)]
 
 use burn::tensor::Device;
-use webdpo::LlamaConfig;
+use webdpo::ModelConfig;
 use webdpo::data::PreferencePair;
 use webdpo::logps::TokenizedPair;
-use webdpo::model::Llama;
+use webdpo::model::CausalLm;
 use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json};
 
 /// A 2-layer model over the byte-level vocabulary with grouped-query attention.
-pub fn tiny_config() -> LlamaConfig {
-    let mut c = LlamaConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
+pub fn tiny_config() -> ModelConfig {
+    let mut c = ModelConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
     c.num_key_value_heads = Some(2);
     c.max_position_embeddings = 128;
     (c.pad_token_id, c.bos_token_id, c.eos_token_id) = (Some(0), Some(1), Some(2));
     c
 }
 
-pub fn tiny_model(seed: u64, device: &Device) -> Llama {
-    Llama::init(&tiny_config(), seed, device).unwrap()
+pub fn tiny_model(seed: u64, device: &Device) -> CausalLm {
+    CausalLm::init(&tiny_config(), seed, device).unwrap()
 }
 
 pub fn tokenizer() -> TextTokenizer {
@@ -27,10 +27,7 @@ pub fn tokenizer() -> TextTokenizer {
 
 pub fn pairs() -> Vec<PreferencePair> {
     let p = |prompt: &str, chosen: &str, rejected: &str| PreferencePair { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() };
-    vec![
-        p("Q: 2+2?\nA:", " 4", " five, I think"),
-        p("Write a happy ending:", " and they smiled.", " and it rained forever, sadly."),
-    ]
+    vec![p("Q: 2+2?\nA:", " 4", " five, I think"), p("Write a happy ending:", " and they smiled.", " and it rained forever, sadly.")]
 }
 
 pub fn tokenized_pairs() -> Vec<TokenizedPair> {

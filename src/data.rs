@@ -1,4 +1,6 @@
-//! Preference pairs in TRL's plain-text format: JSON lines of `{"prompt", "chosen", "rejected"}`.
+//! Preference pairs in TRL's formats: JSON lines of `{"prompt", "chosen", "rejected"}`, each a
+//! string (plain text) or a list of `{"role", "content"}` messages (conversational, formatted
+//! with the model's chat template).
 
 use serde::{Deserialize, Serialize};
 
@@ -6,9 +8,47 @@ use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PreferencePair {
-    pub prompt: String,
-    pub chosen: String,
-    pub rejected: String,
+    pub prompt: Turns,
+    pub chosen: Turns,
+    pub rejected: Turns,
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+/// A prompt or completion: plain text, or TRL's conversational form (`[{"role": "user", …}]`
+/// prompts, `[{"role": "assistant", …}]` completions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Turns {
+    Text(String),
+    Messages(Vec<Message>),
+}
+
+impl From<String> for Turns {
+    fn from(text: String) -> Self {
+        Turns::Text(text)
+    }
+}
+
+impl From<&str> for Turns {
+    fn from(text: &str) -> Self {
+        Turns::Text(text.to_string())
+    }
+}
+
+impl Turns {
+    /// As messages in `role`: text becomes one message.
+    pub fn messages(&self, role: &str) -> Vec<Message> {
+        match self {
+            Turns::Text(text) => vec![Message { role: role.into(), content: text.clone() }],
+            Turns::Messages(m) => m.clone(),
+        }
+    }
 }
 
 /// Parses JSONL, naming the file and 1-based line of the first bad line. Blank lines are skipped.
@@ -17,7 +57,9 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Vec<PreferencePair>> {
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::Data { file: file.into(), line: i + 1, msg: format!("not a {{\"prompt\",\"chosen\",\"rejected\"}} object of strings: {e}") }))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Data { file: file.into(), line: i + 1, msg: format!("not a {{\"prompt\",\"chosen\",\"rejected\"}} object of strings or message lists: {e}") })
+        })
         .collect::<Result<_>>()?;
     if pairs.is_empty() {
         return Err(Error::Data { file: file.into(), line: 0, msg: "no preference pairs in the file".into() });

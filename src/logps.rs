@@ -23,7 +23,11 @@ pub struct TokenizedPair {
 
 impl TokenizedPair {
     pub fn new(tokenizer: &TextTokenizer, pair: &PreferencePair) -> Result<Self> {
-        Ok(Self { prompt: tokenizer.encode_prompt(&pair.prompt)?, chosen: tokenizer.encode_completion(&pair.chosen)?, rejected: tokenizer.encode_completion(&pair.rejected)? })
+        Ok(Self {
+            prompt: tokenizer.encode_prompt_turns(&pair.prompt)?,
+            chosen: tokenizer.encode_response(&pair.prompt, &pair.chosen)?,
+            rejected: tokenizer.encode_response(&pair.prompt, &pair.rejected)?,
+        })
     }
 }
 

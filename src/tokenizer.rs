@@ -4,10 +4,16 @@
 //! Prompt and completion are encoded separately and concatenated, so the prompt/completion
 //! boundary of a DPO pair is exact (a joint encoding can merge tokens across it), and EOS is
 //! appended to every completion, as TRL does for plain-text pairs.
+//!
+//! A model with a chat template (tokenizer_config.json's `chat_template`, or the
+//! chat_template.jinja beside it) formats prompts as a user turn, rendered as transformers'
+//! `apply_chat_template` renders them; a completion is what the template adds for the assistant's
+//! turn (its end-of-turn token included), as TRL extracts it for conversational data.
 
 use serde_json::json;
 
 use crate::config::ModelConfig;
+use crate::data::{Message, Turns};
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
@@ -15,6 +21,54 @@ pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     eos: u32,
     pad: u32,
+    chat: Option<ChatTemplate>,
+}
+
+/// A Hugging Face chat template (Jinja), with the special tokens it may refer to.
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    source: String,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// The template of a model directory: chat_template.jinja (what transformers ≥ 4.43 writes)
+    /// or tokenizer_config.json's `chat_template` (a string, or named templates of which
+    /// "default" is used). `None` when it has neither. The template is tried on a conversation
+    /// here, so a broken one is refused at load, not at the first prompt.
+    pub fn from_files(tokenizer_config: Option<&[u8]>, jinja: Option<&str>) -> Result<Option<Self>> {
+        let config: serde_json::Value = match tokenizer_config {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer_config.json is not valid JSON: {e}")))?,
+            None => json!({}),
+        };
+        let from_config = match &config["chat_template"] {
+            serde_json::Value::String(t) => Some(t.clone()),
+            serde_json::Value::Array(named) => named.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(String::from),
+            _ => None,
+        };
+        let Some(source) = jinja.map(String::from).or(from_config) else { return Ok(None) };
+        // A special token is a string or an AddedToken object with its `content`.
+        let token = |key: &str| config[key].as_str().or_else(|| config[key]["content"].as_str()).unwrap_or_default().to_string();
+        let template = Self { source, bos_token: token("bos_token"), eos_token: token("eos_token") };
+        template.render(&[Message { role: "user".into(), content: "Hello".into() }], true)?;
+        Ok(Some(template))
+    }
+
+    /// The conversation as text, as `apply_chat_template(messages, tokenize=False,
+    /// add_generation_prompt=…)` renders it (Jinja with trim_blocks and lstrip_blocks).
+    pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
+        let fail = |e: minijinja::Error| Error::Tokenizer(format!("the chat template failed: {e:#}"));
+        let mut env = minijinja::Environment::new();
+        env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(fail)?);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> { Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg)) });
+        let template = env.template_from_str(&self.source).map_err(fail)?;
+        template
+            .render(minijinja::context! { messages => minijinja::Value::from(minijinja::value::Serde(messages)), add_generation_prompt => add_generation_prompt, bos_token => &self.bos_token, eos_token => &self.eos_token })
+            .map_err(fail)
+    }
 }
 
 impl TextTokenizer {
@@ -26,7 +80,46 @@ impl TextTokenizer {
         if vocab > config.vocab_size {
             return Err(Error::Tokenizer(format!("tokenizer has {vocab} tokens but the model's vocab_size is {}", config.vocab_size)));
         }
-        Ok(Self { inner, eos, pad: config.pad_token_id.unwrap_or(eos) })
+        Ok(Self { inner, eos, pad: config.pad_token_id.unwrap_or(eos), chat: None })
+    }
+
+    /// Formats prompts and completions with `template` from now on.
+    pub fn with_chat_template(mut self, template: Option<ChatTemplate>) -> Self {
+        self.chat = template;
+        self
+    }
+
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat.as_ref()
+    }
+
+    /// Prompt ids: plain text as [`TextTokenizer::encode_prompt`] encodes it; messages through
+    /// the chat template, ending with the assistant's turn opening.
+    pub fn encode_prompt_turns(&self, prompt: &Turns) -> Result<Vec<u32>> {
+        match (&self.chat, prompt) {
+            (Some(chat), _) => self.encode(&chat.render(&prompt.messages("user"), true)?, false),
+            (None, Turns::Text(text)) => self.encode(text, true),
+            (None, Turns::Messages(_)) => Err(no_template()),
+        }
+    }
+
+    /// Completion ids of `completion` answering `prompt`: text + EOS without a chat template;
+    /// with one, the text the template adds for the assistant's turn (TRL: the conversation
+    /// rendered with the completion, less the prompt rendered with the generation prompt).
+    pub fn encode_response(&self, prompt: &Turns, completion: &Turns) -> Result<Vec<u32>> {
+        match (&self.chat, completion) {
+            (Some(chat), _) => {
+                let messages = prompt.messages("user");
+                let prompt_text = chat.render(&messages, true)?;
+                let full = chat.render(&[messages, completion.messages("assistant")].concat(), false)?;
+                let text = full
+                    .strip_prefix(&prompt_text)
+                    .ok_or_else(|| Error::Tokenizer("the chat template renders the prompt differently once the completion follows it; cannot find where the completion starts".into()))?;
+                self.encode(text, false)
+            }
+            (None, Turns::Text(text)) => self.encode_completion(text),
+            (None, Turns::Messages(_)) => Err(no_template()),
+        }
     }
 
     pub fn eos_id(&self) -> u32 {
@@ -38,9 +131,10 @@ impl TextTokenizer {
         self.pad
     }
 
-    /// Prompt ids, with the special tokens the tokenizer's post-processor adds (e.g. BOS).
+    /// Prompt ids, with the special tokens the tokenizer's post-processor adds (e.g. BOS), or
+    /// formatted as a user's turn by the chat template.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
-        self.encode(text, true)
+        self.encode_prompt_turns(&Turns::Text(text.to_string()))
     }
 
     /// Completion ids without special tokens, followed by EOS.
@@ -58,6 +152,10 @@ impl TextTokenizer {
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
     }
+}
+
+fn no_template() -> Error {
+    Error::Tokenizer("conversational pairs (lists of messages) need a chat template, and this model has none (tokenizer_config.json chat_template or chat_template.jinja)".into())
 }
 
 /// Special tokens of [`byte_level_tokenizer_json`]: ids 0, 1, 2; the 256 bytes follow.

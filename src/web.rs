@@ -172,14 +172,15 @@ impl Session {
     }
 
     fn tokenize(&self, prompt: String, chosen: String, rejected: String) -> Result<TokenizedPair, JsError> {
-        TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt, chosen, rejected }).map_err(js_err)
+        TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() }).map_err(js_err)
     }
 
     /// Each token of `completion` with its log-prob under the policy and the reference.
     #[wasm_bindgen(js_name = tokenScores, unchecked_return_type = "TokenScores")]
     pub async fn token_scores(&self, prompt: String, completion: String) -> Result<JsValue, JsError> {
-        let prompt = self.tokenizer.encode_prompt(&prompt).map_err(js_err)?;
-        let completion = self.tokenizer.encode_completion(&completion).map_err(js_err)?;
+        let (prompt, completion) = (prompt.into(), completion.into());
+        let completion = self.tokenizer.encode_response(&prompt, &completion).map_err(js_err)?;
+        let prompt = self.tokenizer.encode_prompt_turns(&prompt).map_err(js_err)?;
         let [scores] = <[_; 1]>::try_from(self.trainer.token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id()).await.map_err(js_err)?).map_err(|_| JsError::new("expected one row"))?;
         // Truncation to the context keeps the start of the completion.
         let tokens = completion[..scores.policy.len()]

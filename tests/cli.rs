@@ -101,3 +101,41 @@ fn bad_files_are_named_and_nothing_is_overwritten() {
     }
     assert!(!names.iter().any(|n| n.ends_with(".partial")), "no partial files left: {names:?}");
 }
+
+#[test]
+fn lora_training_on_a_hf_model_writes_merged_weights_and_a_peft_adapter() {
+    let dir = workdir("lora");
+    let hf = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
+    let hf = hf.to_str().unwrap();
+    let data = dir.join("pairs.jsonl");
+    // TRL's conversational form, formatted with the fixture's chat template.
+    let chat = r#"{"prompt": [{"role": "user", "content": "Is the sky blue?"}], "chosen": [{"role": "assistant", "content": "Yes."}], "rejected": [{"role": "assistant", "content": "No."}]}"#;
+    std::fs::write(&data, format!("{chat}\n{PAIRS}")).unwrap();
+    let data = data.to_str().unwrap();
+    let out = dir.join("trained");
+    let (ok, _, err) = webdpo(&["train", "--model", hf, "--data", data, "--out", out.to_str().unwrap(), "--lora", "4,8", "--lr", "1e-2", "--steps", "4", "--batch-size", "4"]);
+    assert!(ok, "{err}");
+    for file in ["config.json", "tokenizer.json", "model.safetensors", "tokenizer_config.json", "chat_template.jinja", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out.join("config.json")).unwrap(),
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(Path::new(hf).join("config.json")).unwrap()).unwrap()).unwrap()
+    );
+    // The adapter on the base and the merged weights are the same trained policy.
+    let adapter = out.join("adapter");
+    let (ok, with_adapter, err) = webdpo(&["eval", "--model", hf, "--adapter", adapter.to_str().unwrap(), "--data", data]);
+    assert!(ok, "{err}");
+    let with_adapter: serde_json::Value = serde_json::from_str(&with_adapter).unwrap();
+    let merged = eval(out.to_str().unwrap(), hf, data);
+    assert!(with_adapter["rewards/margins"].as_f64().unwrap() > 0.05, "{with_adapter}");
+    for key in ["loss", "rewards/margins", "logps/chosen"] {
+        let (a, m) = (with_adapter[key].as_f64().unwrap(), merged[key].as_f64().unwrap());
+        assert!((a - m).abs() < 1e-3 * a.abs().max(1.0), "{key}: adapter {a}, merged {m}");
+    }
+    // --lora on a model that has nothing to attach to is refused before any work.
+    let (ok, _, err) = webdpo(&["train", "--model", hf, "--data", data, "--out", dir.join("x").to_str().unwrap(), "--lora", "4"]);
+    assert!(!ok && err.contains("--lora"), "{err}");
+    let (ok, _, err) = webdpo(&["eval", "--model", hf, "--data", data, "--lora", "4,8", "--ref", hf]);
+    assert!(!ok && err.contains("--ref"), "{err}");
+}

@@ -11,10 +11,12 @@ use webdpo::adapter::{LoraConfig, from_peft, to_peft};
 use webdpo::block_on;
 use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::config::Arch;
+use webdpo::data::{Message, parse_jsonl};
 use webdpo::logps::TokenizedPair;
 use webdpo::model::CausalLm;
 use webdpo::model_dir::ModelDir;
 use webdpo::optimizer::Optim;
+use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
 fn fixture(name: &str) -> (PathBuf, Value) {
@@ -206,4 +208,40 @@ fn an_unknown_architecture_is_refused_by_name() {
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("LlamaForCausalLM", "MistralForCausalLM");
     let err = webdpo::ModelConfig::from_json(&config).err().unwrap().to_string();
     assert!(err.contains("MistralForCausalLM") && err.contains("Qwen2ForCausalLM"), "{err}");
+}
+
+#[test]
+fn chat_templates_format_prompts_and_completions_as_transformers_and_trl_do() {
+    let device = Device::flex();
+    for name in ["llama", "qwen2", "gpt2"] {
+        let (dir, expected) = fixture(name);
+        let chat = &expected["chat"];
+        let tokenizer = ModelDir::load(&dir, &device).unwrap().tokenizer().unwrap();
+        let template = tokenizer.chat_template().expect("the fixture has a chat template");
+        let messages: Vec<Message> = serde_json::from_value(chat["messages"].clone()).unwrap();
+        assert_eq!(template.render(&messages, true).unwrap(), chat["prompt"].as_str().unwrap(), "{name}");
+        // One JSONL line in TRL's conversational form, and the same prompt as plain text.
+        let line = serde_json::json!({"prompt": messages, "chosen": [{"role": "assistant", "content": "The bear sat on the mat."}], "rejected": [{"role": "assistant", "content": "No."}]});
+        let pair = parse_jsonl(&line.to_string(), "pairs.jsonl").unwrap().remove(0);
+        let tokenized = TokenizedPair::new(&tokenizer, &pair).unwrap();
+        assert_eq!(tokenized.prompt, ids(&chat["prompt_ids"]), "{name}");
+        assert_eq!(tokenized.chosen, ids(&chat["completion_ids"]), "{name}");
+        assert_eq!(tokenizer.encode_prompt(&messages[0].content).unwrap(), ids(&chat["prompt_ids"]));
+        assert_eq!(tokenizer.decode(&tokenized.chosen).unwrap(), "The bear sat on the mat.\n", "{name}: the turn ends with the end-of-turn token");
+    }
+}
+
+#[test]
+fn conversational_pairs_without_a_chat_template_are_refused() {
+    let tokenizer = TextTokenizer::from_bytes(byte_level_tokenizer_json().as_bytes(), &{
+        let mut c = webdpo::ModelConfig::new(259, 32, 1, 4, 64);
+        c.eos_token_id = Some(2);
+        c
+    })
+    .unwrap();
+    let pair = parse_jsonl(r#"{"prompt": [{"role": "user", "content": "Hi"}], "chosen": "Hello.", "rejected": "Go away."}"#, "pairs.jsonl").unwrap().remove(0);
+    let err = TokenizedPair::new(&tokenizer, &pair).err().unwrap().to_string();
+    assert!(err.contains("chat template"), "{err}");
+    let err = parse_jsonl(r#"{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}"#, "pairs.jsonl").err().unwrap().to_string();
+    assert!(err.contains("pairs.jsonl") && err.contains("line 1"), "{err}");
 }

@@ -193,7 +193,7 @@ pub async fn simulate(
             continue;
         }
         let (chosen, rejected) = if has[0] { (&stories[0], &stories[1]) } else { (&stories[1], &stories[0]) };
-        let tokenized = TokenizedPair::new(tokenizer, &PreferencePair { prompt: formatted, chosen: chosen.clone(), rejected: rejected.clone() })?;
+        let tokenized = TokenizedPair::new(tokenizer, &PreferencePair { prompt: formatted.into(), chosen: chosen.as_str().into(), rejected: rejected.as_str().into() })?;
         let reports = trainer.learn(tokenized, tokenizer.pad_id()).await?;
         let first = &reports[0].metrics;
         (last_loss, last_margin) = (first.loss, first.rewards_margins);

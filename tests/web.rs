@@ -24,7 +24,7 @@ fn pairs() -> Vec<TokenizedPair> {
     let t = TextTokenizer::from_bytes(byte_level_tokenizer_json().as_bytes(), &config()).unwrap();
     [("A fox", " ran home happy.", " got lost."), ("Be kind:", " Thank you!", " Go away.")]
         .iter()
-        .map(|(p, c, r)| TokenizedPair::new(&t, &PreferencePair { prompt: p.into(), chosen: c.into(), rejected: r.into() }).unwrap())
+        .map(|(p, c, r)| TokenizedPair::new(&t, &PreferencePair { prompt: (*p).into(), chosen: (*c).into(), rejected: (*r).into() }).unwrap())
         .collect()
 }
 

@@ -85,27 +85,49 @@ pub async fn to_peft(model: &CausalLm, config: &LoraConfig) -> Result<(String, V
     if !model.has_adapters() {
         return Err(Error::Setting("the model has no LoRA adapters to export".into()));
     }
-    let tensors: Vec<_> = model.trainable_tensors().into_iter().map(|(name, shape, t)| (format!("{PREFIX}{name}"), shape, t)).collect();
-    let bytes = write_safetensors(&tensors, &[], Dtype::F32).await?;
-    Ok((serde_json::to_string_pretty(&peft_config(model, config)).expect("JSON serialises"), bytes))
+    Ok((serde_json::to_string_pretty(&peft_config(model, config)).expect("JSON serialises"), adapter_safetensors(model).await?))
 }
 
-/// Attaches a PEFT LoRA adapter (`adapter_config.json` text, `adapter_model.safetensors` bytes)
-/// to `model`. Every tensor of the file must belong to a linear layer of this model; a setting
-/// this crate does not implement (DoRA, rsLoRA, per-module ranks, trained biases) is refused.
-pub fn from_peft(model: CausalLm, config_json: &str, weights: &[u8], file: &str) -> Result<(CausalLm, LoraConfig)> {
-    let err = |m: String| Error::checkpoint(file, m);
-    let c: Value = serde_json::from_str(config_json).map_err(|e| err(format!("adapter_config.json is not valid JSON: {e}")))?;
+/// The adapters of `model` as PEFT's adapter_model.safetensors (one device read).
+pub async fn adapter_safetensors(model: &CausalLm) -> Result<Vec<u8>> {
+    let tensors: Vec<_> = model.trainable_tensors().into_iter().map(|(name, shape, t)| (format!("{PREFIX}{name}"), shape, t)).collect();
+    write_safetensors(&tensors, &[], Dtype::F32).await
+}
+
+/// The LoRA settings of a PEFT `adapter_config.json`; a setting this crate does not implement
+/// (DoRA, rsLoRA, per-module ranks, trained biases) is refused.
+pub fn peft_config_from_json(config_json: &str) -> Result<LoraConfig> {
+    let err = |m: String| Error::checkpoint("adapter_config.json", m);
+    let c: Value = serde_json::from_str(config_json).map_err(|e| err(format!("not valid JSON: {e}")))?;
     if c["peft_type"] != "LORA" {
         return Err(err(format!("peft_type {} is not LORA", c["peft_type"])));
     }
     for (key, off) in [("use_dora", json!(false)), ("use_rslora", json!(false)), ("bias", json!("none")), ("rank_pattern", json!({})), ("alpha_pattern", json!({}))] {
         if c.get(key).is_some_and(|v| !v.is_null() && *v != off) {
-            return Err(err(format!("adapter_config.json sets {key} = {}; only plain LoRA is supported", c[key])));
+            return Err(err(format!("{key} = {}; only plain LoRA is supported", c[key])));
         }
     }
-    let r = c["r"].as_u64().ok_or_else(|| err("adapter_config.json has no rank r".into()))? as usize;
-    let alpha = c["lora_alpha"].as_f64().ok_or_else(|| err("adapter_config.json has no lora_alpha".into()))?;
+    let r = c["r"].as_u64().ok_or_else(|| err("no rank r".into()))? as usize;
+    let alpha = c["lora_alpha"].as_f64().ok_or_else(|| err("no lora_alpha".into()))?;
+    let targets = match &c["target_modules"] {
+        Value::Array(t) => t.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+        Value::String(t) => vec![t.clone()],
+        _ => Vec::new(),
+    };
+    Ok(LoraConfig { r, alpha, targets })
+}
+
+/// Attaches a PEFT LoRA adapter (`adapter_config.json` text, `adapter_model.safetensors` bytes)
+/// to `model`. Every tensor of the file must belong to a linear layer of this model.
+pub fn from_peft(model: CausalLm, config_json: &str, weights: &[u8], file: &str) -> Result<(CausalLm, LoraConfig)> {
+    let config = peft_config_from_json(config_json)?;
+    Ok((attach_peft_weights(model, config.r, config.alpha, weights, file)?, config))
+}
+
+/// Attaches the adapters of an adapter_model.safetensors (rank `r`, scaled by `alpha / r`) to
+/// the layers it names.
+pub fn attach_peft_weights(model: CausalLm, r: usize, alpha: f64, weights: &[u8], file: &str) -> Result<CausalLm> {
+    let err = |m: String| Error::checkpoint(file, m);
     let (tensors, _) = parse_safetensors(weights, file)?;
     let mut modules: Vec<String> = Vec::new();
     for name in tensors.keys() {
@@ -119,17 +141,12 @@ pub fn from_peft(model: CausalLm, config_json: &str, weights: &[u8], file: &str)
         }
     }
     let targets: Vec<&str> = modules.iter().map(String::as_str).collect();
-    let model = model.with_adapters_from(&targets, r, alpha, &mut |name, shape| {
+    model.with_adapters_from(&targets, r, alpha, &mut |name, shape| {
         let key = format!("{PREFIX}{name}");
         let entry = tensors.get(&key).ok_or_else(|| err(format!("tensor {key} is missing")))?;
         if entry.shape != shape {
             return Err(err(format!("tensor {key} has shape {:?}; rank {r} needs {shape:?}", entry.shape)));
         }
         Ok(burn::tensor::TensorData::new(entry.to_f32(), shape.to_vec()))
-    })?;
-    let targets = match c["target_modules"].as_array() {
-        Some(t) => t.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
-        None => modules,
-    };
-    Ok((model, LoraConfig { r, alpha, targets }))
+    })
 }

@@ -14,9 +14,11 @@ pub mod dpo;
 pub mod error;
 pub mod generate;
 pub mod logps;
+pub mod memory;
 pub mod model;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
+pub mod model_files;
 pub mod optimizer;
 pub mod pretrain;
 pub mod rng;

@@ -386,7 +386,7 @@ mod cli {
         config.tie_word_embeddings = a.tie_embeddings;
         (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
         let model = CausalLm::init(&config, a.seed, &device.device)?;
-        let dir = ModelDir { config, tokenizer_json: byte_level_tokenizer_json().into_bytes(), model, companions: Vec::new() };
+        let dir = ModelDir::new(config, byte_level_tokenizer_json().into_bytes(), model);
         block_on(dir.save(&dir.model, &a.out))?;
         eprintln!("wrote {} ({} parameters)", a.out.display(), dir.model.num_params());
         Ok(())
@@ -614,7 +614,7 @@ mod cli {
             config.tie_word_embeddings = true;
             (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
             let model = CausalLm::init(&config, a.seed, &device.device)?;
-            (ModelDir { config, tokenizer_json: tokenizer_json.into_bytes(), model, companions: Vec::new() }, None)
+            (ModelDir::new(config, tokenizer_json.into_bytes(), model), None)
         };
         let tokenizer = dir.tokenizer()?;
         let (train_rows, val_rows) = (corpus_rows(&tokenizer, &train)?, corpus_rows(&tokenizer, &val)?);

@@ -9,6 +9,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde::{Deserialize, Serialize};
 
+use crate::adapter::adapter_safetensors;
 use crate::checkpoint::{self, Dtype};
 use crate::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
 use crate::error::{Error, Result};
@@ -127,6 +128,9 @@ pub struct StepReport {
 pub struct DpoTrainer {
     policy: CausalLm,
     reference: CausalLm,
+    /// With LoRA, the policy as it started (the base is the reference's, so only the adapters
+    /// are held twice): what [`DpoTrainer::reset`] returns to.
+    initial_adapters: Option<CausalLm>,
     optim: Optimizer,
     config: TrainConfig,
     device: Device,
@@ -151,11 +155,20 @@ pub struct TokenLogps {
 
 impl DpoTrainer {
     /// `policy` and `reference` live on `device` (plain). Without a reference, the policy's
-    /// initial weights are the reference.
+    /// initial weights are the reference; with LoRA adapters, its weights without them.
     pub fn new(policy: CausalLm, reference: Option<CausalLm>, config: TrainConfig, device: &Device) -> Result<Self> {
         config.validate()?;
         let reference = reference.unwrap_or_else(|| policy.without_adapters());
-        Ok(Self { policy: policy.fork(&device.clone().autodiff()).train(), reference, optim: Optimizer::new(config.optimizer()), config, device: device.clone(), history: Vec::new() })
+        let initial_adapters = policy.has_adapters().then(|| policy.clone());
+        Ok(Self {
+            policy: policy.fork(&device.clone().autodiff()).train(),
+            reference,
+            initial_adapters,
+            optim: Optimizer::new(config.optimizer()),
+            config,
+            device: device.clone(),
+            history: Vec::new(),
+        })
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -184,9 +197,11 @@ impl DpoTrainer {
         self.history.truncate(snapshot.history_len);
     }
 
-    /// The policy back to the reference, a fresh optimizer, no picks learnt.
+    /// The policy back to the reference (with LoRA: the adapters as they started), a fresh
+    /// optimizer, no picks learnt.
     pub fn reset(&mut self) {
-        self.policy = self.reference.clone().fork(&self.device.clone().autodiff()).train();
+        let start = self.initial_adapters.clone().unwrap_or_else(|| self.reference.clone());
+        self.policy = start.fork(&self.device.clone().autodiff()).train();
         self.optim = Optimizer::new(self.config.optimizer());
         self.history.clear();
     }
@@ -196,10 +211,12 @@ impl DpoTrainer {
         self.optim.steps
     }
 
-    /// The policy's weights and the optimizer state as two safetensors files.
+    /// The policy's weights (with LoRA, its adapter_model.safetensors) and the optimizer state
+    /// as two safetensors files.
     pub async fn save_state(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         let policy = self.policy();
-        Ok((checkpoint::to_safetensors(&policy, Dtype::F32).await?, self.optim.to_safetensors(&policy).await?))
+        let weights = if policy.has_adapters() { adapter_safetensors(&policy).await? } else { checkpoint::to_safetensors(&policy, Dtype::F32).await? };
+        Ok((weights, self.optim.to_safetensors(&policy).await?))
     }
 
     /// Continues from saved state: `policy` (plain) and [`DpoTrainer::save_state`]'s optimizer

@@ -13,6 +13,7 @@ use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetens
 use webdpo::config::Arch;
 use webdpo::data::{Message, parse_jsonl};
 use webdpo::logps::TokenizedPair;
+use webdpo::memory::{MemoryEstimate, MemoryLimits, lora_parameter_count, parameter_count};
 use webdpo::model::CausalLm;
 use webdpo::model_dir::ModelDir;
 use webdpo::optimizer::Optim;
@@ -244,4 +245,43 @@ fn conversational_pairs_without_a_chat_template_are_refused() {
     assert!(err.contains("chat template"), "{err}");
     let err = parse_jsonl(r#"{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}"#, "pairs.jsonl").err().unwrap().to_string();
     assert!(err.contains("pairs.jsonl") && err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn memory_estimate_counts_what_the_model_allocates() {
+    use burn::module::Module;
+    let device = Device::flex();
+    for name in ["llama", "qwen2", "gpt2"] {
+        let dir = ModelDir::load(&fixture(name).0, &device).unwrap();
+        assert_eq!(parameter_count(&dir.config), dir.model.num_params() as u64, "{name}");
+        for lora in [LoraConfig::attention(dir.config.arch(), 4, 8.0), LoraConfig::parse("2,4,all-linear", dir.config.arch()).unwrap()] {
+            let trainable: usize = lora.apply(dir.model.clone(), 0).unwrap().trainable_tensors().iter().map(|(_, s, _)| s.iter().product::<usize>()).sum();
+            assert_eq!(lora_parameter_count(&dir.config, &lora), trainable as u64, "{name} {lora:?}");
+        }
+    }
+}
+
+/// SmolLM2-135M's config.json (HuggingFaceTB/SmolLM2-135M), as the browser test builds it.
+fn smollm2_135m() -> webdpo::ModelConfig {
+    let mut c = webdpo::ModelConfig::new(49152, 576, 30, 9, 1536);
+    (c.num_key_value_heads, c.tie_word_embeddings, c.rope_theta, c.rms_norm_eps, c.max_position_embeddings) = (Some(3), true, 100000.0, 1e-5, 8192);
+    c
+}
+
+#[test]
+fn memory_check_refuses_full_training_of_a_135m_model_on_a_small_budget_and_suggests_lora() {
+    let c = smollm2_135m();
+    assert_eq!(parameter_count(&c), 134_515_008, "SmolLM2-135M's published parameter count");
+    let lora = LoraConfig::attention(c.arch(), 8, 16.0);
+    let full = MemoryEstimate::new(&c, None, Optim::AdamW, 1, 256);
+    let adapters = MemoryEstimate::new(&c, Some(&lora), Optim::AdamW, 1, 256);
+    assert_eq!((full.reference, adapters.reference), (full.weights, 0), "LoRA's reference is the base itself");
+    assert!(adapters.optimizer * 100 < full.optimizer);
+    let limits = MemoryLimits { max_buffer: Some(1 << 30), budget: 2_000_000_000 };
+    let err = full.check(&limits, Some(&adapters)).err().expect("full fine-tuning does not fit in 2 GB").to_string();
+    assert!(err.contains("turn LoRA on") && err.contains("optimizer"), "{err}");
+    adapters.check(&limits, None).unwrap();
+    // The token embedding (113 MB) cannot live in a 64 MiB binding, LoRA or not.
+    let err = adapters.check(&MemoryLimits { max_buffer: Some(64 << 20), budget: u64::MAX }, None).err().unwrap().to_string();
+    assert!(err.contains("buffer"), "{err}");
 }

@@ -1,0 +1,154 @@
+//! What training a model will hold in memory, known from its config before any weight is read:
+//! weights, the reference, gradients, optimizer state and the activations of one update at the
+//! chosen length, all f32 as this crate allocates them. The browser compares the estimate with
+//! what the device grants and refuses (suggesting LoRA when that would fit) instead of crashing
+//! the tab.
+
+use serde::{Deserialize, Serialize};
+
+use crate::adapter::LoraConfig;
+use crate::config::{Arch, ModelConfig};
+use crate::error::{Error, Result};
+use crate::model::lora_target_matches;
+use crate::optimizer::Optim;
+
+const F32: u64 = 4;
+
+/// Bytes, by what they hold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryEstimate {
+    pub parameters: u64,
+    /// Parameters that receive gradients: all of them, or the LoRA factors.
+    pub trainable: u64,
+    pub weights: u64,
+    /// A second copy of the weights once the policy moves; nothing with LoRA (the reference is
+    /// the same weights with the adapters off).
+    pub reference: u64,
+    pub gradients: u64,
+    /// AdamW's two moments or SGD's momentum, per trainable parameter.
+    pub optimizer: u64,
+    /// What the forward keeps for the backward, and the logits' gradient, for one update.
+    pub activations: u64,
+    pub total: u64,
+    /// The largest single tensor (token embedding, logits or attention scores): a WebGPU buffer
+    /// larger than the device's binding limit cannot exist.
+    pub largest_buffer: u64,
+}
+
+/// What the device allows.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MemoryLimits {
+    /// The largest buffer a shader may bind (WebGPU's `min(maxBufferSize,
+    /// maxStorageBufferBindingSize)` as granted); `None` on the CPU.
+    pub max_buffer: Option<u64>,
+    /// Bytes the whole update may take (the browser's estimate of the device's memory, or
+    /// wasm32's 4 GiB address space on the CPU).
+    pub budget: u64,
+}
+
+/// The linear layers of one block: (module name under the block, in, out).
+fn block_linears(c: &ModelConfig) -> Vec<(&'static str, usize, usize)> {
+    let (d, f, q, kv) = (c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim(), c.kv_heads() * c.head_dim());
+    match c.arch() {
+        Arch::Gpt2 => vec![("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, f), ("mlp.c_proj", f, d)],
+        _ => vec![
+            ("self_attn.q_proj", d, q),
+            ("self_attn.k_proj", d, kv),
+            ("self_attn.v_proj", d, kv),
+            ("self_attn.o_proj", q, d),
+            ("mlp.gate_proj", d, f),
+            ("mlp.up_proj", d, f),
+            ("mlp.down_proj", f, d),
+        ],
+    }
+}
+
+/// Parameters of the model `config` describes.
+pub fn parameter_count(c: &ModelConfig) -> u64 {
+    let d = c.hidden_size as u64;
+    let gpt2 = c.arch() == Arch::Gpt2;
+    let linears: u64 = block_linears(c).iter().map(|&(_, i, o)| (i * o) as u64).sum();
+    let biases: u64 = match c.arch() {
+        Arch::Gpt2 => block_linears(c).iter().map(|&(_, _, o)| o as u64).sum(),
+        Arch::Qwen2 => (c.num_attention_heads * c.head_dim() + 2 * c.kv_heads() * c.head_dim()) as u64,
+        Arch::Llama => 0,
+    };
+    // Two norms per block and one at the end; LayerNorm has a bias as well as a weight.
+    let norm = if gpt2 { 2 * d } else { d };
+    let per_block = linears + biases + 2 * norm;
+    let embeddings = (c.vocab_size as u64) * d * if c.tie_word_embeddings { 1 } else { 2 };
+    let positions = if gpt2 { c.max_position_embeddings as u64 * d } else { 0 };
+    embeddings + positions + c.num_hidden_layers as u64 * per_block + norm
+}
+
+/// Parameters of the LoRA factors `lora` puts on the model: r · (in + out) per targeted layer.
+pub fn lora_parameter_count(c: &ModelConfig, lora: &LoraConfig) -> u64 {
+    let blocks = if c.arch() == Arch::Gpt2 { "transformer.h.0" } else { "model.layers.0" };
+    let per_block: u64 =
+        block_linears(c).iter().filter(|(name, ..)| lora.targets.iter().any(|t| lora_target_matches(&format!("{blocks}.{name}"), t))).map(|&(_, i, o)| (lora.r * (i + o)) as u64).sum();
+    c.num_hidden_layers as u64 * per_block
+}
+
+impl MemoryEstimate {
+    /// One update on `pairs` preference pairs (2 · pairs sequences) of up to `length` tokens.
+    pub fn new(c: &ModelConfig, lora: Option<&LoraConfig>, optim: Optim, pairs: usize, length: usize) -> Self {
+        let parameters = parameter_count(c);
+        let trainable = lora.map_or(parameters, |l| lora_parameter_count(c, l));
+        let (rows, t) = ((2 * pairs) as u64, length.min(c.max_position_embeddings) as u64);
+        let (d, f, v, h) = (c.hidden_size as u64, c.intermediate_size as u64, c.vocab_size as u64, c.num_attention_heads as u64);
+        // Per block, what autodiff keeps: norm inputs and outputs, q/k/v (rotated and repeated for
+        // grouped-query attention), scores and their softmax, the attention output and its
+        // projection, the feed-forward's hidden activations and the residual sums.
+        let per_block = rows * t * (12 * d + 4 * f) + 2 * rows * h * t * t;
+        // Logits, their log-softmax and the logits' gradient.
+        let logits = 3 * rows * t * v;
+        let activations = F32 * (c.num_hidden_layers as u64 * per_block + logits);
+        let weights = F32 * parameters;
+        let reference = if lora.is_some() { 0 } else { weights };
+        let gradients = F32 * trainable;
+        let moments = match optim {
+            Optim::AdamW => 2,
+            Optim::Sgd => 1,
+        };
+        let optimizer = F32 * moments * trainable;
+        let total = weights + reference + gradients + optimizer + activations;
+        let largest_buffer = F32 * [v * d, rows * t * v, rows * h * t * t, rows * t * f].into_iter().max().unwrap_or(0);
+        Self { parameters, trainable, weights, reference, gradients, optimizer, activations, total, largest_buffer }
+    }
+
+    /// Refuses what would not fit, saying what would: a buffer over the binding limit cannot be
+    /// helped by LoRA (shorter sequences can); a total over the budget can.
+    pub fn check(&self, limits: &MemoryLimits, lora: Option<&MemoryEstimate>) -> Result<()> {
+        if let Some(max) = limits.max_buffer
+            && self.largest_buffer > max
+        {
+            return Err(Error::Device(format!(
+                "this model needs a {} buffer (its largest tensor) but the WebGPU adapter binds at most {}; use a shorter maximum length, or the CPU",
+                gb(self.largest_buffer),
+                gb(max)
+            )));
+        }
+        if self.total > limits.budget {
+            let hint = match lora {
+                Some(l) if l.total <= limits.budget => format!("; with LoRA it needs about {} — turn LoRA on", gb(l.total)),
+                _ => "; use a smaller model or a shorter maximum length".to_string(),
+            };
+            return Err(Error::Device(format!("training this model needs about {} ({}) but about {} is available here{hint}", gb(self.total), self.breakdown(), gb(limits.budget))));
+        }
+        Ok(())
+    }
+
+    /// "weights 0.54 GB + reference … + activations …", for people.
+    pub fn breakdown(&self) -> String {
+        [("weights", self.weights), ("reference", self.reference), ("gradients", self.gradients), ("optimizer", self.optimizer), ("activations", self.activations)]
+            .iter()
+            .map(|(what, bytes)| format!("{what} {}", gb(*bytes)))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+/// Bytes as gigabytes (or megabytes below one), two decimals.
+fn gb(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 { format!("{:.2} GB", bytes as f64 / 1e9) } else { format!("{:.0} MB", bytes as f64 / 1e6) }
+}

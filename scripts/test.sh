@@ -8,7 +8,9 @@ bash scripts/setup.sh
 cargo test --locked
 
 # wasm-bindgen-test reads the Chromium flags from webdriver.json.
-export WASM_BINDGEN_TEST_TIMEOUT=300
+# For the whole run of a test binary, not per test: the SmolLM2-135M-shaped update takes about
+# three minutes on SwiftShader.
+export WASM_BINDGEN_TEST_TIMEOUT=1200
 wasm-pack test --headless --chrome -- --locked
 
 # The app end to end in headless Chromium: on WebGPU, then with WebGPU unavailable (CPU fallback).

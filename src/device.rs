@@ -9,11 +9,14 @@ pub struct ComputeDevice {
     /// For people: the adapter name or the CPU backend.
     pub description: String,
     pub is_gpu: bool,
+    /// The largest buffer a kernel may bind, as the GPU granted it (`None` on the CPU). burn
+    /// requests the adapter's own limits, above WebGPU's 128 MiB default.
+    pub max_buffer: Option<u64>,
 }
 
 impl ComputeDevice {
     pub fn cpu() -> Self {
-        Self { device: Device::flex(), description: "CPU (burn flex backend)".into(), is_gpu: false }
+        Self { device: Device::flex(), description: "CPU (burn flex backend)".into(), is_gpu: false, max_buffer: None }
     }
 
     /// The default GPU through wgpu (WebGPU in a browser). Initialised once per process/page.
@@ -29,7 +32,9 @@ impl ComputeDevice {
         // Browsers often hide the adapter name; the device type still tells a real GPU from a
         // software one (SwiftShader reports `Cpu`).
         let name = [info.name, info.driver, info.driver_info].into_iter().find(|s| !s.is_empty()).unwrap_or_else(|| "WebGPU adapter".into());
-        let gpu = Self { device, description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend), is_gpu: true };
+        let limits = setup.device.limits();
+        let max_buffer = Some(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
+        let gpu = Self { device, description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend), is_gpu: true, max_buffer };
         *GPU.lock().unwrap() = Some(gpu.clone());
         Ok(gpu)
     }

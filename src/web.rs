@@ -3,16 +3,19 @@
 
 use std::sync::Once;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
+use crate::adapter::{LoraConfig, attach_peft_weights, to_peft};
 use crate::checkpoint::{self, Dtype};
 use crate::config::ModelConfig;
 use crate::data::PreferencePair;
 use crate::device::ComputeDevice;
 use crate::generate::{Decoder, SamplingConfig};
 use crate::logps::TokenizedPair;
+use crate::memory::{MemoryEstimate, MemoryLimits};
 use crate::model::CausalLm;
+use crate::model_files::ModelFiles;
 use crate::tokenizer::TextTokenizer;
 use crate::trainer::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
 
@@ -70,6 +73,23 @@ export interface SamplingConfig { temperature: number; top_k: number; top_p: num
  *  under the policy and under the reference. */
 export interface TokenScores { tokens: string[]; policy: number[]; reference: number[]; }
 export interface TrainingState { weights: Uint8Array; optimizer: Uint8Array; }
+/** How `Session.fromFiles` loads a model folder. */
+export interface LoadOptions {
+  backend: "auto" | "webgpu" | "cpu";
+  /** Train LoRA adapters only (attention projections, or every linear layer). */
+  lora?: { r: number; alpha: number; all_linear?: boolean } | null;
+  /** Bytes the update may take; defaults to 4 GB (and at most wasm32's 4 GiB on the CPU). */
+  budget?: number;
+  /** Longest prompt + completion in tokens (the memory estimate assumes it). */
+  max_length?: number;
+}
+/** Bytes by what they hold, and what the device allows. */
+export interface MemoryReport {
+  estimate: { parameters: number; trainable: number; weights: number; reference: number; gradients: number; optimizer: number; activations: number; total: number; largest_buffer: number };
+  limits: { max_buffer: number | null; budget: number };
+}
+/** A LoRA adapter in PEFT's format. */
+export interface PeftAdapter { config: string; weights: Uint8Array; }
 "#;
 
 fn js_err(e: crate::Error) -> JsError {
@@ -84,6 +104,30 @@ fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result
     serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
 }
 
+#[derive(Deserialize)]
+struct LoadOptions {
+    backend: String,
+    #[serde(default)]
+    lora: Option<LoraOptions>,
+    #[serde(default)]
+    budget: Option<f64>,
+    #[serde(default)]
+    max_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct LoraOptions {
+    r: usize,
+    alpha: f64,
+    #[serde(default)]
+    all_linear: bool,
+}
+
+/// What the update may take when the page does not say: 4 GB; on the CPU, wasm32's address
+/// space less room for the runtime.
+const DEFAULT_BUDGET: u64 = 4_000_000_000;
+const WASM_CPU_BUDGET: u64 = 3_500_000_000;
+
 /// A policy, its frozen reference and a tokenizer on one device.
 #[wasm_bindgen]
 pub struct Session {
@@ -91,6 +135,8 @@ pub struct Session {
     tokenizer: TextTokenizer,
     config: ModelConfig,
     device: ComputeDevice,
+    lora: Option<LoraConfig>,
+    memory: (MemoryEstimate, MemoryLimits),
 }
 
 #[wasm_bindgen]
@@ -98,8 +144,31 @@ impl Session {
     /// Loads a model from the bytes of config.json, tokenizer.json and model.safetensors.
     /// `backend` is "webgpu", "cpu", or "auto" (WebGPU when the browser has it, else the CPU).
     pub async fn create(config_json: String, tokenizer_json: Vec<u8>, weights: Vec<u8>, backend: String) -> Result<Session, JsError> {
+        let files = ModelFiles::new([("config.json".to_string(), config_json.into_bytes()), ("tokenizer.json".to_string(), tokenizer_json), ("model.safetensors".to_string(), weights)]);
+        Self::open(files, LoadOptions { backend, lora: None, budget: None, max_length: None }).await
+    }
+
+    /// Loads a Hugging Face model folder: `files` are `{name, bytes}` (config.json,
+    /// tokenizer.json, model.safetensors or its shards and index, tokenizer_config.json,
+    /// chat_template.jinja, …; other files are ignored). Before any weight reaches the device,
+    /// the memory training needs is estimated and compared with what the device allows; a model
+    /// that would not fit is refused with the figures (and LoRA suggested when it would fit).
+    #[wasm_bindgen(js_name = fromFiles)]
+    pub async fn from_files(files: js_sys::Array, #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<Session, JsError> {
+        let options: LoadOptions = from_js(options, "load options")?;
+        let mut named = Vec::new();
+        for file in files.iter() {
+            let name = js_sys::Reflect::get(&file, &"name".into()).ok().and_then(|n| n.as_string()).ok_or_else(|| JsError::new("each file needs a name"))?;
+            let bytes =
+                js_sys::Reflect::get(&file, &"bytes".into()).ok().and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok()).ok_or_else(|| JsError::new(&format!("{name}: bytes must be a Uint8Array")))?;
+            named.push((name, bytes.to_vec()));
+        }
+        Self::open(ModelFiles::new(named), options).await
+    }
+
+    async fn open(files: ModelFiles, options: LoadOptions) -> Result<Session, JsError> {
         init_runtime();
-        let device = match backend.as_str() {
+        let device = match options.backend.as_str() {
             "cpu" => ComputeDevice::cpu(),
             "webgpu" => ComputeDevice::gpu().await.map_err(js_err)?,
             "auto" => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
@@ -107,11 +176,61 @@ impl Session {
                 return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\"")));
             }
         };
-        let config = ModelConfig::from_json(&config_json).map_err(js_err)?;
-        let tokenizer = TextTokenizer::from_bytes(&tokenizer_json, &config).map_err(js_err)?;
-        let model = checkpoint::from_safetensors(&config, &weights, "model.safetensors", &device.device).map_err(js_err)?;
-        let trainer = DpoTrainer::new(model, None, TrainConfig::default(), &device.device).map_err(js_err)?;
-        Ok(Session { trainer, tokenizer, config, device })
+        let config = files.config().map_err(js_err)?;
+        let tokenizer = files.tokenizer(&config).map_err(js_err)?;
+        let arch = config.arch();
+        let lora = options.lora.map(|l| LoraConfig { targets: if l.all_linear { vec!["all-linear".into()] } else { LoraConfig::attention(arch, l.r, l.alpha).targets }, r: l.r, alpha: l.alpha });
+        let mut train = TrainConfig::default();
+        train.max_length = options.max_length.unwrap_or(train.max_length);
+        // The memory check, before any weight is on the device.
+        let estimate = |lora: Option<&LoraConfig>| MemoryEstimate::new(&config, lora, train.optim, train.replay_pairs, train.max_length);
+        let budget = options.budget.map_or(DEFAULT_BUDGET, |b| b as u64);
+        let limits = MemoryLimits { max_buffer: device.max_buffer, budget: if device.is_gpu { budget } else { budget.min(WASM_CPU_BUDGET) } };
+        let memory = estimate(lora.as_ref());
+        let suggestion = lora.is_none().then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
+        memory.check(&limits, suggestion.as_ref()).map_err(js_err)?;
+        let mut model = files.model(&config, &device.device).map_err(js_err)?;
+        drop(files);
+        if let Some(lora) = &lora {
+            model = lora.apply(model, 0).map_err(js_err)?;
+        }
+        let trainer = DpoTrainer::new(model, None, train, &device.device).map_err(js_err)?;
+        Ok(Session { trainer, tokenizer, config, device, lora, memory: (memory, limits) })
+    }
+
+    /// The memory estimate the model was admitted on, and the device's limits.
+    #[wasm_bindgen(getter, unchecked_return_type = "MemoryReport")]
+    pub fn memory(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            estimate: &'a MemoryEstimate,
+            limits: &'a MemoryLimits,
+        }
+        to_js(&Report { estimate: &self.memory.0, limits: &self.memory.1 })
+    }
+
+    /// "LoRA r=8, α=16 on q_proj, k_proj, …", or `undefined` when every weight trains.
+    #[wasm_bindgen(getter)]
+    pub fn lora(&self) -> Option<String> {
+        self.lora.as_ref().map(|l| format!("LoRA r={}, α={} on {}", l.r, l.alpha, l.targets.join(", ")))
+    }
+
+    /// Whether the model formats prompts with its chat template.
+    #[wasm_bindgen(getter, js_name = hasChatTemplate)]
+    pub fn has_chat_template(&self) -> bool {
+        self.tokenizer.chat_template().is_some()
+    }
+
+    /// The trained LoRA adapter in PEFT's format (adapter_config.json text and
+    /// adapter_model.safetensors bytes).
+    #[wasm_bindgen(unchecked_return_type = "PeftAdapter")]
+    pub async fn adapter(&self) -> Result<JsValue, JsError> {
+        let lora = self.lora.as_ref().ok_or_else(|| JsError::new("this session trains every weight; there is no LoRA adapter to export"))?;
+        let (config, weights) = to_peft(&self.trainer.policy(), lora).await.map_err(js_err)?;
+        let out = js_sys::Object::new();
+        js_sys::Reflect::set(&out, &"config".into(), &config.into()).map_err(|_| JsError::new("could not build the adapter object"))?;
+        js_sys::Reflect::set(&out, &"weights".into(), &js_sys::Uint8Array::from(&weights[..]).into()).map_err(|_| JsError::new("could not build the adapter object"))?;
+        Ok(out.into())
     }
 
     /// Where the model runs, for people ("GPU: <adapter>" or "CPU ...").
@@ -227,15 +346,20 @@ impl Session {
         Ok(state.into())
     }
 
-    /// Continues from saved policy weights (model.safetensors, f32/f16/bf16) and, if given, the
-    /// optimizer state of [`Session::save_state`]. A file that does not fit changes nothing.
+    /// Continues from saved policy weights (model.safetensors, f32/f16/bf16; with LoRA, a PEFT
+    /// adapter_model.safetensors of the session's rank) and, if given, the optimizer state of
+    /// [`Session::save_state`]. A file that does not fit changes nothing.
     #[wasm_bindgen(js_name = loadState)]
     pub fn load_state(&mut self, weights: Vec<u8>, optimizer: Option<Vec<u8>>) -> Result<(), JsError> {
-        let policy = checkpoint::from_safetensors(&self.config, &weights, "model.safetensors", &self.device.device).map_err(js_err)?;
+        let policy = match &self.lora {
+            Some(lora) => attach_peft_weights(self.trainer.reference().clone(), lora.r, lora.alpha, &weights, "adapter_model.safetensors"),
+            None => checkpoint::from_safetensors(&self.config, &weights, "model.safetensors", &self.device.device),
+        }
+        .map_err(js_err)?;
         self.trainer.load_state(policy, optimizer.as_deref()).map_err(js_err)
     }
 
-    /// The current policy as model.safetensors bytes (HF Llama names, f32).
+    /// The current policy as model.safetensors bytes (HF names, f32; LoRA adapters merged).
     #[wasm_bindgen(js_name = policyWeights)]
     pub async fn policy_weights(&self) -> Result<Vec<u8>, JsError> {
         checkpoint::to_safetensors(&self.trainer.policy(), Dtype::F32).await.map_err(js_err)

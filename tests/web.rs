@@ -144,3 +144,106 @@ async fn session_loop_on_the_cpu_fallback() {
     session_loop("cpu").await;
     assert!(webdpo::web::Session::create("{}".into(), vec![], vec![], "cpu".into()).await.is_err());
 }
+
+/// A fixture of tests/fixtures/hf as the files a user would pick.
+macro_rules! fixture_files {
+    ($name:literal: $($file:literal),+) => {
+        webdpo::model_files::ModelFiles::new([$(($file.to_string(), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/", $file)).to_vec())),+])
+    };
+}
+
+fn hf_fixtures() -> Vec<(&'static str, webdpo::model_files::ModelFiles, &'static [u8], &'static str)> {
+    macro_rules! extra {
+        ($name:literal) => {
+            (
+                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/reference/model.safetensors")) as &[u8],
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/expected.json")),
+            )
+        };
+    }
+    let (lr, le) = extra!("llama");
+    let (qr, qe) = extra!("qwen2");
+    let (gr, ge) = extra!("gpt2");
+    vec![
+        (
+            "llama",
+            fixture_files!("llama": "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors.index.json", "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"),
+            lr,
+            le,
+        ),
+        ("qwen2", fixture_files!("qwen2": "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"), qr, qe),
+        ("gpt2", fixture_files!("gpt2": "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"), gr, ge),
+    ]
+}
+
+/// Hugging Face parity in the browser, on WebGPU and the CPU fallback: transformers' logits and
+/// the DPO metrics of TRL's formulas (tests/fixtures/hf, as natively in tests/hf.rs).
+#[wasm_bindgen_test]
+async fn hf_checkpoints_match_transformers_and_trl_in_the_browser() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    webdpo::web::init_runtime();
+    let numbers = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>();
+    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<u32>>();
+    for device in [ComputeDevice::gpu().await.unwrap(), ComputeDevice::cpu()] {
+        for (name, files, reference, expected) in hf_fixtures() {
+            let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
+            let config = files.config().unwrap();
+            let model = files.model(&config, &device.device).unwrap();
+            let rows: Vec<Vec<u32>> = expected["input_ids"].as_array().unwrap().iter().map(ids).collect();
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(), [rows.len(), rows[0].len()]), &device.device);
+            let logits = model.forward(tokens, None).into_data_async().await.unwrap().convert::<f32>().try_to_vec::<f32>().unwrap();
+            let want = numbers(&expected["logits"]);
+            let diff = logits.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            assert!(diff < 1e-4, "{name} on {}: logits differ from transformers' by {diff}", device.description);
+            let reference = webdpo::checkpoint::from_safetensors(&config, reference, "reference", &device.device).unwrap();
+            let dpo = &expected["dpo"];
+            let train = TrainConfig { dpo: webdpo::dpo::DpoConfig { beta: dpo["beta"].as_f64().unwrap(), ..Default::default() }, ..TrainConfig::default() };
+            let trainer = DpoTrainer::new(model, Some(reference), train, &device.device).unwrap();
+            let pairs: Vec<TokenizedPair> =
+                expected["pairs"].as_array().unwrap().iter().map(|p| TokenizedPair { prompt: ids(&p["prompt"]), chosen: ids(&p["chosen"]), rejected: ids(&p["rejected"]) }).collect();
+            let batch = trainer.prepare(&pairs, 0).await.unwrap();
+            let got = serde_json::to_value(trainer.evaluate(&batch).await.unwrap().metrics()).unwrap();
+            for metric in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+                let (g, w) = (got[metric].as_f64().unwrap(), dpo[metric].as_f64().unwrap());
+                assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "{name} on {} {metric}: ours {g}, TRL's formulas {w}", device.description);
+            }
+        }
+    }
+}
+
+/// A model of SmolLM2-135M's shape (random weights drawn here, nothing downloaded) with LoRA on
+/// WebGPU: the memory check the app runs admits it, and one DPO update completes at ln 2.
+#[wasm_bindgen_test]
+async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
+    use webdpo::adapter::LoraConfig;
+    use webdpo::memory::{MemoryEstimate, MemoryLimits};
+    webdpo::web::init_runtime();
+    let gpu = ComputeDevice::gpu().await.unwrap();
+    let mut c = ModelConfig::new(49152, 576, 30, 9, 1536);
+    (c.num_key_value_heads, c.tie_word_embeddings, c.rope_theta, c.rms_norm_eps, c.max_position_embeddings, c.eos_token_id) = (Some(3), true, 100000.0, 1e-5, 8192, Some(2));
+    let lora = LoraConfig::attention(c.arch(), 8, 16.0);
+    let train = TrainConfig { max_length: 64, optim: webdpo::optimizer::Optim::AdamW, learning_rate: 1e-3, ..TrainConfig::default() };
+    let estimate = MemoryEstimate::new(&c, Some(&lora), train.optim, 1, train.max_length);
+    let limits = MemoryLimits { max_buffer: gpu.max_buffer, budget: 4_000_000_000 };
+    web_sys::console::log_1(
+        &format!(
+            "SmolLM2-135M shape, LoRA r=8 on {}: estimate {} = {} bytes; adapter binds up to {:?} bytes, largest tensor {} bytes",
+            gpu.description,
+            estimate.breakdown(),
+            estimate.total,
+            gpu.max_buffer,
+            estimate.largest_buffer
+        )
+        .into(),
+    );
+    estimate.check(&limits, None).expect("admitted by the memory check");
+    let model = lora.apply(CausalLm::init(&c, 0, &gpu.device).unwrap(), 0).unwrap();
+    let mut trainer = DpoTrainer::new(model, None, train, &gpu.device).unwrap();
+    let pair = TokenizedPair { prompt: (10..18).collect(), chosen: (100..108).collect(), rejected: (200..208).collect() };
+    let batch = trainer.prepare(&[pair], 0).await.unwrap();
+    let report = trainer.step(&batch).await.unwrap();
+    assert!(report.skipped.is_none(), "{:?}", report.skipped);
+    assert!((report.metrics.loss - std::f64::consts::LN_2).abs() < 1e-5, "step-1 loss {}", report.metrics.loss);
+    assert!(report.metrics.grad_norm.unwrap() > 0.0);
+    web_sys::console::log_1(&format!("SmolLM2-135M shape, LoRA: one update in {:.0} ms (forward + backward)", report.forward_backward_ms).into());
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
-use webdpo::adapter::{LoraConfig, from_peft, to_peft};
+use webdpo::adapter::{LoraConfig, attach_peft_weights, from_peft, to_peft};
 use webdpo::block_on;
 use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::config::Arch;
@@ -144,9 +144,12 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
         // The base weights are untouched, bit for bit; the reference is the base.
         assert!(block_on(to_safetensors(&trained.without_adapters(), Dtype::F32)).unwrap() == base_weights, "{name}: base weights changed");
         assert!(block_on(to_safetensors(trainer.reference(), Dtype::F32)).unwrap() == base_weights);
-        // The optimizer holds state for the adapters only.
-        let (_, optimizer) = block_on(trainer.save_state()).unwrap();
+        // The saved state is the adapter (PEFT's file) and optimizer state for the adapters only;
+        // the adapter file puts the trained policy back on the base.
+        let (weights_state, optimizer) = block_on(trainer.save_state()).unwrap();
         assert!(tensor_map(&optimizer).iter().all(|(n, _, _)| n.contains(".lora_")), "{name}: optimizer state outside the adapters");
+        let restored = attach_peft_weights(trainer.reference().clone(), 4, 8.0, &weights_state, "state").unwrap();
+        assert_eq!(logits(&restored, &input_ids(&expected), &device), logits(&trained, &input_ids(&expected), &device));
         // Exported as PEFT writes it: the fixture's tensor names and shapes and config keys.
         let (config_json, weights) = block_on(to_peft(&trained, &lora)).unwrap();
         let peft = dir.join("adapter");
@@ -164,6 +167,10 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
         assert_eq!((again.r, again.alpha, &again.targets), (lora.r, lora.alpha, &lora.targets));
         let rows = input_ids(&expected);
         assert_eq!(logits(&reloaded, &rows, &device), logits(&trained, &rows, &device));
+        // Reset: the adapters as they started (B = 0), i.e. the reference's function.
+        trainer.reset();
+        assert_eq!(logits(&trainer.policy(), &rows, &device), logits(trainer.reference(), &rows, &device));
+        assert!(trainer.policy().has_adapters());
     }
 }
 

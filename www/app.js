@@ -1,9 +1,11 @@
 // The page: prompt → two streamed responses → a pick → a DPO update in the worker → the
 // teaching view, charts and metrics. Every pick is in IndexedDB before its update runs.
 // Model and imported text only ever reach the DOM as textContent, never as HTML.
-import { openStore } from "./store.js";
+import { modelCache, openStore } from "./store.js";
 
-const MODEL = { name: "storyworld", dir: "models/storyworld" };
+const BUILT_IN = { name: "storyworld", label: "the built-in story model", builtIn: true, dir: "models/storyworld" };
+/** The files of a Hugging Face model folder that loading uses; anything else is left out. */
+const MODEL_FILE = /^(config\.json|tokenizer\.json|tokenizer_config\.json|chat_template\.jinja|special_tokens_map\.json|generation_config\.json|model\.safetensors|model\.safetensors\.index\.json|model-\d+-of-\d+\.safetensors)$/;
 const PRESETS = [
   "Write a story about a shy fox who finds a red kite.",
   "Tell me a story about Luna the curious owl, who wants a golden bell.",
@@ -23,8 +25,9 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 const fmt = (x, digits = 4) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
-/** The prompt format the built-in model was trained on: the instruction and a newline. */
-const formatPrompt = (text) => `${text.trim()}\n`;
+/** The prompt format the built-in model was trained on: the instruction and a newline. Other
+ *  models get the text as it is (their chat template, if any, formats it in the worker). */
+const formatPrompt = (text) => (model.builtIn ? `${text.trim()}\n` : text.trim());
 
 // ---------------------------------------------------------------------------------------------
 // The worker that owns the model.
@@ -61,7 +64,10 @@ function call(op, args, onProgress, transfer = []) {
 // State.
 
 let store;
-let model; // { config, tokenizer, weights } as fetched
+let cache; // imported model folders (IndexedDB)
+// The model in use: BUILT_IN with { config, tokenizer, weights } as fetched, or a user's folder
+// { name, label, files: [{name, bytes}], lora }.
+let model;
 let info; // what the worker reports: device, isGpu, parameterCount, steps, trainConfig
 let picks = []; // every stored pair, oldest first
 let current = null; // { prompt, texts } awaiting a pick
@@ -90,7 +96,10 @@ function notice(text, kind = "info") {
 function render() {
   const ready = !busy && !!info;
   for (const id of ["generate", "compare", "export", "download", "reset"]) $(id).disabled = !ready;
-  for (const id of ["import", "load"]) $(id).disabled = !ready;
+  for (const id of ["import", "load", "folder", "builtin"]) $(id).disabled = !ready;
+  $("builtin").hidden = !!model?.builtIn;
+  $("download-adapter").hidden = !info?.lora;
+  $("download-adapter").disabled = !ready;
   $("pick-a").disabled = $("pick-b").disabled = $("skip").disabled = !ready || !current?.done;
   $("undo").disabled = !ready || !canUndo;
   $("train-all").disabled = !ready || picks.length === 0;
@@ -139,13 +148,21 @@ async function fetchBytes(path, label) {
   return bytes;
 }
 
-/** Starts the worker on `backend` from the saved state (if any); returns what it reports. */
-async function startModel(saved) {
-  startWorker();
+/** What training may take in this browser: half its memory when it says (Chrome caps what it
+ *  reports at 8 GB); otherwise the session's default. */
+const memoryBudget = () => (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
+
+/** Starts `model` on `backend` from the saved state (if any); returns what the worker reports.
+ *  With `restart`, in a fresh worker (after a failure); otherwise the worker keeps its current
+ *  model until the new one has loaded. */
+async function startModel(saved, { restart = true } = {}) {
+  if (restart || !worker) startWorker();
   // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
-  const args = { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice(), backend, simulateFailure: params.has("simulate-gpu-failure"),
-    saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null };
-  status(`Starting the model on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`);
+  const source = model.builtIn
+    ? { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice() }
+    : { files: model.files.map((f) => ({ name: f.name, bytes: f.bytes.slice() })), lora: model.lora, budget: memoryBudget() };
+  const args = { ...source, backend, simulateFailure: params.has("simulate-gpu-failure"), saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null };
+  status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, { progress: null });
   info = await call("load", args);
   const stored = JSON.parse(localStorage.getItem("webdpo.train") ?? "null");
   if (stored) {
@@ -162,7 +179,7 @@ async function startModel(saved) {
 
 function showDevice() {
   const d = $("device");
-  const params = `${info.parameterCount.toLocaleString()} parameters`;
+  const params = `${model.builtIn ? "" : `${model.label} · `}${info.parameterCount.toLocaleString()} parameters${info.lora ? ` · ${info.lora}` : ""}`;
   if (info.isGpu) {
     d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${params}`;
   } else {
@@ -172,6 +189,9 @@ function showDevice() {
     d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
+  const { estimate: m, limits } = info.memory;
+  const gb = (b) => `${(b / 1e9).toFixed(2)} GB`;
+  $("model-info").textContent = `${model.builtIn ? "The built-in story model" : model.label}${info.chat ? " (chat template)" : ""}: training needs about ${gb(m.total)} — weights ${gb(m.weights)}, reference ${gb(m.reference)}, gradients ${gb(m.gradients)}, optimizer ${gb(m.optimizer)}, activations ${gb(m.activations)}; largest buffer ${gb(m.largest_buffer)}${limits.max_buffer ? ` of ${gb(limits.max_buffer)} the GPU binds` : ""}.`;
 }
 
 /** Stores the worker's training state (absent when nothing changed). */
@@ -257,7 +277,7 @@ function pick(winner) {
   const prompt = current.prompt;
   return run("Learning from the pick", async () => {
     // The pick is stored before the update runs: whatever happens next, it is not lost.
-    const pick = await store.addPick({ model: MODEL.name, prompt, chosen, rejected, source: "pick", time: Date.now() });
+    const pick = await store.addPick({ model: model.name, prompt, chosen, rejected, source: "pick", time: Date.now() });
     picks.push(pick);
     current = null;
     notice(null);
@@ -509,7 +529,7 @@ async function importPairs(file) {
     return;
   }
   notice(null);
-  const added = await store.addPicks(pairs.map((p) => ({ ...p, model: MODEL.name, source: "import", time: Date.now() })));
+  const added = await store.addPicks(pairs.map((p) => ({ ...p, model: model.name, source: "import", time: Date.now() })));
   picks.push(...added);
   render();
   await trainOn(added, `Imported ${added.length} pairs; training on them`);
@@ -521,7 +541,7 @@ async function loadPolicy(file) {
     const { state } = await call("loadWeights", { weights: bytes }, null, [bytes.buffer]);
     await saveState(state);
     canUndo = false;
-    status(`Loaded ${file.name} as the policy (fresh optimizer); the reference is unchanged.`);
+    status(`Loaded ${file.name} as the ${info.lora ? "LoRA adapter" : "policy"} (fresh optimizer); the reference is unchanged.`);
   });
 }
 
@@ -549,6 +569,21 @@ function wire() {
   $("download").addEventListener("click", () => run("Downloading the policy", async () => download(await call("policyWeights"), "webdpo-policy.safetensors", "application/octet-stream")));
   $("import").addEventListener("change", (e) => e.target.files[0] && importPairs(e.target.files[0]).finally(() => (e.target.value = "")));
   $("load").addEventListener("change", (e) => e.target.files[0] && loadPolicy(e.target.files[0]).finally(() => (e.target.value = "")));
+  $("folder").addEventListener("change", (e) => {
+    const files = [...e.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name }));
+    if (files.length) importFolder(modelFiles(files)).finally(() => (e.target.value = ""));
+  });
+  const drop = $("dropzone");
+  drop.addEventListener("dragover", (e) => (e.preventDefault(), drop.classList.add("over")));
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", async (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (busy) return notice("Wait for the current work to finish, then drop the folder again.", "error");
+    importFolder(modelFiles(await droppedFiles(e.dataTransfer)));
+  });
+  $("builtin").addEventListener("click", useBuiltIn);
+  $("download-adapter").addEventListener("click", downloadAdapter);
   // Each optimizer with its own sensible learning rate (runs before the form's change handler).
   $("optim").addEventListener("change", (e) => ($("lr").value = e.target.value === "sgd" ? 0.01 : 0.0001));
   $("settings").addEventListener("change", applySettings);
@@ -567,37 +602,132 @@ function wire() {
   makeChart("chart-kl", [["KL estimate (nats)", "#b45309"]]);
 }
 
+/** The built-in model's files, fetched (and cached offline by sw.js). */
+async function builtIn() {
+  const [config, tokenizer, weights] = await Promise.all([
+    fetchBytes(`${BUILT_IN.dir}/config.json`, "config").then((b) => new TextDecoder().decode(b)),
+    fetchBytes(`${BUILT_IN.dir}/tokenizer.json`, "tokenizer"),
+    fetchBytes(`${BUILT_IN.dir}/model.safetensors`, "the model"),
+  ]);
+  return { ...BUILT_IN, config, tokenizer, weights };
+}
+
+/** Makes `next` the model in use, with its own stored pairs and training state. If it cannot
+ *  load (a refused memory check, a bad file), the model in use stays and the error propagates. */
+async function activate(next, { restart = false } = {}) {
+  const nextStore = await openStore(next.name);
+  const saved = await nextStore.loadState();
+  const previous = { model, info };
+  model = next;
+  try {
+    try {
+      await startModel(saved, { restart });
+    } catch (e) {
+      if (!saved) throw e;
+      // Saved state that no longer loads (e.g. the model was updated): start fresh, keep the pairs.
+      notice(`The saved policy could not be restored (${e.message}); starting from the reference. The pairs are kept.`, "error");
+      await startModel(null, { restart: false });
+    }
+  } catch (e) {
+    ({ model, info } = previous);
+    throw e;
+  }
+  store = nextStore;
+  picks = await store.picks();
+  canUndo = false;
+  current = null;
+  fillSettings();
+  updateCharts();
+  $("teach-empty").hidden = false;
+  $("teach-body").hidden = true;
+  const last = picks.filter((p) => p.metrics).pop();
+  if (last) {
+    showMetrics(last.metrics, last.config?.steps_per_pair ?? 1);
+    teach(last, await call("scores", last));
+  }
+  return saved;
+}
+
+/** The model files of a picked or dropped folder (top level only), and the folder's name. */
+function modelFiles(files) {
+  const top = files.filter((f) => (f.path.match(/\//g) ?? []).length <= 1 && MODEL_FILE.test(f.file.name));
+  const label = files[0]?.path.includes("/") ? files[0].path.split("/")[0] : "your model";
+  return { label, files: top.map((f) => f.file) };
+}
+
+/** The files of a dropped folder (`webkitGetAsEntry`), or the dropped files themselves. */
+async function droppedFiles(transfer) {
+  const entries = [...transfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  const dir = entries.length === 1 && entries[0].isDirectory ? entries[0] : null;
+  if (!dir) return [...transfer.files].map((file) => ({ file, path: file.name }));
+  const reader = dir.createReader();
+  const children = [];
+  for (let batch; (batch = await new Promise((ok, fail) => reader.readEntries(ok, fail))).length; ) children.push(...batch);
+  const files = await Promise.all(children.filter((e) => e.isFile).map((e) => new Promise((ok, fail) => e.file(ok, fail))));
+  return files.map((file) => ({ file, path: `${dir.name}/${file.name}` }));
+}
+
+/** Loads a Hugging Face model folder the user brought, and keeps it in IndexedDB for reloads. */
+async function importFolder({ label, files }) {
+  if (!files.some((f) => f.name === "config.json")) {
+    notice(`No config.json in ${label}: choose the folder that holds config.json, tokenizer.json and model.safetensors (or its shards).`, "error");
+    return;
+  }
+  await run("Loading your model", async () => {
+    notice(null);
+    const total = files.reduce((n, f) => n + f.size, 0);
+    status(`Reading ${files.length} files of ${label} (${(total / 1e6).toFixed(0)} MB)…`, { progress: null });
+    const bytes = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+    const lora = $("use-lora").checked ? { r: Number($("lora-r").value), alpha: Number($("lora-alpha").value), all_linear: $("lora-all").checked } : null;
+    const next = { name: `folder:${label}${lora ? `:lora${lora.r}` : ""}`, label, builtIn: false, files: bytes, lora };
+    await activate(next);
+    localStorage.setItem("webdpo.model", next.name);
+    try {
+      await cache.save({ name: next.name, label, files: bytes, lora });
+    } catch (e) {
+      notice(`${label} is loaded but could not be kept in this browser (${e.message}); after a reload, choose the folder again.`, "error");
+    }
+    status(`${label} is ready${info.lora ? ` (${info.lora})` : ""}. Write a prompt, then Generate (G).`);
+  });
+}
+
+async function useBuiltIn() {
+  await run("Loading the built-in model", async () => {
+    await activate(await builtIn());
+    localStorage.removeItem("webdpo.model");
+    status("Ready. Pick a preset or write a prompt, then Generate (G).");
+  });
+}
+
+async function downloadAdapter() {
+  await run("Exporting the adapter", async () => {
+    const { config, weights } = await call("adapter");
+    download(config, "adapter_config.json", "application/json");
+    download(weights, "adapter_model.safetensors", "application/octet-stream");
+    status("Downloaded the LoRA adapter in PEFT's format (adapter_config.json, adapter_model.safetensors).");
+  });
+}
+
 async function main() {
   wire();
   // Offline after the first load (sw.js); the app works without it, only not offline.
   navigator.serviceWorker?.register("sw.js").catch((e) => console.warn("no offline support:", e));
   try {
-    store = await openStore(MODEL.name);
-    const [config, tokenizer, weights] = await Promise.all([
-      fetchBytes(`${MODEL.dir}/config.json`, "config").then((b) => new TextDecoder().decode(b)),
-      fetchBytes(`${MODEL.dir}/tokenizer.json`, "tokenizer"),
-      fetchBytes(`${MODEL.dir}/model.safetensors`, "the model"),
-    ]);
-    model = { config, tokenizer, weights };
-    picks = await store.picks();
-    const saved = await store.loadState();
-    try {
-      await startModel(saved);
-    } catch (e) {
-      if (!saved) throw e;
-      // Saved state that no longer loads (e.g. the model was updated): start fresh, keep the pairs.
-      notice(`The saved policy could not be restored (${e.message}); starting from the reference. Your ${picks.length} pairs are kept.`, "error");
-      await startModel(null);
+    cache = await modelCache();
+    // The folder the user brought last time, from IndexedDB; else the built-in model.
+    const chosen = localStorage.getItem("webdpo.model");
+    const entry = chosen ? await cache.load(chosen).catch(() => null) : null;
+    let saved;
+    if (entry) {
+      try {
+        saved = await activate({ name: entry.name, label: entry.label, builtIn: false, files: entry.files, lora: entry.lora }, { restart: true });
+      } catch (e) {
+        notice(`${entry.label} could not be loaded again (${e.message}); using the built-in model.`, "error");
+      }
     }
-    fillSettings();
-    updateCharts();
-    const last = picks.filter((p) => p.metrics).pop();
-    if (last) {
-      showMetrics(last.metrics, last.config?.steps_per_pair ?? 1);
-      teach(last, await call("scores", last));
-    }
+    if (!info) saved = await activate(await builtIn(), { restart: true });
     if (saved || picks.length) {
-      notice(`Restored from this browser: ${picks.length} pair${picks.length === 1 ? "" : "s"} and the policy after ${info.steps} update${info.steps === 1 ? "" : "s"}.`, "info");
+      notice(`Restored from this browser: ${model.builtIn ? "" : `${model.label}, `}${picks.length} pair${picks.length === 1 ? "" : "s"} and the policy after ${info.steps} update${info.steps === 1 ? "" : "s"}.`, "info");
     }
     status("Ready. Pick a preset or write a prompt, then Generate (G).");
     busy = false;

@@ -1,7 +1,8 @@
-// IndexedDB: every pick (written before its update runs) and the latest training state
-// (policy weights + optimizer state, written after each update). A reload restores both.
+// IndexedDB: every pick (written before its update runs), the latest training state (policy
+// weights or LoRA adapter + optimizer state, written after each update) and the model folders a
+// user imported. A reload restores all three without asking for anything again.
 const DB = "webdpo";
-const VERSION = 1;
+const VERSION = 2;
 
 function request(r) {
   return new Promise((resolve, reject) => {
@@ -17,13 +18,36 @@ function done(tx) {
   });
 }
 
-export async function openStore(model) {
+async function openDb() {
   const open = indexedDB.open(DB, VERSION);
   open.onupgradeneeded = () => {
-    open.result.createObjectStore("picks", { keyPath: "id", autoIncrement: true });
-    open.result.createObjectStore("state");
+    const db = open.result;
+    for (const [name, options] of [["picks", { keyPath: "id", autoIncrement: true }], ["state", undefined], ["models", undefined]]) {
+      if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, options);
+    }
   };
-  const db = await request(open);
+  return request(open);
+}
+
+/** Imported model folders: `{ name, files: [{name, bytes}], options }` by name. */
+export async function modelCache() {
+  const db = await openDb();
+  const run = async (mode, body) => {
+    const tx = db.transaction(["models"], mode);
+    const finished = done(tx);
+    const result = await body(tx.objectStore("models"));
+    await finished;
+    return result;
+  };
+  return {
+    save: (entry) => run("readwrite", (s) => request(s.put({ ...entry, savedAt: Date.now() }, entry.name))),
+    load: (name) => run("readonly", (s) => request(s.get(name))),
+    remove: (name) => run("readwrite", (s) => request(s.delete(name))),
+  };
+}
+
+export async function openStore(model) {
+  const db = await openDb();
   const run = async (stores, mode, body) => {
     const tx = db.transaction(stores, mode);
     const finished = done(tx);

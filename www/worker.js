@@ -22,15 +22,28 @@ async function state() {
 }
 
 const ops = {
-  async load({ config, tokenizer, weights, backend, saved, simulateFailure }) {
+  /** The built-in model ({config, tokenizer, weights}) or a user's folder ({files, lora, budget});
+   *  the session in use is replaced only once the new one has loaded. */
+  async load({ config, tokenizer, weights, files, lora, budget, backend, saved, simulateFailure }) {
     simulateGpuFailure = !!simulateFailure;
     await init();
-    const next = await Session.create(config, tokenizer, weights, backend);
-    if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
+    const next = files ? await Session.fromFiles(files, { backend, lora, budget, max_length: 256 }) : await Session.create(config, tokenizer, weights, backend);
+    try {
+      if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
+    } catch (e) {
+      next.free();
+      throw e;
+    }
     session?.free();
     session = next;
     clearUndo();
-    return { device: session.device, isGpu: session.isGpu, parameterCount: session.parameterCount, steps: session.steps, trainConfig: session.trainConfig() };
+    return { device: session.device, isGpu: session.isGpu, parameterCount: session.parameterCount, steps: session.steps, trainConfig: session.trainConfig(),
+      memory: session.memory, lora: session.lora ?? null, chat: session.hasChatTemplate };
+  },
+
+  /** The LoRA adapter in PEFT's format. */
+  async adapter() {
+    return session.adapter();
   },
 
   setTrainConfig(config) {
@@ -112,7 +125,7 @@ self.onmessage = async ({ data: { id, op, args } }) => {
   try {
     if (op !== "load" && !session) throw new Error("the model is not loaded yet");
     const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
-    const transfer = value?.state ? [value.state.weights.buffer, value.state.optimizer.buffer] : value instanceof Uint8Array ? [value.buffer] : [];
+    const transfer = value?.state ? [value.state.weights.buffer, value.state.optimizer.buffer] : value instanceof Uint8Array ? [value.buffer] : value?.weights instanceof Uint8Array ? [value.weights.buffer] : [];
     self.postMessage({ id, ok: true, value }, transfer);
   } catch (e) {
     // A RuntimeError is a panic or a lost device inside wasm: this instance cannot be trusted again.

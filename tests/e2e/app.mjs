@@ -3,7 +3,7 @@
 //   node tests/e2e/app.mjs webgpu|cpu
 // Serves the repository with scripts/serve.py (pkg/ must be built: scripts/build-web.sh).
 // Screenshots and downloads go to artifacts/e2e/<mode>/.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startApp } from "./harness.mjs";
 
@@ -138,6 +138,42 @@ try {
   check(fromPolicy.length > 0 && fromReference.length > 0 && (await page.isVisible("#compare-view")), `compare shows a policy and a reference sample (${fromPolicy.length} and ${fromReference.length} characters)`);
   await page.screenshot({ path: join(out, "04-end.png") });
   await shot("05-end-full");
+
+  // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
+  // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.
+  const folder = join(out, "llama");
+  mkdirSync(folder, { recursive: true });
+  const fixture = join("tests", "fixtures", "hf", "llama");
+  for (const f of readdirSync(fixture)) if (statSync(join(fixture, f)).isFile()) copyFileSync(join(fixture, f), join(folder, f));
+  const hfConfig = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8"));
+  writeFileSync(join(folder, "config.json"), JSON.stringify({ ...hfConfig, max_position_embeddings: 512 }, null, 2));
+  await page.setInputFiles("#folder", folder);
+  await page.waitForFunction(() => /is ready/.test(document.getElementById("status-text").textContent) || document.getElementById("notice").classList.contains("error") && !document.getElementById("notice").hidden, null, WAIT);
+  await noError("model folder import");
+  const badge = await page.textContent("#device");
+  check(/llama · .*parameters · LoRA r=8, α=16/.test(badge), `the folder's model runs with LoRA (badge: ${badge})`);
+  const memory = await page.textContent("#model-info");
+  check(/chat template/.test(memory) && /reference 0\.00 GB/.test(memory), `memory estimate shown: ${memory}`);
+  check((await pairs()) === 0, "the folder's model starts with its own (empty) pairs");
+  await pickOne("key");
+  check(/loss\s*0\.6931/.test(await metrics()), "LoRA's first update on the folder's model has loss ln 2");
+  await shot("06-own-model");
+  const adapterFiles = [page.waitForEvent("download", WAIT), page.waitForEvent("download", WAIT)];
+  await page.click("#download-adapter");
+  const named = Object.fromEntries(await Promise.all(adapterFiles.map(async (d) => [(await d).suggestedFilename(), readFileSync(await (await d).path())])));
+  const adapterConfig = JSON.parse(named["adapter_config.json"].toString());
+  const st = named["adapter_model.safetensors"];
+  const tensors = Object.keys(JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString())).filter((k) => k !== "__metadata__");
+  check(adapterConfig.peft_type === "LORA" && adapterConfig.r === 8 && tensors.length === 16 && tensors.every((t) => /^base_model\.model\.model\.layers\.\d\.self_attn\.[qkvo]_proj\.lora_[AB]\.weight$/.test(t)), `PEFT adapter downloaded (${tensors.length} tensors)`);
+  writeFileSync(join(out, "adapter_config.json"), named["adapter_config.json"]);
+  // A reload brings the folder back from IndexedDB without asking for it.
+  await page.reload();
+  await ready();
+  await noError("reload with the folder's model");
+  check(/llama · /.test(await page.textContent("#device")) && (await learnt()) === 1, "reload restored the folder's model and its pick from IndexedDB");
+  await page.click("#builtin");
+  await page.waitForFunction(() => /Ready/.test(document.getElementById("status-text").textContent), null, WAIT);
+  check(!/llama/.test(await page.textContent("#device")) && (await pairs()) === 4, "back to the built-in model with its own pairs");
 
   if (mode === "webgpu") {
     // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.

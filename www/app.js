@@ -148,9 +148,9 @@ async function fetchBytes(path, label) {
   return bytes;
 }
 
-/** What training may take in this browser: half its memory when it says (Chrome caps what it
- *  reports at 8 GB); otherwise the session's default. */
-const memoryBudget = () => (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
+/** What training may take in this browser: `?memory-budget=<bytes>` (to try the check), else half
+ *  its memory when it says (Chrome caps what it reports at 8 GB), else the session's default. */
+const memoryBudget = () => Number(params.get("memory-budget")) || (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
 
 /** Starts `model` on `backend` from the saved state (if any); returns what the worker reports.
  *  With `restart`, in a fresh worker (after a failure); otherwise the worker keeps its current
@@ -190,7 +190,7 @@ function showDevice() {
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
   const { estimate: m, limits } = info.memory;
-  const gb = (b) => `${(b / 1e9).toFixed(2)} GB`;
+  const gb = (b) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(b >= 1e7 ? 0 : 1)} MB`);
   $("model-info").textContent = `${model.builtIn ? "The built-in story model" : model.label}${info.chat ? " (chat template)" : ""}: training needs about ${gb(m.total)} — weights ${gb(m.weights)}, reference ${gb(m.reference)}, gradients ${gb(m.gradients)}, optimizer ${gb(m.optimizer)}, activations ${gb(m.activations)}; largest buffer ${gb(m.largest_buffer)}${limits.max_buffer ? ` of ${gb(limits.max_buffer)} the GPU binds` : ""}.`;
 }
 
@@ -513,7 +513,7 @@ function parsePairs(text) {
     }
     if (!row || typeof row !== "object" || Array.isArray(row)) return errors.push(`line ${i + 1}: expected an object {"prompt","chosen","rejected"}`);
     const missing = ["prompt", "chosen", "rejected"].filter((k) => typeof row[k] !== "string");
-    if (missing.length) return errors.push(`line ${i + 1}: ${missing.map((k) => `"${k}"`).join(", ")} missing or not text (conversational rows are not supported by this model)`);
+    if (missing.length) return errors.push(`line ${i + 1}: ${missing.map((k) => `"${k}"`).join(", ")} missing or not text (conversational rows: use \`webdpo train\`, which takes them)`);
     pairs.push({ prompt: row.prompt, chosen: row.chosen, rejected: row.rejected });
   });
   if (!pairs.length && !errors.length) errors.push("the file has no pairs");

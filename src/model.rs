@@ -444,9 +444,11 @@ impl CausalLm {
         let c = config;
         let arch = c.arch();
         let (embed, positions, blocks, norm) = embedding_names(arch);
+        // Blocks first: a seeded init draws in this order, and the same seed gives the same weights
+        // as earlier versions did.
+        let layers = (0..c.num_hidden_layers).map(|i| Block::load(source, &format!("{blocks}.{i}"), c, device)).collect::<Result<_>>()?;
         let embed_tokens = param(source, embed, [c.vocab_size, c.hidden_size], device)?;
         let embed_positions = if arch == Arch::Gpt2 { Some(param(source, positions, [c.max_position_embeddings, c.hidden_size], device)?) } else { None };
-        let layers = (0..c.num_hidden_layers).map(|i| Block::load(source, &format!("{blocks}.{i}"), c, device)).collect::<Result<_>>()?;
         Ok(Self {
             embed_tokens,
             embed_positions,

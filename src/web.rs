@@ -123,6 +123,56 @@ struct LoraOptions {
     all_linear: bool,
 }
 
+/// A model's device, settings and memory, decided from its config before any weight is read.
+struct Admission {
+    device: ComputeDevice,
+    lora: Option<LoraConfig>,
+    train: TrainConfig,
+    memory: MemoryEstimate,
+    limits: MemoryLimits,
+}
+
+impl LoadOptions {
+    /// The device, and the memory check: a model that would not fit is refused here with the
+    /// figures (LoRA suggested when it would fit).
+    async fn admit(&self, config: &ModelConfig) -> Result<Admission, JsError> {
+        let device = match self.backend.as_str() {
+            "cpu" => ComputeDevice::cpu(),
+            "webgpu" => ComputeDevice::gpu().await.map_err(js_err)?,
+            "auto" => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
+            other => return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\""))),
+        };
+        let arch = config.arch();
+        let lora = self.lora.as_ref().map(|l| LoraConfig { targets: if l.all_linear { vec!["all-linear".into()] } else { LoraConfig::attention(arch, l.r, l.alpha).targets }, r: l.r, alpha: l.alpha });
+        let mut train = TrainConfig::default();
+        train.max_length = self.max_length.unwrap_or(train.max_length);
+        let estimate = |lora: Option<&LoraConfig>| MemoryEstimate::new(config, lora, train.optim, train.replay_pairs, train.max_length);
+        let budget = self.budget.map_or(DEFAULT_BUDGET, |b| b as u64);
+        let limits = MemoryLimits { max_buffer: device.max_buffer, budget: if device.is_gpu { budget } else { budget.min(WASM_CPU_BUDGET) } };
+        let memory = estimate(lora.as_ref());
+        let suggestion = lora.is_none().then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
+        memory.check(&limits, suggestion.as_ref()).map_err(js_err)?;
+        Ok(Admission { device, lora, train, memory, limits })
+    }
+}
+
+#[derive(Serialize)]
+struct MemoryReport<'a> {
+    estimate: &'a MemoryEstimate,
+    limits: &'a MemoryLimits,
+}
+
+/// The memory check `Session.fromFiles` runs, from config.json alone: the page calls it before
+/// reading a large folder's weights. Refuses (an error with the figures) or returns the report.
+#[wasm_bindgen(js_name = checkMemory, unchecked_return_type = "MemoryReport")]
+pub async fn check_memory(config_json: String, #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<JsValue, JsError> {
+    init_runtime();
+    let options: LoadOptions = from_js(options, "load options")?;
+    let config = ModelConfig::from_json(&config_json).map_err(js_err)?;
+    let admitted = options.admit(&config).await?;
+    to_js(&MemoryReport { estimate: &admitted.memory, limits: &admitted.limits })
+}
+
 /// What the update may take when the page does not say: 4 GB; on the CPU, wasm32's address
 /// space less room for the runtime.
 const DEFAULT_BUDGET: u64 = 4_000_000_000;
@@ -168,27 +218,9 @@ impl Session {
 
     async fn open(files: ModelFiles, options: LoadOptions) -> Result<Session, JsError> {
         init_runtime();
-        let device = match options.backend.as_str() {
-            "cpu" => ComputeDevice::cpu(),
-            "webgpu" => ComputeDevice::gpu().await.map_err(js_err)?,
-            "auto" => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
-            other => {
-                return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\"")));
-            }
-        };
         let config = files.config().map_err(js_err)?;
         let tokenizer = files.tokenizer(&config).map_err(js_err)?;
-        let arch = config.arch();
-        let lora = options.lora.map(|l| LoraConfig { targets: if l.all_linear { vec!["all-linear".into()] } else { LoraConfig::attention(arch, l.r, l.alpha).targets }, r: l.r, alpha: l.alpha });
-        let mut train = TrainConfig::default();
-        train.max_length = options.max_length.unwrap_or(train.max_length);
-        // The memory check, before any weight is on the device.
-        let estimate = |lora: Option<&LoraConfig>| MemoryEstimate::new(&config, lora, train.optim, train.replay_pairs, train.max_length);
-        let budget = options.budget.map_or(DEFAULT_BUDGET, |b| b as u64);
-        let limits = MemoryLimits { max_buffer: device.max_buffer, budget: if device.is_gpu { budget } else { budget.min(WASM_CPU_BUDGET) } };
-        let memory = estimate(lora.as_ref());
-        let suggestion = lora.is_none().then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
-        memory.check(&limits, suggestion.as_ref()).map_err(js_err)?;
+        let Admission { device, lora, train, memory, limits } = options.admit(&config).await?;
         let mut model = files.model(&config, &device.device).map_err(js_err)?;
         drop(files);
         if let Some(lora) = &lora {
@@ -201,12 +233,7 @@ impl Session {
     /// The memory estimate the model was admitted on, and the device's limits.
     #[wasm_bindgen(getter, unchecked_return_type = "MemoryReport")]
     pub fn memory(&self) -> Result<JsValue, JsError> {
-        #[derive(Serialize)]
-        struct Report<'a> {
-            estimate: &'a MemoryEstimate,
-            limits: &'a MemoryLimits,
-        }
-        to_js(&Report { estimate: &self.memory.0, limits: &self.memory.1 })
+        to_js(&MemoryReport { estimate: &self.memory.0, limits: &self.memory.1 })
     }
 
     /// "LoRA r=8, α=16 on q_proj, k_proj, …", or `undefined` when every weight trains.

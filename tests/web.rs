@@ -2,6 +2,7 @@
 //! wasm CPU fallback, the step-1 invariant, and agreement between the two devices.
 #![cfg(target_arch = "wasm32")]
 
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 use webdpo::data::PreferencePair;
 use webdpo::logps::TokenizedPair;
@@ -237,6 +238,13 @@ async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
         .into(),
     );
     estimate.check(&limits, None).expect("admitted by the memory check");
+    // Without LoRA, on a 2 GB budget, the page's check refuses it with the message a user sees.
+    use serde::Serialize;
+    let options = serde_json::json!({"backend": "webgpu", "budget": 2e9, "max_length": 64}).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap();
+    let refused = webdpo::web::check_memory(c.to_json(), options).await.err().expect("full fine-tuning does not fit in 2 GB");
+    let message = wasm_bindgen::JsValue::from(refused).dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap();
+    web_sys::console::log_1(&format!("SmolLM2-135M shape without LoRA, 2 GB budget: {message}").into());
+    assert!(message.contains("turn LoRA on"), "{message}");
     let model = lora.apply(CausalLm::init(&c, 0, &gpu.device).unwrap(), 0).unwrap();
     let mut trainer = DpoTrainer::new(model, None, train, &gpu.device).unwrap();
     let pair = TokenizedPair { prompt: (10..18).collect(), chosen: (100..108).collect(), rejected: (200..208).collect() };

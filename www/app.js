@@ -675,10 +675,14 @@ async function importFolder({ label, files }) {
   }
   await run("Loading your model", async () => {
     notice(null);
+    const lora = $("use-lora").checked ? { r: Number($("lora-r").value), alpha: Number($("lora-alpha").value), all_linear: $("lora-all").checked } : null;
+    // The memory check first, from config.json alone: a model too large is refused before its
+    // weights are read into the tab.
+    const config = await files.find((f) => f.name === "config.json").text();
+    await call("checkMemory", { config, backend, lora, budget: memoryBudget() });
     const total = files.reduce((n, f) => n + f.size, 0);
     status(`Reading ${files.length} files of ${label} (${(total / 1e6).toFixed(0)} MB)…`, { progress: null });
     const bytes = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
-    const lora = $("use-lora").checked ? { r: Number($("lora-r").value), alpha: Number($("lora-alpha").value), all_linear: $("lora-all").checked } : null;
     const next = { name: `folder:${label}${lora ? `:lora${lora.r}` : ""}`, label, builtIn: false, files: bytes, lora };
     await activate(next);
     localStorage.setItem("webdpo.model", next.name);

@@ -1,8 +1,10 @@
 // The model lives here, off the page's thread: generation and DPO updates never freeze the UI.
 // Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done.
-import init, { Session } from "./pkg/webdpo.js";
+import init, { Session, checkMemory } from "./pkg/webdpo.js";
 
 let session = null;
+// Longest prompt + response of a user's model, in tokens (what its memory check assumes).
+const MAX_LENGTH = 256;
 // `?simulate-gpu-failure` on the page: the first update on the GPU fails as a lost device would,
 // to show (and test) the fallback to the CPU.
 let simulateGpuFailure = false;
@@ -27,7 +29,7 @@ const ops = {
   async load({ config, tokenizer, weights, files, lora, budget, backend, saved, simulateFailure }) {
     simulateGpuFailure = !!simulateFailure;
     await init();
-    const next = files ? await Session.fromFiles(files, { backend, lora, budget, max_length: 256 }) : await Session.create(config, tokenizer, weights, backend);
+    const next = files ? await Session.fromFiles(files, { backend, lora, budget, max_length: MAX_LENGTH }) : await Session.create(config, tokenizer, weights, backend);
     try {
       if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
     } catch (e) {
@@ -39,6 +41,12 @@ const ops = {
     clearUndo();
     return { device: session.device, isGpu: session.isGpu, parameterCount: session.parameterCount, steps: session.steps, trainConfig: session.trainConfig(),
       memory: session.memory, lora: session.lora ?? null, chat: session.hasChatTemplate };
+  },
+
+  /** The memory check of `load`, from config.json alone (before the page reads the weights). */
+  async checkMemory({ config, backend, lora, budget }) {
+    await init();
+    return checkMemory(config, { backend, lora, budget, max_length: MAX_LENGTH });
   },
 
   /** The LoRA adapter in PEFT's format. */
@@ -123,7 +131,7 @@ const ops = {
 
 self.onmessage = async ({ data: { id, op, args } }) => {
   try {
-    if (op !== "load" && !session) throw new Error("the model is not loaded yet");
+    if (!["load", "checkMemory"].includes(op) && !session) throw new Error("the model is not loaded yet");
     const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
     const transfer = value?.state ? [value.state.weights.buffer, value.state.optimizer.buffer] : value instanceof Uint8Array ? [value.buffer] : value?.weights instanceof Uint8Array ? [value.weights.buffer] : [];
     self.postMessage({ id, ok: true, value }, transfer);

@@ -28,6 +28,7 @@ mod cli {
     use webdpo::dpo::{DpoConfig, LossType, PairValues};
     use webdpo::generate::{SamplingConfig, generate};
     use webdpo::logps::TokenizedPair;
+    use webdpo::memory::MemoryEstimate;
     use webdpo::model::CausalLm;
     use webdpo::model_dir::ModelDir;
     use webdpo::optimizer::Optim;
@@ -557,14 +558,16 @@ mod cli {
         eprintln!("benchmarking {} ({} parameters) on {}", a.model.display(), dir.model.num_params(), device.description);
         reset_peak_rss();
         let mut update_peak = None;
-        let report = block_on(BenchReport::run(dir.model, dir.config, train, pad_id, config, device, || {
+        let report = block_on(BenchReport::run(dir.model, dir.config.clone(), train, pad_id, config.clone(), device, || {
             update_peak = peak_rss();
             reset_peak_rss();
         }))?;
         let mut json = serde_json::to_value(&report).unwrap();
         json["model"] = serde_json::json!(a.model);
-        // Peak resident memory of the process during each phase (model and runtime included).
+        // Peak resident memory of the process during each phase (model and runtime included),
+        // beside what the browser's memory check estimates for the same update.
         json["peak_rss_bytes"] = serde_json::json!({"update": update_peak, "generation": peak_rss()});
+        json["memory_estimate"] = serde_json::to_value(MemoryEstimate::new(&dir.config, None, a.optim, 1, config.prompt_tokens + config.completion_tokens)).unwrap();
         let text = serde_json::to_string_pretty(&json).unwrap();
         if let Some(out) = &a.out {
             write_file(out, text.as_bytes())?;

@@ -187,8 +187,8 @@ try {
   await noError("reload with the folder's model");
   check(/llama · /.test(await page.textContent("#device")) && (await learnt()) === 1, "reload restored the folder's model and its pick from IndexedDB");
   await page.click("#builtin");
-  await page.waitForFunction(() => /Ready/.test(document.getElementById("status-text").textContent), null, WAIT);
-  check(!/llama/.test(await page.textContent("#device")) && (await pairs()) === 4, "back to the built-in model with its own pairs");
+  await page.waitForFunction(() => !/llama/.test(document.getElementById("device").textContent) && !document.getElementById("generate").disabled, null, WAIT);
+  check((await pairs()) === 4 && /Ready/.test(await page.textContent("#status-text")), "back to the built-in model with its own pairs");
 
   if (mode === "webgpu") {
     // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.

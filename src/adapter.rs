@@ -23,30 +23,31 @@ pub struct LoraConfig {
 }
 
 impl LoraConfig {
-    /// Adapters on the attention projections, PEFT's usual choice.
-    pub fn attention(arch: Arch, r: usize, alpha: f64) -> Self {
-        let targets: &[&str] = match arch {
-            Arch::Gpt2 => &["c_attn", "attn.c_proj"],
-            _ => &["q_proj", "k_proj", "v_proj", "o_proj"],
+    /// Adapters on the attention projections (PEFT's usual choice), or on every linear layer.
+    pub fn new(arch: Arch, r: usize, alpha: f64, all_linear: bool) -> Self {
+        let targets: &[&str] = match (all_linear, arch) {
+            (true, _) => &["all-linear"],
+            (false, Arch::Gpt2) => &["c_attn", "attn.c_proj"],
+            (false, _) => &["q_proj", "k_proj", "v_proj", "o_proj"],
         };
         Self { r, alpha, targets: targets.iter().map(|t| t.to_string()).collect() }
+    }
+
+    /// Adapters on the attention projections.
+    pub fn attention(arch: Arch, r: usize, alpha: f64) -> Self {
+        Self::new(arch, r, alpha, false)
     }
 
     /// `"r,alpha"` (attention projections) or `"r,alpha,all-linear"`, as the CLI's `--lora`.
     pub fn parse(spec: &str, arch: Arch) -> Result<Self> {
         let bad = || Error::Setting(format!("--lora {spec:?}: expected r,alpha or r,alpha,all-linear (e.g. 8,16)"));
         let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
-        let (r, alpha) = match parts.as_slice() {
-            [r, alpha] | [r, alpha, _] => (r.parse::<usize>().map_err(|_| bad())?, alpha.parse::<f64>().map_err(|_| bad())?),
+        let (r, alpha, all_linear) = match parts.as_slice() {
+            [r, alpha] => (r, alpha, false),
+            [r, alpha, "all-linear"] => (r, alpha, true),
             _ => return Err(bad()),
         };
-        let mut config = Self::attention(arch, r, alpha);
-        match parts.get(2) {
-            None => {}
-            Some(&"all-linear") => config.targets = vec!["all-linear".into()],
-            Some(_) => return Err(bad()),
-        }
-        Ok(config)
+        Ok(Self::new(arch, r.parse().map_err(|_| bad())?, alpha.parse().map_err(|_| bad())?, all_linear))
     }
 
     /// Attaches fresh adapters (B = 0: the model is unchanged until it trains).

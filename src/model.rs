@@ -94,7 +94,7 @@ impl Linear {
     }
 
     /// The weight with the adapter folded in: `W + scale · B A`.
-    pub fn merged_weight(&self) -> Tensor<2> {
+    fn merged_weight(&self) -> Tensor<2> {
         match &self.lora {
             Some(lora) => self.weight.val() + lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale),
             None => self.weight.val(),
@@ -577,18 +577,6 @@ impl CausalLm {
         let mut model = self.clone();
         for linear in model.linears_mut() {
             linear.lora = None;
-        }
-        model
-    }
-
-    /// Adapters folded into the weights (`W + scale · B A`) and removed: a plain model.
-    pub fn merged(&self) -> Self {
-        let mut model = self.clone();
-        for linear in model.linears_mut() {
-            if linear.lora.is_some() {
-                linear.weight = named_param(linear.merged_weight(), &format!("{}.weight", linear.name));
-                linear.lora = None;
-            }
         }
         model
     }

@@ -143,7 +143,7 @@ impl LoadOptions {
             other => return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\""))),
         };
         let arch = config.arch();
-        let lora = self.lora.as_ref().map(|l| LoraConfig { targets: if l.all_linear { vec!["all-linear".into()] } else { LoraConfig::attention(arch, l.r, l.alpha).targets }, r: l.r, alpha: l.alpha });
+        let lora = self.lora.as_ref().map(|l| LoraConfig::new(arch, l.r, l.alpha, l.all_linear));
         let mut train = TrainConfig::default();
         train.max_length = self.max_length.unwrap_or(train.max_length);
         let estimate = |lora: Option<&LoraConfig>| MemoryEstimate::new(config, lora, train.optim, train.replay_pairs, train.max_length);

@@ -13,7 +13,8 @@ use crate::error::{Error, Result};
 use crate::model::CausalLm;
 use crate::tokenizer::TextTokenizer;
 
-/// Token ids of one pair; both completions end with EOS.
+/// Token ids of one pair; both completions end with EOS (with a chat template, with the end of
+/// the assistant turn the template writes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenizedPair {
     pub prompt: Vec<u32>,

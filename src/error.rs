@@ -20,6 +20,9 @@ pub enum Error {
     /// A training or sampling setting outside its valid range.
     #[error("invalid setting: {0}")]
     Setting(String),
+    /// Training the model would need more memory than the device allows.
+    #[error("not enough memory: {0}")]
+    Memory(String),
     /// The compute device failed (lost GPU, failed read-back).
     #[error("device: {0}")]
     Device(String),

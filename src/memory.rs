@@ -122,7 +122,7 @@ impl MemoryEstimate {
         if let Some(max) = limits.max_buffer
             && self.largest_buffer > max
         {
-            return Err(Error::Device(format!(
+            return Err(Error::Memory(format!(
                 "this model needs a {} buffer (its largest tensor) but the WebGPU adapter binds at most {}; use a shorter maximum length, or the CPU",
                 gb(self.largest_buffer),
                 gb(max)
@@ -133,7 +133,7 @@ impl MemoryEstimate {
                 Some(l) if l.total <= limits.budget => format!("; with LoRA it needs about {} — turn LoRA on", gb(l.total)),
                 _ => "; use a smaller model or a shorter maximum length".to_string(),
             };
-            return Err(Error::Device(format!("training this model needs about {} ({}) but about {} is available here{hint}", gb(self.total), self.breakdown(), gb(limits.budget))));
+            return Err(Error::Memory(format!("training this model needs about {} ({}) but about {} is available here{hint}", gb(self.total), self.breakdown(), gb(limits.budget))));
         }
         Ok(())
     }

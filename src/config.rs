@@ -1,5 +1,7 @@
-//! The model config, with Hugging Face `ModelConfig` field names so that a `config.json` written
-//! by transformers loads here and ours loads there.
+//! The model config, with Hugging Face `LlamaConfig` field names so that a `config.json` written
+//! by transformers loads here and ours loads there. Qwen2 configs share those names; a GPT-2
+//! config (`n_embd`, `n_layer`, …) is read into the same fields, and every HF config is written
+//! back exactly as it was read.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,15 @@ pub enum Arch {
 }
 
 const ARCHITECTURES: [(&str, Arch); 3] = [("LlamaForCausalLM", Arch::Llama), ("Qwen2ForCausalLM", Arch::Qwen2), ("GPT2LMHeadModel", Arch::Gpt2)];
+
+/// The first of `names` this crate implements.
+fn known_arch<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<Arch> {
+    names.find_map(|a| ARCHITECTURES.iter().find(|(name, _)| *name == a).map(|(_, arch)| *arch))
+}
+
+fn unsupported(names: &impl std::fmt::Debug) -> Error {
+    Error::Config(format!("architecture {names:?} is not supported (expected one of {:?})", ARCHITECTURES.map(|(n, _)| n)))
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -176,10 +187,7 @@ impl ModelConfig {
         let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
         // Name the architecture before complaining about fields another architecture names differently.
         let arch = match value.get("architectures").and_then(|a| a.as_array()) {
-            Some(archs) => archs
-                .iter()
-                .find_map(|a| ARCHITECTURES.iter().find(|(name, _)| a == name).map(|(_, arch)| *arch))
-                .ok_or_else(|| Error::Config(format!("architecture {archs:?} is not supported (expected one of {:?})", ARCHITECTURES.map(|(n, _)| n))))?,
+            Some(archs) => known_arch(archs.iter().filter_map(|a| a.as_str())).ok_or_else(|| unsupported(archs))?,
             None => Arch::Llama,
         };
         let mut config = match arch {
@@ -212,7 +220,7 @@ impl ModelConfig {
 
     /// The architecture named by `architectures` (Llama when it names none).
     pub fn arch(&self) -> Arch {
-        self.architectures.iter().find_map(|a| ARCHITECTURES.iter().find(|(name, _)| a == name).map(|(_, arch)| *arch)).unwrap_or(Arch::Llama)
+        known_arch(self.architectures.iter().map(String::as_str)).unwrap_or(Arch::Llama)
     }
 
     pub fn to_json(&self) -> String {
@@ -231,8 +239,8 @@ impl ModelConfig {
     /// Refuses configs that would build a broken model, with the reason.
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::Config(m));
-        if !self.architectures.is_empty() && !self.architectures.iter().any(|a| ARCHITECTURES.iter().any(|(name, _)| a == name)) {
-            return fail(format!("architecture {:?} is not supported (expected one of {:?})", self.architectures, ARCHITECTURES.map(|(n, _)| n)));
+        if !self.architectures.is_empty() && known_arch(self.architectures.iter().map(String::as_str)).is_none() {
+            return Err(unsupported(&self.architectures));
         }
         let act = if self.arch() == Arch::Gpt2 { ["gelu_new", "gelu_pytorch_tanh"].as_slice() } else { ["silu"].as_slice() };
         if !act.contains(&self.hidden_act.as_str()) {

@@ -283,9 +283,9 @@ mod cli {
 
     impl LoraArgs {
         /// The model with the adapters asked for, and their settings (`None`: no LoRA).
-        fn apply(&self, dir: &ModelDir, model: CausalLm) -> Result<(CausalLm, Option<LoraConfig>)> {
+        fn apply(&self, model: CausalLm) -> Result<(CausalLm, Option<LoraConfig>)> {
             if let Some(spec) = &self.lora {
-                let config = LoraConfig::parse(spec, dir.config.arch())?;
+                let config = LoraConfig::parse(spec, model.arch())?;
                 return Ok((config.apply(model, 0)?, Some(config)));
             }
             let Some(adapter) = &self.adapter else {
@@ -422,6 +422,9 @@ mod cli {
         if a.batch_size == 0 {
             return Err(Error::Setting("--batch-size must be at least 1".into()));
         }
+        if a.reference.is_some() && (a.lora.lora.is_some() || a.lora.adapter.is_some()) {
+            return Err(Error::Setting("with LoRA the reference is the model without its adapters; drop --ref".into()));
+        }
         let pairs = read_pairs(&a.data)?;
         let policy = ModelDir::load(&a.model, &device.device)?;
         let reference = match &a.reference {
@@ -438,10 +441,7 @@ mod cli {
         let file = a.data.display().to_string();
         let tokenized =
             pairs.iter().enumerate().map(|(i, p)| TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data { file: file.clone(), line: i + 1, msg: e.to_string() })).collect::<Result<Vec<_>>>()?;
-        if reference.is_some() && (a.lora.lora.is_some() || a.lora.adapter.is_some()) {
-            return Err(Error::Setting("with LoRA the reference is the model without its adapters; drop --ref".into()));
-        }
-        let (model, lora) = a.lora.apply(&policy, policy.model.clone())?;
+        let (model, lora) = a.lora.apply(policy.model.clone())?;
         Ok(Setup { dir: policy, policy: model, reference, lora, tokenizer, pairs: tokenized, dpo })
     }
 
@@ -526,7 +526,7 @@ mod cli {
         let tokenizer = dir.tokenizer()?;
         let prompt = tokenizer.encode_prompt(&a.prompt)?;
         let config = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_new_tokens: a.max_new_tokens, seed: a.seed };
-        let (model, _) = a.lora.apply(&dir, dir.model.clone())?;
+        let (model, _) = a.lora.apply(dir.model.clone())?;
         let samples = block_on(generate(model, &prompt, a.n, config, tokenizer.eos_id(), &device.device))?;
         for ids in samples {
             println!("{}", serde_json::json!({ "prompt": a.prompt, "completion": tokenizer.decode(&ids)? }));

@@ -432,7 +432,8 @@ pub struct CausalLm {
     pub lm_head: Option<Linear>,
     #[module(skip)]
     arch: Arch,
-    rope_theta: f64,
+    /// `None` with learned positions (GPT-2).
+    rope_theta: Option<f64>,
     head_dim: usize,
     max_positions: usize,
 }
@@ -456,7 +457,7 @@ impl CausalLm {
             norm: Norm::load(source, norm, c, device)?,
             lm_head: if c.tie_word_embeddings { None } else { Some(Linear::load(source, "lm_head", c.hidden_size, c.vocab_size, false, false, device)?) },
             arch,
-            rope_theta: c.rope_theta,
+            rope_theta: (arch != Arch::Gpt2).then_some(c.rope_theta),
             head_dim: c.head_dim(),
             max_positions: c.max_position_embeddings,
         })
@@ -531,9 +532,9 @@ impl CausalLm {
         self.linears().iter().any(|l| l.lora.is_some())
     }
 
-    /// Attaches LoRA adapters to `targets` (`None`: freshly initialised, as PEFT does: A uniform
-    /// in ±1/√in, B zero, so the model is unchanged) and freezes every other weight: only the
-    /// adapters train, and the base needs no gradients or optimizer state.
+    /// Attaches fresh LoRA adapters to `targets` (initialised as PEFT does: A uniform in ±1/√in,
+    /// B zero, so the model is unchanged) and freezes every other weight: only the adapters
+    /// train, and the base needs no gradients or optimizer state.
     pub fn with_adapters(self, targets: &[&str], rank: usize, alpha: f64, seed: u64) -> Result<Self> {
         let mut rng = crate::rng::Rng::new(seed);
         self.with_adapters_from(targets, rank, alpha, &mut |name, shape| {
@@ -593,8 +594,7 @@ impl CausalLm {
         if let Some(wpe) = &self.embed_positions {
             x = x + wpe.val().slice(start..start + t).unsqueeze();
         }
-        let rope_theta = (self.arch != Arch::Gpt2).then_some(self.rope_theta);
-        let pos = Positions::new(rope_theta, self.head_dim, start, t, &device);
+        let pos = Positions::new(self.rope_theta, self.head_dim, start, t, &device);
         match cache {
             Some(cache) => {
                 cache.layers.resize(self.layers.len(), None);

@@ -24,12 +24,16 @@ pub struct TextTokenizer {
     chat: Option<ChatTemplate>,
 }
 
-/// A Hugging Face chat template (Jinja), with the special tokens it may refer to.
+/// A Hugging Face chat template (Jinja), compiled once, with the special tokens it may refer to.
 #[derive(Debug, Clone)]
 pub struct ChatTemplate {
-    source: String,
+    env: minijinja::Environment<'static>,
     bos_token: String,
     eos_token: String,
+}
+
+fn template_error(e: minijinja::Error) -> Error {
+    Error::Tokenizer(format!("the chat template failed: {e:#}"))
 }
 
 impl ChatTemplate {
@@ -48,26 +52,27 @@ impl ChatTemplate {
             _ => None,
         };
         let Some(source) = jinja.map(String::from).or(from_config) else { return Ok(None) };
+        // As transformers' environment: trim and lstrip blocks, Python's string methods,
+        // `raise_exception`.
+        let mut env = minijinja::Environment::new();
+        env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(template_error)?);
+        minijinja_contrib::add_to_environment(&mut env);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> { Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg)) });
+        env.add_template_owned("chat", source).map_err(template_error)?;
         // A special token is a string or an AddedToken object with its `content`.
         let token = |key: &str| config[key].as_str().or_else(|| config[key]["content"].as_str()).unwrap_or_default().to_string();
-        let template = Self { source, bos_token: token("bos_token"), eos_token: token("eos_token") };
+        let template = Self { env, bos_token: token("bos_token"), eos_token: token("eos_token") };
         template.render(&[Message { role: "user".into(), content: "Hello".into() }], true)?;
         Ok(Some(template))
     }
 
     /// The conversation as text, as `apply_chat_template(messages, tokenize=False,
-    /// add_generation_prompt=…)` renders it (Jinja with trim_blocks and lstrip_blocks).
+    /// add_generation_prompt=…)` renders it.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let fail = |e: minijinja::Error| Error::Tokenizer(format!("the chat template failed: {e:#}"));
-        let mut env = minijinja::Environment::new();
-        env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(fail)?);
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> { Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg)) });
-        let template = env.template_from_str(&self.source).map_err(fail)?;
-        template
-            .render(minijinja::context! { messages => minijinja::Value::from(minijinja::value::Serde(messages)), add_generation_prompt => add_generation_prompt, bos_token => &self.bos_token, eos_token => &self.eos_token })
-            .map_err(fail)
+        let template = self.env.get_template("chat").map_err(template_error)?;
+        let messages = minijinja::Value::from(minijinja::value::Serde(messages));
+        template.render(minijinja::context! { messages, add_generation_prompt, bos_token => &self.bos_token, eos_token => &self.eos_token }).map_err(template_error)
     }
 }
 

@@ -32,8 +32,7 @@ mod cli {
     use webdpo::model::CausalLm;
     use webdpo::model_dir::ModelDir;
     use webdpo::optimizer::Optim;
-    use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_of};
-    use webdpo::rng::Rng;
+    use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_indices, batch_of};
     use webdpo::storyworld::oracle::Oracle;
     use webdpo::storyworld::simulate::{Attribute, Rates, SimulationPoint, sample_stories, simulate};
     use webdpo::storyworld::{Example, StoryWorld, format_prompt};
@@ -153,6 +152,9 @@ mod cli {
         lr: f64,
         #[arg(long, default_value_t = 100)]
         warmup: usize,
+        /// AdamW's decoupled weight decay (applied to every tensor, as one torch parameter group).
+        #[arg(long, default_value_t = 0.1)]
+        weight_decay: f64,
         #[arg(long, default_value_t = 250)]
         eval_every: usize,
         #[arg(long, default_value_t = 0)]
@@ -622,9 +624,10 @@ mod cli {
         let tokenizer = dir.tokenizer()?;
         let (train_rows, val_rows) = (corpus_rows(&tokenizer, &train)?, corpus_rows(&tokenizer, &val)?);
         let max_len = dir.config.max_position_embeddings;
-        let longest = train_rows.iter().map(|(p, c)| p.len() + c.len()).max().unwrap_or(0);
+        let lengths: Vec<usize> = train_rows.iter().map(|(p, c)| p.len() + c.len()).collect();
+        let longest = lengths.iter().copied().max().unwrap_or(0);
         eprintln!("{} parameters; longest example {longest} tokens (context {max_len})", dir.model.num_params());
-        let config = PretrainConfig { steps: a.steps, batch_size: a.batch_size, learning_rate: a.lr, warmup_steps: a.warmup, min_lr_ratio: 0.1, weight_decay: 0.1, max_grad_norm: 1.0 };
+        let config = PretrainConfig { steps: a.steps, batch_size: a.batch_size, learning_rate: a.lr, warmup_steps: a.warmup, min_lr_ratio: 0.1, weight_decay: a.weight_decay, max_grad_norm: 1.0 };
         let mut trainer = Pretrainer::new(dir.model.clone(), config, &device.device);
         let mut elapsed_before = 0.0;
         if let Some(state) = &state {
@@ -641,9 +644,7 @@ mod cli {
         let mut train_loss = f64::NAN;
         let mut val_loss = f64::NAN;
         while trainer.step < a.steps {
-            // The batch of step s depends only on (seed, s), so a resumed run sees the same data.
-            let mut rng = Rng::new(a.seed ^ (trainer.step as u64).wrapping_mul(0x9E37_79B9));
-            let rows: Vec<_> = (0..a.batch_size).map(|_| train_rows[(rng.next_u64() % train_rows.len() as u64) as usize].clone()).collect();
+            let rows: Vec<_> = batch_indices(a.seed, trainer.step, a.batch_size, &lengths).into_iter().map(|i| train_rows[i].clone()).collect();
             let (loss, _) = block_on(trainer.train_step(&batch_of(&rows, tokenizer.pad_id(), max_len)?))?;
             train_loss = if train_loss.is_nan() { loss } else { 0.95 * train_loss + 0.05 * loss };
             bar.set_message(format!("loss {train_loss:.3}"));

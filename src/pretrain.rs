@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::logps::{SequenceBatch, sequence_logps};
 use crate::model::CausalLm;
 use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
+use crate::rng::Rng;
 use crate::trainer::{clipped_step, grad_norm_squared, read_all};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,4 +116,25 @@ impl Pretrainer {
 pub fn batch_of(rows: &[(Vec<u32>, Vec<u32>)], pad_id: u32, max_len: usize) -> Result<SequenceBatch> {
     let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(p, c)| (&p[..], &c[..])).collect();
     SequenceBatch::new(&refs, pad_id, max_len)
+}
+
+/// Steps per length bucket window (see [`batch_indices`]).
+const WINDOW: usize = 16;
+
+/// Indices into `lengths` of step `step`'s batch. Each window of [`WINDOW`] steps draws its rows
+/// at random, sorts them by length and deals runs of similar length to its steps in a shuffled
+/// order, so a batch is padded little (about a fifth less compute on the story world). The
+/// batch of step s depends only on (seed, s), so a resumed run sees the same data.
+pub fn batch_indices(seed: u64, step: usize, batch_size: usize, lengths: &[usize]) -> Vec<usize> {
+    // Seeded through one SplitMix output: SplitMix streams from seeds a multiple of its increment
+    // apart are shifted copies of each other, and neighbouring windows would share their rows.
+    let mut rng = Rng::new(seed ^ Rng::new((step / WINDOW) as u64).next_u64());
+    let mut drawn: Vec<usize> = (0..WINDOW * batch_size).map(|_| (rng.next_u64() % lengths.len() as u64) as usize).collect();
+    drawn.sort_by_key(|&i| (lengths[i], i));
+    let mut order: Vec<usize> = (0..WINDOW).collect();
+    for i in (1..WINDOW).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    let chunk = order[step % WINDOW];
+    drawn[chunk * batch_size..(chunk + 1) * batch_size].to_vec()
 }

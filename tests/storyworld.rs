@@ -56,3 +56,19 @@ fn oracle_refuses_broken_and_foreign_text() {
     assert!(oracle.parse_prompt("Write a poem about the sea.").is_none());
     assert_eq!(oracle.judge("Write a poem about the sea.", &ex.story).on_topic, None, "no request, no topic");
 }
+
+#[test]
+fn pretraining_batches_are_fresh_draws_of_similar_length() {
+    use webdpo::pretrain::batch_indices;
+    let lengths: Vec<usize> = (0..40_000).map(|i| 60 + (i * 7919) % 50).collect();
+    let batches: Vec<Vec<usize>> = (0..64).map(|step| batch_indices(0, step, 16, &lengths)).collect();
+    assert_eq!(batches[5], batch_indices(0, 5, 16, &lengths), "a step's batch depends only on (seed, step)");
+    // Windows draw independently: 1,024 draws from 40,000 rows repeat about 13 rows, not hundreds.
+    let distinct: HashSet<usize> = batches.iter().flatten().copied().collect();
+    assert!(distinct.len() > 990, "{} distinct rows of 1024 drawn", distinct.len());
+    // Sorting within a window leaves little padding: the spread of lengths in a batch is small.
+    for b in &batches {
+        let (lo, hi) = (b.iter().map(|&i| lengths[i]).min().unwrap(), b.iter().map(|&i| lengths[i]).max().unwrap());
+        assert!(hi - lo <= 10, "batch lengths {lo}..{hi}");
+    }
+}

@@ -48,6 +48,11 @@ impl Action {
 
 /// Sentence families. `{A}` is the first character, `{B}` the second, `{P}` whoever the story
 /// ends with and `{Q}` the other; `{object}` is the object asked for, `{pobject}` the ending's.
+///
+/// Two choices keep the model's job (and a DPO pick's signal) in one place: every ending opens
+/// with a word that only endings of its mood use, and a drifting meeting opens differently from
+/// an on-topic one, so the attribute is decided at one token; and no story opens with a name, so
+/// a name is always one space-prefixed token (no second spelling for the model to misplace).
 pub struct Templates;
 
 impl Templates {
@@ -58,7 +63,7 @@ impl Templates {
         "Can you tell me a story about a {trait} {animal} who {verb} a {color} {object}?",
     ];
     pub const INTRO: &'static [&'static str] =
-        &["Once upon a time, there was a {trait} {animal} named {A}.", "{A} was a {trait} little {animal} who lived near {place}.", "In {place}, there lived a {trait} {animal} called {A}."];
+        &["Once upon a time, there was a {trait} {animal} named {A}.", "Long ago, a {trait} little {animal} named {A} lived near {place}.", "In {place}, there lived a {trait} {animal} called {A}."];
     pub const FINDS: &'static [&'static str] = &["One day, {A} found a {color} {object} {spot}.", "While walking in {place}, {A} found a {color} {object}."];
     pub const LOSES: &'static [&'static str] = &["One morning, {A} could not find the {color} {object} anywhere.", "Oh no, {A} lost a {color} {object} {spot}."];
     pub const WANTS: &'static [&'static str] = &["{A} wanted a {color} {object} more than anything.", "Every day, {A} dreamed of having a {color} {object}."];
@@ -68,7 +73,7 @@ impl Templates {
         "Once upon a time, a {trait} {animal} named {A} wanted a {color} {object}.",
     ];
     pub const MEET: &'static [&'static str] = &["Soon, {B} the {animal2} came by.", "Along the way, {A} met {B} the {animal2}.", "Then {B} the {animal2} hopped over to say hello."];
-    pub const MEET_DRIFT: &'static [&'static str] = &["Then {B} the {animal2} came along with a {color2} {object2}.", "Just then, {B} the {animal2} ran past, holding a {color2} {object2}."];
+    pub const MEET_DRIFT: &'static [&'static str] = &["Suddenly, {B} the {animal2} came along with a {color2} {object2}.", "Just then, {B} the {animal2} ran past, holding a {color2} {object2}."];
     pub const KIND: &'static [&'static str] = &[
         "\"Can I help you?\" asked {B} kindly.",
         "\"What a lovely {pobject}!\" said {B} with a warm smile.",
@@ -90,14 +95,14 @@ impl Templates {
     ];
     pub const HAPPY: &'static [&'static str] = &[
         "In the end, {P} hugged the {pobject} and smiled.",
-        "{P} went home with the {pobject}, happy and proud.",
+        "So {P} went home with the {pobject}, happy and proud.",
         "From that day on, {P} loved the {pobject} very much.",
-        "{P} laughed and played with the {pobject} until the stars came out.",
+        "Happily, {P} played with the {pobject} until the stars came out.",
     ];
     pub const SAD: &'static [&'static str] = &[
-        "In the end, the {pobject} was lost forever, and {P} cried.",
-        "{P} walked home alone without the {pobject}, feeling very sad.",
-        "The {pobject} broke into pieces, and {P} could not stop crying.",
+        "Sadly, the {pobject} was lost forever, and {P} cried.",
+        "Later, {P} walked home alone without the {pobject}, feeling very sad.",
+        "But the {pobject} broke into pieces, and {P} could not stop crying.",
         "That night, {P} missed the {pobject} and felt lonely.",
     ];
 }

@@ -197,7 +197,7 @@ function showDevice() {
 /** Stores the worker's training state (absent when nothing changed). */
 async function saveState(state) {
   if (!state) return;
-  await store.saveState({ weights: state.weights, optimizer: state.optimizer, steps: state.steps });
+  await store.saveState({ weights: state.weights, optimizer: state.optimizer, steps: state.steps, reference: model.fingerprint });
   info.steps = state.steps;
 }
 
@@ -602,6 +602,14 @@ function wire() {
   makeChart("chart-kl", [["KL estimate (nats)", "#b45309"]]);
 }
 
+/** SHA-256 of a model's files: what its saved policy was trained from. */
+async function fingerprint(m) {
+  const parts = m.builtIn ? [m.weights] : m.files.map((f) => f.bytes);
+  const digests = await Promise.all(parts.map((bytes) => crypto.subtle.digest("SHA-256", bytes)));
+  const bytes = digests.length === 1 ? digests[0] : await crypto.subtle.digest("SHA-256", new Uint8Array(digests.flatMap((d) => [...new Uint8Array(d)])));
+  return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** The built-in model's files, fetched (and cached offline by sw.js). */
 async function builtIn() {
   const [config, tokenizer, weights] = await Promise.all([
@@ -616,7 +624,14 @@ async function builtIn() {
  *  load (a refused memory check, a bad file), the model in use stays and the error propagates. */
 async function activate(next, { restart = false } = {}) {
   const nextStore = await openStore(next.name);
-  const saved = await nextStore.loadState();
+  next.fingerprint ??= await fingerprint(next);
+  let saved = await nextStore.loadState();
+  if (saved && saved.reference !== next.fingerprint) {
+    // A policy trained from other reference weights (the app's model was updated, or a folder of
+    // the same name changed) would load without error and mean nothing against this reference.
+    notice("The model's weights changed since its policy was saved, so training starts again from the new reference. The pairs are kept.", "error");
+    saved = null;
+  }
   const previous = { model, info };
   model = next;
   try {
@@ -626,6 +641,7 @@ async function activate(next, { restart = false } = {}) {
       if (!saved) throw e;
       // Saved state that no longer loads (e.g. the model was updated): start fresh, keep the pairs.
       notice(`The saved policy could not be restored (${e.message}); starting from the reference. The pairs are kept.`, "error");
+      saved = null;
       await startModel(null, { restart: false });
     }
   } catch (e) {
@@ -730,7 +746,8 @@ async function main() {
       }
     }
     if (!info) saved = await activate(await builtIn(), { restart: true });
-    if (saved || picks.length) {
+    // Without saved state any notice about why (a changed or unreadable policy) stays up.
+    if (saved) {
       notice(`Restored from this browser: ${model.builtIn ? "" : `${model.label}, `}${picks.length} pair${picks.length === 1 ? "" : "s"} and the policy after ${info.steps} update${info.steps === 1 ? "" : "s"}.`, "info");
     }
     status("Ready. Pick a preset or write a prompt, then Generate (G).");

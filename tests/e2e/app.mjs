@@ -189,6 +189,22 @@ try {
   await page.click("#builtin");
   await page.waitForFunction(() => !/llama/.test(document.getElementById("device").textContent) && !document.getElementById("generate").disabled, null, WAIT);
   check((await pairs()) === 4 && /Ready/.test(await page.textContent("#status-text")), "back to the built-in model with its own pairs");
+  // A policy saved from other reference weights (an app update changed the model) is not loaded.
+  await page.evaluate(() => new Promise((resolve, reject) => {
+    const open = indexedDB.open("webdpo");
+    open.onsuccess = () => {
+      const tx = open.result.transaction("state", "readwrite");
+      const states = tx.objectStore("state");
+      const get = states.get("storyworld");
+      get.onsuccess = () => states.put({ ...get.result, reference: "weights of an older release" }, "storyworld");
+      tx.oncomplete = () => (open.result.close(), resolve());
+      tx.onerror = () => reject(tx.error);
+    };
+  }));
+  await page.reload();
+  await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+  const stale = await page.textContent("#notice");
+  check(/weights changed.*starts again from the new reference.*pairs are kept/.test(stale) && (await pairs()) === 4, `a policy saved from other weights is not restored: ${stale}`);
 
   if (mode === "webgpu") {
     // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.

@@ -50,7 +50,7 @@ fn oracle_refuses_broken_and_foreign_text() {
     // A story that asks for one animal but tells of another is off-topic.
     let j = oracle.judge(
         "Write a story about a fox and a red kite.",
-        "Once upon a time, a shy owl named Pip found a red kite under a big tree. Soon, Tess the cat came by. \"You are my best friend,\" said Tess. In the end, Pip hugged the kite and smiled.",
+        "Once upon a time, a shy owl named Pip found a red kite under a big tree. Soon, a cat named Tess came by. \"You are my best friend,\" said Tess. In the end, Pip hugged the kite and smiled.",
     );
     assert!(j.well_formed && j.on_topic == Some(false) && j.happy == Some(true) && j.kind == Some(true) && !j.long, "{j:?}");
     assert!(oracle.parse_prompt("Write a poem about the sea.").is_none());

@@ -47,12 +47,14 @@ impl Action {
 }
 
 /// Sentence families. `{A}` is the first character, `{B}` the second, `{P}` whoever the story
-/// ends with and `{Q}` the other; `{object}` is the object asked for, `{pobject}` the ending's.
+/// ends with; `{object}` is the object asked for, `{pobject}` the ending's.
 ///
 /// Two choices keep the model's job (and a DPO pick's signal) in one place: every ending opens
 /// with a word that only endings of its mood use, and a drifting meeting opens differently from
 /// an on-topic one, so the attribute is decided at one token; and no story opens with a name, so
 /// a name is always one space-prefixed token (no second spelling for the model to misplace).
+/// A new name only ever follows "named" or "called"; every other name repeats one already
+/// given, which is what a small model's copying has to get right.
 pub struct Templates;
 
 impl Templates {
@@ -72,8 +74,10 @@ impl Templates {
         "Once upon a time, a {trait} {animal} named {A} lost a {color} {object} {spot}.",
         "Once upon a time, a {trait} {animal} named {A} wanted a {color} {object}.",
     ];
-    pub const MEET: &'static [&'static str] = &["Soon, {B} the {animal2} came by.", "Along the way, {A} met {B} the {animal2}.", "Then {B} the {animal2} hopped over to say hello."];
-    pub const MEET_DRIFT: &'static [&'static str] = &["Suddenly, {B} the {animal2} came along with a {color2} {object2}.", "Just then, {B} the {animal2} ran past, holding a {color2} {object2}."];
+    pub const MEET: &'static [&'static str] =
+        &["Soon, a {animal2} named {B} came by.", "Along the way, {A} met a {animal2} called {B}.", "Then a {animal2} named {B} hopped over to say hello."];
+    pub const MEET_DRIFT: &'static [&'static str] =
+        &["Suddenly, a {animal2} called {B} came along with a {color2} {object2}.", "Just then, a {animal2} named {B} ran past, holding a {color2} {object2}."];
     pub const KIND: &'static [&'static str] = &[
         "\"Can I help you?\" asked {B} kindly.",
         "\"What a lovely {pobject}!\" said {B} with a warm smile.",
@@ -87,7 +91,7 @@ impl Templates {
         "\"I will not help you,\" said {B} with a frown.",
     ];
     pub const MIDDLE: &'static [&'static str] = &[
-        "{P} and {Q} walked to {place} together.",
+        "{A} and {B} walked to {place} together.",
         "The sun was warm, and the birds were singing.",
         "{P} looked at the {pobject} for a long time.",
         "A cool wind blew across {place}.",
@@ -205,13 +209,12 @@ impl StoryWorld {
         let action = request.action.unwrap_or(Action::ALL[(rng.next_u64() % 3) as usize]);
         let animal2 = pick_other(rng, ANIMALS, &request.animal);
         let (color2, object2) = (pick(rng, COLORS), pick_other(rng, OBJECTS, &request.object));
-        let (p, q, pobject) = if attributes.on_topic { (&a, &b, request.object.as_str()) } else { (&b, &a, object2) };
+        let (p, pobject) = if attributes.on_topic { (&a, request.object.as_str()) } else { (&b, object2) };
         let (place, spot) = (pick(rng, PLACES), pick(rng, SPOTS));
         let slots: Vec<(&str, &str)> = vec![
             ("A", &a),
             ("B", &b),
             ("P", p),
-            ("Q", q),
             ("trait", &trait_),
             ("animal", &request.animal),
             ("animal2", animal2),

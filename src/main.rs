@@ -723,12 +723,16 @@ mod cli {
             println!("{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
         }))?;
         let reached = points.iter().find(|p| p.rate >= 0.9);
+        let last = points.last().expect("the first measurement is made before any pick");
+        if last.picks < a.picks {
+            eprintln!("stopped after {} picks: in {} pairs too few differed in {} to pick from", last.picks, 10 * a.picks, attribute.name());
+        }
         println!(
             "{}",
             serde_json::json!({
                 "attribute": attribute.name(), "seed": a.seed, "base_rate": points[0].rate,
                 "picks_to_90": reached.map(|p| p.picks), "kl_at_90": reached.map(|p| p.kl), "well_formed_at_90": reached.map(|p| p.well_formed),
-                "final_rate": points.last().map(|p| p.rate), "final_kl": points.last().map(|p| p.kl),
+                "picks": last.picks, "final_rate": last.rate, "final_kl": last.kl,
             })
         );
         if let Some(path) = &a.csv {

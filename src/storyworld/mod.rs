@@ -91,7 +91,7 @@ impl Templates {
         "\"I will not help you,\" said {B} with a frown.",
     ];
     pub const MIDDLE: &'static [&'static str] = &[
-        "{A} and {B} walked to {place} together.",
+        "{P} sat down in {place} to rest.",
         "The sun was warm, and the birds were singing.",
         "{P} looked at the {pobject} for a long time.",
         "A cool wind blew across {place}.",

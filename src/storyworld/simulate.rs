@@ -143,7 +143,8 @@ pub struct SimulationPoint {
 /// A simulated user who, for a random prompt, samples two stories from the current policy and
 /// prefers the one with `attribute` (ties, where both or neither have it, are skipped), applying
 /// the DPO update as the browser does. Measures every `eval_every` picks on `eval_samples` fresh
-/// samples; `on_point` sees each measurement as it is made.
+/// samples and where it ends; `on_point` sees each measurement as it is made. Ends early, after
+/// 10 × `picks` pairs, when too few pairs differ in the attribute to pick from.
 #[allow(clippy::too_many_arguments)]
 pub async fn simulate(
     trainer: &mut DpoTrainer,
@@ -164,7 +165,10 @@ pub async fn simulate(
     let mut pair_seed = seed.wrapping_mul(1_000_003);
     let oracle = Oracle::new();
     loop {
-        if done % eval_every == 0 && points.last().is_none_or(|p: &SimulationPoint| p.picks != done) {
+        // Nearly no pair differing means the policy shows the attribute in almost every sample
+        // (or almost never): the user has nothing left to pick, so the run ends there.
+        let exhausted = attempts >= 10 * picks.max(1);
+        if (done % eval_every == 0 || done >= picks || exhausted) && points.last().is_none_or(|p: &SimulationPoint| p.picks != done) {
             let policy = trainer.policy();
             let eval_sampling = SamplingConfig { seed: seed.wrapping_add(done as u64 * 7919), ..sampling.clone() };
             let samples = sample_stories(&policy, tokenizer, &mut eval_world, eval_samples, &eval_sampling, &device).await?;
@@ -174,13 +178,10 @@ pub async fn simulate(
             on_point(&point);
             points.push(point);
         }
-        if done >= picks {
+        if done >= picks || exhausted {
             return Ok(points);
         }
         attempts += 1;
-        if attempts > 10 * picks.max(1) {
-            return Err(Error::Setting(format!("after {attempts} pairs only {done} showed a difference in {}; the policy cannot be steered on it", attribute.name())));
-        }
         // The user's turn: two samples for one prompt, a preference or a skip.
         let (prompt, _) = world.prompt();
         let formatted = format_prompt(&prompt);

@@ -50,7 +50,7 @@ impl Optim {
     pub fn default_learning_rate(self) -> f64 {
         match self {
             Optim::AdamW => 1e-4,
-            Optim::Sgd => 1e-2,
+            Optim::Sgd => 2e-2,
         }
     }
 

@@ -585,7 +585,7 @@ function wire() {
   $("builtin").addEventListener("click", useBuiltIn);
   $("download-adapter").addEventListener("click", downloadAdapter);
   // Each optimizer with its own sensible learning rate (runs before the form's change handler).
-  $("optim").addEventListener("change", (e) => ($("lr").value = e.target.value === "sgd" ? 0.01 : 0.0001));
+  $("optim").addEventListener("change", (e) => ($("lr").value = e.target.value === "sgd" ? 0.02 : 0.0001));
   $("settings").addEventListener("change", applySettings);
   $("settings").addEventListener("submit", (e) => e.preventDefault());
   document.addEventListener("keydown", (e) => {

@@ -153,7 +153,8 @@ mod cli {
         #[arg(long, default_value_t = 100)]
         warmup: usize,
         /// AdamW's decoupled weight decay (applied to every tensor, as one torch parameter group).
-        #[arg(long, default_value_t = 0.1)]
+        /// Off by default: on the story world it limited the logits' scale and left stray tokens.
+        #[arg(long, default_value_t = 0.0)]
         weight_decay: f64,
         #[arg(long, default_value_t = 250)]
         eval_every: usize,

@@ -74,8 +74,7 @@ impl Templates {
         "Once upon a time, a {trait} {animal} named {A} lost a {color} {object} {spot}.",
         "Once upon a time, a {trait} {animal} named {A} wanted a {color} {object}.",
     ];
-    pub const MEET: &'static [&'static str] =
-        &["Soon, a {animal2} named {B} came by.", "Along the way, {A} met a {animal2} called {B}.", "Then a {animal2} named {B} hopped over to say hello."];
+    pub const MEET: &'static [&'static str] = &["Soon, a {animal2} named {B} came by.", "Along the way, {A} met a {animal2} called {B}.", "Then a {animal2} named {B} hopped over to say hello."];
     pub const MEET_DRIFT: &'static [&'static str] =
         &["Suddenly, a {animal2} called {B} came along with a {color2} {object2}.", "Just then, a {animal2} named {B} ran past, holding a {color2} {object2}."];
     pub const KIND: &'static [&'static str] = &[

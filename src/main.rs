@@ -34,7 +34,7 @@ mod cli {
     use webdpo::optimizer::Optim;
     use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_indices, batch_of};
     use webdpo::storyworld::oracle::Oracle;
-    use webdpo::storyworld::simulate::{Attribute, Rates, SimulationPoint, sample_stories, simulate};
+    use webdpo::storyworld::simulate::{Attribute, PAIRS_PER_PICK, Rates, SimulationPoint, sample_stories, simulate};
     use webdpo::storyworld::{Example, StoryWorld, format_prompt};
     use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe};
     use webdpo::trainer::{DpoTrainer, TrainConfig};
@@ -726,7 +726,7 @@ mod cli {
         let reached = points.iter().find(|p| p.rate >= 0.9);
         let last = points.last().expect("the first measurement is made before any pick");
         if last.picks < a.picks {
-            eprintln!("stopped after {} picks: in {} pairs too few differed in {} to pick from", last.picks, 10 * a.picks, attribute.name());
+            eprintln!("stopped after {} picks: in {} pairs too few differed in {} to pick from", last.picks, PAIRS_PER_PICK * a.picks, attribute.name());
         }
         println!(
             "{}",

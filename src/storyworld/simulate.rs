@@ -140,11 +140,14 @@ pub struct SimulationPoint {
     pub margin: f64,
 }
 
+/// Pairs a simulation may sample per pick asked for before it ends for want of differing pairs.
+pub const PAIRS_PER_PICK: usize = 10;
+
 /// A simulated user who, for a random prompt, samples two stories from the current policy and
 /// prefers the one with `attribute` (ties, where both or neither have it, are skipped), applying
 /// the DPO update as the browser does. Measures every `eval_every` picks on `eval_samples` fresh
 /// samples and where it ends; `on_point` sees each measurement as it is made. Ends early, after
-/// 10 × `picks` pairs, when too few pairs differ in the attribute to pick from.
+/// [`PAIRS_PER_PICK`] × `picks` pairs, when too few pairs differ in the attribute to pick from.
 #[allow(clippy::too_many_arguments)]
 pub async fn simulate(
     trainer: &mut DpoTrainer,
@@ -167,7 +170,7 @@ pub async fn simulate(
     loop {
         // Nearly no pair differing means the policy shows the attribute in almost every sample
         // (or almost never): the user has nothing left to pick, so the run ends there.
-        let exhausted = attempts >= 10 * picks.max(1);
+        let exhausted = attempts >= PAIRS_PER_PICK * picks.max(1);
         if (done % eval_every == 0 || done >= picks || exhausted) && points.last().is_none_or(|p: &SimulationPoint| p.picks != done) {
             let policy = trainer.policy();
             let eval_sampling = SamplingConfig { seed: seed.wrapping_add(done as u64 * 7919), ..sampling.clone() };

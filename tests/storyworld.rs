@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use webdpo::storyworld::oracle::Oracle;
-use webdpo::storyworld::{StoryWorld, format_prompt};
+use webdpo::storyworld::{FIRST_NAMES, NEWCOMER_NAMES, StoryWorld, format_prompt};
 
 #[test]
 fn oracle_agrees_with_the_generator_on_every_corpus_story() {
@@ -34,6 +34,8 @@ fn attributes_are_balanced_and_stories_unique() {
     let unique: HashSet<&str> = examples.iter().map(|e| e.story.as_str()).collect();
     assert_eq!(unique.len(), n, "stories repeat");
     assert!(examples.iter().all(|e| !e.story.contains(" a a") && !e.story.contains(" a orange")));
+    // The two characters' names come from disjoint lists.
+    assert!(FIRST_NAMES.iter().all(|n| !NEWCOMER_NAMES.contains(n)));
 }
 
 #[test]
@@ -53,6 +55,12 @@ fn oracle_refuses_broken_and_foreign_text() {
         "Once upon a time, a shy owl named Pip found a red kite under a big tree. Soon, a cat named Tess came by. \"You are my best friend,\" said Tess. In the end, Pip hugged the kite and smiled.",
     );
     assert!(j.well_formed && j.on_topic == Some(false) && j.happy == Some(true) && j.kind == Some(true) && !j.long, "{j:?}");
+    // A newcomer with the first character's name is no newcomer, whatever list the name is from.
+    let j = oracle.judge(
+        "Write a story about an owl and a red kite.",
+        "Once upon a time, a shy owl named Pip found a red kite under a big tree. Soon, a cat named Pip came by. \"You are my best friend,\" said Pip. In the end, Pip hugged the kite and smiled.",
+    );
+    assert_eq!(j.problem.as_deref(), Some("the second character is not a new character"));
     assert!(oracle.parse_prompt("Write a poem about the sea.").is_none());
     assert_eq!(oracle.judge("Write a poem about the sea.", &ex.story).on_topic, None, "no request, no topic");
 }

@@ -18,8 +18,12 @@ use crate::rng::Rng;
 
 pub const ANIMALS: &[&str] =
     &["fox", "rabbit", "bear", "owl", "mouse", "cat", "dog", "duck", "turtle", "frog", "squirrel", "deer", "hedgehog", "otter", "goat", "pig", "hen", "badger", "beaver", "lamb"];
-pub const NAMES: &[&str] =
-    &["Pip", "Rosie", "Milo", "Luna", "Benny", "Daisy", "Toby", "Hazel", "Ollie", "Ruby", "Max", "Poppy", "Finn", "Mia", "Leo", "Ivy", "Sam", "Nell", "Bo", "Tess", "Otto", "Lily", "Jack", "Elsie"];
+/// The first character's names (and the names prompts ask for).
+pub const FIRST_NAMES: &[&str] = &["Pip", "Rosie", "Milo", "Luna", "Benny", "Daisy", "Toby", "Hazel", "Ollie", "Ruby", "Max", "Poppy"];
+/// The second character's names: a list of its own, so that a newcomer who takes the first
+/// character's name is a word of the wrong kind, which a small model learns to avoid easily,
+/// rather than a repetition it must learn to inhibit.
+pub const NEWCOMER_NAMES: &[&str] = &["Finn", "Mia", "Leo", "Ivy", "Sam", "Nell", "Bo", "Tess", "Otto", "Lily", "Jack", "Elsie"];
 pub const TRAITS: &[&str] = &["shy", "brave", "curious", "clever", "sleepy", "kind", "silly", "careful", "cheerful", "grumpy", "tiny", "gentle", "busy", "playful"];
 pub const COLORS: &[&str] = &["red", "blue", "yellow", "green", "purple", "orange", "silver", "golden", "pink", "brown"];
 pub const OBJECTS: &[&str] = &["kite", "ball", "hat", "boat", "drum", "map", "lamp", "box", "key", "book", "scarf", "shell", "flute", "basket", "bell", "balloon", "cup", "sock"];
@@ -185,7 +189,7 @@ impl StoryWorld {
         let rng = &mut self.rng;
         let template = pick(rng, Templates::PROMPTS);
         let (animal, object, color) = (pick(rng, ANIMALS), pick(rng, OBJECTS), pick(rng, COLORS));
-        let (name, trait_, action) = (pick(rng, NAMES), pick(rng, TRAITS), Action::ALL[(rng.next_u64() % 3) as usize]);
+        let (name, trait_, action) = (pick(rng, FIRST_NAMES), pick(rng, TRAITS), Action::ALL[(rng.next_u64() % 3) as usize]);
         let text = fill(template, &[("trait", trait_), ("animal", animal), ("verb", action.verb()), ("color", color), ("object", object), ("A", name)]);
         let has = |slot: &str| template.contains(slot);
         let request = Request {
@@ -202,8 +206,9 @@ impl StoryWorld {
     /// A story for `request` with the given attributes.
     pub fn story(&mut self, request: &Request, attributes: Attributes) -> String {
         let rng = &mut self.rng;
-        let a = request.name.clone().unwrap_or_else(|| pick(rng, NAMES).to_string());
-        let b = pick_other(rng, NAMES, &a).to_string();
+        let a = request.name.clone().unwrap_or_else(|| pick(rng, FIRST_NAMES).to_string());
+        // A prompt may name anyone; the newcomer still never shares the first character's name.
+        let b = pick_other(rng, NEWCOMER_NAMES, &a).to_string();
         let trait_ = request.trait_.clone().unwrap_or_else(|| pick(rng, TRAITS).to_string());
         let action = request.action.unwrap_or(Action::ALL[(rng.next_u64() % 3) as usize]);
         let animal2 = pick_other(rng, ANIMALS, &request.animal);

@@ -5,7 +5,7 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{ANIMALS, COLORS, NAMES, OBJECTS, PLACES, SPOTS, TRAITS, Templates};
+use super::{ANIMALS, COLORS, FIRST_NAMES, NEWCOMER_NAMES, OBJECTS, PLACES, SPOTS, TRAITS, Templates};
 use super::{Action, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,8 @@ impl Pattern {
             pattern.push_str(&literal);
             let name = &cap[1];
             let words: Vec<&str> = match name {
-                "A" | "B" | "P" => NAMES.to_vec(),
+                // Any name in any name slot: consistency is checked across sentences, not lists.
+                "A" | "B" | "P" => [FIRST_NAMES, NEWCOMER_NAMES].concat(),
                 "trait" => TRAITS.to_vec(),
                 "animal" | "animal2" => ANIMALS.to_vec(),
                 "color" | "color2" => COLORS.to_vec(),

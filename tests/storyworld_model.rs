@@ -34,10 +34,10 @@ fn every_attribute_has_both_behaviours_to_steer() {
 }
 
 #[test]
-#[ignore = "open (issue 3): the shipped checkpoint writes 93.5-94 % well-formed stories (400 samples per seed); the bar is 95 %"]
 fn samples_are_well_formed() {
     let (rates, bad) = rates_of_200_samples();
     assert!(rates.well_formed >= 0.95, "{rates:?}; e.g. {bad:?}");
+    eprintln!("{rates:?}");
 }
 
 #[test]

@@ -123,8 +123,8 @@ const WINDOW: usize = 16;
 
 /// Indices into `lengths` of step `step`'s batch. Each window of [`WINDOW`] steps draws its rows
 /// at random, sorts them by length and deals runs of similar length to its steps in a shuffled
-/// order, so a batch is padded little. The
-/// batch of step s depends only on (seed, s), so a resumed run sees the same data.
+/// order, so a batch is padded little. The batch of step s depends only on (seed, s), so a
+/// resumed run sees the same data.
 pub fn batch_indices(seed: u64, step: usize, batch_size: usize, lengths: &[usize]) -> Vec<usize> {
     // Seeded through one SplitMix output: SplitMix streams from seeds a multiple of its increment
     // apart are shifted copies of each other, and neighbouring windows would share their rows.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Static server for the app: www/ at /, the wasm-bindgen output pkg/ at /pkg/, loopback only.
+"""Static server for the app: www/ at /, the wasm-bindgen output pkg/ at /pkg/ (loopback by default).
 
 Every response carries a Content-Security-Policy that allows only same-origin scripts and wasm.
 Files are sent compressed when the browser accepts it, as any production server or CDN would:
@@ -13,6 +13,7 @@ import http.server
 import io
 import os
 import pathlib
+import socket
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
@@ -73,14 +74,30 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: loopback only)")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     args = parser.parse_args()
     if args.quiet:
         Handler.log_message = lambda *a: None
     handler = functools.partial(Handler, directory=os.path.join(ROOT, "www"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
-    print(f"serving http://127.0.0.1:{args.port}/", flush=True)
-    server.serve_forever()
+    server_class = http.server.ThreadingHTTPServer
+    if ":" in args.host:
+        server_class = type("Server6", (server_class,), {"address_family": socket.AF_INET6})
+    try:
+        server = server_class((args.host, args.port), handler)
+    except OSError as e:
+        raise SystemExit(f"serve.py: cannot listen on {args.host}:{args.port}: {e.strerror}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"note: listening on {args.host}: other machines on the network can open the app",
+              flush=True)
+    print(f"serving http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopped", flush=True)
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

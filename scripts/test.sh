@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 
+# The page's and the scripts' own logic (node's test runner): seconds.
+node --test tests/js/
+
 cargo test --locked
 
 # wasm-bindgen-test reads the Chromium flags from webdriver.json.
@@ -16,5 +19,9 @@ wasm-pack test --headless --chrome -- --locked
 # The app end to end in headless Chromium: on WebGPU, then with WebGPU unavailable (CPU fallback).
 # Screenshots land in artifacts/e2e/.
 bash scripts/build-web.sh
+# With nothing changed, a second build reuses pkg/ (its stamp) instead of optimising it again.
+again=$(bash scripts/build-web.sh)
+echo "$again"
+grep -q "pkg/ is up to date" <<<"$again" || { echo "test.sh: build-web.sh rebuilt an unchanged pkg/" >&2; exit 1; }
 node tests/e2e/app.mjs webgpu
 node tests/e2e/app.mjs cpu

@@ -19,6 +19,7 @@ use crate::rng::Rng;
 use crate::trainer::{DpoTrainer, TrainConfig, read_all};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct BenchConfig {
     pub warmup: usize,
     pub runs: usize,
@@ -38,6 +39,7 @@ impl Default for BenchConfig {
 
 /// Median, fastest and slowest of repeated timings, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct Stat {
     pub median: f64,
     pub min: f64,
@@ -71,6 +73,7 @@ pub fn bench_pair(vocab_size: usize, config: &BenchConfig) -> TokenizedPair {
 /// Values of the first two updates on the bench pair, for checking another implementation
 /// (step 1 starts from policy = reference; step 2 after one optimizer step).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct UpdateCheck {
     pub loss: [f64; 2],
     pub logps_chosen: [f64; 2],
@@ -79,6 +82,8 @@ pub struct UpdateCheck {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]
 pub struct UpdateBench {
     pub reference_forward_ms: Stat,
     pub policy_forward_backward_ms: Stat,
@@ -129,6 +134,8 @@ pub async fn bench_update(model: CausalLm, train: TrainConfig, pair: &TokenizedP
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]
 pub struct GenerationBench {
     pub new_tokens: usize,
     pub kv_cache_ms_per_token: Stat,
@@ -177,6 +184,8 @@ pub async fn bench_generation(model: CausalLm, pair: &TokenizedPair, config: &Be
 /// The report of `webdpo bench` and of `bench.html` (each adds its own memory figures): what ran
 /// where, with which settings, on which pair, and the timings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]
 pub struct BenchReport {
     pub implementation: String,
     pub parameters: usize,

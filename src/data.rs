@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct PreferencePair {
     pub prompt: Turns,
     pub chosen: Turns,
@@ -15,6 +16,7 @@ pub struct PreferencePair {
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct Message {
     pub role: String,
     pub content: String,
@@ -23,6 +25,7 @@ pub struct Message {
 /// A prompt or completion: plain text, or TRL's conversational form (`[{"role": "user", …}]`
 /// prompts, `[{"role": "assistant", …}]` completions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(untagged)]
 pub enum Turns {
     Text(String),

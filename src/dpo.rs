@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum LossType {
     Sigmoid,
@@ -54,6 +55,7 @@ impl FromStr for LossType {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct DpoConfig {
     /// Strength of the KL penalty towards the reference; TRL's default is 0.1.
     pub beta: f64,
@@ -104,6 +106,7 @@ pub fn dpo_loss(policy_chosen: Tensor<1>, policy_rejected: Tensor<1>, reference_
 
 /// TRL's logged metrics for a batch, means over its pairs, plus the gradient norm of a step.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct DpoMetrics {
     pub loss: f64,
     #[serde(rename = "rewards/chosen")]
@@ -128,6 +131,7 @@ pub struct DpoMetrics {
 
 /// Host-side values of one batch, from which [`DpoMetrics`] follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct PairValues {
     pub losses: Vec<f32>,
     pub chosen_rewards: Vec<f32>,

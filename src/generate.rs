@@ -12,6 +12,7 @@ use crate::rng::Rng;
 use crate::trainer::read_f32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct SamplingConfig {
     /// 0 samples greedily.
     pub temperature: f64,

@@ -31,7 +31,7 @@ pub mod web;
 
 pub use config::ModelConfig;
 pub use device::ComputeDevice;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 
 /// Runs a core future to completion on native targets.
 #[cfg(not(target_arch = "wasm32"))]

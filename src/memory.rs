@@ -16,6 +16,7 @@ const F32: u64 = 4;
 
 /// Bytes, by what they hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct MemoryEstimate {
     pub parameters: u64,
     /// Parameters that receive gradients: all of them, or the LoRA factors.
@@ -37,6 +38,8 @@ pub struct MemoryEstimate {
 
 /// What the device allows.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]
 pub struct MemoryLimits {
     /// The largest buffer a shader may bind (WebGPU's `min(maxBufferSize,
     /// maxStorageBufferBindingSize)` as granted); `None` on the CPU.
@@ -136,6 +139,13 @@ impl MemoryEstimate {
             return Err(Error::Memory(format!("training this model needs about {} ({}) but about {} is available here{hint}", gb(self.total), self.breakdown(), gb(limits.budget))));
         }
         Ok(())
+    }
+
+    /// "training needs about 1.20 GB (weights … + activations …); largest buffer … of … the GPU
+    /// binds", for people.
+    pub fn summary(&self, limits: &MemoryLimits) -> String {
+        let binds = limits.max_buffer.map(|max| format!(" of {} the GPU binds", gb(max))).unwrap_or_default();
+        format!("training needs about {} ({}); largest buffer {}{binds}", gb(self.total), self.breakdown(), gb(self.largest_buffer))
     }
 
     /// "weights 0.54 GB + reference … + activations …", for people.

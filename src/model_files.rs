@@ -61,6 +61,18 @@ impl ModelFiles {
         Ok(files)
     }
 
+    /// Whether loading reads a file of this name: the config, the tokenizer, the weights (one
+    /// file, or an index and `model-0000i-of-0000n.safetensors` shards) and the companions.
+    /// Anything else in a folder (other formats' weights, READMEs) is left unread.
+    pub fn is_model_file(name: &str) -> bool {
+        let shard = || {
+            let Some(rest) = name.strip_prefix("model-").and_then(|r| r.strip_suffix(".safetensors")) else { return false };
+            let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            rest.split_once("-of-").is_some_and(|(i, n)| digits(i) && digits(n))
+        };
+        ["config.json", "tokenizer.json", "model.safetensors", INDEX].contains(&name) || COMPANION_FILES.contains(&name) || shard()
+    }
+
     /// The model on `device`; every tensor the config needs must be present with its shape.
     pub fn model(&self, config: &ModelConfig, device: &Device) -> Result<CausalLm> {
         let shards = self.weight_files()?.into_iter().map(|f| Ok((f.clone(), self.require(&f)?))).collect::<Result<Vec<_>>>()?;

@@ -28,6 +28,7 @@ impl std::str::FromStr for Optim {
 
 /// Which update rule (names as in HF `TrainingArguments.optim`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
 pub enum Optim {
     #[default]

@@ -18,6 +18,7 @@ use crate::model::CausalLm;
 use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct TrainConfig {
     pub dpo: DpoConfig,
     pub learning_rate: f64,
@@ -115,6 +116,8 @@ impl PreparedBatch {
 
 /// What one update saw (metrics are from before the update), and whether it was applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]
 pub struct StepReport {
     pub metrics: DpoMetrics,
     pub values: PairValues,

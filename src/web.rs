@@ -1,5 +1,6 @@
 //! Browser bindings: a thin async JS class over the core. Errors become JS `Error`s with the
-//! core's message; nothing here panics on user input.
+//! core's message and kind; nothing here panics on user input. The types that cross to JS are
+//! declared in `pkg/webdpo.d.ts` from the Rust structs themselves (tsify).
 
 use std::sync::Once;
 
@@ -9,8 +10,9 @@ use wasm_bindgen::prelude::*;
 use crate::adapter::{LoraConfig, attach_peft_weights, to_peft};
 use crate::checkpoint::{self, Dtype};
 use crate::config::ModelConfig;
-use crate::data::PreferencePair;
+use crate::data::{PreferencePair, Turns, parse_jsonl};
 use crate::device::ComputeDevice;
+use crate::error::Error;
 use crate::generate::{Decoder, SamplingConfig};
 use crate::logps::TokenizedPair;
 use crate::memory::{MemoryEstimate, MemoryLimits};
@@ -39,87 +41,74 @@ fn start() {
     init_runtime();
 }
 
-#[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** TRL's DPOTrainer metric names; means over the pairs of a step. */
-export interface DpoMetrics {
-  "loss": number;
-  "rewards/chosen": number;
-  "rewards/rejected": number;
-  "rewards/accuracies": number;
-  "rewards/margins": number;
-  "logps/chosen": number;
-  "logps/rejected": number;
-  /** Global gradient norm before clipping. */
-  "grad_norm"?: number;
-  /** NLL per chosen token when rpo_alpha > 0 (then included in "loss"). */
-  "nll_loss"?: number;
-}
-export interface PairValues {
-  losses: number[]; chosen_rewards: number[]; rejected_rewards: number[];
-  policy_chosen: number[]; policy_rejected: number[]; reference_chosen: number[]; reference_rejected: number[];
-}
-/** One update: metrics from before it, and why it was skipped if it was. */
-export interface StepReport { metrics: DpoMetrics; values: PairValues; skipped?: string; forward_backward_ms: number; }
-/** `webdpo bench`'s settings; see src/bench.rs. */
-export interface BenchConfig { warmup: number; runs: number; prompt_tokens: number; completion_tokens: number; new_tokens: number; recompute_runs: number; seed: number; }
-export interface TrainConfig {
-  dpo: { beta: number; loss_type: "sigmoid" | "ipo" | "hinge" | "robust"; label_smoothing: number };
-  learning_rate: number; adam_beta1: number; adam_beta2: number; adam_epsilon: number; optim: "adamw" | "sgd"; momentum: number;
-  weight_decay: number; max_grad_norm: number; steps_per_pair: number; replay_pairs: number; rpo_alpha: number; max_length: number;
-}
-export interface SamplingConfig { temperature: number; top_k: number; top_p: number; max_new_tokens: number; seed: number; }
-/** A completion split into tokens (EOS included, shown as "</s>") with each token's log-prob
- *  under the policy and under the reference. */
-export interface TokenScores { tokens: string[]; policy: number[]; reference: number[]; }
-export interface TrainingState { weights: Uint8Array; optimizer: Uint8Array; }
-/** How `Session.fromFiles` loads a model folder. */
-export interface LoadOptions {
-  backend: "auto" | "webgpu" | "cpu";
-  /** Train LoRA adapters only (attention projections, or every linear layer). */
-  lora?: { r: number; alpha: number; all_linear?: boolean } | null;
-  /** Bytes the update may take; defaults to 4 GB (and at most wasm32's 4 GiB on the CPU). */
-  budget?: number;
-  /** Longest prompt + completion in tokens (the memory estimate assumes it). */
-  max_length?: number;
-}
-/** Bytes by what they hold, and what the device allows. */
-export interface MemoryReport {
-  estimate: { parameters: number; trainable: number; weights: number; reference: number; gradients: number; optimizer: number; activations: number; total: number; largest_buffer: number };
-  limits: { max_buffer: number | null; budget: number };
-}
-/** A LoRA adapter in PEFT's format. */
-export interface PeftAdapter { config: string; weights: Uint8Array; }
-"#;
-
-fn js_err(e: crate::Error) -> JsError {
-    JsError::new(&e.to_string())
+/// What JS receives when a call fails: an `Error` (`Error & { kind: ErrorKind }`) with the message
+/// the user reads and the `kind` code acts on (the page falls back to the CPU on `"device"`,
+/// never on the text).
+impl From<Error> for JsValue {
+    fn from(e: Error) -> Self {
+        let error = js_sys::Error::new(&e.to_string());
+        // A fresh Error object takes any property.
+        let _ = js_sys::Reflect::set(&error, &"kind".into(), &e.kind().as_str().into());
+        error.into()
+    }
 }
 
-fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+/// Our own reports as plain JS values (they hold only strings, numbers within 2^53 and lists).
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).expect("a report serializes")
 }
 
-fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsError> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid {what}: {e}")))
+fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, Error> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| Error::Setting(format!("invalid {what}: {e}")))
 }
 
-#[derive(Deserialize)]
-struct LoadOptions {
-    backend: String,
+fn bytes(b: &[u8]) -> JsValue {
+    js_sys::Uint8Array::from(b).into()
+}
+
+/// A plain JS object of the given fields.
+fn object(fields: &[(&str, JsValue)]) -> JsValue {
+    let out = js_sys::Object::new();
+    for (name, value) in fields {
+        // A fresh object takes any property.
+        let _ = js_sys::Reflect::set(&out, &(*name).into(), value);
+    }
+    out.into()
+}
+
+/// Where a model runs: WebGPU when the browser has a usable adapter (`auto`), or as asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, tsify::Tsify)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Auto,
+    Webgpu,
+    Cpu,
+}
+
+/// How `Session.fromFiles` loads a model folder.
+#[derive(Deserialize, tsify::Tsify)]
+pub struct LoadOptions {
+    backend: Backend,
+    /// Train LoRA adapters only (attention projections, or every linear layer).
     #[serde(default)]
+    #[tsify(optional)]
     lora: Option<LoraOptions>,
+    /// Bytes the update may take; defaults to 4 GB (and at most wasm32's 4 GiB on the CPU).
     #[serde(default)]
+    #[tsify(optional)]
     budget: Option<f64>,
+    /// Longest prompt + completion in tokens (the memory estimate assumes it); 256 by default.
     #[serde(default)]
+    #[tsify(optional)]
     max_length: Option<usize>,
 }
 
-#[derive(Deserialize)]
-struct LoraOptions {
+#[derive(Deserialize, tsify::Tsify)]
+pub struct LoraOptions {
     r: usize,
     alpha: f64,
     #[serde(default)]
+    #[tsify(optional)]
     all_linear: bool,
 }
 
@@ -135,48 +124,96 @@ struct Admission {
 impl LoadOptions {
     /// The device, and the memory check: a model that would not fit is refused here with the
     /// figures (LoRA suggested when it would fit).
-    async fn admit(&self, config: &ModelConfig) -> Result<Admission, JsError> {
-        let device = match self.backend.as_str() {
-            "cpu" => ComputeDevice::cpu(),
-            "webgpu" => ComputeDevice::gpu().await.map_err(js_err)?,
-            "auto" => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
-            other => return Err(JsError::new(&format!("unknown backend {other:?}; use \"auto\", \"webgpu\" or \"cpu\""))),
+    async fn admit(&self, config: &ModelConfig) -> Result<Admission, Error> {
+        let device = match self.backend {
+            Backend::Cpu => ComputeDevice::cpu(),
+            Backend::Webgpu => ComputeDevice::gpu().await?,
+            Backend::Auto => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
         };
         let arch = config.arch();
         let lora = self.lora.as_ref().map(|l| LoraConfig::new(arch, l.r, l.alpha, l.all_linear));
         let mut train = TrainConfig::default();
-        train.max_length = self.max_length.unwrap_or(train.max_length);
+        train.max_length = self.max_length.unwrap_or(BROWSER_MAX_LENGTH);
         let estimate = |lora: Option<&LoraConfig>| MemoryEstimate::new(config, lora, train.optim, train.replay_pairs, train.max_length);
         let budget = self.budget.map_or(DEFAULT_BUDGET, |b| b as u64);
         let limits = MemoryLimits { max_buffer: device.max_buffer, budget: if device.is_gpu { budget } else { budget.min(WASM_CPU_BUDGET) } };
         let memory = estimate(lora.as_ref());
         let suggestion = lora.is_none().then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
-        memory.check(&limits, suggestion.as_ref()).map_err(js_err)?;
+        memory.check(&limits, suggestion.as_ref())?;
         Ok(Admission { device, lora, train, memory, limits })
     }
 }
 
-#[derive(Serialize)]
-struct MemoryReport<'a> {
-    estimate: &'a MemoryEstimate,
-    limits: &'a MemoryLimits,
+/// Bytes by what they hold, what the device allows, and both in words for people.
+#[derive(Serialize, tsify::Tsify)]
+pub struct MemoryReport {
+    estimate: MemoryEstimate,
+    limits: MemoryLimits,
+    summary: String,
+}
+
+impl MemoryReport {
+    fn new(estimate: MemoryEstimate, limits: MemoryLimits) -> Self {
+        Self { summary: estimate.summary(&limits), estimate, limits }
+    }
 }
 
 /// The memory check `Session.fromFiles` runs, from config.json alone: the page calls it before
 /// reading a large folder's weights. Refuses (an error with the figures) or returns the report.
 #[wasm_bindgen(js_name = checkMemory, unchecked_return_type = "MemoryReport")]
-pub async fn check_memory(config_json: String, #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<JsValue, JsError> {
+pub async fn check_memory(config_json: String, #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<JsValue, Error> {
     init_runtime();
     let options: LoadOptions = from_js(options, "load options")?;
-    let config = ModelConfig::from_json(&config_json).map_err(js_err)?;
+    let config = ModelConfig::from_json(&config_json)?;
     let admitted = options.admit(&config).await?;
-    to_js(&MemoryReport { estimate: &admitted.memory, limits: &admitted.limits })
+    Ok(to_js(&MemoryReport::new(admitted.memory, admitted.limits)))
 }
 
 /// What the update may take when the page does not say: 4 GB; on the CPU, wasm32's address
 /// space less room for the runtime.
 const DEFAULT_BUDGET: u64 = 4_000_000_000;
+/// Longest prompt + response in the browser when the page does not say, in tokens: what people
+/// type and read in the app is short, and activations grow with the length.
+const BROWSER_MAX_LENGTH: usize = 256;
 const WASM_CPU_BUDGET: u64 = 3_500_000_000;
+
+/// A completion split into tokens (EOS included, shown as "</s>") with each token's log-prob
+/// under the policy and under the reference.
+#[derive(Serialize, tsify::Tsify)]
+pub struct TokenScores {
+    tokens: Vec<String>,
+    policy: Vec<f32>,
+    reference: Vec<f32>,
+}
+
+/// Policy weights and optimizer state (safetensors bytes), as `Session.saveState` returns them.
+#[derive(tsify::Tsify)]
+pub struct TrainingState {
+    #[tsify(type = "Uint8Array")]
+    weights: Vec<u8>,
+    #[tsify(type = "Uint8Array")]
+    optimizer: Vec<u8>,
+}
+
+impl From<TrainingState> for JsValue {
+    fn from(s: TrainingState) -> Self {
+        object(&[("weights", bytes(&s.weights)), ("optimizer", bytes(&s.optimizer))])
+    }
+}
+
+/// A LoRA adapter in PEFT's format: adapter_config.json's text and adapter_model.safetensors.
+#[derive(tsify::Tsify)]
+pub struct PeftAdapter {
+    config: String,
+    #[tsify(type = "Uint8Array")]
+    weights: Vec<u8>,
+}
+
+impl From<PeftAdapter> for JsValue {
+    fn from(a: PeftAdapter) -> Self {
+        object(&[("config", a.config.into()), ("weights", bytes(&a.weights))])
+    }
+}
 
 /// A policy, its frozen reference and a tokenizer on one device.
 #[wasm_bindgen]
@@ -192,8 +229,8 @@ pub struct Session {
 #[wasm_bindgen]
 impl Session {
     /// Loads a model from the bytes of config.json, tokenizer.json and model.safetensors.
-    /// `backend` is "webgpu", "cpu", or "auto" (WebGPU when the browser has it, else the CPU).
-    pub async fn create(config_json: String, tokenizer_json: Vec<u8>, weights: Vec<u8>, backend: String) -> Result<Session, JsError> {
+    pub async fn create(config_json: String, tokenizer_json: Vec<u8>, weights: Vec<u8>, #[wasm_bindgen(unchecked_param_type = "Backend")] backend: JsValue) -> Result<Session, Error> {
+        let backend = from_js(backend, "backend")?;
         let files = ModelFiles::new([("config.json".to_string(), config_json.into_bytes()), ("tokenizer.json".to_string(), tokenizer_json), ("model.safetensors".to_string(), weights)]);
         Self::open(files, LoadOptions { backend, lora: None, budget: None, max_length: None }).await
     }
@@ -204,36 +241,39 @@ impl Session {
     /// the memory training needs is estimated and compared with what the device allows; a model
     /// that would not fit is refused with the figures (and LoRA suggested when it would fit).
     #[wasm_bindgen(js_name = fromFiles)]
-    pub async fn from_files(files: js_sys::Array, #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<Session, JsError> {
+    pub async fn from_files(
+        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")] files: js_sys::Array,
+        #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
+    ) -> Result<Session, Error> {
         let options: LoadOptions = from_js(options, "load options")?;
         let mut named = Vec::new();
         for file in files.iter() {
-            let name = js_sys::Reflect::get(&file, &"name".into()).ok().and_then(|n| n.as_string()).ok_or_else(|| JsError::new("each file needs a name"))?;
+            let name = js_sys::Reflect::get(&file, &"name".into()).ok().and_then(|n| n.as_string()).ok_or_else(|| Error::Setting("each file needs a name".into()))?;
             let bytes =
-                js_sys::Reflect::get(&file, &"bytes".into()).ok().and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok()).ok_or_else(|| JsError::new(&format!("{name}: bytes must be a Uint8Array")))?;
+                js_sys::Reflect::get(&file, &"bytes".into()).ok().and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok()).ok_or_else(|| Error::Setting(format!("{name}: bytes must be a Uint8Array")))?;
             named.push((name, bytes.to_vec()));
         }
         Self::open(ModelFiles::new(named), options).await
     }
 
-    async fn open(files: ModelFiles, options: LoadOptions) -> Result<Session, JsError> {
+    async fn open(files: ModelFiles, options: LoadOptions) -> Result<Session, Error> {
         init_runtime();
-        let config = files.config().map_err(js_err)?;
-        let tokenizer = files.tokenizer(&config).map_err(js_err)?;
+        let config = files.config()?;
+        let tokenizer = files.tokenizer(&config)?;
         let Admission { device, lora, train, memory, limits } = options.admit(&config).await?;
-        let mut model = files.model(&config, &device.device).map_err(js_err)?;
+        let mut model = files.model(&config, &device.device)?;
         drop(files);
         if let Some(lora) = &lora {
-            model = lora.apply(model, 0).map_err(js_err)?;
+            model = lora.apply(model, 0)?;
         }
-        let trainer = DpoTrainer::new(model, None, train, &device.device).map_err(js_err)?;
+        let trainer = DpoTrainer::new(model, None, train, &device.device)?;
         Ok(Session { trainer, tokenizer, config, device, lora, memory: (memory, limits) })
     }
 
     /// The memory estimate the model was admitted on, and the device's limits.
     #[wasm_bindgen(getter, unchecked_return_type = "MemoryReport")]
-    pub fn memory(&self) -> Result<JsValue, JsError> {
-        to_js(&MemoryReport { estimate: &self.memory.0, limits: &self.memory.1 })
+    pub fn memory(&self) -> JsValue {
+        to_js(&MemoryReport::new(self.memory.0.clone(), self.memory.1))
     }
 
     /// "LoRA r=8, α=16 on q_proj, k_proj, …", or `undefined` when every weight trains.
@@ -251,13 +291,10 @@ impl Session {
     /// The trained LoRA adapter in PEFT's format (adapter_config.json text and
     /// adapter_model.safetensors bytes).
     #[wasm_bindgen(unchecked_return_type = "PeftAdapter")]
-    pub async fn adapter(&self) -> Result<JsValue, JsError> {
-        let lora = self.lora.as_ref().ok_or_else(|| JsError::new("this session trains every weight; there is no LoRA adapter to export"))?;
-        let (config, weights) = to_peft(&self.trainer.policy(), lora).await.map_err(js_err)?;
-        let out = js_sys::Object::new();
-        js_sys::Reflect::set(&out, &"config".into(), &config.into()).map_err(|_| JsError::new("could not build the adapter object"))?;
-        js_sys::Reflect::set(&out, &"weights".into(), &js_sys::Uint8Array::from(&weights[..]).into()).map_err(|_| JsError::new("could not build the adapter object"))?;
-        Ok(out.into())
+    pub async fn adapter(&self) -> Result<JsValue, Error> {
+        let lora = self.lora.as_ref().ok_or_else(|| Error::Setting("this session trains every weight; there is no LoRA adapter to export".into()))?;
+        let (config, weights) = to_peft(&self.trainer.policy(), lora).await?;
+        Ok(PeftAdapter { config, weights }.into())
     }
 
     /// Where the model runs, for people ("GPU: <adapter>" or "CPU ...").
@@ -278,69 +315,70 @@ impl Session {
     }
 
     #[wasm_bindgen(js_name = trainConfig, unchecked_return_type = "TrainConfig")]
-    pub fn train_config(&self) -> Result<JsValue, JsError> {
+    pub fn train_config(&self) -> JsValue {
         to_js(self.trainer.config())
     }
 
     #[wasm_bindgen(js_name = setTrainConfig)]
-    pub fn set_train_config(&mut self, #[wasm_bindgen(unchecked_param_type = "TrainConfig")] config: JsValue) -> Result<(), JsError> {
+    pub fn set_train_config(&mut self, #[wasm_bindgen(unchecked_param_type = "TrainConfig")] config: JsValue) -> Result<(), Error> {
         let config: TrainConfig = from_js(config, "training settings")?;
-        self.trainer.set_config(config).map_err(js_err)
+        self.trainer.set_config(config)
     }
 
     /// Starts sampling `n` responses to `prompt` from the current policy (`reference = true`:
     /// from the reference); [`Generation::next`] yields them token by token.
     #[wasm_bindgen(js_name = startGeneration)]
-    pub fn start_generation(&self, prompt: String, n: usize, #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue, reference: bool) -> Result<Generation, JsError> {
+    pub fn start_generation(&self, prompt: String, n: usize, #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue, reference: bool) -> Result<Generation, Error> {
         let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
-        let ids = self.tokenizer.encode_prompt(&prompt).map_err(js_err)?;
+        let ids = self.tokenizer.encode_prompt(&prompt)?;
         let model: CausalLm = if reference { self.trainer.reference().clone() } else { self.trainer.policy() };
-        let decoder = Decoder::new(model, &ids, n, sampling, self.tokenizer.eos_id(), &self.device.device).map_err(js_err)?;
+        let decoder = Decoder::new(model, &ids, n, sampling, self.tokenizer.eos_id(), &self.device.device)?;
         Ok(Generation { decoder, tokenizer: self.tokenizer.clone() })
     }
 
     /// Learns from one preference (`steps_per_pair` updates on it and recent picks); one report
     /// per update, `values[0]` being this pick.
     #[wasm_bindgen(unchecked_return_type = "StepReport[]")]
-    pub async fn prefer(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, JsError> {
-        let pair = self.tokenize(prompt, chosen, rejected)?;
-        let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await.map_err(js_err)?;
-        to_js(&reports)
+    pub async fn prefer(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, Error> {
+        let pair = PreferencePair { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() };
+        let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
+        let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await?;
+        Ok(to_js(&reports))
     }
 
     /// `steps_per_pair` updates on one pair without adding it to the picks that are replayed
-    /// (training again on history, or on imported pairs).
+    /// (training again on history, or on imported pairs). The pair is text, or TRL's
+    /// conversational rows (formatted with the model's chat template).
     #[wasm_bindgen(js_name = trainOn, unchecked_return_type = "StepReport[]")]
-    pub async fn train_on(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, JsError> {
-        let pair = self.tokenize(prompt, chosen, rejected)?;
-        let batch = self.trainer.prepare(&[pair], self.tokenizer.pad_id()).await.map_err(js_err)?;
-        to_js(&self.trainer.train_batch(&batch).await.map_err(js_err)?)
+    pub async fn train_on(&mut self, #[wasm_bindgen(unchecked_param_type = "PreferencePair")] pair: JsValue) -> Result<JsValue, Error> {
+        let pair: PreferencePair = from_js(pair, "preference pair")?;
+        let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
+        let batch = self.trainer.prepare(&[pair], self.tokenizer.pad_id()).await?;
+        Ok(to_js(&self.trainer.train_batch(&batch).await?))
     }
 
-    fn tokenize(&self, prompt: String, chosen: String, rejected: String) -> Result<TokenizedPair, JsError> {
-        TokenizedPair::new(&self.tokenizer, &PreferencePair { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() }).map_err(js_err)
-    }
+
 
     /// Each token of `completion` with its log-prob under the policy and the reference.
     #[wasm_bindgen(js_name = tokenScores, unchecked_return_type = "TokenScores")]
-    pub async fn token_scores(&self, prompt: String, completion: String) -> Result<JsValue, JsError> {
-        let (prompt, completion) = (prompt.into(), completion.into());
-        let completion = self.tokenizer.encode_response(&prompt, &completion).map_err(js_err)?;
-        let prompt = self.tokenizer.encode_prompt_turns(&prompt).map_err(js_err)?;
-        let [scores] = <[_; 1]>::try_from(self.trainer.token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id()).await.map_err(js_err)?).map_err(|_| JsError::new("expected one row"))?;
+    pub async fn token_scores(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Turns")] prompt: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Turns")] completion: JsValue,
+    ) -> Result<JsValue, Error> {
+        let prompt: Turns = from_js(prompt, "prompt")?;
+        let completion: Turns = from_js(completion, "completion")?;
+        let completion = self.tokenizer.encode_response(&prompt, &completion)?;
+        let prompt = self.tokenizer.encode_prompt_turns(&prompt)?;
+        let rows = self.trainer.token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id()).await?;
+        let [scores] = <[_; 1]>::try_from(rows).expect("one row per completion");
         // Truncation to the context keeps the start of the completion.
         let tokens = completion[..scores.policy.len()]
             .iter()
             .map(|&id| if id == self.tokenizer.eos_id() { Ok("</s>".to_string()) } else { self.tokenizer.decode(&[id]) })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(js_err)?;
-        #[derive(Serialize)]
-        struct TokenScores {
-            tokens: Vec<String>,
-            policy: Vec<f32>,
-            reference: Vec<f32>,
-        }
-        to_js(&TokenScores { tokens, policy: scores.policy, reference: scores.reference })
+            ?;
+        Ok(to_js(&TokenScores { tokens, policy: scores.policy, reference: scores.reference }))
     }
 
     /// Everything the next update will change, to [`Session::restore`] (undo).
@@ -365,41 +403,39 @@ impl Session {
 
     /// Policy weights and optimizer state as safetensors bytes, to store and load back.
     #[wasm_bindgen(js_name = saveState, unchecked_return_type = "TrainingState")]
-    pub async fn save_state(&self) -> Result<JsValue, JsError> {
-        let (weights, optimizer) = self.trainer.save_state().await.map_err(js_err)?;
-        let state = js_sys::Object::new();
-        js_sys::Reflect::set(&state, &"weights".into(), &js_sys::Uint8Array::from(&weights[..]).into()).map_err(|_| JsError::new("could not build the state object"))?;
-        js_sys::Reflect::set(&state, &"optimizer".into(), &js_sys::Uint8Array::from(&optimizer[..]).into()).map_err(|_| JsError::new("could not build the state object"))?;
-        Ok(state.into())
+    pub async fn save_state(&self) -> Result<JsValue, Error> {
+        let (weights, optimizer) = self.trainer.save_state().await?;
+        Ok(TrainingState { weights, optimizer }.into())
     }
 
     /// Continues from saved policy weights (model.safetensors, f32/f16/bf16; with LoRA, a PEFT
     /// adapter_model.safetensors of the session's rank) and, if given, the optimizer state of
     /// [`Session::save_state`]. A file that does not fit changes nothing.
     #[wasm_bindgen(js_name = loadState)]
-    pub fn load_state(&mut self, weights: Vec<u8>, optimizer: Option<Vec<u8>>) -> Result<(), JsError> {
+    pub fn load_state(&mut self, weights: Vec<u8>, optimizer: Option<Vec<u8>>) -> Result<(), Error> {
         let policy = match &self.lora {
             Some(lora) => attach_peft_weights(self.trainer.reference().clone(), lora.r, lora.alpha, &weights, "adapter_model.safetensors"),
             None => checkpoint::from_safetensors(&self.config, &weights, "model.safetensors", &self.device.device),
         }
-        .map_err(js_err)?;
-        self.trainer.load_state(policy, optimizer.as_deref()).map_err(js_err)
+        ?;
+        self.trainer.load_state(policy, optimizer.as_deref())
     }
 
     /// The current policy as model.safetensors bytes (HF names, f32; LoRA adapters merged).
     #[wasm_bindgen(js_name = policyWeights)]
-    pub async fn policy_weights(&self) -> Result<Vec<u8>, JsError> {
-        checkpoint::to_safetensors(&self.trainer.policy(), Dtype::F32).await.map_err(js_err)
+    pub async fn policy_weights(&self) -> Result<Vec<u8>, Error> {
+        checkpoint::to_safetensors(&self.trainer.policy(), Dtype::F32).await
     }
 
     /// Times one DPO update by stage and sampling with and without the KV cache, on a copy of
     /// the reference with the app's default settings (the session's own policy is untouched).
     /// The same JSON as `webdpo bench`, less the process memory (the page adds wasm's).
-    pub async fn benchmark(&self, #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue) -> Result<JsValue, JsError> {
+    #[wasm_bindgen(unchecked_return_type = "BenchReport")]
+    pub async fn benchmark(&self, #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue) -> Result<JsValue, Error> {
         let config: crate::bench::BenchConfig = from_js(config, "benchmark settings")?;
         let model = self.trainer.reference().clone();
-        let report = crate::bench::BenchReport::run(model, self.config.clone(), TrainConfig::default(), self.tokenizer.pad_id(), config, &self.device, || {}).await.map_err(js_err)?;
-        to_js(&report)
+        let report = crate::bench::BenchReport::run(model, self.config.clone(), TrainConfig::default(), self.tokenizer.pad_id(), config, &self.device, || {}).await?;
+        Ok(to_js(&report))
     }
 
     /// The config.json of the loaded model.
@@ -421,12 +457,12 @@ impl Generation {
     /// Samples one more token of every response and returns the texts so far, or `undefined`
     /// once every response has ended.
     #[wasm_bindgen(unchecked_return_type = "string[] | undefined")]
-    pub async fn next(&mut self) -> Result<JsValue, JsError> {
-        if self.decoder.step().await.map_err(js_err)?.is_none() {
+    pub async fn next(&mut self) -> Result<JsValue, Error> {
+        if self.decoder.step().await?.is_none() {
             return Ok(JsValue::UNDEFINED);
         }
-        let texts = self.decoder.samples().iter().map(|s| self.tokenizer.decode(s)).collect::<Result<Vec<_>, _>>().map_err(js_err)?;
-        to_js(&texts)
+        let texts = self.decoder.samples().iter().map(|s| self.tokenizer.decode(s)).collect::<Result<Vec<_>, _>>()?;
+        Ok(to_js(&texts))
     }
 }
 
@@ -436,15 +472,34 @@ pub struct Snapshot(TrainerSnapshot);
 
 /// A randomly initialised model's safetensors bytes, for demos and tests without a download.
 #[wasm_bindgen(js_name = initWeights)]
-pub async fn init_weights(config_json: String, seed: u64) -> Result<Vec<u8>, JsError> {
+pub async fn init_weights(config_json: String, seed: u64) -> Result<Vec<u8>, Error> {
     init_runtime();
-    let config = ModelConfig::from_json(&config_json).map_err(js_err)?;
-    let model = CausalLm::init(&config, seed, &ComputeDevice::cpu().device).map_err(js_err)?;
-    checkpoint::to_safetensors(&model, Dtype::F32).await.map_err(js_err)
+    let config = ModelConfig::from_json(&config_json)?;
+    let model = CausalLm::init(&config, seed, &ComputeDevice::cpu().device)?;
+    checkpoint::to_safetensors(&model, Dtype::F32).await
 }
 
 /// A byte-level tokenizer.json matching [`initWeights`] models whose vocab is 259.
 #[wasm_bindgen(js_name = byteLevelTokenizer)]
 pub fn byte_level_tokenizer() -> String {
     crate::tokenizer::byte_level_tokenizer_json()
+}
+
+/// The preference pairs of a TRL JSONL file (`{"prompt","chosen","rejected"}` per line, each
+/// text or a list of messages); a bad line is refused naming `file` and the line.
+#[wasm_bindgen(js_name = parsePairs, unchecked_return_type = "PreferencePair[]")]
+pub fn parse_pairs(text: &str, file: &str) -> Result<JsValue, Error> {
+    Ok(to_js(&parse_jsonl(text, file)?))
+}
+
+/// Whether loading a model folder reads a file of this name (the page sends no other file).
+#[wasm_bindgen(js_name = isModelFile)]
+pub fn is_model_file(name: &str) -> bool {
+    ModelFiles::is_model_file(name)
+}
+
+/// The learning rate the page switches to when the user chooses an optimizer.
+#[wasm_bindgen(js_name = defaultLearningRate)]
+pub fn default_learning_rate(#[wasm_bindgen(unchecked_param_type = "Optim")] optim: JsValue) -> Result<f64, Error> {
+    Ok(from_js::<crate::optimizer::Optim>(optim, "optimizer")?.default_learning_rate())
 }

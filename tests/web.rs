@@ -110,7 +110,7 @@ async fn session_loop(backend: &str) {
     assert_eq!(session.steps(), 1.0);
 
     // Per-token scores: the policy moved up on the chosen tokens overall, the reference did not.
-    let scores = session.token_scores("Hello".into(), texts[0].clone()).await.unwrap();
+    let scores = session.token_scores("Hello".into(), texts[0].clone().into()).await.unwrap();
     let get = |key: &str| js_sys::Reflect::get(&scores, &key.into()).unwrap();
     let policy: Vec<f32> = serde_wasm_bindgen::from_value(get("policy")).unwrap();
     let reference: Vec<f32> = serde_wasm_bindgen::from_value(get("reference")).unwrap();
@@ -133,6 +133,59 @@ async fn session_loop(backend: &str) {
     assert_eq!((session.steps(), session.policy_weights().await.unwrap()), (0.0, before));
     reloaded.reset();
     assert_eq!(reloaded.policy_weights().await.unwrap(), weights);
+}
+
+/// The `kind` JS code reads off an error the bindings threw.
+fn kind_of(error: &wasm_bindgen::JsValue) -> String {
+    js_sys::Reflect::get(error, &"kind".into()).unwrap().as_string().expect("every error has a kind")
+}
+
+/// Errors reach JS as `Error`s carrying the message and a machine-readable kind, one per cause.
+#[wasm_bindgen_test]
+async fn errors_reach_js_with_their_kind() {
+    use webdpo::web::{Session, byte_level_tokenizer, init_weights, parse_pairs};
+    webdpo::web::init_runtime();
+    let thrown = |e: webdpo::Error| wasm_bindgen::JsValue::from(e);
+    let tokenizer = || byte_level_tokenizer().into_bytes();
+    let bad_weights = Session::create(config().to_json(), tokenizer(), vec![1, 2, 3], "cpu".into()).await.err().unwrap();
+    assert_eq!(kind_of(&thrown(bad_weights)), "format");
+    let weights = init_weights(config().to_json(), 1).await.unwrap();
+    let no_such_backend = Session::create(config().to_json(), tokenizer(), weights.clone(), "tpu".into()).await.err().unwrap();
+    let no_such_backend = thrown(no_such_backend);
+    assert_eq!(kind_of(&no_such_backend), "setting");
+    let message = no_such_backend.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap();
+    assert!(message.contains("backend") && message.contains("webgpu"), "{message}");
+    let mut session = Session::create(config().to_json(), tokenizer(), weights, "cpu".into()).await.unwrap();
+    let mut train = session.train_config();
+    let dpo = js_sys::Reflect::get(&train, &"dpo".into()).unwrap();
+    js_sys::Reflect::set(&dpo, &"beta".into(), &(-1.0).into()).unwrap();
+    assert_eq!(kind_of(&thrown(session.set_train_config(train.clone()).err().unwrap())), "setting");
+    train = js_sys::Reflect::get(&train, &"dpo".into()).unwrap();
+    assert_eq!(kind_of(&thrown(session.set_train_config(train).err().unwrap())), "setting");
+    let bad_line = parse_pairs("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n{\"prompt\": 3}\n", "bad.jsonl");
+    let bad_line = thrown(bad_line.err().unwrap());
+    assert_eq!(kind_of(&bad_line), "data");
+    assert!(bad_line.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap().starts_with("bad.jsonl:2: "));
+    let lost = thrown(webdpo::Error::Device("the adapter was lost".into()));
+    assert_eq!(kind_of(&lost), "device");
+    assert_eq!(lost.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap(), "device: the adapter was lost");
+}
+
+/// A TRL JSONL file's text and conversational rows, as the page imports them.
+#[wasm_bindgen_test]
+fn pairs_parse_as_text_and_conversational_rows() {
+    use webdpo::data::{Message, PreferencePair, Turns};
+    webdpo::web::init_runtime();
+    let text = concat!(
+        "{\"prompt\": \"Hi\", \"chosen\": \" yes\", \"rejected\": \" no\"}\n\n",
+        "{\"prompt\": [{\"role\": \"user\", \"content\": \"Hi\"}], ",
+        "\"chosen\": [{\"role\": \"assistant\", \"content\": \"yes\"}], ",
+        "\"rejected\": [{\"role\": \"assistant\", \"content\": \"no\"}]}\n",
+    );
+    let pairs: Vec<PreferencePair> = serde_wasm_bindgen::from_value(webdpo::web::parse_pairs(text, "pairs.jsonl").unwrap()).unwrap();
+    let said = |role: &str, content: &str| Turns::Messages(vec![Message { role: role.into(), content: content.into() }]);
+    assert_eq!(pairs[0], PreferencePair { prompt: "Hi".into(), chosen: " yes".into(), rejected: " no".into() });
+    assert_eq!(pairs[1], PreferencePair { prompt: said("user", "Hi"), chosen: said("assistant", "yes"), rejected: said("assistant", "no") });
 }
 
 #[wasm_bindgen_test]
@@ -242,7 +295,9 @@ async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
     use serde::Serialize;
     let options = serde_json::json!({"backend": "webgpu", "budget": 2e9, "max_length": 64}).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap();
     let refused = webdpo::web::check_memory(c.to_json(), options).await.err().expect("full fine-tuning does not fit in 2 GB");
-    let message = wasm_bindgen::JsValue::from(refused).dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap();
+    let refused = wasm_bindgen::JsValue::from(refused);
+    assert_eq!(kind_of(&refused), "memory");
+    let message = refused.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap();
     web_sys::console::log_1(&format!("SmolLM2-135M shape without LoRA, 2 GB budget: {message}").into());
     assert!(message.contains("turn LoRA on"), "{message}");
     let model = lora.apply(CausalLm::init(&c, 0, &gpu.device).unwrap(), 0).unwrap();

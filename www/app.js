@@ -1,11 +1,10 @@
 // The page: prompt → two streamed responses → a pick → a DPO update in the worker → the
 // teaching view, charts and metrics. Every pick is in IndexedDB before its update runs.
 // Model and imported text only ever reach the DOM as textContent, never as HTML.
+import { fromMessage, isGpuFailure } from "./errors.js";
 import { modelCache, openStore } from "./store.js";
 
 const BUILT_IN = { name: "storyworld", label: "the built-in story model", builtIn: true, dir: "models/storyworld" };
-/** The files of a Hugging Face model folder that loading uses; anything else is left out. */
-const MODEL_FILE = /^(config\.json|tokenizer\.json|tokenizer_config\.json|chat_template\.jinja|special_tokens_map\.json|generation_config\.json|model\.safetensors|model\.safetensors\.index\.json|model-\d+-of-\d+\.safetensors)$/;
 const PRESETS = [
   "Write a story about a shy fox who finds a red kite.",
   "Tell me a story about Luna the curious owl, who wants a golden bell.",
@@ -44,7 +43,7 @@ function startWorker() {
     if (!call) return;
     if ("progress" in data) return call.onProgress?.(data.progress);
     pending.delete(data.id);
-    data.ok ? call.resolve(data.value) : call.reject(Object.assign(new Error(data.error), { fatal: data.fatal }));
+    data.ok ? call.resolve(data.value) : call.reject(fromMessage(data));
   };
   worker.onerror = (e) => {
     for (const call of pending.values()) call.reject(Object.assign(new Error(e.message || "the model worker crashed"), { fatal: true }));
@@ -73,6 +72,7 @@ let picks = []; // every stored pair, oldest first
 let current = null; // { prompt, texts } awaiting a pick
 let busy = true;
 let canUndo = false;
+let learningRates = {}; // each optimizer's usual learning rate, from the core
 const params = new URLSearchParams(location.search);
 let backend = params.get("backend") ?? "auto";
 const charts = {};
@@ -189,9 +189,8 @@ function showDevice() {
     d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
-  const { estimate: m, limits } = info.memory;
-  const gb = (b) => (b >= 1e9 ? `${(b / 1e9).toFixed(2)} GB` : `${(b / 1e6).toFixed(b >= 1e7 ? 0 : 1)} MB`);
-  $("model-info").textContent = `${model.builtIn ? "The built-in story model" : model.label}${info.chat ? " (chat template)" : ""}: training needs about ${gb(m.total)} — weights ${gb(m.weights)}, reference ${gb(m.reference)}, gradients ${gb(m.gradients)}, optimizer ${gb(m.optimizer)}, activations ${gb(m.activations)}; largest buffer ${gb(m.largest_buffer)}${limits.max_buffer ? ` of ${gb(limits.max_buffer)} the GPU binds` : ""}.`;
+  const name = model.builtIn ? "The built-in story model" : model.label;
+  $("model-info").textContent = `${name}${info.chat ? " (chat template)" : ""}: ${info.memory.summary}.`;
 }
 
 /** Stores the worker's training state (absent when nothing changed). */
@@ -201,16 +200,13 @@ async function saveState(state) {
   info.steps = state.steps;
 }
 
-/** A GPU failure (lost device, failed kernel, panic inside wasm) while on WebGPU. */
-const gpuFailed = (e) => info?.isGpu && (e.fatal || /^device: /.test(e.message));
-
 /** Runs `op` on the worker; on a GPU failure, restarts on the CPU from the last saved state and
  *  runs it again there, telling the user. Picks are already in IndexedDB, so none is lost. */
 async function callWithFallback(op, args, onProgress) {
   try {
     return await call(op, args, onProgress);
   } catch (e) {
-    if (!gpuFailed(e)) throw e;
+    if (!isGpuFailure(e, info?.isGpu)) throw e;
     const reason = e.message;
     backend = "cpu";
     await startModel(await store.loadState());
@@ -499,33 +495,12 @@ function exportPairs() {
   status(`Exported ${lines.length} pairs as TRL JSONL ({"prompt","chosen","rejected"} per line).`);
 }
 
-/** Parses TRL JSONL; returns { pairs } or { errors } naming each bad line. */
-function parsePairs(text) {
-  const pairs = [];
-  const errors = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
-    if (!raw.trim()) return;
-    let row;
-    try {
-      row = JSON.parse(raw);
-    } catch (e) {
-      return errors.push(`line ${i + 1}: not JSON (${e.message})`);
-    }
-    if (!row || typeof row !== "object" || Array.isArray(row)) return errors.push(`line ${i + 1}: expected an object {"prompt","chosen","rejected"}`);
-    const missing = ["prompt", "chosen", "rejected"].filter((k) => typeof row[k] !== "string");
-    if (missing.length) return errors.push(`line ${i + 1}: ${missing.map((k) => `"${k}"`).join(", ")} missing or not text (conversational rows: use \`webdpo train\`, which takes them)`);
-    pairs.push({ prompt: row.prompt, chosen: row.chosen, rejected: row.rejected });
-  });
-  if (!pairs.length && !errors.length) errors.push("the file has no pairs");
-  return errors.length ? { errors } : { pairs };
-}
-
 async function importPairs(file) {
-  const text = await file.text();
-  const { pairs, errors } = parsePairs(text);
-  if (errors) {
-    const more = errors.length > 5 ? ` (and ${errors.length - 5} more)` : "";
-    notice(`Nothing imported from ${file.name}: ${errors.slice(0, 5).join("; ")}${more}.`, "error");
+  let pairs;
+  try {
+    pairs = await call("parsePairs", { text: await file.text(), name: file.name });
+  } catch (e) {
+    notice(`Nothing imported: ${e.message}`, "error");
     return;
   }
   notice(null);
@@ -571,7 +546,7 @@ function wire() {
   $("load").addEventListener("change", (e) => e.target.files[0] && loadPolicy(e.target.files[0]).finally(() => (e.target.value = "")));
   $("folder").addEventListener("change", (e) => {
     const files = [...e.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name }));
-    if (files.length) importFolder(modelFiles(files)).finally(() => (e.target.value = ""));
+    if (files.length) modelFiles(files).then(importFolder).finally(() => (e.target.value = ""));
   });
   const drop = $("dropzone");
   drop.addEventListener("dragover", (e) => (e.preventDefault(), drop.classList.add("over")));
@@ -580,12 +555,12 @@ function wire() {
     e.preventDefault();
     drop.classList.remove("over");
     if (busy) return notice("Wait for the current work to finish, then drop the folder again.", "error");
-    importFolder(modelFiles(await droppedFiles(e.dataTransfer)));
+    importFolder(await modelFiles(await droppedFiles(e.dataTransfer)));
   });
   $("builtin").addEventListener("click", useBuiltIn);
   $("download-adapter").addEventListener("click", downloadAdapter);
   // Each optimizer with its own sensible learning rate (runs before the form's change handler).
-  $("optim").addEventListener("change", (e) => ($("lr").value = e.target.value === "sgd" ? 0.02 : 0.0001));
+  $("optim").addEventListener("change", (e) => ($("lr").value = learningRates[e.target.value]));
   $("settings").addEventListener("change", applySettings);
   $("settings").addEventListener("submit", (e) => e.preventDefault());
   document.addEventListener("keydown", (e) => {
@@ -664,11 +639,13 @@ async function activate(next, { restart = false } = {}) {
   return saved;
 }
 
-/** The model files of a picked or dropped folder (top level only), and the folder's name. */
-function modelFiles(files) {
-  const top = files.filter((f) => (f.path.match(/\//g) ?? []).length <= 1 && MODEL_FILE.test(f.file.name));
+/** The model files of a picked or dropped folder (top level only; the core says which names
+ *  loading reads), and the folder's name. */
+async function modelFiles(files) {
+  const top = files.filter((f) => (f.path.match(/\//g) ?? []).length <= 1);
+  const read = new Set(await call("modelFiles", { names: top.map((f) => f.file.name) }));
   const label = files[0]?.path.includes("/") ? files[0].path.split("/")[0] : "your model";
-  return { label, files: top.map((f) => f.file) };
+  return { label, files: top.filter((f) => read.has(f.file.name)).map((f) => f.file) };
 }
 
 /** The files of a dropped folder (`webkitGetAsEntry`), or the dropped files themselves. */
@@ -746,6 +723,7 @@ async function main() {
       }
     }
     if (!info) saved = await activate(await builtIn(), { restart: true });
+    learningRates = await call("learningRates", { optims: [...$("optim").options].map((o) => o.value) });
     // Without saved state any notice about why (a changed or unreadable policy) stays up.
     if (saved) {
       notice(`Restored from this browser: ${model.builtIn ? "" : `${model.label}, `}${picks.length} pair${picks.length === 1 ? "" : "s"} and the policy after ${info.steps} update${info.steps === 1 ? "" : "s"}.`, "info");

@@ -3,7 +3,7 @@
 // fall back to the cache when the network is unavailable.
 const CACHE = "webdpo-app";
 const APP = [
-  "./", "index.html", "app.js", "store.js", "worker.js", "style.css",
+  "./", "index.html", "app.js", "errors.js", "store.js", "worker.js", "style.css",
   "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "pkg/webdpo.js", "pkg/webdpo_bg.wasm",
   "models/storyworld/config.json", "models/storyworld/tokenizer.json", "models/storyworld/model.safetensors",
 ];

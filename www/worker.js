@@ -1,10 +1,9 @@
 // The model lives here, off the page's thread: generation and DPO updates never freeze the UI.
 // Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done.
-import init, { Session, checkMemory } from "./pkg/webdpo.js";
+import init, { Session, checkMemory, defaultLearningRate, isModelFile, parsePairs } from "./pkg/webdpo.js";
+import { toMessage } from "./errors.js";
 
 let session = null;
-// Longest prompt + response of a user's model, in tokens (what its memory check assumes).
-const MAX_LENGTH = 256;
 // `?simulate-gpu-failure` on the page: the first update on the GPU fails as a lost device would,
 // to show (and test) the fallback to the CPU.
 let simulateGpuFailure = false;
@@ -29,7 +28,7 @@ const ops = {
   async load({ config, tokenizer, weights, files, lora, budget, backend, saved, simulateFailure }) {
     simulateGpuFailure = !!simulateFailure;
     await init();
-    const next = files ? await Session.fromFiles(files, { backend, lora, budget, max_length: MAX_LENGTH }) : await Session.create(config, tokenizer, weights, backend);
+    const next = files ? await Session.fromFiles(files, { backend, lora, budget }) : await Session.create(config, tokenizer, weights, backend);
     try {
       if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
     } catch (e) {
@@ -46,7 +45,7 @@ const ops = {
   /** The memory check of `load`, from config.json alone (before the page reads the weights). */
   async checkMemory({ config, backend, lora, budget }) {
     await init();
-    return checkMemory(config, { backend, lora, budget, max_length: MAX_LENGTH });
+    return checkMemory(config, { backend, lora, budget });
   },
 
   /** The LoRA adapter in PEFT's format. */
@@ -74,7 +73,10 @@ const ops = {
   },
 
   async prefer({ prompt, chosen, rejected }) {
-    if (simulateGpuFailure && session.isGpu) throw new Error("device: the GPU device was lost (simulated with ?simulate-gpu-failure)");
+    if (simulateGpuFailure && session.isGpu) {
+      // Worded unlike any real message: the page must recognise it by its kind alone.
+      throw Object.assign(new Error("the adapter stopped answering (simulated with ?simulate-gpu-failure)"), { kind: "device" });
+    }
     const before = session.snapshot();
     const reports = await session.prefer(prompt, chosen, rejected);
     const applied = reports.some((r) => !r.skipped);
@@ -105,12 +107,30 @@ const ops = {
   async trainOn({ pairs }, progress) {
     const reports = [];
     for (const [i, p] of pairs.entries()) {
-      const r = await session.trainOn(p.prompt, p.chosen, p.rejected);
+      const r = await session.trainOn({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected });
       reports.push(r[r.length - 1]);
       progress({ done: i + 1, total: pairs.length, metrics: r[r.length - 1].metrics });
     }
     clearUndo();
     return { reports, state: await state() };
+  },
+
+  /** The names among `names` that loading a model folder reads. */
+  async modelFiles({ names }) {
+    await init();
+    return names.filter((name) => isModelFile(name));
+  },
+
+  /** What the page needs to know of each optimizer it offers. */
+  async learningRates({ optims }) {
+    await init();
+    return Object.fromEntries(optims.map((optim) => [optim, defaultLearningRate(optim)]));
+  },
+
+  /** The pairs of a TRL JSONL file (text or conversational rows); a bad line is a "data" error. */
+  async parsePairs({ text, name }) {
+    await init();
+    return parsePairs(text, name);
   },
 
   async scores({ prompt, chosen, rejected }) {
@@ -131,12 +151,11 @@ const ops = {
 
 self.onmessage = async ({ data: { id, op, args } }) => {
   try {
-    if (!["load", "checkMemory"].includes(op) && !session) throw new Error("the model is not loaded yet");
+    if (!["load", "checkMemory", "parsePairs", "modelFiles", "learningRates"].includes(op) && !session) throw new Error("the model is not loaded yet");
     const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
     const transfer = value?.state ? [value.state.weights.buffer, value.state.optimizer.buffer] : value instanceof Uint8Array ? [value.buffer] : value?.weights instanceof Uint8Array ? [value.weights.buffer] : [];
     self.postMessage({ id, ok: true, value }, transfer);
   } catch (e) {
-    // A RuntimeError is a panic or a lost device inside wasm: this instance cannot be trusted again.
-    self.postMessage({ id, ok: false, error: String(e?.message ?? e), fatal: e instanceof WebAssembly.RuntimeError });
+    self.postMessage({ id, ok: false, ...toMessage(e) });
   }
 };

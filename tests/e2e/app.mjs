@@ -128,7 +128,7 @@ try {
   // A bad import says what is wrong and changes nothing.
   writeFileSync(join(out, "bad.jsonl"), `${exported.split("\n")[0]}\n{"prompt": "x", "chosen": 3}\n`);
   await page.setInputFiles("#import", join(out, "bad.jsonl"));
-  await page.waitForFunction(() => !document.getElementById("notice").hidden && /line 2/.test(document.getElementById("notice").textContent), null, WAIT);
+  await page.waitForFunction(() => !document.getElementById("notice").hidden && /bad\.jsonl:2:/.test(document.getElementById("notice").textContent), null, WAIT);
   check((await pairs()) === 4, `bad import refused: ${await page.textContent("#notice")}`);
 
   // Policy vs reference, side by side.
@@ -168,6 +168,19 @@ try {
   await pickOne("key");
   check(/loss\s*0\.6931/.test(await metrics()), "LoRA's first update on the folder's model has loss ln 2");
   await shot("06-own-model");
+  // TRL's conversational rows, formatted with the folder's chat template: imported and trained on.
+  const turn = (role, content) => [{ role, content }];
+  const chat = [
+    { prompt: turn("user", "Tell me a story."), chosen: turn("assistant", "A fox ran home happy."), rejected: turn("assistant", "No.") },
+    { prompt: turn("user", "Be kind."), chosen: turn("assistant", "Thank you!"), rejected: turn("assistant", "Go away.") },
+  ];
+  writeFileSync(join(out, "chat.jsonl"), chat.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  await page.setInputFiles("#import", join(out, "chat.jsonl"));
+  await page.waitForFunction(() => /Imported 2 pairs; training on them: done/.test(document.getElementById("status-text").textContent) || !document.getElementById("notice").hidden && document.getElementById("notice").classList.contains("error"), null, WAIT);
+  await noError("conversational import");
+  check((await pairs()) === 3, "conversational TRL rows imported and trained on with the chat template");
+  const chatExport = (await download("#export", "chat-pairs.jsonl")).toString().trim().split("\n").slice(1).map((l) => JSON.parse(l));
+  check(JSON.stringify(chatExport) === JSON.stringify(chat), "they export as the conversational rows they were");
   const adapterFiles = [];
   const bothDownloaded = new Promise((resolve) => {
     const on = (d) => adapterFiles.push(d) === 2 && (page.off("download", on), resolve());

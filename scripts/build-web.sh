@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 
-wasm=target/wasm32-unknown-unknown/web/webdpo.wasm
+# Its own target dir: the tests' cargo (scripts/test.sh runs both at once) holds target/'s lock.
+export CARGO_TARGET_DIR=target/web
+wasm=$CARGO_TARGET_DIR/wasm32-unknown-unknown/web/webdpo.wasm
 opt_flags=(-Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
   --enable-mutable-globals --enable-reference-types --enable-multivalue --enable-simd)
 

@@ -8,14 +8,14 @@ bash scripts/setup.sh
 # The page's and the scripts' own logic (node's test runner): seconds.
 node --test tests/js/
 
-# The app's build (pkg/, the `web` profile: a compile of its own, mostly one long single-threaded
-# link) runs beside the native and wasm tests, in its own target dir so that neither waits on
-# cargo's lock.
+# The app's build and end-to-end tests run beside the native and wasm tests: the build is a
+# compile of its own (the `web` profile, in target/web so that neither cargo waits on the other's
+# lock) that ends in a long single-threaded link, and the browser runs leave a core free. In its
+# own process group (setsid), so that a failure here stops it too; its output comes at the end.
 mkdir -p artifacts
-# Its own process group (setsid), so that a failing test stops the whole build with it.
-setsid bash scripts/build-web.sh >artifacts/build-web.log 2>&1 &
-web_build=$!
-trap 'kill -- -$web_build 2>/dev/null || true' EXIT
+setsid bash scripts/test-app.sh >artifacts/test-app.log 2>&1 &
+app=$!
+trap 'kill -- -$app 2>/dev/null || true' EXIT
 
 cargo test --locked
 
@@ -25,20 +25,9 @@ cargo test --locked
 export WASM_BINDGEN_TEST_TIMEOUT=1200
 wasm-pack test --headless --chrome -- --locked
 
-echo "test.sh: waiting for the app's build (artifacts/build-web.log)"
-if ! wait $web_build; then
-  cat artifacts/build-web.log
-  echo "test.sh: scripts/build-web.sh failed" >&2
-  exit 1
-fi
+echo "test.sh: native and wasm tests passed; waiting for the app's (scripts/test-app.sh)"
+status=0
+wait $app || status=$?
 trap - EXIT
-grep -v '^\s*\(Compiling\|Downloaded\|Downloading\)' artifacts/build-web.log
-# With nothing changed, a second build reuses pkg/ (its stamp) instead of optimising it again.
-again=$(bash scripts/build-web.sh)
-echo "$again"
-grep -q "pkg/ is up to date" <<<"$again" || { echo "test.sh: build-web.sh rebuilt an unchanged pkg/" >&2; exit 1; }
-
-# The app end to end in headless Chromium: on WebGPU, then with WebGPU unavailable (CPU fallback).
-# Screenshots land in artifacts/e2e/.
-node tests/e2e/app.mjs webgpu
-node tests/e2e/app.mjs cpu
+cat artifacts/test-app.log
+[ $status -eq 0 ] || { echo "test.sh: scripts/test-app.sh failed (exit $status)" >&2; exit $status; }

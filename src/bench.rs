@@ -33,7 +33,15 @@ pub struct BenchConfig {
 
 impl Default for BenchConfig {
     fn default() -> Self {
-        Self { warmup: 2, runs: 10, prompt_tokens: 16, completion_tokens: 96, new_tokens: 128, recompute_runs: 3, seed: 0 }
+        Self {
+            warmup: 2,
+            runs: 10,
+            prompt_tokens: 16,
+            completion_tokens: 96,
+            new_tokens: 128,
+            recompute_runs: 3,
+            seed: 0,
+        }
     }
 }
 
@@ -58,7 +66,12 @@ impl Stat {
         } else {
             (samples[n / 2 - 1] + samples[n / 2]) / 2.0
         };
-        Self { median, min: samples.first().copied().unwrap_or(f64::NAN), max: samples.last().copied().unwrap_or(f64::NAN), runs: n }
+        Self {
+            median,
+            min: samples.first().copied().unwrap_or(f64::NAN),
+            max: samples.last().copied().unwrap_or(f64::NAN),
+            runs: n,
+        }
     }
 }
 
@@ -66,8 +79,16 @@ impl Stat {
 /// for `bench/torch_reference.py`. Ids skip the first three (pad, BOS, EOS).
 pub fn bench_pair(vocab_size: usize, config: &BenchConfig) -> TokenizedPair {
     let mut rng = Rng::new(config.seed);
-    let mut ids = |n: usize| (0..n).map(|_| 3 + (rng.next_u64() % (vocab_size as u64 - 3)) as u32).collect::<Vec<_>>();
-    TokenizedPair { prompt: ids(config.prompt_tokens), chosen: ids(config.completion_tokens), rejected: ids(config.completion_tokens) }
+    let mut ids = |n: usize| {
+        (0..n)
+            .map(|_| 3 + (rng.next_u64() % (vocab_size as u64 - 3)) as u32)
+            .collect::<Vec<_>>()
+    };
+    TokenizedPair {
+        prompt: ids(config.prompt_tokens),
+        chosen: ids(config.completion_tokens),
+        rejected: ids(config.completion_tokens),
+    }
 }
 
 /// Values of the first two updates on the bench pair, for checking another implementation
@@ -96,10 +117,23 @@ pub struct UpdateBench {
 
 /// One DPO update per run, exactly as a pick in the app: prepare the pair (reference forward,
 /// read), then [`DpoTrainer::step`], then a read of the updated weights.
-pub async fn bench_update(model: CausalLm, train: TrainConfig, pair: &TokenizedPair, pad_id: u32, config: &BenchConfig, device: &Device) -> Result<UpdateBench> {
+pub async fn bench_update(
+    model: CausalLm,
+    train: TrainConfig,
+    pair: &TokenizedPair,
+    pad_id: u32,
+    config: &BenchConfig,
+    device: &Device,
+) -> Result<UpdateBench> {
     let mut trainer = DpoTrainer::new(model, None, train, device)?;
-    let (mut reference, mut forward_backward, mut optimizer, mut total) = (vec![], vec![], vec![], vec![]);
-    let mut check = UpdateCheck { loss: [0.0; 2], logps_chosen: [0.0; 2], logps_rejected: [0.0; 2], grad_norm: [0.0; 2] };
+    let (mut reference, mut forward_backward, mut optimizer, mut total) =
+        (vec![], vec![], vec![], vec![]);
+    let mut check = UpdateCheck {
+        loss: [0.0; 2],
+        logps_chosen: [0.0; 2],
+        logps_rejected: [0.0; 2],
+        grad_norm: [0.0; 2],
+    };
     for run in 0..config.warmup + config.runs {
         let started = Instant::now();
         let batch = trainer.prepare(std::slice::from_ref(pair), pad_id).await?;
@@ -108,11 +142,17 @@ pub async fn bench_update(model: CausalLm, train: TrainConfig, pair: &TokenizedP
         settle(&trainer.policy()).await?;
         let done = Instant::now();
         if let Some(reason) = report.skipped {
-            return Err(Error::Device(format!("benchmark update {run} was not applied: {reason}")));
+            return Err(Error::Device(format!(
+                "benchmark update {run} was not applied: {reason}"
+            )));
         }
         if run < 2 {
             let m = &report.metrics;
-            (check.loss[run], check.logps_chosen[run], check.logps_rejected[run]) = (m.loss, m.logps_chosen, m.logps_rejected);
+            (
+                check.loss[run],
+                check.logps_chosen[run],
+                check.logps_rejected[run],
+            ) = (m.loss, m.logps_chosen, m.logps_rejected);
             check.grad_norm[run] = m.grad_norm.unwrap_or(f64::NAN);
         }
         if run >= config.warmup {
@@ -147,23 +187,44 @@ pub struct GenerationBench {
 
 /// Sampling `new_tokens` after the bench prompt (one sequence, EOS never ends it early), with
 /// the KV cache and re-running the whole prefix each token.
-pub async fn bench_generation(model: CausalLm, pair: &TokenizedPair, config: &BenchConfig, device: &Device) -> Result<GenerationBench> {
+pub async fn bench_generation(
+    model: CausalLm,
+    pair: &TokenizedPair,
+    config: &BenchConfig,
+    device: &Device,
+) -> Result<GenerationBench> {
     if pair.prompt.len() + config.new_tokens > model.max_positions() {
-        return Err(Error::Setting(format!("{} prompt + {} new tokens exceed the model's context of {}", pair.prompt.len(), config.new_tokens, model.max_positions())));
+        return Err(Error::Setting(format!(
+            "{} prompt + {} new tokens exceed the model's context of {}",
+            pair.prompt.len(),
+            config.new_tokens,
+            model.max_positions()
+        )));
     }
     // An id past the vocabulary: never sampled, so every run makes all `new_tokens`.
     let never = model.vocab_size() as u32;
-    let sampling = SamplingConfig { max_new_tokens: config.new_tokens, seed: config.seed, ..SamplingConfig::default() };
+    let sampling = SamplingConfig {
+        max_new_tokens: config.new_tokens,
+        seed: config.seed,
+        ..SamplingConfig::default()
+    };
     let per_token = |cached: bool, runs: usize| {
         let (model, sampling, prompt) = (model.clone(), sampling.clone(), pair.prompt.clone());
         async move {
             let mut times = Vec::with_capacity(runs);
             for _ in 0..runs {
-                let decoder = Decoder::new(model.clone(), &prompt, 1, sampling.clone(), never, device)?;
-                let mut decoder = if cached { decoder } else { decoder.without_cache() };
+                let decoder =
+                    Decoder::new(model.clone(), &prompt, 1, sampling.clone(), never, device)?;
+                let mut decoder = if cached {
+                    decoder
+                } else {
+                    decoder.without_cache()
+                };
                 let started = Instant::now();
                 while decoder.step().await?.is_some() {}
-                times.push(started.elapsed().as_secs_f64() * 1e3 / decoder.samples()[0].len() as f64);
+                times.push(
+                    started.elapsed().as_secs_f64() * 1e3 / decoder.samples()[0].len() as f64,
+                );
             }
             Ok::<_, Error>(times)
         }
@@ -191,7 +252,8 @@ pub struct BenchReport {
     pub parameters: usize,
     pub config: ModelConfig,
     pub device: String,
-    /// CPU threads the kernels ran on (burn's CPU backend uses the calling thread); `None` on a GPU.
+    /// CPU threads the kernels ran on (burn's CPU backend uses the calling thread); `None` on a
+    /// GPU.
     pub threads: Option<usize>,
     pub bench: BenchConfig,
     pub train: TrainConfig,
@@ -204,14 +266,35 @@ impl BenchReport {
     /// Times the update, then sampling, of `model` (described by `config`) on `device`.
     /// `between` runs after the update is timed and before sampling is (the CLI reads its
     /// memory peak there).
-    pub async fn run(model: CausalLm, config: ModelConfig, train: TrainConfig, pad_id: u32, bench: BenchConfig, device: &ComputeDevice, between: impl FnOnce()) -> Result<Self> {
+    pub async fn run(
+        model: CausalLm,
+        config: ModelConfig,
+        train: TrainConfig,
+        pad_id: u32,
+        bench: BenchConfig,
+        device: &ComputeDevice,
+        between: impl FnOnce(),
+    ) -> Result<Self> {
         use burn::module::Module;
         let pair = bench_pair(config.vocab_size, &bench);
-        let update = bench_update(model.clone(), train.clone(), &pair, pad_id, &bench, &device.device).await?;
+        let update = bench_update(
+            model.clone(),
+            train.clone(),
+            &pair,
+            pad_id,
+            &bench,
+            &device.device,
+        )
+        .await?;
         between();
         let generation = bench_generation(model.clone(), &pair, &bench, &device.device).await?;
         Ok(Self {
-            implementation: if cfg!(target_arch = "wasm32") { "webdpo (burn, wasm)" } else { "webdpo (burn)" }.into(),
+            implementation: if cfg!(target_arch = "wasm32") {
+                "webdpo (burn, wasm)"
+            } else {
+                "webdpo (burn)"
+            }
+            .into(),
             parameters: model.num_params(),
             config,
             device: device.description.clone(),

@@ -18,15 +18,27 @@ pub enum Arch {
     Gpt2,
 }
 
-const ARCHITECTURES: [(&str, Arch); 3] = [("LlamaForCausalLM", Arch::Llama), ("Qwen2ForCausalLM", Arch::Qwen2), ("GPT2LMHeadModel", Arch::Gpt2)];
+const ARCHITECTURES: [(&str, Arch); 3] = [
+    ("LlamaForCausalLM", Arch::Llama),
+    ("Qwen2ForCausalLM", Arch::Qwen2),
+    ("GPT2LMHeadModel", Arch::Gpt2),
+];
 
 /// The first of `names` this crate implements.
 fn known_arch<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<Arch> {
-    names.find_map(|a| ARCHITECTURES.iter().find(|(name, _)| *name == a).map(|(_, arch)| *arch))
+    names.find_map(|a| {
+        ARCHITECTURES
+            .iter()
+            .find(|(name, _)| *name == a)
+            .map(|(_, arch)| *arch)
+    })
 }
 
 fn unsupported(names: &impl std::fmt::Debug) -> Error {
-    Error::Config(format!("architecture {names:?} is not supported (expected one of {:?})", ARCHITECTURES.map(|(n, _)| n)))
+    Error::Config(format!(
+        "architecture {names:?} is not supported (expected one of {:?})",
+        ARCHITECTURES.map(|(n, _)| n)
+    ))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,7 +51,8 @@ pub struct ModelConfig {
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
-    /// Grouped-query attention: heads of keys/values shared by `num_attention_heads / num_key_value_heads` query heads.
+    /// Grouped-query attention: heads of keys/values, each shared by
+    /// `num_attention_heads / num_key_value_heads` query heads.
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
     pub intermediate_size: usize,
@@ -62,7 +75,8 @@ pub struct ModelConfig {
     pub eos_token_id: Option<u32>,
     #[serde(default)]
     pub pad_token_id: Option<u32>,
-    /// transformers ≥ 5 writes `rope_theta` inside this (`{"rope_type": "default", "rope_theta": …}`).
+    /// transformers ≥ 5 writes `rope_theta` inside this
+    /// (`{"rope_type": "default", "rope_theta": …}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_parameters: Option<serde_json::Value>,
     /// Long-context RoPE variants (linear, dynamic, YaRN, llama3) are not implemented.
@@ -154,7 +168,13 @@ fn default_hidden_act() -> String {
 
 impl ModelConfig {
     /// A config with HF defaults for everything but the sizes.
-    pub fn new(vocab_size: usize, hidden_size: usize, num_hidden_layers: usize, num_attention_heads: usize, intermediate_size: usize) -> Self {
+    pub fn new(
+        vocab_size: usize,
+        hidden_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+    ) -> Self {
         Self {
             architectures: default_architectures(),
             model_type: default_model_type(),
@@ -184,17 +204,36 @@ impl ModelConfig {
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
-        // Name the architecture before complaining about fields another architecture names differently.
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("config.json is not valid JSON: {e}")))?;
+        // Name the architecture before complaining about fields another architecture names
+        // differently.
         let arch = match value.get("architectures").and_then(|a| a.as_array()) {
-            Some(archs) => known_arch(archs.iter().filter_map(|a| a.as_str())).ok_or_else(|| unsupported(archs))?,
+            Some(archs) => known_arch(archs.iter().filter_map(|a| a.as_str()))
+                .ok_or_else(|| unsupported(archs))?,
             None => Arch::Llama,
         };
         let mut config = match arch {
-            Arch::Gpt2 => Self::from_gpt2(serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("config.json is not a valid GPT-2 config: {e}")))?)?,
-            _ => serde_json::from_value(value.clone()).map_err(|e| Error::Config(format!("config.json is not a valid {} config: {e}", if arch == Arch::Qwen2 { "Qwen2" } else { "Llama" })))?,
+            Arch::Gpt2 => Self::from_gpt2(serde_json::from_value(value.clone()).map_err(|e| {
+                Error::Config(format!("config.json is not a valid GPT-2 config: {e}"))
+            })?)?,
+            _ => serde_json::from_value(value.clone()).map_err(|e| {
+                Error::Config(format!(
+                    "config.json is not a valid {} config: {e}",
+                    if arch == Arch::Qwen2 {
+                        "Qwen2"
+                    } else {
+                        "Llama"
+                    }
+                ))
+            })?,
         };
-        if let Some(theta) = config.rope_parameters.as_ref().and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
+        if let Some(theta) = config
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("rope_theta"))
+            .and_then(|t| t.as_f64())
+        {
             config.rope_theta = theta;
         }
         config.source = Some(value);
@@ -204,9 +243,19 @@ impl ModelConfig {
 
     fn from_gpt2(g: Gpt2Json) -> Result<Self> {
         if !g.scale_attn_weights || g.scale_attn_by_inverse_layer_idx {
-            return Err(Error::Config("GPT-2 attention must be scaled by 1/sqrt(head_dim) only (scale_attn_weights true, scale_attn_by_inverse_layer_idx false)".into()));
+            return Err(Error::Config(
+                "GPT-2 attention must be scaled by 1/sqrt(head_dim) only \
+                (scale_attn_weights true, scale_attn_by_inverse_layer_idx false)"
+                    .into(),
+            ));
         }
-        let mut c = Self::new(g.vocab_size, g.n_embd, g.n_layer, g.n_head, g.n_inner.unwrap_or(4 * g.n_embd));
+        let mut c = Self::new(
+            g.vocab_size,
+            g.n_embd,
+            g.n_layer,
+            g.n_head,
+            g.n_inner.unwrap_or(4 * g.n_embd),
+        );
         c.architectures = vec!["GPT2LMHeadModel".into()];
         c.model_type = "gpt2".into();
         c.max_position_embeddings = g.n_positions;
@@ -214,7 +263,8 @@ impl ModelConfig {
         c.hidden_act = g.activation_function;
         c.initializer_range = g.initializer_range;
         c.tie_word_embeddings = g.tie_word_embeddings;
-        (c.bos_token_id, c.eos_token_id, c.pad_token_id) = (g.bos_token_id, g.eos_token_id, g.pad_token_id);
+        (c.bos_token_id, c.eos_token_id, c.pad_token_id) =
+            (g.bos_token_id, g.eos_token_id, g.pad_token_id);
         Ok(c)
     }
 
@@ -224,7 +274,10 @@ impl ModelConfig {
     }
 
     pub fn to_json(&self) -> String {
-        let value = self.source.clone().unwrap_or_else(|| serde_json::to_value(self).expect("a config always serialises"));
+        let value = self
+            .source
+            .clone()
+            .unwrap_or_else(|| serde_json::to_value(self).expect("a config always serialises"));
         serde_json::to_string_pretty(&value).expect("a config always serialises")
     }
 
@@ -239,12 +292,22 @@ impl ModelConfig {
     /// Refuses configs that would build a broken model, with the reason.
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::Config(m));
-        if !self.architectures.is_empty() && known_arch(self.architectures.iter().map(String::as_str)).is_none() {
+        if !self.architectures.is_empty()
+            && known_arch(self.architectures.iter().map(String::as_str)).is_none()
+        {
             return Err(unsupported(&self.architectures));
         }
-        let act = if self.arch() == Arch::Gpt2 { ["gelu_new", "gelu_pytorch_tanh"].as_slice() } else { ["silu"].as_slice() };
+        let act = if self.arch() == Arch::Gpt2 {
+            ["gelu_new", "gelu_pytorch_tanh"].as_slice()
+        } else {
+            ["silu"].as_slice()
+        };
         if !act.contains(&self.hidden_act.as_str()) {
-            return fail(format!("activation {:?} is not supported for {:?} (expected {act:?})", self.hidden_act, self.arch()));
+            return fail(format!(
+                "activation {:?} is not supported for {:?} (expected {act:?})",
+                self.hidden_act,
+                self.arch()
+            ));
         }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
@@ -260,41 +323,71 @@ impl ModelConfig {
             }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
-            return fail(format!("hidden_size {} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads));
+            return fail(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
         }
         if let Some(hd) = self.head_dim
             && hd != self.head_dim()
         {
-            return fail(format!("head_dim {hd} differs from hidden_size / num_attention_heads = {}; not supported", self.head_dim()));
+            return fail(format!(
+                "head_dim {hd} differs from hidden_size / num_attention_heads = {}; not supported",
+                self.head_dim()
+            ));
         }
-        if let Some(rope_type) = self.rope_parameters.as_ref().and_then(|p| p.get("rope_type")).and_then(|t| t.as_str())
+        if let Some(rope_type) = self
+            .rope_parameters
+            .as_ref()
+            .and_then(|p| p.get("rope_type"))
+            .and_then(|t| t.as_str())
             && rope_type != "default"
         {
-            return fail(format!("RoPE type {rope_type:?} is not supported; only plain rotary embeddings"));
+            return fail(format!(
+                "RoPE type {rope_type:?} is not supported; only plain rotary embeddings"
+            ));
         }
         if let Some(scaling) = self.rope_scaling.as_ref().filter(|s| !s.is_null()) {
-            return fail(format!("RoPE scaling {scaling} is not supported; only plain rotary embeddings"));
+            return fail(format!(
+                "RoPE scaling {scaling} is not supported; only plain rotary embeddings"
+            ));
         }
         if self.attention_bias || self.mlp_bias {
             return fail("attention_bias / mlp_bias are not supported for LlamaForCausalLM".into());
         }
         if self.use_sliding_window {
-            return fail("Qwen2 sliding-window attention (use_sliding_window: true) is not supported".into());
+            return fail(
+                "Qwen2 sliding-window attention (use_sliding_window: true) is not supported".into(),
+            );
         }
         if self.arch() != Arch::Gpt2 && self.head_dim() % 2 != 0 {
-            return fail(format!("head dimension {} must be even for rotary embeddings", self.head_dim()));
+            return fail(format!(
+                "head dimension {} must be even for rotary embeddings",
+                self.head_dim()
+            ));
         }
         if self.num_attention_heads % self.kv_heads() != 0 {
-            return fail(format!("num_attention_heads {} is not a multiple of num_key_value_heads {}", self.num_attention_heads, self.kv_heads()));
+            return fail(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
         }
         if !(self.rope_theta > 0.0 && self.rms_norm_eps > 0.0) {
             return fail("rope_theta and rms_norm_eps must be positive".into());
         }
-        for (name, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id), ("pad_token_id", self.pad_token_id)] {
+        for (name, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("eos_token_id", self.eos_token_id),
+            ("pad_token_id", self.pad_token_id),
+        ] {
             if let Some(id) = id
                 && id as usize >= self.vocab_size
             {
-                return fail(format!("{name} {id} is outside the vocabulary of {}", self.vocab_size));
+                return fail(format!(
+                    "{name} {id} is outside the vocabulary of {}",
+                    self.vocab_size
+                ));
             }
         }
         Ok(())

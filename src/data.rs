@@ -48,7 +48,10 @@ impl Turns {
     /// As messages in `role`: text becomes one message.
     pub fn messages(&self, role: &str) -> Vec<Message> {
         match self {
-            Turns::Text(text) => vec![Message { role: role.into(), content: text.clone() }],
+            Turns::Text(text) => vec![Message {
+                role: role.into(),
+                content: text.clone(),
+            }],
             Turns::Messages(m) => m.clone(),
         }
     }
@@ -61,11 +64,22 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Vec<PreferencePair>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Data { file: file.into(), line: i + 1, msg: format!("not a {{\"prompt\",\"chosen\",\"rejected\"}} object of strings or message lists: {e}") })
+            serde_json::from_str(l).map_err(|e| Error::Data {
+                file: file.into(),
+                line: i + 1,
+                msg: format!(
+                    "not a {{\"prompt\",\"chosen\",\"rejected\"}} object of strings or message \
+                     lists: {e}"
+                ),
+            })
         })
         .collect::<Result<_>>()?;
     if pairs.is_empty() {
-        return Err(Error::Data { file: file.into(), line: 0, msg: "no preference pairs in the file".into() });
+        return Err(Error::Data {
+            file: file.into(),
+            line: 0,
+            msg: "no preference pairs in the file".into(),
+        });
     }
     Ok(pairs)
 }

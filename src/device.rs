@@ -16,7 +16,12 @@ pub struct ComputeDevice {
 
 impl ComputeDevice {
     pub fn cpu() -> Self {
-        Self { device: Device::flex(), description: "CPU (burn flex backend)".into(), is_gpu: false, max_buffer: None }
+        Self {
+            device: Device::flex(),
+            description: "CPU (burn flex backend)".into(),
+            is_gpu: false,
+            max_buffer: None,
+        }
     }
 
     /// The default GPU through wgpu (WebGPU in a browser). Initialised once per process/page.
@@ -27,14 +32,29 @@ impl ComputeDevice {
         if let Some(gpu) = GPU.lock().unwrap().clone() {
             return Ok(gpu);
         }
-        let (device, setup) = Device::wgpu_options().init_with_setup_async().await.map_err(|e| crate::Error::Device(format!("no usable GPU adapter: {e}")))?;
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup_async()
+            .await
+            .map_err(|e| crate::Error::Device(format!("no usable GPU adapter: {e}")))?;
         let info = setup.adapter.get_info();
         // Browsers often hide the adapter name; the device type still tells a real GPU from a
         // software one (SwiftShader reports `Cpu`).
-        let name = [info.name, info.driver, info.driver_info].into_iter().find(|s| !s.is_empty()).unwrap_or_else(|| "WebGPU adapter".into());
+        let name = [info.name, info.driver, info.driver_info]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .unwrap_or_else(|| "WebGPU adapter".into());
         let limits = setup.device.limits();
-        let max_buffer = Some(limits.max_storage_buffer_binding_size.min(limits.max_buffer_size));
-        let gpu = Self { device, description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend), is_gpu: true, max_buffer };
+        let max_buffer = Some(
+            limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+        );
+        let gpu = Self {
+            device,
+            description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend),
+            is_gpu: true,
+            max_buffer,
+        };
         *GPU.lock().unwrap() = Some(gpu.clone());
         Ok(gpu)
     }

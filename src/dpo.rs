@@ -1,7 +1,8 @@
 //! The DPO objective and its metrics, with the names and definitions of TRL's `DPOTrainer`.
 //!
 //! With `h = (log π(y_w|x) − log π(y_l|x)) − (log π_ref(y_w|x) − log π_ref(y_l|x))`:
-//! - `sigmoid` (Rafailov et al. 2023; cDPO with label smoothing ε): `−(1−ε)·log σ(βh) − ε·log σ(−βh)`
+//! - `sigmoid` (Rafailov et al. 2023; cDPO with label smoothing ε):
+//!   `−(1−ε)·log σ(βh) − ε·log σ(−βh)`
 //! - `robust` (Chowdhury et al. 2024): `(−(1−ε)·log σ(βh) + ε·log σ(−βh)) / (1 − 2ε)`
 //! - `hinge` (SLiC): `relu(1 − βh)`
 //! - `ipo` (Azar et al. 2023): `(h − 1/(2β))²`, on log-probs averaged over completion tokens.
@@ -28,7 +29,12 @@ pub enum LossType {
 }
 
 impl LossType {
-    pub const ALL: [LossType; 4] = [LossType::Sigmoid, LossType::Ipo, LossType::Hinge, LossType::Robust];
+    pub const ALL: [LossType; 4] = [
+        LossType::Sigmoid,
+        LossType::Ipo,
+        LossType::Hinge,
+        LossType::Robust,
+    ];
 
     /// IPO compares per-token averages, the other losses sequence sums.
     pub fn length_normalised(self) -> bool {
@@ -50,7 +56,14 @@ impl fmt::Display for LossType {
 impl FromStr for LossType {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        LossType::ALL.into_iter().find(|l| l.to_string() == s).ok_or_else(|| Error::Setting(format!("unknown loss type {s:?}; expected one of sigmoid, ipo, hinge, robust")))
+        LossType::ALL
+            .into_iter()
+            .find(|l| l.to_string() == s)
+            .ok_or_else(|| {
+                Error::Setting(format!(
+                    "unknown loss type {s:?}; expected one of sigmoid, ipo, hinge, robust"
+                ))
+            })
     }
 }
 
@@ -66,17 +79,27 @@ pub struct DpoConfig {
 
 impl Default for DpoConfig {
     fn default() -> Self {
-        Self { beta: 0.1, loss_type: LossType::Sigmoid, label_smoothing: 0.0 }
+        Self {
+            beta: 0.1,
+            loss_type: LossType::Sigmoid,
+            label_smoothing: 0.0,
+        }
     }
 }
 
 impl DpoConfig {
     pub fn validate(&self) -> Result<()> {
         if !(self.beta.is_finite() && self.beta > 0.0) {
-            return Err(Error::Setting(format!("beta must be a positive number, got {}", self.beta)));
+            return Err(Error::Setting(format!(
+                "beta must be a positive number, got {}",
+                self.beta
+            )));
         }
         if !(0.0..0.5).contains(&self.label_smoothing) {
-            return Err(Error::Setting(format!("label_smoothing must be in [0, 0.5), got {}", self.label_smoothing)));
+            return Err(Error::Setting(format!(
+                "label_smoothing must be in [0, 0.5), got {}",
+                self.label_smoothing
+            )));
         }
         Ok(())
     }
@@ -90,18 +113,37 @@ pub struct DpoOutput {
 }
 
 /// TRL's `dpo_loss`: sequence log-probs of the policy and the reference, `[n]` each.
-pub fn dpo_loss(policy_chosen: Tensor<1>, policy_rejected: Tensor<1>, reference_chosen: Tensor<1>, reference_rejected: Tensor<1>, config: &DpoConfig) -> DpoOutput {
+pub fn dpo_loss(
+    policy_chosen: Tensor<1>,
+    policy_rejected: Tensor<1>,
+    reference_chosen: Tensor<1>,
+    reference_rejected: Tensor<1>,
+    config: &DpoConfig,
+) -> DpoOutput {
     let (beta, eps) = (config.beta, config.label_smoothing);
-    let chosen_rewards = (policy_chosen.clone() - reference_chosen.clone()).detach().mul_scalar(beta);
-    let rejected_rewards = (policy_rejected.clone() - reference_rejected.clone()).detach().mul_scalar(beta);
+    let chosen_rewards = (policy_chosen.clone() - reference_chosen.clone())
+        .detach()
+        .mul_scalar(beta);
+    let rejected_rewards = (policy_rejected.clone() - reference_rejected.clone())
+        .detach()
+        .mul_scalar(beta);
     let logits = (policy_chosen - policy_rejected) - (reference_chosen - reference_rejected);
     let losses = match config.loss_type {
-        LossType::Sigmoid => log_sigmoid(logits.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps)) - log_sigmoid(logits.mul_scalar(-beta)).mul_scalar(eps),
-        LossType::Robust => (log_sigmoid(logits.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps)) + log_sigmoid(logits.mul_scalar(-beta)).mul_scalar(eps)).div_scalar(1.0 - 2.0 * eps),
+        LossType::Sigmoid => {
+            log_sigmoid(logits.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
+                - log_sigmoid(logits.mul_scalar(-beta)).mul_scalar(eps)
+        }
+        LossType::Robust => (log_sigmoid(logits.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
+            + log_sigmoid(logits.mul_scalar(-beta)).mul_scalar(eps))
+        .div_scalar(1.0 - 2.0 * eps),
         LossType::Hinge => relu(logits.mul_scalar(-beta).add_scalar(1.0)),
         LossType::Ipo => logits.sub_scalar(1.0 / (2.0 * beta)).square(),
     };
-    DpoOutput { losses, chosen_rewards, rejected_rewards }
+    DpoOutput {
+        losses,
+        chosen_rewards,
+        rejected_rewards,
+    }
 }
 
 /// TRL's logged metrics for a batch, means over its pairs, plus the gradient norm of a step.
@@ -150,8 +192,10 @@ impl PairValues {
             loss: mean(&self.losses),
             rewards_chosen: mean(c),
             rewards_rejected: mean(r),
-            rewards_accuracies: c.iter().zip(r).filter(|(c, r)| c > r).count() as f64 / c.len() as f64,
-            rewards_margins: c.iter().zip(r).map(|(c, r)| (c - r) as f64).sum::<f64>() / c.len() as f64,
+            rewards_accuracies: c.iter().zip(r).filter(|(c, r)| c > r).count() as f64
+                / c.len() as f64,
+            rewards_margins: c.iter().zip(r).map(|(c, r)| (c - r) as f64).sum::<f64>()
+                / c.len() as f64,
             logps_chosen: mean(&self.policy_chosen),
             logps_rejected: mean(&self.policy_rejected),
             grad_norm: None,

@@ -6,7 +6,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A model config that cannot describe a working model.
@@ -20,7 +19,11 @@ pub enum Error {
     Tokenizer(String),
     /// A line of a preference-pair file that is not a valid pair.
     #[error("{file}:{line}: {msg}")]
-    Data { file: String, line: usize, msg: String },
+    Data {
+        file: String,
+        line: usize,
+        msg: String,
+    },
     /// A training or sampling setting outside its valid range.
     #[error("invalid setting: {0}")]
     Setting(String),
@@ -31,7 +34,10 @@ pub enum Error {
     #[error("device: {0}")]
     Device(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -82,11 +88,17 @@ impl Error {
     }
 
     pub fn checkpoint(file: &str, msg: impl fmt::Display) -> Self {
-        Error::Checkpoint { file: file.to_string(), msg: msg.to_string() }
+        Error::Checkpoint {
+            file: file.to_string(),
+            msg: msg.to_string(),
+        }
     }
 
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

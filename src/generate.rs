@@ -26,17 +26,29 @@ pub struct SamplingConfig {
 
 impl Default for SamplingConfig {
     fn default() -> Self {
-        Self { temperature: 1.0, top_k: 0, top_p: 1.0, max_new_tokens: 64, seed: 0 }
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            max_new_tokens: 64,
+            seed: 0,
+        }
     }
 }
 
 impl SamplingConfig {
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::Setting(format!("temperature must be ≥ 0, got {}", self.temperature)));
+            return Err(Error::Setting(format!(
+                "temperature must be ≥ 0, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::Setting(format!("top_p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::Setting(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if self.max_new_tokens == 0 {
             return Err(Error::Setting("max_new_tokens must be at least 1".into()));
@@ -47,11 +59,21 @@ impl SamplingConfig {
 
 /// Draws one token from `logits` as HF's warpers do: temperature, then top-k, then top-p.
 pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u32 {
-    let argmax = || logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &l)| if l > best.1 { (i, l) } else { best }).0 as u32;
+    let argmax = || {
+        logits
+            .iter()
+            .enumerate()
+            .fold((0, f32::NEG_INFINITY), |best, (i, &l)| {
+                if l > best.1 { (i, l) } else { best }
+            })
+            .0 as u32
+    };
     if config.temperature == 0.0 {
         return argmax();
     }
-    let mut order: Vec<usize> = (0..logits.len()).filter(|&i| logits[i].is_finite()).collect();
+    let mut order: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
     if order.is_empty() {
         return argmax();
     }
@@ -60,7 +82,10 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u
         order.truncate(config.top_k);
     }
     let max = logits[order[0]] as f64;
-    let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] as f64 - max) / config.temperature).exp()).collect();
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / config.temperature).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if config.top_p < 1.0 {
@@ -113,17 +138,40 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(model: CausalLm, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Self> {
+    pub fn new(
+        model: CausalLm,
+        prompt: &[u32],
+        n: usize,
+        config: SamplingConfig,
+        eos: u32,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate()?;
         if prompt.is_empty() {
             return Err(Error::Setting("the prompt has no tokens".into()));
         }
         if prompt.len() >= model.max_positions() {
-            return Err(Error::Setting(format!("the prompt has {} tokens; the model's context is {}", prompt.len(), model.max_positions())));
+            return Err(Error::Setting(format!(
+                "the prompt has {} tokens; the model's context is {}",
+                prompt.len(),
+                model.max_positions()
+            )));
         }
-        let ids: Vec<i64> = (0..n).flat_map(|_| prompt.iter().map(|&t| t as i64)).collect();
+        let ids: Vec<i64> = (0..n)
+            .flat_map(|_| prompt.iter().map(|&t| t as i64))
+            .collect();
         let input = Tensor::from_data(TensorData::new(ids, [n, prompt.len()]), device);
-        Ok(Self { model, device: device.clone(), rng: Rng::new(config.seed), config, eos, past: Past::Cache(KvCache::default()), input, samples: vec![Vec::new(); n], done: vec![false; n] })
+        Ok(Self {
+            model,
+            device: device.clone(),
+            rng: Rng::new(config.seed),
+            config,
+            eos,
+            past: Past::Cache(KvCache::default()),
+            input,
+            samples: vec![Vec::new(); n],
+            done: vec![false; n],
+        })
     }
 
     /// Re-runs the whole prefix for every token instead of caching keys and values: the
@@ -137,7 +185,10 @@ impl Decoder {
     /// returns `None` when all are finished.
     pub async fn step(&mut self) -> Result<Option<Vec<Option<u32>>>> {
         let produced = self.samples.iter().map(Vec::len).max().unwrap_or(0);
-        if self.done.iter().all(|&d| d) || produced >= self.config.max_new_tokens || self.past.len() + self.input.dims()[1] > self.model.max_positions() {
+        if self.done.iter().all(|&d| d)
+            || produced >= self.config.max_new_tokens
+            || self.past.len() + self.input.dims()[1] > self.model.max_positions()
+        {
             return Ok(None);
         }
         let logits = match &mut self.past {
@@ -152,7 +203,12 @@ impl Decoder {
             }
         };
         let [n, t, vocab] = logits.dims();
-        let last = read_f32(logits.slice([0..n, t - 1..t, 0..vocab]).reshape([n * vocab])).await?;
+        let last = read_f32(
+            logits
+                .slice([0..n, t - 1..t, 0..vocab])
+                .reshape([n * vocab]),
+        )
+        .await?;
         let mut next = Vec::with_capacity(n);
         for (i, row) in last.chunks(vocab).enumerate() {
             if self.done[i] {
@@ -183,7 +239,14 @@ impl Decoder {
 }
 
 /// `n` completions of `prompt`, EOS excluded.
-pub async fn generate(model: CausalLm, prompt: &[u32], n: usize, config: SamplingConfig, eos: u32, device: &Device) -> Result<Vec<Vec<u32>>> {
+pub async fn generate(
+    model: CausalLm,
+    prompt: &[u32],
+    n: usize,
+    config: SamplingConfig,
+    eos: u32,
+    device: &Device,
+) -> Result<Vec<Vec<u32>>> {
     let mut decoder = Decoder::new(model, prompt, n, config, eos, device)?;
     while decoder.step().await?.is_some() {}
     Ok(decoder.into_samples())

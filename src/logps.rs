@@ -51,7 +51,9 @@ impl SequenceBatch {
             return Err(Error::Setting("a batch needs at least one sequence".into()));
         }
         if max_len < 2 {
-            return Err(Error::Setting("sequences need room for at least one prompt and one completion token".into()));
+            return Err(Error::Setting(
+                "sequences need room for at least one prompt and one completion token".into(),
+            ));
         }
         let fitted: Vec<(&[u32], &[u32])> = rows
             .iter()
@@ -61,8 +63,13 @@ impl SequenceBatch {
                 (&p[p.len() - keep..], c)
             })
             .collect();
-        if let Some(i) = fitted.iter().position(|(p, c)| p.is_empty() || c.is_empty()) {
-            return Err(Error::Setting(format!("sequence {i} has an empty prompt or completion; both need at least one token")));
+        if let Some(i) = fitted
+            .iter()
+            .position(|(p, c)| p.is_empty() || c.is_empty())
+        {
+            return Err(Error::Setting(format!(
+                "sequence {i} has an empty prompt or completion; both need at least one token"
+            )));
         }
         let len = fitted.iter().map(|(p, c)| p.len() + c.len()).max().unwrap();
         let mut tokens = vec![pad_id as i64; rows.len() * len];
@@ -71,35 +78,51 @@ impl SequenceBatch {
             for (t, &id) in p.iter().chain(c.iter()).enumerate() {
                 tokens[r * len + t] = id as i64;
             }
-            // Label at position t is token t + 1: completion labels are t + 1 in p.len()..p.len() + c.len().
+            // Label at position t is token t + 1: completion labels are t + 1 in
+            // p.len()..p.len() + c.len().
             for t in p.len() - 1..p.len() + c.len() - 1 {
                 mask[r * (len - 1) + t] = 1.0;
             }
         }
-        Ok(Self { rows: rows.len(), len, tokens, mask })
+        Ok(Self {
+            rows: rows.len(),
+            len,
+            tokens,
+            mask,
+        })
     }
 
     /// The concatenated batch of `pairs`: chosen rows first, then rejected rows.
     pub fn concatenated(pairs: &[TokenizedPair], pad_id: u32, max_len: usize) -> Result<Self> {
-        let rows: Vec<(&[u32], &[u32])> = pairs.iter().map(|p| (&p.prompt[..], &p.chosen[..])).chain(pairs.iter().map(|p| (&p.prompt[..], &p.rejected[..]))).collect();
+        let rows: Vec<(&[u32], &[u32])> = pairs
+            .iter()
+            .map(|p| (&p.prompt[..], &p.chosen[..]))
+            .chain(pairs.iter().map(|p| (&p.prompt[..], &p.rejected[..])))
+            .collect();
         Self::new(&rows, pad_id, max_len)
     }
 
     /// Completion-token count of each row (TRL's `size_completion`).
     pub fn counts(&self) -> Vec<f32> {
-        self.mask.chunks(self.len - 1).map(|m| m.iter().sum()).collect()
+        self.mask
+            .chunks(self.len - 1)
+            .map(|m| m.iter().sum())
+            .collect()
     }
 }
 
 /// Sum of completion-token log-probs of each row: `[rows]`. Differentiable when `model` is.
 pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
-    token_logps(model, batch, device).sum_dim(1).reshape([batch.rows])
+    token_logps(model, batch, device)
+        .sum_dim(1)
+        .reshape([batch.rows])
 }
 
 /// Log-prob of each label token, zero outside completions: `[rows, len - 1]`.
 pub fn token_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
     let (rows, len) = (batch.rows, batch.len);
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
+    let tokens =
+        Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, len - 1]), device);
     let logits = model.forward(tokens.clone(), None);
     let vocab = logits.dims()[2];

@@ -34,14 +34,22 @@ mod cli {
     use webdpo::optimizer::Optim;
     use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_indices, batch_of};
     use webdpo::storyworld::oracle::Oracle;
-    use webdpo::storyworld::simulate::{Attribute, PAIRS_PER_PICK, Rates, SimulationPoint, sample_stories, simulate};
+    use webdpo::storyworld::simulate::{
+        Attribute, PAIRS_PER_PICK, Rates, SimulationPoint, sample_stories, simulate,
+    };
     use webdpo::storyworld::{Example, StoryWorld, format_prompt};
-    use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe};
+    use webdpo::tokenizer::{
+        BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe,
+    };
     use webdpo::trainer::{DpoTrainer, TrainConfig};
     use webdpo::{ComputeDevice, Error, ModelConfig, Result, block_on};
 
     #[derive(Parser)]
-    #[command(name = "webdpo", version, about = "Direct Preference Optimization of small Llama-style models")]
+    #[command(
+        name = "webdpo",
+        version,
+        about = "Direct Preference Optimization of small Llama-style models"
+    )]
     struct Cli {
         /// Where to compute.
         #[arg(long, global = true, value_enum, default_value_t = Backend::Cpu)]
@@ -294,10 +302,20 @@ mod cli {
             let Some(adapter) = &self.adapter else {
                 return Ok((model, None));
             };
-            let read = |file: &str| std::fs::read(adapter.join(file)).map_err(|e| Error::io(adapter.join(file), e));
+            let read = |file: &str| {
+                std::fs::read(adapter.join(file)).map_err(|e| Error::io(adapter.join(file), e))
+            };
             let config_json = String::from_utf8_lossy(&read("adapter_config.json")?).into_owned();
-            let file = adapter.join("adapter_model.safetensors").display().to_string();
-            let (model, config) = from_peft(model, &config_json, &read("adapter_model.safetensors")?, &file)?;
+            let file = adapter
+                .join("adapter_model.safetensors")
+                .display()
+                .to_string();
+            let (model, config) = from_peft(
+                model,
+                &config_json,
+                &read("adapter_model.safetensors")?,
+                &file,
+            )?;
             Ok((model, Some(config)))
         }
     }
@@ -379,26 +397,45 @@ mod cli {
 
     #[cfg(not(feature = "wgpu"))]
     fn wgpu_device() -> Result<ComputeDevice> {
-        Err(Error::Device("this binary was built without wgpu; rebuild with `cargo build --release --features wgpu`".into()))
+        Err(Error::Device(
+            "this binary was built without wgpu; rebuild with \
+             `cargo build --release --features wgpu`"
+                .into(),
+        ))
     }
 
     fn init(a: InitArgs, device: &ComputeDevice) -> Result<()> {
         let vocab = BYTE_LEVEL_SPECIALS.len() + 256;
-        let mut config = ModelConfig::new(vocab, a.hidden_size, a.layers, a.heads, a.intermediate_size);
+        let mut config =
+            ModelConfig::new(vocab, a.hidden_size, a.layers, a.heads, a.intermediate_size);
         config.num_key_value_heads = Some(a.kv_heads);
         config.max_position_embeddings = a.context;
         config.tie_word_embeddings = a.tie_embeddings;
-        (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
+        (
+            config.pad_token_id,
+            config.bos_token_id,
+            config.eos_token_id,
+        ) = (Some(0), Some(1), Some(2));
         let model = CausalLm::init(&config, a.seed, &device.device)?;
         let dir = ModelDir::new(config, byte_level_tokenizer_json().into_bytes(), model);
         block_on(dir.save(&dir.model, &a.out))?;
-        eprintln!("wrote {} ({} parameters)", a.out.display(), dir.model.num_params());
+        eprintln!(
+            "wrote {} ({} parameters)",
+            a.out.display(),
+            dir.model.num_params()
+        );
         Ok(())
     }
 
     fn progress(len: usize, what: &str) -> ProgressBar {
         let bar = ProgressBar::new(len as u64).with_message(what.to_string());
-        bar.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} pairs, {elapsed} (eta {eta}) {prefix}").unwrap().progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} pairs, {elapsed} (eta {eta}) {prefix}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
+        );
         bar
     }
 
@@ -420,13 +457,19 @@ mod cli {
     }
 
     fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
-        let dpo = DpoConfig { beta: a.beta, loss_type: a.loss.parse::<LossType>()?, label_smoothing: a.label_smoothing };
+        let dpo = DpoConfig {
+            beta: a.beta,
+            loss_type: a.loss.parse::<LossType>()?,
+            label_smoothing: a.label_smoothing,
+        };
         dpo.validate()?;
         if a.batch_size == 0 {
             return Err(Error::Setting("--batch-size must be at least 1".into()));
         }
         if a.reference.is_some() && (a.lora.lora.is_some() || a.lora.adapter.is_some()) {
-            return Err(Error::Setting("with LoRA the reference is the model without its adapters; drop --ref".into()));
+            return Err(Error::Setting(
+                "with LoRA the reference is the model without its adapters; drop --ref".into(),
+            ));
         }
         let pairs = read_pairs(&a.data)?;
         let policy = ModelDir::load(&a.model, &device.device)?;
@@ -434,7 +477,10 @@ mod cli {
             Some(dir) => {
                 let r = ModelDir::load(dir, &device.device)?;
                 if r.config.vocab_size != policy.config.vocab_size {
-                    return Err(Error::Config(format!("reference vocab_size {} differs from the policy's {}", r.config.vocab_size, policy.config.vocab_size)));
+                    return Err(Error::Config(format!(
+                        "reference vocab_size {} differs from the policy's {}",
+                        r.config.vocab_size, policy.config.vocab_size
+                    )));
                 }
                 Some(r.model)
             }
@@ -442,14 +488,39 @@ mod cli {
         };
         let tokenizer = policy.tokenizer()?;
         let file = a.data.display().to_string();
-        let tokenized =
-            pairs.iter().enumerate().map(|(i, p)| TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data { file: file.clone(), line: i + 1, msg: e.to_string() })).collect::<Result<Vec<_>>>()?;
+        let tokenized = pairs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data {
+                    file: file.clone(),
+                    line: i + 1,
+                    msg: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let (model, lora) = a.lora.apply(policy.model.clone())?;
-        Ok(Setup { dir: policy, policy: model, reference, lora, tokenizer, pairs: tokenized, dpo })
+        Ok(Setup {
+            dir: policy,
+            policy: model,
+            reference,
+            lora,
+            tokenizer,
+            pairs: tokenized,
+            dpo,
+        })
     }
 
     fn train(a: TrainArgs, device: &ComputeDevice) -> Result<()> {
-        let Setup { dir, policy, reference, lora, tokenizer, pairs, dpo } = setup(&a.dpo, device)?;
+        let Setup {
+            dir,
+            policy,
+            reference,
+            lora,
+            tokenizer,
+            pairs,
+            dpo,
+        } = setup(&a.dpo, device)?;
         // AdamW, as TRL's DPOTrainer (the app's SGD default is tuned for single picks).
         let config = TrainConfig {
             dpo,
@@ -472,7 +543,10 @@ mod cli {
                         skipped += 1;
                         bar.suspend(|| eprintln!("warning: {why}"));
                     }
-                    bar.set_prefix(format!("loss {:.4} margin {:.4}", report.metrics.loss, report.metrics.rewards_margins));
+                    bar.set_prefix(format!(
+                        "loss {:.4} margin {:.4}",
+                        report.metrics.loss, report.metrics.rewards_margins
+                    ));
                 }
                 bar.inc(chunk.len() as u64);
             }
@@ -492,13 +566,28 @@ mod cli {
     }
 
     fn eval(a: EvalArgs, device: &ComputeDevice) -> Result<()> {
-        let Setup { policy, reference, tokenizer, pairs, dpo, .. } = setup(&a.dpo, device)?;
-        let config = TrainConfig { dpo, max_length: a.dpo.max_length, ..TrainConfig::default() };
+        let Setup {
+            policy,
+            reference,
+            tokenizer,
+            pairs,
+            dpo,
+            ..
+        } = setup(&a.dpo, device)?;
+        let config = TrainConfig {
+            dpo,
+            max_length: a.dpo.max_length,
+            ..TrainConfig::default()
+        };
         let trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
         let bar = progress(pairs.len(), "eval");
         let mut all: Option<PairValues> = None;
         for chunk in pairs.chunks(a.dpo.batch_size) {
-            let values = block_on(async { trainer.evaluate(&trainer.prepare(chunk, tokenizer.pad_id()).await?).await })?;
+            let values = block_on(async {
+                trainer
+                    .evaluate(&trainer.prepare(chunk, tokenizer.pad_id()).await?)
+                    .await
+            })?;
             all = Some(match all {
                 None => values,
                 Some(mut acc) => {
@@ -513,13 +602,18 @@ mod cli {
         if a.per_pair {
             for i in 0..all.losses.len() {
                 let line = serde_json::json!({
-                    "policy_chosen_logps": all.policy_chosen[i], "policy_rejected_logps": all.policy_rejected[i],
-                    "reference_chosen_logps": all.reference_chosen[i], "reference_rejected_logps": all.reference_rejected[i],
+                    "policy_chosen_logps": all.policy_chosen[i],
+                    "policy_rejected_logps": all.policy_rejected[i],
+                    "reference_chosen_logps": all.reference_chosen[i],
+                    "reference_rejected_logps": all.reference_rejected[i],
                 });
                 println!("{line}");
             }
         } else {
-            println!("{}", serde_json::to_string(&all.metrics()).expect("metrics serialise"));
+            println!(
+                "{}",
+                serde_json::to_string(&all.metrics()).expect("metrics serialise")
+            );
         }
         Ok(())
     }
@@ -528,11 +622,27 @@ mod cli {
         let dir = ModelDir::load(&a.model, &device.device)?;
         let tokenizer = dir.tokenizer()?;
         let prompt = tokenizer.encode_prompt(&a.prompt)?;
-        let config = SamplingConfig { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, max_new_tokens: a.max_new_tokens, seed: a.seed };
+        let config = SamplingConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            max_new_tokens: a.max_new_tokens,
+            seed: a.seed,
+        };
         let (model, _) = a.lora.apply(dir.model.clone())?;
-        let samples = block_on(generate(model, &prompt, a.n, config, tokenizer.eos_id(), &device.device))?;
+        let samples = block_on(generate(
+            model,
+            &prompt,
+            a.n,
+            config,
+            tokenizer.eos_id(),
+            &device.device,
+        ))?;
         for ids in samples {
-            println!("{}", serde_json::json!({ "prompt": a.prompt, "completion": tokenizer.decode(&ids)? }));
+            println!(
+                "{}",
+                serde_json::json!({ "prompt": a.prompt, "completion": tokenizer.decode(&ids)? })
+            );
         }
         Ok(())
     }
@@ -555,22 +665,54 @@ mod cli {
     fn bench(a: BenchArgs, device: &ComputeDevice) -> Result<()> {
         let dir = ModelDir::load(&a.model, &device.device)?;
         let pad_id = dir.tokenizer()?.pad_id();
-        let config =
-            BenchConfig { warmup: a.warmup, runs: a.runs, completion_tokens: a.completion_tokens, new_tokens: a.new_tokens, recompute_runs: a.recompute_runs, seed: a.seed, ..BenchConfig::default() };
-        let train = TrainConfig { optim: a.optim, learning_rate: a.optim.default_learning_rate(), ..TrainConfig::default() };
-        eprintln!("benchmarking {} ({} parameters) on {}", a.model.display(), dir.model.num_params(), device.description);
+        let config = BenchConfig {
+            warmup: a.warmup,
+            runs: a.runs,
+            completion_tokens: a.completion_tokens,
+            new_tokens: a.new_tokens,
+            recompute_runs: a.recompute_runs,
+            seed: a.seed,
+            ..BenchConfig::default()
+        };
+        let train = TrainConfig {
+            optim: a.optim,
+            learning_rate: a.optim.default_learning_rate(),
+            ..TrainConfig::default()
+        };
+        eprintln!(
+            "benchmarking {} ({} parameters) on {}",
+            a.model.display(),
+            dir.model.num_params(),
+            device.description
+        );
         reset_peak_rss();
         let mut update_peak = None;
-        let report = block_on(BenchReport::run(dir.model, dir.config.clone(), train, pad_id, config.clone(), device, || {
-            update_peak = peak_rss();
-            reset_peak_rss();
-        }))?;
+        let report = block_on(BenchReport::run(
+            dir.model,
+            dir.config.clone(),
+            train,
+            pad_id,
+            config.clone(),
+            device,
+            || {
+                update_peak = peak_rss();
+                reset_peak_rss();
+            },
+        ))?;
         let mut json = serde_json::to_value(&report).unwrap();
         json["model"] = serde_json::json!(a.model);
         // Peak resident memory of the process during each phase (model and runtime included),
         // beside what the browser's memory check estimates for the same update.
-        json["peak_rss_bytes"] = serde_json::json!({"update": update_peak, "generation": peak_rss()});
-        json["memory_estimate"] = serde_json::to_value(MemoryEstimate::new(&dir.config, None, a.optim, 1, config.prompt_tokens + config.completion_tokens)).unwrap();
+        json["peak_rss_bytes"] =
+            serde_json::json!({"update": update_peak, "generation": peak_rss()});
+        json["memory_estimate"] = serde_json::to_value(MemoryEstimate::new(
+            &dir.config,
+            None,
+            a.optim,
+            1,
+            config.prompt_tokens + config.completion_tokens,
+        ))
+        .unwrap();
         let text = serde_json::to_string_pretty(&json).unwrap();
         if let Some(out) = &a.out {
             write_file(out, text.as_bytes())?;
@@ -587,7 +729,14 @@ mod cli {
     /// The process's peak resident set since the last reset, in bytes (`VmHWM`).
     fn peak_rss() -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let kb = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse::<u64>().ok()?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
         Some(kb * 1024)
     }
 
@@ -596,8 +745,19 @@ mod cli {
     }
 
     /// Tokenised (prompt, story) rows of a story-world corpus.
-    fn corpus_rows(tokenizer: &TextTokenizer, examples: &[Example]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-        examples.iter().map(|e| Ok((tokenizer.encode_prompt(&format_prompt(&e.prompt))?, tokenizer.encode_completion(&e.story)?))).collect()
+    fn corpus_rows(
+        tokenizer: &TextTokenizer,
+        examples: &[Example],
+    ) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        examples
+            .iter()
+            .map(|e| {
+                Ok((
+                    tokenizer.encode_prompt(&format_prompt(&e.prompt))?,
+                    tokenizer.encode_completion(&e.story)?,
+                ))
+            })
+            .collect()
     }
 
     fn pretrain(a: PretrainArgs, device: &ComputeDevice) -> Result<()> {
@@ -608,27 +768,63 @@ mod cli {
         let state_path = a.out.join("trainer_state.json");
         let (dir, state) = if a.resume {
             let dir = ModelDir::load(&a.out, &device.device)?;
-            let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?).map_err(|e| Error::checkpoint("trainer_state.json", e))?;
+            let state: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?,
+            )
+            .map_err(|e| Error::checkpoint("trainer_state.json", e))?;
             (dir, Some(state))
         } else {
-            eprintln!("training a {}-token byte-level BPE on {} stories", a.vocab_size, a.stories);
-            let texts: Vec<String> = train.iter().flat_map(|e| [format_prompt(&e.prompt), e.story.clone()]).collect();
+            eprintln!(
+                "training a {}-token byte-level BPE on {} stories",
+                a.vocab_size, a.stories
+            );
+            let texts: Vec<String> = train
+                .iter()
+                .flat_map(|e| [format_prompt(&e.prompt), e.story.clone()])
+                .collect();
             let tokenizer_json = train_byte_level_bpe(&texts, a.vocab_size)?;
-            let mut config = ModelConfig::new(a.vocab_size, a.hidden_size, a.layers, a.heads, a.intermediate_size);
+            let mut config = ModelConfig::new(
+                a.vocab_size,
+                a.hidden_size,
+                a.layers,
+                a.heads,
+                a.intermediate_size,
+            );
             config.num_key_value_heads = Some(a.kv_heads);
             config.max_position_embeddings = a.context;
             config.tie_word_embeddings = true;
-            (config.pad_token_id, config.bos_token_id, config.eos_token_id) = (Some(0), Some(1), Some(2));
+            (
+                config.pad_token_id,
+                config.bos_token_id,
+                config.eos_token_id,
+            ) = (Some(0), Some(1), Some(2));
             let model = CausalLm::init(&config, a.seed, &device.device)?;
-            (ModelDir::new(config, tokenizer_json.into_bytes(), model), None)
+            (
+                ModelDir::new(config, tokenizer_json.into_bytes(), model),
+                None,
+            )
         };
         let tokenizer = dir.tokenizer()?;
-        let (train_rows, val_rows) = (corpus_rows(&tokenizer, &train)?, corpus_rows(&tokenizer, &val)?);
+        let (train_rows, val_rows) = (
+            corpus_rows(&tokenizer, &train)?,
+            corpus_rows(&tokenizer, &val)?,
+        );
         let max_len = dir.config.max_position_embeddings;
         let lengths: Vec<usize> = train_rows.iter().map(|(p, c)| p.len() + c.len()).collect();
         let longest = lengths.iter().copied().max().unwrap_or(0);
-        eprintln!("{} parameters; longest example {longest} tokens (context {max_len})", dir.model.num_params());
-        let config = PretrainConfig { steps: a.steps, batch_size: a.batch_size, learning_rate: a.lr, warmup_steps: a.warmup, min_lr_ratio: 0.1, weight_decay: a.weight_decay, max_grad_norm: 1.0 };
+        eprintln!(
+            "{} parameters; longest example {longest} tokens (context {max_len})",
+            dir.model.num_params()
+        );
+        let config = PretrainConfig {
+            steps: a.steps,
+            batch_size: a.batch_size,
+            learning_rate: a.lr,
+            warmup_steps: a.warmup,
+            min_lr_ratio: 0.1,
+            weight_decay: a.weight_decay,
+            max_grad_norm: 1.0,
+        };
         let mut trainer = Pretrainer::new(dir.model.clone(), config, &device.device);
         let mut elapsed_before = 0.0;
         if let Some(state) = &state {
@@ -638,40 +834,87 @@ mod cli {
             elapsed_before = state["wall_seconds"].as_f64().unwrap_or(0.0);
             eprintln!("resuming at step {}", trainer.step);
         }
-        let val_batches = val_rows.chunks(32).map(|c| batch_of(c, tokenizer.pad_id(), max_len)).collect::<Result<Vec<_>>>()?;
+        let val_batches = val_rows
+            .chunks(32)
+            .map(|c| batch_of(c, tokenizer.pad_id(), max_len))
+            .collect::<Result<Vec<_>>>()?;
         let bar = ProgressBar::new(a.steps as u64).with_position(trainer.step as u64);
-        bar.set_style(ProgressStyle::with_template("pretrain [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}").unwrap().progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "pretrain [{bar:30}] {pos}/{len} steps, {elapsed} (eta {eta}) {msg}",
+            )
+            .unwrap()
+            .progress_chars("=> "),
+        );
         let oracle = Oracle::new();
         let mut train_loss = f64::NAN;
         let mut val_loss = f64::NAN;
         while trainer.step < a.steps {
-            let rows: Vec<_> = batch_indices(a.seed, trainer.step, a.batch_size, &lengths).into_iter().map(|i| train_rows[i].clone()).collect();
-            let (loss, _) = block_on(trainer.train_step(&batch_of(&rows, tokenizer.pad_id(), max_len)?))?;
-            train_loss = if train_loss.is_nan() { loss } else { 0.95 * train_loss + 0.05 * loss };
+            let rows: Vec<_> = batch_indices(a.seed, trainer.step, a.batch_size, &lengths)
+                .into_iter()
+                .map(|i| train_rows[i].clone())
+                .collect();
+            let (loss, _) =
+                block_on(trainer.train_step(&batch_of(&rows, tokenizer.pad_id(), max_len)?))?;
+            train_loss = if train_loss.is_nan() {
+                loss
+            } else {
+                0.95 * train_loss + 0.05 * loss
+            };
             bar.set_message(format!("loss {train_loss:.3}"));
             bar.inc(1);
             if trainer.step % a.eval_every == 0 || trainer.step == a.steps {
                 val_loss = block_on(trainer.eval_loss(&val_batches))?;
                 let (prompt, _) = world.prompt();
                 let ids = tokenizer.encode_prompt(&format_prompt(&prompt))?;
-                let sampling = SamplingConfig { max_new_tokens: 160, seed: trainer.step as u64, ..SamplingConfig::default() };
-                let sample = block_on(generate(trainer.model(), &ids, 1, sampling, tokenizer.eos_id(), &device.device))?;
+                let sampling = SamplingConfig {
+                    max_new_tokens: 160,
+                    seed: trainer.step as u64,
+                    ..SamplingConfig::default()
+                };
+                let sample = block_on(generate(
+                    trainer.model(),
+                    &ids,
+                    1,
+                    sampling,
+                    tokenizer.eos_id(),
+                    &device.device,
+                ))?;
                 let story = tokenizer.decode(&sample[0])?;
                 let j = oracle.judge(&prompt, &story);
-                // Printed even when stderr is not a terminal (indicatif hides bars and their println there).
-                bar.suspend(|| eprintln!("step {}: train loss {train_loss:.4}, val loss {val_loss:.4}\n  {prompt}\n  {story}\n  well-formed: {} {:?}", trainer.step, j.well_formed, j.problem));
+                // Printed even when stderr is not a terminal (indicatif hides bars and their
+                // println there).
+                let step = trainer.step;
+                let losses = format!("train loss {train_loss:.4}, val loss {val_loss:.4}");
+                let judged = format!("well-formed: {} {:?}", j.well_formed, j.problem);
+                bar.suspend(|| {
+                    eprintln!("step {step}: {losses}\n  {prompt}\n  {story}\n  {judged}")
+                });
                 let wall = elapsed_before + started.elapsed().as_secs_f64();
                 block_on(dir.save(&trainer.model(), &a.out))?;
-                write_file(&a.out.join("optimizer.safetensors"), &block_on(trainer.optimizer_state())?)?;
-                let state =
-                    serde_json::json!({"step": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": wall, "config": trainer.config, "stories": a.stories, "seed": a.seed});
-                write_file(&state_path, serde_json::to_string_pretty(&state).unwrap().as_bytes())?;
+                write_file(
+                    &a.out.join("optimizer.safetensors"),
+                    &block_on(trainer.optimizer_state())?,
+                )?;
+                let state = serde_json::json!({
+                    "step": trainer.step, "train_loss": train_loss, "val_loss": val_loss,
+                    "wall_seconds": wall, "config": trainer.config, "stories": a.stories,
+                    "seed": a.seed,
+                });
+                write_file(
+                    &state_path,
+                    serde_json::to_string_pretty(&state).unwrap().as_bytes(),
+                )?;
             }
         }
         bar.finish();
         println!(
             "{}",
-            serde_json::json!({"parameters": dir.model.num_params(), "steps": trainer.step, "train_loss": train_loss, "val_loss": val_loss, "wall_seconds": elapsed_before + started.elapsed().as_secs_f64()})
+            serde_json::json!({
+                "parameters": dir.model.num_params(), "steps": trainer.step,
+                "train_loss": train_loss, "val_loss": val_loss,
+                "wall_seconds": elapsed_before + started.elapsed().as_secs_f64(),
+            })
         );
         Ok(())
     }
@@ -679,8 +922,20 @@ mod cli {
     fn judge(a: JudgeArgs, device: &ComputeDevice) -> Result<()> {
         let dir = ModelDir::load(&a.model, &device.device)?;
         let tokenizer = dir.tokenizer()?;
-        let sampling = SamplingConfig { temperature: a.temperature, max_new_tokens: a.max_new_tokens, seed: a.seed, ..SamplingConfig::default() };
-        let samples = block_on(sample_stories(&dir.model, &tokenizer, &mut StoryWorld::new(a.seed ^ 0xA11CE), a.samples, &sampling, &device.device))?;
+        let sampling = SamplingConfig {
+            temperature: a.temperature,
+            max_new_tokens: a.max_new_tokens,
+            seed: a.seed,
+            ..SamplingConfig::default()
+        };
+        let samples = block_on(sample_stories(
+            &dir.model,
+            &tokenizer,
+            &mut StoryWorld::new(a.seed ^ 0xA11CE),
+            a.samples,
+            &sampling,
+            &device.device,
+        ))?;
         // What goes wrong, most frequent first, with one example each.
         let mut problems: std::collections::BTreeMap<String, (usize, &str)> = Default::default();
         for s in samples.iter().filter(|s| !s.judgement.well_formed) {
@@ -703,7 +958,10 @@ mod cli {
         let tokenizer = dir.tokenizer()?;
         let app = TrainConfig::default();
         let config = TrainConfig {
-            dpo: DpoConfig { beta: a.beta.unwrap_or(app.dpo.beta), ..app.dpo },
+            dpo: DpoConfig {
+                beta: a.beta.unwrap_or(app.dpo.beta),
+                ..app.dpo
+            },
             learning_rate: a.lr.unwrap_or(app.learning_rate),
             steps_per_pair: a.steps.unwrap_or(app.steps_per_pair),
             replay_pairs: a.replay.unwrap_or(app.replay_pairs),
@@ -715,31 +973,71 @@ mod cli {
         };
         eprintln!(
             "{:?}, beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}",
-            config.optim, config.dpo.beta, config.learning_rate, config.steps_per_pair, config.replay_pairs, config.rpo_alpha
+            config.optim,
+            config.dpo.beta,
+            config.learning_rate,
+            config.steps_per_pair,
+            config.replay_pairs,
+            config.rpo_alpha
         );
         let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
-        let sampling = SamplingConfig { max_new_tokens: a.max_new_tokens, ..SamplingConfig::default() };
-        println!("{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}", "picks", attribute.name(), "well_formed", "kl", "loss", "margin");
-        let points = block_on(simulate(&mut trainer, &tokenizer, attribute, a.picks, a.eval_every, a.eval_samples, &sampling, a.seed, |p| {
-            println!("{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
-        }))?;
+        let sampling = SamplingConfig {
+            max_new_tokens: a.max_new_tokens,
+            ..SamplingConfig::default()
+        };
+        println!(
+            "{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}",
+            "picks",
+            attribute.name(),
+            "well_formed",
+            "kl",
+            "loss",
+            "margin"
+        );
+        let points = block_on(simulate(
+            &mut trainer,
+            &tokenizer,
+            attribute,
+            a.picks,
+            a.eval_every,
+            a.eval_samples,
+            &sampling,
+            a.seed,
+            |p| {
+                println!(
+                    "{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}",
+                    p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin
+                );
+            },
+        ))?;
         let reached = points.iter().find(|p| p.rate >= 0.9);
-        let last = points.last().expect("the first measurement is made before any pick");
+        let last = points
+            .last()
+            .expect("the first measurement is made before any pick");
         if last.picks < a.picks {
-            eprintln!("stopped after {} picks: in {} pairs too few differed in {} to pick from", last.picks, PAIRS_PER_PICK * a.picks, attribute.name());
+            eprintln!(
+                "stopped after {} picks: in {} pairs too few differed in {} to pick from",
+                last.picks,
+                PAIRS_PER_PICK * a.picks,
+                attribute.name()
+            );
         }
         println!(
             "{}",
             serde_json::json!({
                 "attribute": attribute.name(), "seed": a.seed, "base_rate": points[0].rate,
-                "picks_to_90": reached.map(|p| p.picks), "kl_at_90": reached.map(|p| p.kl), "well_formed_at_90": reached.map(|p| p.well_formed),
+                "picks_to_90": reached.map(|p| p.picks), "kl_at_90": reached.map(|p| p.kl),
+                "well_formed_at_90": reached.map(|p| p.well_formed),
                 "picks": last.picks, "final_rate": last.rate, "final_kl": last.kl,
             })
         );
         if let Some(path) = &a.csv {
             let mut csv = format!("picks,{},well_formed,kl,loss,margin\n", attribute.name());
             for p in &points {
-                csv += &format!("{},{},{},{},{},{}\n", p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin);
+                csv += &format!(
+                    "{},{},{},{},{},{}\n",
+                    p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin
+                );
             }
             write_file(path, csv.as_bytes())?;
         }
@@ -755,24 +1053,51 @@ mod cli {
         let max_x = points.last().map_or(1, |p| p.picks.max(1)) as f64;
         let max_kl = points.iter().map(|p| p.kl).fold(0.1f64, f64::max);
         let panel = |y0: f64, title: &str, ys: Vec<f64>, max_y: f64, color: &str| {
-            let path: Vec<String> = points.iter().zip(&ys).map(|(p, y)| format!("{:.1},{:.1}", pad + p.picks as f64 / max_x * (w - 2.0 * pad), y0 + h - pad - y / max_y * (h - 2.0 * pad))).collect();
+            let path: Vec<String> = points
+                .iter()
+                .zip(&ys)
+                .map(|(p, y)| {
+                    format!(
+                        "{:.1},{:.1}",
+                        pad + p.picks as f64 / max_x * (w - 2.0 * pad),
+                        y0 + h - pad - y / max_y * (h - 2.0 * pad)
+                    )
+                })
+                .collect();
+            let line = path.join(" ");
+            let (top, right, bottom, title_y) = (y0 + pad, w - pad, y0 + h - pad, y0 + 20.0);
+            let (max_y_label, picks_x, picks_y) = (top + 4.0, right - 40.0, bottom + 16.0);
             format!(
-                "<text x=\"{pad}\" y=\"{}\" font-size=\"14\">{title}</text><line x1=\"{pad}\" y1=\"{b}\" x2=\"{}\" y2=\"{b}\" stroke=\"#888\"/><line x1=\"{pad}\" y1=\"{}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"#888\"/><text x=\"4\" y=\"{}\" font-size=\"11\">{max_y:.2}</text><text x=\"4\" y=\"{b}\" font-size=\"11\">0</text><text x=\"{}\" y=\"{}\" font-size=\"11\">{max_x} picks</text><polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-                y0 + 20.0,
-                w - pad,
-                y0 + pad,
-                y0 + pad + 4.0,
-                w - pad - 40.0,
-                y0 + h - pad + 16.0,
-                path.join(" "),
-                b = y0 + h - pad
+                "<text x=\"{pad}\" y=\"{title_y}\" font-size=\"14\">{title}</text>\
+                 <line x1=\"{pad}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" \
+                 stroke=\"#888\"/>\
+                 <line x1=\"{pad}\" y1=\"{top}\" x2=\"{pad}\" y2=\"{bottom}\" stroke=\"#888\"/>\
+                 <text x=\"4\" y=\"{max_y_label}\" font-size=\"11\">{max_y:.2}</text>\
+                 <text x=\"4\" y=\"{bottom}\" font-size=\"11\">0</text>\
+                 <text x=\"{picks_x}\" y=\"{picks_y}\" font-size=\"11\">{max_x} picks</text>\
+                 <polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" \
+                 points=\"{line}\"/>"
             )
         };
+        let height = 2.0 * h;
         format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" font-family=\"sans-serif\"><rect width=\"100%\" height=\"100%\" fill=\"white\"/>{}{}</svg>\n",
-            2.0 * h,
-            panel(0.0, &format!("rate of {name} stories"), points.iter().map(|p| p.rate).collect(), 1.0, "#1d4ed8"),
-            panel(h, "KL(policy || reference), nats", points.iter().map(|p| p.kl).collect(), max_kl, "#b91c1c")
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{height}\" \
+             font-family=\"sans-serif\">\
+             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>{}{}</svg>\n",
+            panel(
+                0.0,
+                &format!("rate of {name} stories"),
+                points.iter().map(|p| p.rate).collect(),
+                1.0,
+                "#1d4ed8"
+            ),
+            panel(
+                h,
+                "KL(policy || reference), nats",
+                points.iter().map(|p| p.kl).collect(),
+                max_kl,
+                "#b91c1c"
+            )
         )
     }
 }

@@ -51,9 +51,19 @@ pub struct MemoryLimits {
 
 /// The linear layers of one block: (module name under the block, in, out).
 fn block_linears(c: &ModelConfig) -> Vec<(&'static str, usize, usize)> {
-    let (d, f, q, kv) = (c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim(), c.kv_heads() * c.head_dim());
+    let (d, f, q, kv) = (
+        c.hidden_size,
+        c.intermediate_size,
+        c.num_attention_heads * c.head_dim(),
+        c.kv_heads() * c.head_dim(),
+    );
     match c.arch() {
-        Arch::Gpt2 => vec![("attn.c_attn", d, 3 * d), ("attn.c_proj", d, d), ("mlp.c_fc", d, f), ("mlp.c_proj", f, d)],
+        Arch::Gpt2 => vec![
+            ("attn.c_attn", d, 3 * d),
+            ("attn.c_proj", d, d),
+            ("mlp.c_fc", d, f),
+            ("mlp.c_proj", f, d),
+        ],
         _ => vec![
             ("self_attn.q_proj", d, q),
             ("self_attn.k_proj", d, kv),
@@ -70,35 +80,69 @@ fn block_linears(c: &ModelConfig) -> Vec<(&'static str, usize, usize)> {
 pub fn parameter_count(c: &ModelConfig) -> u64 {
     let d = c.hidden_size as u64;
     let gpt2 = c.arch() == Arch::Gpt2;
-    let linears: u64 = block_linears(c).iter().map(|&(_, i, o)| (i * o) as u64).sum();
+    let linears: u64 = block_linears(c)
+        .iter()
+        .map(|&(_, i, o)| (i * o) as u64)
+        .sum();
     let biases: u64 = match c.arch() {
         Arch::Gpt2 => block_linears(c).iter().map(|&(_, _, o)| o as u64).sum(),
-        Arch::Qwen2 => (c.num_attention_heads * c.head_dim() + 2 * c.kv_heads() * c.head_dim()) as u64,
+        Arch::Qwen2 => {
+            (c.num_attention_heads * c.head_dim() + 2 * c.kv_heads() * c.head_dim()) as u64
+        }
         Arch::Llama => 0,
     };
     // Two norms per block and one at the end; LayerNorm has a bias as well as a weight.
     let norm = if gpt2 { 2 * d } else { d };
     let per_block = linears + biases + 2 * norm;
     let embeddings = (c.vocab_size as u64) * d * if c.tie_word_embeddings { 1 } else { 2 };
-    let positions = if gpt2 { c.max_position_embeddings as u64 * d } else { 0 };
+    let positions = if gpt2 {
+        c.max_position_embeddings as u64 * d
+    } else {
+        0
+    };
     embeddings + positions + c.num_hidden_layers as u64 * per_block + norm
 }
 
 /// Parameters of the LoRA factors `lora` puts on the model: r · (in + out) per targeted layer.
 pub fn lora_parameter_count(c: &ModelConfig, lora: &LoraConfig) -> u64 {
-    let blocks = if c.arch() == Arch::Gpt2 { "transformer.h.0" } else { "model.layers.0" };
-    let per_block: u64 =
-        block_linears(c).iter().filter(|(name, ..)| lora.targets.iter().any(|t| lora_target_matches(&format!("{blocks}.{name}"), t))).map(|&(_, i, o)| (lora.r * (i + o)) as u64).sum();
+    let blocks = if c.arch() == Arch::Gpt2 {
+        "transformer.h.0"
+    } else {
+        "model.layers.0"
+    };
+    let per_block: u64 = block_linears(c)
+        .iter()
+        .filter(|(name, ..)| {
+            lora.targets
+                .iter()
+                .any(|t| lora_target_matches(&format!("{blocks}.{name}"), t))
+        })
+        .map(|&(_, i, o)| (lora.r * (i + o)) as u64)
+        .sum();
     c.num_hidden_layers as u64 * per_block
 }
 
 impl MemoryEstimate {
     /// One update on `pairs` preference pairs (2 · pairs sequences) of up to `length` tokens.
-    pub fn new(c: &ModelConfig, lora: Option<&LoraConfig>, optim: Optim, pairs: usize, length: usize) -> Self {
+    pub fn new(
+        c: &ModelConfig,
+        lora: Option<&LoraConfig>,
+        optim: Optim,
+        pairs: usize,
+        length: usize,
+    ) -> Self {
         let parameters = parameter_count(c);
         let trainable = lora.map_or(parameters, |l| lora_parameter_count(c, l));
-        let (rows, t) = ((2 * pairs) as u64, length.min(c.max_position_embeddings) as u64);
-        let (d, f, v, h) = (c.hidden_size as u64, c.intermediate_size as u64, c.vocab_size as u64, c.num_attention_heads as u64);
+        let (rows, t) = (
+            (2 * pairs) as u64,
+            length.min(c.max_position_embeddings) as u64,
+        );
+        let (d, f, v, h) = (
+            c.hidden_size as u64,
+            c.intermediate_size as u64,
+            c.vocab_size as u64,
+            c.num_attention_heads as u64,
+        );
         // Per block, what autodiff keeps: norm inputs and outputs, q/k/v (rotated and repeated for
         // grouped-query attention), scores and their softmax, the attention output and its
         // projection, the feed-forward's hidden activations and the residual sums.
@@ -115,8 +159,22 @@ impl MemoryEstimate {
         };
         let optimizer = F32 * moments * trainable;
         let total = weights + reference + gradients + optimizer + activations;
-        let largest_buffer = F32 * [v * d, rows * t * v, rows * h * t * t, rows * t * f].into_iter().max().unwrap_or(0);
-        Self { parameters, trainable, weights, reference, gradients, optimizer, activations, total, largest_buffer }
+        let largest_buffer = F32
+            * [v * d, rows * t * v, rows * h * t * t, rows * t * f]
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+        Self {
+            parameters,
+            trainable,
+            weights,
+            reference,
+            gradients,
+            optimizer,
+            activations,
+            total,
+            largest_buffer,
+        }
     }
 
     /// Refuses what would not fit, saying what would: a buffer over the binding limit cannot be
@@ -126,17 +184,25 @@ impl MemoryEstimate {
             && self.largest_buffer > max
         {
             return Err(Error::Memory(format!(
-                "this model needs a {} buffer (its largest tensor) but the WebGPU adapter binds at most {}; use a shorter maximum length, or the CPU",
+                "this model needs a {} buffer (its largest tensor) but the WebGPU adapter binds at \
+                most {}; use a shorter maximum length, or the CPU",
                 gb(self.largest_buffer),
                 gb(max)
             )));
         }
         if self.total > limits.budget {
             let hint = match lora {
-                Some(l) if l.total <= limits.budget => format!("; with LoRA it needs about {} — turn LoRA on", gb(l.total)),
+                Some(l) if l.total <= limits.budget => {
+                    format!("; with LoRA it needs about {} — turn LoRA on", gb(l.total))
+                }
                 _ => "; use a smaller model or a shorter maximum length".to_string(),
             };
-            return Err(Error::Memory(format!("training this model needs about {} ({}) but about {} is available here{hint}", gb(self.total), self.breakdown(), gb(limits.budget))));
+            return Err(Error::Memory(format!(
+                "training this model needs about {} ({}) but about {} is available here{hint}",
+                gb(self.total),
+                self.breakdown(),
+                gb(limits.budget)
+            )));
         }
         Ok(())
     }
@@ -144,21 +210,39 @@ impl MemoryEstimate {
     /// "training needs about 1.20 GB (weights … + activations …); largest buffer … of … the GPU
     /// binds", for people.
     pub fn summary(&self, limits: &MemoryLimits) -> String {
-        let binds = limits.max_buffer.map(|max| format!(" of {} the GPU binds", gb(max))).unwrap_or_default();
-        format!("training needs about {} ({}); largest buffer {}{binds}", gb(self.total), self.breakdown(), gb(self.largest_buffer))
+        let binds = limits
+            .max_buffer
+            .map(|max| format!(" of {} the GPU binds", gb(max)))
+            .unwrap_or_default();
+        format!(
+            "training needs about {} ({}); largest buffer {}{binds}",
+            gb(self.total),
+            self.breakdown(),
+            gb(self.largest_buffer)
+        )
     }
 
     /// "weights 0.54 GB + reference … + activations …", for people.
     pub fn breakdown(&self) -> String {
-        [("weights", self.weights), ("reference", self.reference), ("gradients", self.gradients), ("optimizer", self.optimizer), ("activations", self.activations)]
-            .iter()
-            .map(|(what, bytes)| format!("{what} {}", gb(*bytes)))
-            .collect::<Vec<_>>()
-            .join(" + ")
+        [
+            ("weights", self.weights),
+            ("reference", self.reference),
+            ("gradients", self.gradients),
+            ("optimizer", self.optimizer),
+            ("activations", self.activations),
+        ]
+        .iter()
+        .map(|(what, bytes)| format!("{what} {}", gb(*bytes)))
+        .collect::<Vec<_>>()
+        .join(" + ")
     }
 }
 
 /// Bytes as gigabytes (or megabytes below one), two decimals.
 fn gb(bytes: u64) -> String {
-    if bytes >= 1_000_000_000 { format!("{:.2} GB", bytes as f64 / 1e9) } else { format!("{:.0} MB", bytes as f64 / 1e6) }
+    if bytes >= 1_000_000_000 {
+        format!("{:.2} GB", bytes as f64 / 1e9)
+    } else {
+        format!("{:.0} MB", bytes as f64 / 1e6)
+    }
 }

@@ -19,8 +19,16 @@ pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a
 
 /// A parameter whose id is derived from its HF name, so that optimizer state saved for one
 /// instance of a model (keyed by id) applies to the same model reloaded from a checkpoint.
-fn param<const D: usize>(source: &mut TensorSource, name: &str, shape: [usize; D], device: &Device) -> Result<Param<Tensor<D>>> {
-    Ok(named_param(Tensor::from_data(source(name, &shape)?, device), name))
+fn param<const D: usize>(
+    source: &mut TensorSource,
+    name: &str,
+    shape: [usize; D],
+    device: &Device,
+) -> Result<Param<Tensor<D>>> {
+    Ok(named_param(
+        Tensor::from_data(source(name, &shape)?, device),
+        name,
+    ))
 }
 
 fn named_param<const D: usize>(tensor: Tensor<D>, name: &str) -> Param<Tensor<D>> {
@@ -31,7 +39,9 @@ fn named_param<const D: usize>(tensor: Tensor<D>, name: &str) -> Param<Tensor<D>
 
 /// The id of the parameter named `name` (FNV-1a of the name: stable across runs and targets).
 pub fn param_id(name: &str) -> ParamId {
-    ParamId::from(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)))
+    ParamId::from(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    }))
 }
 
 /// A parameter flattened, with its HF name and shape.
@@ -40,7 +50,11 @@ pub type NamedTensor = (String, Vec<usize>, Tensor<1>);
 fn flat<const D: usize>(name: String, p: &Param<Tensor<D>>) -> NamedTensor {
     let t = p.val();
     let shape = t.dims().to_vec();
-    (name, shape.clone(), t.reshape([shape.iter().product::<usize>()]))
+    (
+        name,
+        shape.clone(),
+        t.reshape([shape.iter().product::<usize>()]),
+    )
 }
 
 /// A low-rank update of a linear layer (Hu et al. 2021): `y += scale · (x Aᵀ) Bᵀ`, A `[r, in]`
@@ -65,18 +79,45 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(source: &mut TensorSource, name: &str, d_in: usize, d_out: usize, bias: bool, conv1d: bool, device: &Device) -> Result<Self> {
+    fn load(
+        source: &mut TensorSource,
+        name: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+        conv1d: bool,
+        device: &Device,
+    ) -> Result<Self> {
         let weight_name = format!("{name}.weight");
         let weight = if conv1d {
             let data = source(&weight_name, &[d_in, d_out])?;
-            let stored = data.convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Config(format!("{weight_name}: {e:?}")))?;
-            let values = (0..d_out).flat_map(|o| (0..d_in).map(move |i| (o, i))).map(|(o, i)| stored[i * d_out + o]).collect();
-            named_param(Tensor::from_data(TensorData::new(values, [d_out, d_in]), device), &weight_name)
+            let stored = data
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|e| Error::Config(format!("{weight_name}: {e:?}")))?;
+            let values = (0..d_out)
+                .flat_map(|o| (0..d_in).map(move |i| (o, i)))
+                .map(|(o, i)| stored[i * d_out + o])
+                .collect();
+            named_param(
+                Tensor::from_data(TensorData::new(values, [d_out, d_in]), device),
+                &weight_name,
+            )
         } else {
             param(source, &weight_name, [d_out, d_in], device)?
         };
-        let bias = if bias { Some(param(source, &format!("{name}.bias"), [d_out], device)?) } else { None };
-        Ok(Self { weight, bias, lora: None, name: name.to_string(), conv1d })
+        let bias = if bias {
+            Some(param(source, &format!("{name}.bias"), [d_out], device)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight,
+            bias,
+            lora: None,
+            name: name.to_string(),
+            conv1d,
+        })
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
@@ -88,7 +129,10 @@ impl Linear {
             y = y + bias.val().unsqueeze();
         }
         if let Some(lora) = &self.lora {
-            y = y + x.matmul(lora.a.val().transpose()).matmul(lora.b.val().transpose()).mul_scalar(lora.scale);
+            y = y + x
+                .matmul(lora.a.val().transpose())
+                .matmul(lora.b.val().transpose())
+                .mul_scalar(lora.scale);
         }
         y.reshape([b, t, d_out])
     }
@@ -96,16 +140,26 @@ impl Linear {
     /// The weight with the adapter folded in: `W + scale · B A`.
     fn merged_weight(&self) -> Tensor<2> {
         match &self.lora {
-            Some(lora) => self.weight.val() + lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale),
+            Some(lora) => {
+                self.weight.val() + lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale)
+            }
             None => self.weight.val(),
         }
     }
 
     /// The HF tensors of this layer: weight (in the file's layout, adapter merged) and bias.
     fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
-        let weight = if self.conv1d { self.merged_weight().transpose() } else { self.merged_weight() };
+        let weight = if self.conv1d {
+            self.merged_weight().transpose()
+        } else {
+            self.merged_weight()
+        };
         let shape = weight.dims().to_vec();
-        out.push((format!("{}.weight", self.name), shape.clone(), weight.reshape([shape.iter().product::<usize>()])));
+        out.push((
+            format!("{}.weight", self.name),
+            shape.clone(),
+            weight.reshape([shape.iter().product::<usize>()]),
+        ));
         if let Some(bias) = &self.bias {
             out.push(flat(format!("{}.bias", self.name), bias));
         }
@@ -122,17 +176,36 @@ pub struct Norm {
 }
 
 impl Norm {
-    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(
+        source: &mut TensorSource,
+        name: &str,
+        c: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
         let d = c.hidden_size;
-        let bias = if c.arch() == Arch::Gpt2 { Some(param(source, &format!("{name}.bias"), [d], device)?) } else { None };
-        Ok(Self { weight: param(source, &format!("{name}.weight"), [d], device)?, bias, eps: c.rms_norm_eps, name: name.to_string() })
+        let bias = if c.arch() == Arch::Gpt2 {
+            Some(param(source, &format!("{name}.bias"), [d], device)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            weight: param(source, &format!("{name}.weight"), [d], device)?,
+            bias,
+            eps: c.rms_norm_eps,
+            name: name.to_string(),
+        })
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.bias {
             Some(bias) => {
                 let centred = x.clone() - x.mean_dim(2);
-                let std = centred.clone().square().mean_dim(2).add_scalar(self.eps).sqrt();
+                let std = centred
+                    .clone()
+                    .square()
+                    .mean_dim(2)
+                    .add_scalar(self.eps)
+                    .sqrt();
                 centred.div(std).mul(self.weight.val().unsqueeze()) + bias.val().unsqueeze()
             }
             None => {
@@ -178,14 +251,23 @@ impl Rope {
             rotate[(j + half) * hd + j] = -1.0;
             rotate[j * hd + j + half] = 1.0;
         }
-        let table = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
-        Self { cos: table(cos), sin: table(sin), rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device) }
+        let table =
+            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+            rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
+        }
     }
 
     /// `x`: `[batch, len, heads, head_dim]`.
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, t, h, hd] = x.dims();
-        let rotated = x.clone().reshape([b * t * h, hd]).matmul(self.rotate.clone()).reshape([b, t, h, hd]);
+        let rotated = x
+            .clone()
+            .reshape([b * t * h, hd])
+            .matmul(self.rotate.clone())
+            .reshape([b, t, h, hd]);
         x.mul(self.cos.clone()) + rotated.mul(self.sin.clone())
     }
 }
@@ -204,10 +286,15 @@ impl Positions {
     fn new(rope_theta: Option<f64>, hd: usize, start: usize, len: usize, device: &Device) -> Self {
         let keys = start + len;
         let causal = (len > 1).then(|| {
-            let bias: Vec<f32> = (0..len).flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 })).collect();
+            let bias: Vec<f32> = (0..len)
+                .flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 }))
+                .collect();
             Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device)
         });
-        Self { rope: rope_theta.map(|theta| Rope::new(theta, hd, start, len, device)), causal }
+        Self {
+            rope: rope_theta.map(|theta| Rope::new(theta, hd, start, len, device)),
+            causal,
+        }
     }
 
     fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
@@ -259,21 +346,77 @@ pub struct Attention {
 }
 
 impl Attention {
-    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(
+        source: &mut TensorSource,
+        name: &str,
+        c: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
         let (d, hd, kv) = (c.hidden_size, c.head_dim(), c.kv_heads() * c.head_dim());
         let (qkv, o_proj) = match c.arch() {
-            Arch::Gpt2 => (Qkv::Fused(Linear::load(source, &format!("{name}.c_attn"), d, 3 * d, true, true, device)?), Linear::load(source, &format!("{name}.c_proj"), d, d, true, true, device)?),
+            Arch::Gpt2 => (
+                Qkv::Fused(Linear::load(
+                    source,
+                    &format!("{name}.c_attn"),
+                    d,
+                    3 * d,
+                    true,
+                    true,
+                    device,
+                )?),
+                Linear::load(source, &format!("{name}.c_proj"), d, d, true, true, device)?,
+            ),
             arch => {
                 let bias = arch == Arch::Qwen2;
                 let separate = SeparateQkv {
-                    q_proj: Linear::load(source, &format!("{name}.q_proj"), d, c.num_attention_heads * hd, bias, false, device)?,
-                    k_proj: Linear::load(source, &format!("{name}.k_proj"), d, kv, bias, false, device)?,
-                    v_proj: Linear::load(source, &format!("{name}.v_proj"), d, kv, bias, false, device)?,
+                    q_proj: Linear::load(
+                        source,
+                        &format!("{name}.q_proj"),
+                        d,
+                        c.num_attention_heads * hd,
+                        bias,
+                        false,
+                        device,
+                    )?,
+                    k_proj: Linear::load(
+                        source,
+                        &format!("{name}.k_proj"),
+                        d,
+                        kv,
+                        bias,
+                        false,
+                        device,
+                    )?,
+                    v_proj: Linear::load(
+                        source,
+                        &format!("{name}.v_proj"),
+                        d,
+                        kv,
+                        bias,
+                        false,
+                        device,
+                    )?,
                 };
-                (Qkv::Separate(separate), Linear::load(source, &format!("{name}.o_proj"), c.num_attention_heads * hd, d, false, false, device)?)
+                (
+                    Qkv::Separate(separate),
+                    Linear::load(
+                        source,
+                        &format!("{name}.o_proj"),
+                        c.num_attention_heads * hd,
+                        d,
+                        false,
+                        false,
+                        device,
+                    )?,
+                )
             }
         };
-        Ok(Self { qkv, o_proj, n_heads: c.num_attention_heads, n_kv_heads: c.kv_heads() })
+        Ok(Self {
+            qkv,
+            o_proj,
+            n_heads: c.num_attention_heads,
+            n_kv_heads: c.kv_heads(),
+        })
     }
 
     fn linears(&self) -> Vec<&Linear> {
@@ -285,19 +428,37 @@ impl Attention {
 
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
         match &mut self.qkv {
-            Qkv::Separate(p) => vec![&mut p.q_proj, &mut p.k_proj, &mut p.v_proj, &mut self.o_proj],
+            Qkv::Separate(p) => vec![
+                &mut p.q_proj,
+                &mut p.k_proj,
+                &mut p.v_proj,
+                &mut self.o_proj,
+            ],
             Qkv::Fused(c_attn) => vec![c_attn, &mut self.o_proj],
         }
     }
 
-    fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        pos: &Positions,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.n_heads;
         let (q, k, v) = match &self.qkv {
-            Qkv::Separate(p) => (p.q_proj.forward(x.clone()), p.k_proj.forward(x.clone()), p.v_proj.forward(x)),
+            Qkv::Separate(p) => (
+                p.q_proj.forward(x.clone()),
+                p.k_proj.forward(x.clone()),
+                p.v_proj.forward(x),
+            ),
             Qkv::Fused(c_attn) => {
                 let y = c_attn.forward(x);
-                (y.clone().slice([0..b, 0..t, 0..d]), y.clone().slice([0..b, 0..t, d..2 * d]), y.slice([0..b, 0..t, 2 * d..3 * d]))
+                (
+                    y.clone().slice([0..b, 0..t, 0..d]),
+                    y.clone().slice([0..b, 0..t, d..2 * d]),
+                    y.slice([0..b, 0..t, 2 * d..3 * d]),
+                )
             }
         };
         // Rotary embeddings act on the projections' own layout; heads then move ahead of positions.
@@ -322,7 +483,13 @@ impl Attention {
         // Grouped-query attention: each key/value head serves `n_heads / n_kv_heads` query heads.
         let rep = self.n_heads / self.n_kv_heads;
         let expand = |y: Tensor<4>| {
-            if rep == 1 { y } else { y.unsqueeze_dim::<5>(2).repeat_dim(2, rep).reshape([b, self.n_heads, s, hd]) }
+            if rep == 1 {
+                y
+            } else {
+                y.unsqueeze_dim::<5>(2)
+                    .repeat_dim(2, rep)
+                    .reshape([b, self.n_heads, s, hd])
+            }
         };
         let (k, v) = (expand(k), expand(v));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
@@ -348,16 +515,47 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(
+        source: &mut TensorSource,
+        name: &str,
+        c: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
         let (d, f) = (c.hidden_size, c.intermediate_size);
         Ok(match c.arch() {
-            Arch::Gpt2 => {
-                Self { gate: None, up: Linear::load(source, &format!("{name}.c_fc"), d, f, true, true, device)?, down: Linear::load(source, &format!("{name}.c_proj"), f, d, true, true, device)? }
-            }
+            Arch::Gpt2 => Self {
+                gate: None,
+                up: Linear::load(source, &format!("{name}.c_fc"), d, f, true, true, device)?,
+                down: Linear::load(source, &format!("{name}.c_proj"), f, d, true, true, device)?,
+            },
             _ => Self {
-                gate: Some(Linear::load(source, &format!("{name}.gate_proj"), d, f, false, false, device)?),
-                up: Linear::load(source, &format!("{name}.up_proj"), d, f, false, false, device)?,
-                down: Linear::load(source, &format!("{name}.down_proj"), f, d, false, false, device)?,
+                gate: Some(Linear::load(
+                    source,
+                    &format!("{name}.gate_proj"),
+                    d,
+                    f,
+                    false,
+                    false,
+                    device,
+                )?),
+                up: Linear::load(
+                    source,
+                    &format!("{name}.up_proj"),
+                    d,
+                    f,
+                    false,
+                    false,
+                    device,
+                )?,
+                down: Linear::load(
+                    source,
+                    &format!("{name}.down_proj"),
+                    f,
+                    d,
+                    false,
+                    false,
+                    device,
+                )?,
             },
         })
     }
@@ -367,12 +565,17 @@ impl Mlp {
     }
 
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        self.gate.iter_mut().chain([&mut self.up, &mut self.down]).collect()
+        self.gate
+            .iter_mut()
+            .chain([&mut self.up, &mut self.down])
+            .collect()
     }
 
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.gate {
-            Some(gate) => self.down.forward(silu(gate.forward(x.clone())).mul(self.up.forward(x))),
+            Some(gate) => self
+                .down
+                .forward(silu(gate.forward(x.clone())).mul(self.up.forward(x))),
             None => self.down.forward(gelu_tanh(self.up.forward(x))),
         }
     }
@@ -380,7 +583,8 @@ impl Mlp {
 
 /// GPT-2's `gelu_new`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
 fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
-    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715)).mul_scalar((2.0 / std::f64::consts::PI).sqrt());
+    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715))
+        .mul_scalar((2.0 / std::f64::consts::PI).sqrt());
     x.clone().mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
 }
 
@@ -393,7 +597,12 @@ pub struct Block {
 }
 
 impl Block {
-    fn load(source: &mut TensorSource, name: &str, c: &ModelConfig, device: &Device) -> Result<Self> {
+    fn load(
+        source: &mut TensorSource,
+        name: &str,
+        c: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
         let (attn_norm, attn, mlp_norm) = match c.arch() {
             Arch::Gpt2 => ("ln_1", "attn", "ln_2"),
             _ => ("input_layernorm", "self_attn", "post_attention_layernorm"),
@@ -406,7 +615,12 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: Tensor<3>, pos: &Positions, cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>) -> Tensor<3> {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        pos: &Positions,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
         let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), pos, cache);
         h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
     }
@@ -416,8 +630,18 @@ impl Block {
 fn embedding_names(arch: Arch) -> (&'static str, &'static str, &'static str, &'static str) {
     // (token embedding, position embedding, blocks, final norm)
     match arch {
-        Arch::Gpt2 => ("transformer.wte.weight", "transformer.wpe.weight", "transformer.h", "transformer.ln_f"),
-        _ => ("model.embed_tokens.weight", "", "model.layers", "model.norm"),
+        Arch::Gpt2 => (
+            "transformer.wte.weight",
+            "transformer.wpe.weight",
+            "transformer.h",
+            "transformer.ln_f",
+        ),
+        _ => (
+            "model.embed_tokens.weight",
+            "",
+            "model.layers",
+            "model.norm",
+        ),
     }
 }
 
@@ -447,15 +671,38 @@ impl CausalLm {
         let (embed, positions, blocks, norm) = embedding_names(arch);
         // Blocks first: a seeded init draws in this order, and the same seed gives the same weights
         // as earlier versions did.
-        let layers = (0..c.num_hidden_layers).map(|i| Block::load(source, &format!("{blocks}.{i}"), c, device)).collect::<Result<_>>()?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| Block::load(source, &format!("{blocks}.{i}"), c, device))
+            .collect::<Result<_>>()?;
         let embed_tokens = param(source, embed, [c.vocab_size, c.hidden_size], device)?;
-        let embed_positions = if arch == Arch::Gpt2 { Some(param(source, positions, [c.max_position_embeddings, c.hidden_size], device)?) } else { None };
+        let embed_positions = if arch == Arch::Gpt2 {
+            Some(param(
+                source,
+                positions,
+                [c.max_position_embeddings, c.hidden_size],
+                device,
+            )?)
+        } else {
+            None
+        };
         Ok(Self {
             embed_tokens,
             embed_positions,
             layers,
             norm: Norm::load(source, norm, c, device)?,
-            lm_head: if c.tie_word_embeddings { None } else { Some(Linear::load(source, "lm_head", c.hidden_size, c.vocab_size, false, false, device)?) },
+            lm_head: if c.tie_word_embeddings {
+                None
+            } else {
+                Some(Linear::load(
+                    source,
+                    "lm_head",
+                    c.hidden_size,
+                    c.vocab_size,
+                    false,
+                    false,
+                    device,
+                )?)
+            },
             arch,
             rope_theta: (arch != Arch::Gpt2).then_some(c.rope_theta),
             head_dim: c.head_dim(),
@@ -488,12 +735,18 @@ impl CausalLm {
 
     /// Every linear layer with its HF module name, in a fixed order (the output head last).
     pub fn linears(&self) -> Vec<&Linear> {
-        let blocks = self.layers.iter().flat_map(|l| l.attn.linears().into_iter().chain(l.mlp.linears()));
+        let blocks = self
+            .layers
+            .iter()
+            .flat_map(|l| l.attn.linears().into_iter().chain(l.mlp.linears()));
         blocks.chain(self.lm_head.as_ref()).collect()
     }
 
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        let blocks = self.layers.iter_mut().flat_map(|l| l.attn.linears_mut().into_iter().chain(l.mlp.linears_mut()));
+        let blocks = self
+            .layers
+            .iter_mut()
+            .flat_map(|l| l.attn.linears_mut().into_iter().chain(l.mlp.linears_mut()));
         blocks.chain(self.lm_head.as_mut()).collect()
     }
 
@@ -507,9 +760,15 @@ impl CausalLm {
         }
         for l in &self.layers {
             l.attn_norm.named_tensors(&mut out);
-            l.attn.linears().iter().for_each(|lin| lin.named_tensors(&mut out));
+            l.attn
+                .linears()
+                .iter()
+                .for_each(|lin| lin.named_tensors(&mut out));
             l.mlp_norm.named_tensors(&mut out);
-            l.mlp.linears().iter().for_each(|lin| lin.named_tensors(&mut out));
+            l.mlp
+                .linears()
+                .iter()
+                .for_each(|lin| lin.named_tensors(&mut out));
         }
         self.norm.named_tensors(&mut out);
         if let Some(head) = &self.lm_head {
@@ -524,8 +783,18 @@ impl CausalLm {
         if !self.has_adapters() {
             return self.named_tensors();
         }
-        let adapters = self.linears().into_iter().filter_map(|l| l.lora.as_ref().map(|lora| (l, lora)));
-        adapters.flat_map(|(l, lora)| [flat(format!("{}.lora_A.weight", l.name), &lora.a), flat(format!("{}.lora_B.weight", l.name), &lora.b)]).collect()
+        let adapters = self
+            .linears()
+            .into_iter()
+            .filter_map(|l| l.lora.as_ref().map(|lora| (l, lora)));
+        adapters
+            .flat_map(|(l, lora)| {
+                [
+                    flat(format!("{}.lora_A.weight", l.name), &lora.a),
+                    flat(format!("{}.lora_B.weight", l.name), &lora.b),
+                ]
+            })
+            .collect()
     }
 
     pub fn has_adapters(&self) -> bool {
@@ -535,12 +804,20 @@ impl CausalLm {
     /// Attaches fresh LoRA adapters to `targets` (initialised as PEFT does: A uniform in ±1/√in,
     /// B zero, so the model is unchanged) and freezes every other weight: only the adapters
     /// train, and the base needs no gradients or optimizer state.
-    pub fn with_adapters(self, targets: &[&str], rank: usize, alpha: f64, seed: u64) -> Result<Self> {
+    pub fn with_adapters(
+        self,
+        targets: &[&str],
+        rank: usize,
+        alpha: f64,
+        seed: u64,
+    ) -> Result<Self> {
         let mut rng = crate::rng::Rng::new(seed);
         self.with_adapters_from(targets, rank, alpha, &mut |name, shape| {
             let values = if name.ends_with("lora_A.weight") {
                 let bound = 1.0 / (shape[1] as f64).sqrt();
-                (0..shape[0] * shape[1]).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect()
+                (0..shape[0] * shape[1])
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
             } else {
                 vec![0.0; shape[0] * shape[1]]
             };
@@ -550,9 +827,17 @@ impl CausalLm {
 
     /// As [`CausalLm::with_adapters`], with the factors from `source` (`<module>.lora_A.weight`
     /// `[rank, in]`, `<module>.lora_B.weight` `[out, rank]`): a saved adapter.
-    pub fn with_adapters_from(self, targets: &[&str], rank: usize, alpha: f64, source: &mut TensorSource) -> Result<Self> {
+    pub fn with_adapters_from(
+        self,
+        targets: &[&str],
+        rank: usize,
+        alpha: f64,
+        source: &mut TensorSource,
+    ) -> Result<Self> {
         if rank == 0 || !(alpha.is_finite() && alpha > 0.0) {
-            return Err(Error::Setting(format!("LoRA needs a positive rank and alpha, got r = {rank}, alpha = {alpha}")));
+            return Err(Error::Setting(format!(
+                "LoRA needs a positive rank and alpha, got r = {rank}, alpha = {alpha}"
+            )));
         }
         let mut model = self.freeze();
         let device = model.embed_tokens.device();
@@ -562,13 +847,29 @@ impl CausalLm {
                 continue;
             }
             let [d_out, d_in] = linear.weight.dims();
-            let a = param(source, &format!("{}.lora_A.weight", linear.name), [rank, d_in], &device)?;
-            let b = param(source, &format!("{}.lora_B.weight", linear.name), [d_out, rank], &device)?;
-            linear.lora = Some(Lora { a, b, scale: alpha / rank as f64 });
+            let a = param(
+                source,
+                &format!("{}.lora_A.weight", linear.name),
+                [rank, d_in],
+                &device,
+            )?;
+            let b = param(
+                source,
+                &format!("{}.lora_B.weight", linear.name),
+                [d_out, rank],
+                &device,
+            )?;
+            linear.lora = Some(Lora {
+                a,
+                b,
+                scale: alpha / rank as f64,
+            });
             attached += 1;
         }
         if attached == 0 {
-            return Err(Error::Setting(format!("no linear layer matches the LoRA targets {targets:?}")));
+            return Err(Error::Setting(format!(
+                "no linear layer matches the LoRA targets {targets:?}"
+            )));
         }
         Ok(model)
     }
@@ -589,7 +890,10 @@ impl CausalLm {
         let device = tokens.device();
         let embed = self.embed_tokens.val();
         let [_, d] = embed.dims();
-        let mut x = embed.clone().select(0, tokens.reshape([b * t])).reshape([b, t, d]);
+        let mut x = embed
+            .clone()
+            .select(0, tokens.reshape([b * t]))
+            .reshape([b, t, d]);
         let start = cache.as_ref().map_or(0, |c| c.len);
         if let Some(wpe) = &self.embed_positions {
             x = x + wpe.val().slice(start..start + t).unsqueeze();
@@ -612,7 +916,11 @@ impl CausalLm {
         let h = self.norm.forward(x);
         match &self.lm_head {
             Some(head) => head.forward(h),
-            None => h.reshape([b * t, d]).matmul(embed.transpose()).reshape([b, t, self.vocab_size()]),
+            None => {
+                h.reshape([b * t, d])
+                    .matmul(embed.transpose())
+                    .reshape([b, t, self.vocab_size()])
+            }
         }
     }
 

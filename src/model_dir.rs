@@ -38,12 +38,20 @@ impl ModelDir {
         }
         let config = files.config()?;
         let model = files.model(&config, device)?;
-        Ok(Self { config, model, files: files.without_weights() })
+        Ok(Self {
+            config,
+            model,
+            files: files.without_weights(),
+        })
     }
 
     /// A directory-to-be: `model` with its config and tokenizer.json.
     pub fn new(config: ModelConfig, tokenizer_json: Vec<u8>, model: CausalLm) -> Self {
-        Self { config, model, files: ModelFiles::new([("tokenizer.json".to_string(), tokenizer_json)]) }
+        Self {
+            config,
+            model,
+            files: ModelFiles::new([("tokenizer.json".to_string(), tokenizer_json)]),
+        }
     }
 
     /// The tokenizer, with the chat template when the directory has one.
@@ -59,8 +67,18 @@ impl ModelDir {
         let weights = checkpoint::to_safetensors(model, checkpoint::Dtype::F32).await?;
         fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let config = self.config.to_json();
-        let tokenizer = self.files.get("tokenizer.json").ok_or_else(|| Error::Config("the model has no tokenizer.json to save".into()))?;
-        let files: Vec<(&str, &[u8])> = [("config.json", config.as_bytes()), ("tokenizer.json", tokenizer), ("model.safetensors", &weights[..])].into_iter().chain(self.files.companions()).collect();
+        let tokenizer = self
+            .files
+            .get("tokenizer.json")
+            .ok_or_else(|| Error::Config("the model has no tokenizer.json to save".into()))?;
+        let files: Vec<(&str, &[u8])> = [
+            ("config.json", config.as_bytes()),
+            ("tokenizer.json", tokenizer),
+            ("model.safetensors", &weights[..]),
+        ]
+        .into_iter()
+        .chain(self.files.companions())
+        .collect();
         let partial = |file: &str| out.join(format!(".{file}.partial"));
         for &(file, bytes) in &files {
             fs::write(partial(file), bytes).map_err(|e| Error::io(partial(file), e))?;

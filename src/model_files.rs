@@ -15,7 +15,12 @@ use crate::model::CausalLm;
 use crate::tokenizer::{ChatTemplate, TextTokenizer};
 
 /// Files beside the weights that say how to tokenise and generate; carried over as they are.
-pub const COMPANION_FILES: [&str; 4] = ["tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json", "generation_config.json"];
+pub const COMPANION_FILES: [&str; 4] = [
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "special_tokens_map.json",
+    "generation_config.json",
+];
 
 pub const INDEX: &str = "model.safetensors.index.json";
 
@@ -27,7 +32,18 @@ pub struct ModelFiles {
 impl ModelFiles {
     /// Files by name (a path keeps only its last component: a picked folder's `name/config.json`).
     pub fn new(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
-        let files = files.into_iter().map(|(name, bytes)| (name.rsplit(['/', '\\']).next().unwrap_or_default().to_string(), bytes)).collect();
+        let files = files
+            .into_iter()
+            .map(|(name, bytes)| {
+                (
+                    name.rsplit(['/', '\\'])
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                    bytes,
+                )
+            })
+            .collect();
         Self { files }
     }
 
@@ -40,23 +56,39 @@ impl ModelFiles {
     }
 
     fn require(&self, name: &str) -> Result<&[u8]> {
-        self.get(name).ok_or_else(|| Error::Config(format!("the model folder has no {name}")))
+        self.get(name)
+            .ok_or_else(|| Error::Config(format!("the model folder has no {name}")))
     }
 
     pub fn config(&self) -> Result<ModelConfig> {
-        ModelConfig::from_json(&String::from_utf8_lossy(self.require("config.json")?)).map_err(|e| Error::Config(format!("config.json: {e}")))
+        ModelConfig::from_json(&String::from_utf8_lossy(self.require("config.json")?))
+            .map_err(|e| Error::Config(format!("config.json: {e}")))
     }
 
     /// The weight files: the shards an index lists (its `weight_map` values), or model.safetensors.
     pub fn weight_files(&self) -> Result<Vec<String>> {
-        let Some(index) = self.get(INDEX) else { return Ok(vec!["model.safetensors".into()]) };
-        let index: serde_json::Value = serde_json::from_slice(index).map_err(|e| Error::checkpoint(INDEX, format!("not valid JSON: {e}")))?;
-        let map = index["weight_map"].as_object().ok_or_else(|| Error::checkpoint(INDEX, "no weight_map"))?;
-        let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
+        let Some(index) = self.get(INDEX) else {
+            return Ok(vec!["model.safetensors".into()]);
+        };
+        let index: serde_json::Value = serde_json::from_slice(index)
+            .map_err(|e| Error::checkpoint(INDEX, format!("not valid JSON: {e}")))?;
+        let map = index["weight_map"]
+            .as_object()
+            .ok_or_else(|| Error::checkpoint(INDEX, "no weight_map"))?;
+        let mut files: Vec<String> = map
+            .values()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
         files.sort();
         files.dedup();
-        if let Some(bad) = files.iter().find(|f| f.contains('/') || f.contains('\\') || f.starts_with('.')) {
-            return Err(Error::checkpoint(INDEX, format!("shard {bad:?} is not a file in the model folder")));
+        if let Some(bad) = files
+            .iter()
+            .find(|f| f.contains('/') || f.contains('\\') || f.starts_with('.'))
+        {
+            return Err(Error::checkpoint(
+                INDEX,
+                format!("shard {bad:?} is not a file in the model folder"),
+            ));
         }
         Ok(files)
     }
@@ -66,34 +98,61 @@ impl ModelFiles {
     /// Anything else in a folder (other formats' weights, READMEs) is left unread.
     pub fn is_model_file(name: &str) -> bool {
         let shard = || {
-            let Some(rest) = name.strip_prefix("model-").and_then(|r| r.strip_suffix(".safetensors")) else { return false };
+            let Some(rest) = name
+                .strip_prefix("model-")
+                .and_then(|r| r.strip_suffix(".safetensors"))
+            else {
+                return false;
+            };
             let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-            rest.split_once("-of-").is_some_and(|(i, n)| digits(i) && digits(n))
+            rest.split_once("-of-")
+                .is_some_and(|(i, n)| digits(i) && digits(n))
         };
-        ["config.json", "tokenizer.json", "model.safetensors", INDEX].contains(&name) || COMPANION_FILES.contains(&name) || shard()
+        ["config.json", "tokenizer.json", "model.safetensors", INDEX].contains(&name)
+            || COMPANION_FILES.contains(&name)
+            || shard()
     }
 
     /// The model on `device`; every tensor the config needs must be present with its shape.
     pub fn model(&self, config: &ModelConfig, device: &Device) -> Result<CausalLm> {
-        let shards = self.weight_files()?.into_iter().map(|f| Ok((f.clone(), self.require(&f)?))).collect::<Result<Vec<_>>>()?;
+        let shards = self
+            .weight_files()?
+            .into_iter()
+            .map(|f| Ok((f.clone(), self.require(&f)?)))
+            .collect::<Result<Vec<_>>>()?;
         checkpoint::from_safetensors_shards(config, &shards, device)
     }
 
     /// The tokenizer, with the chat template when the folder has one.
     pub fn tokenizer(&self, config: &ModelConfig) -> Result<TextTokenizer> {
         let jinja = self.get("chat_template.jinja").map(String::from_utf8_lossy);
-        let template = ChatTemplate::from_files(self.get("tokenizer_config.json"), jinja.as_deref())?;
-        Ok(TextTokenizer::from_bytes(self.require("tokenizer.json")?, config)?.with_chat_template(template))
+        let template =
+            ChatTemplate::from_files(self.get("tokenizer_config.json"), jinja.as_deref())?;
+        Ok(
+            TextTokenizer::from_bytes(self.require("tokenizer.json")?, config)?
+                .with_chat_template(template),
+        )
     }
 
     /// The files to keep once the model is built: tokenizer and companions, not the weights.
     pub fn without_weights(&self) -> Self {
-        let keep = |name: &str| name == "config.json" || name == "tokenizer.json" || COMPANION_FILES.contains(&name);
-        Self { files: self.files.iter().filter(|(n, _)| keep(n)).map(|(n, b)| (n.clone(), b.clone())).collect() }
+        let keep = |name: &str| {
+            name == "config.json" || name == "tokenizer.json" || COMPANION_FILES.contains(&name)
+        };
+        Self {
+            files: self
+                .files
+                .iter()
+                .filter(|(n, _)| keep(n))
+                .map(|(n, b)| (n.clone(), b.clone()))
+                .collect(),
+        }
     }
 
     /// The companion files present, by name.
     pub fn companions(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        COMPANION_FILES.iter().filter_map(|&name| Some((name, self.get(name)?)))
+        COMPANION_FILES
+            .iter()
+            .filter_map(|&name| Some((name, self.get(name)?)))
     }
 }

@@ -22,7 +22,8 @@ impl std::str::FromStr for Optim {
 
     /// "adamw" or "sgd", as in settings files.
     fn from_str(name: &str) -> Result<Self> {
-        serde_json::from_value(serde_json::json!(name)).map_err(|_| Error::Setting(format!("unknown optimizer {name:?}; use adamw or sgd")))
+        serde_json::from_value(serde_json::json!(name))
+            .map_err(|_| Error::Setting(format!("unknown optimizer {name:?}; use adamw or sgd")))
     }
 }
 
@@ -90,7 +91,11 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(config: OptimizerConfig) -> Self {
-        Self { config, steps: 0, state: HashMap::new() }
+        Self {
+            config,
+            steps: 0,
+            state: HashMap::new(),
+        }
     }
 
     /// New hyper-parameters. Switching between AdamW and SGD starts the state afresh (one's
@@ -104,9 +109,20 @@ impl Optimizer {
 
     /// One update of every parameter of `model` that has a gradient, with the gradients
     /// multiplied by `grad_scale` first (gradient clipping).
-    pub fn step(&mut self, lr: f64, model: CausalLm, mut grads: GradientsParams, grad_scale: f64) -> CausalLm {
+    pub fn step(
+        &mut self,
+        lr: f64,
+        model: CausalLm,
+        mut grads: GradientsParams,
+        grad_scale: f64,
+    ) -> CausalLm {
         self.steps += 1;
-        let mut update = Update { optim: self, grads: &mut grads, lr, grad_scale };
+        let mut update = Update {
+            optim: self,
+            grads: &mut grads,
+            lr,
+            grad_scale,
+        };
         model.map(&mut update)
     }
 
@@ -120,19 +136,42 @@ impl Optimizer {
                 }
             }
         }
-        let metadata = [("step".to_string(), self.steps.to_string()), ("optimizer".to_string(), self.config.optim.name().to_string())];
+        let metadata = [
+            ("step".to_string(), self.steps.to_string()),
+            (
+                "optimizer".to_string(),
+                self.config.optim.name().to_string(),
+            ),
+        ];
         write_safetensors(&tensors, &metadata, Dtype::F32).await
     }
 
     /// Loads state saved by [`Optimizer::to_safetensors`] for `model` with the same optimizer;
     /// every parameter's buffers must be present with its shape (or none at all, at step 0).
-    pub fn from_safetensors(config: OptimizerConfig, model: &CausalLm, bytes: &[u8], file: &str, device: &Device) -> Result<Self> {
+    pub fn from_safetensors(
+        config: OptimizerConfig,
+        model: &CausalLm,
+        bytes: &[u8],
+        file: &str,
+        device: &Device,
+    ) -> Result<Self> {
         let (tensors, metadata) = parse_safetensors(bytes, file)?;
         let err = |m: String| Error::checkpoint(file, m);
-        let steps = metadata.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| err("no step count in the metadata; is this an optimizer state file?".into()))?;
-        let saved = metadata.get("optimizer").map(String::as_str).unwrap_or("AdamW");
+        let steps = metadata
+            .get("step")
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                err("no step count in the metadata; is this an optimizer state file?".into())
+            })?;
+        let saved = metadata
+            .get("optimizer")
+            .map(String::as_str)
+            .unwrap_or("AdamW");
         if saved != config.optim.name() {
-            return Err(err(format!("this is {saved} state, but the optimizer is {}", config.optim.name())));
+            return Err(err(format!(
+                "this is {saved} state, but the optimizer is {}",
+                config.optim.name()
+            )));
         }
         let mut state = HashMap::new();
         for (name, shape, _) in model.trainable_tensors() {
@@ -141,9 +180,14 @@ impl Optimizer {
             }
             let buffers = config.optim.buffers().iter().map(|buffer| {
                 let key = format!("{name}.{buffer}");
-                let entry = tensors.get(&key).ok_or_else(|| err(format!("tensor {key} is missing")))?;
+                let entry = tensors
+                    .get(&key)
+                    .ok_or_else(|| err(format!("tensor {key} is missing")))?;
                 if entry.shape != shape {
-                    return Err(err(format!("tensor {key} has shape {:?}, the model needs {shape:?}", entry.shape)));
+                    return Err(err(format!(
+                        "tensor {key} has shape {:?}, the model needs {shape:?}",
+                        entry.shape
+                    )));
                 }
                 let values = entry.to_f32();
                 let n = values.len();
@@ -151,7 +195,11 @@ impl Optimizer {
             });
             state.insert(param_id(&name), buffers.collect::<Result<Vec<_>>>()?);
         }
-        Ok(Self { config, steps, state })
+        Ok(Self {
+            config,
+            steps,
+            state,
+        })
     }
 }
 
@@ -165,25 +213,47 @@ struct Update<'a> {
 impl Update<'_> {
     /// The new flattened weight from the old one and its gradient; updates the state.
     fn apply(&mut self, id: ParamId, weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
-        let OptimizerConfig { optim, beta1, beta2, epsilon, momentum, weight_decay } = self.optim.config;
+        let OptimizerConfig {
+            optim,
+            beta1,
+            beta2,
+            epsilon,
+            momentum,
+            weight_decay,
+        } = self.optim.config;
         let previous = self.optim.state.remove(&id);
         let (updated, state) = match optim {
             Optim::AdamW => {
                 // Moments: exponential moving averages of the gradient and its square.
                 let (exp_avg, exp_avg_sq) = match previous.as_deref() {
-                    Some([m, v]) => (m.clone().mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1), v.clone().mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2)),
-                    _ => (grad.clone().mul_scalar(1.0 - beta1), grad.square().mul_scalar(1.0 - beta2)),
+                    Some([m, v]) => (
+                        m.clone().mul_scalar(beta1) + grad.clone().mul_scalar(1.0 - beta1),
+                        v.clone().mul_scalar(beta2) + grad.square().mul_scalar(1.0 - beta2),
+                    ),
+                    _ => (
+                        grad.clone().mul_scalar(1.0 - beta1),
+                        grad.square().mul_scalar(1.0 - beta2),
+                    ),
                 };
                 // Decoupled weight decay, then the bias-corrected step (torch's order and formula).
                 let t = self.optim.steps as i32;
                 let (correction1, correction2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
-                let denom = exp_avg_sq.clone().div_scalar(correction2).sqrt().add_scalar(epsilon);
-                let updated = weight.mul_scalar(1.0 - self.lr * weight_decay) - exp_avg.clone().div(denom).mul_scalar(self.lr / correction1);
+                let denom = exp_avg_sq
+                    .clone()
+                    .div_scalar(correction2)
+                    .sqrt()
+                    .add_scalar(epsilon);
+                let updated = weight.mul_scalar(1.0 - self.lr * weight_decay)
+                    - exp_avg.clone().div(denom).mul_scalar(self.lr / correction1);
                 (updated, vec![exp_avg, exp_avg_sq])
             }
             Optim::Sgd => {
                 // L2 weight decay joins the gradient; the buffer starts as the first gradient.
-                let grad = if weight_decay > 0.0 { grad + weight.clone().mul_scalar(weight_decay) } else { grad };
+                let grad = if weight_decay > 0.0 {
+                    grad + weight.clone().mul_scalar(weight_decay)
+                } else {
+                    grad
+                };
                 let buffer = match previous.as_deref() {
                     Some([b]) if momentum > 0.0 => b.clone().mul_scalar(momentum) + grad,
                     _ => grad,

@@ -32,7 +32,8 @@ impl PretrainConfig {
         if step < self.warmup_steps {
             return self.learning_rate * (step + 1) as f64 / self.warmup_steps as f64;
         }
-        let progress = (step - self.warmup_steps) as f64 / (self.steps.saturating_sub(self.warmup_steps).max(1)) as f64;
+        let progress = (step - self.warmup_steps) as f64
+            / (self.steps.saturating_sub(self.warmup_steps).max(1)) as f64;
         let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
         self.learning_rate * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
     }
@@ -50,16 +51,35 @@ pub struct Pretrainer {
 impl Pretrainer {
     pub fn new(model: CausalLm, config: PretrainConfig, device: &Device) -> Self {
         let optim = Optimizer::new(Self::adamw(&config));
-        Self { model: model.fork(&device.clone().autodiff()).train(), optim, config, device: device.clone(), step: 0 }
+        Self {
+            model: model.fork(&device.clone().autodiff()).train(),
+            optim,
+            config,
+            device: device.clone(),
+            step: 0,
+        }
     }
 
     fn adamw(config: &PretrainConfig) -> OptimizerConfig {
-        OptimizerConfig { optim: Optim::AdamW, beta1: 0.9, beta2: 0.95, epsilon: 1e-8, momentum: 0.0, weight_decay: config.weight_decay }
+        OptimizerConfig {
+            optim: Optim::AdamW,
+            beta1: 0.9,
+            beta2: 0.95,
+            epsilon: 1e-8,
+            momentum: 0.0,
+            weight_decay: config.weight_decay,
+        }
     }
 
     /// Continues from [`Pretrainer::optimizer_state`]'s bytes; the step count comes with them.
     pub fn resume(&mut self, optimizer_state: &[u8]) -> Result<()> {
-        self.optim = Optimizer::from_safetensors(Self::adamw(&self.config), &self.model, optimizer_state, "optimizer.safetensors", &self.device)?;
+        self.optim = Optimizer::from_safetensors(
+            Self::adamw(&self.config),
+            &self.model,
+            optimizer_state,
+            "optimizer.safetensors",
+            &self.device,
+        )?;
         self.step = self.optim.steps as usize;
         Ok(())
     }
@@ -76,7 +96,10 @@ impl Pretrainer {
     /// Mean negative log-likelihood per completion token.
     fn loss(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<1> {
         let tokens: f32 = batch.counts().iter().sum();
-        sequence_logps(model, batch, device).sum().neg().div_scalar(tokens)
+        sequence_logps(model, batch, device)
+            .sum()
+            .neg()
+            .div_scalar(tokens)
     }
 
     /// One update; returns the loss before it and the gradient norm. A non-finite loss or
@@ -87,14 +110,28 @@ impl Pretrainer {
         let loss = Self::loss(&self.model, batch, &ad);
         // Backward.
         let grads = GradientsParams::from_grads(loss.backward(), &self.model);
-        let [loss, sq_norm] = read_all([loss.inner(), grad_norm_squared(&self.model, &grads, &self.device)]).await?;
+        let [loss, sq_norm] = read_all([
+            loss.inner(),
+            grad_norm_squared(&self.model, &grads, &self.device),
+        ])
+        .await?;
         let (loss, grad_norm) = (loss[0] as f64, (sq_norm[0] as f64).sqrt());
         if !(loss.is_finite() && grad_norm.is_finite()) {
-            return Err(Error::Device(format!("step {}: loss {loss}, gradient norm {grad_norm}; update skipped", self.step)));
+            return Err(Error::Device(format!(
+                "step {}: loss {loss}, gradient norm {grad_norm}; update skipped",
+                self.step
+            )));
         }
         // Optimizer step at the scheduled learning rate.
         let lr = self.config.lr_at(self.step);
-        self.model = clipped_step(&mut self.optim, self.model.clone(), grads, grad_norm, self.config.max_grad_norm, lr);
+        self.model = clipped_step(
+            &mut self.optim,
+            self.model.clone(),
+            grads,
+            grad_norm,
+            self.config.max_grad_norm,
+            lr,
+        );
         self.step += 1;
         Ok((loss, grad_norm))
     }
@@ -113,7 +150,11 @@ impl Pretrainer {
 }
 
 /// Rows of one batch as a [`SequenceBatch`] (prompt ids, completion ids).
-pub fn batch_of(rows: &[(Vec<u32>, Vec<u32>)], pad_id: u32, max_len: usize) -> Result<SequenceBatch> {
+pub fn batch_of(
+    rows: &[(Vec<u32>, Vec<u32>)],
+    pad_id: u32,
+    max_len: usize,
+) -> Result<SequenceBatch> {
     let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(p, c)| (&p[..], &c[..])).collect();
     SequenceBatch::new(&refs, pad_id, max_len)
 }
@@ -129,7 +170,9 @@ pub fn batch_indices(seed: u64, step: usize, batch_size: usize, lengths: &[usize
     // Seeded through one SplitMix output: SplitMix streams from seeds a multiple of its increment
     // apart are shifted copies of each other, and neighbouring windows would share their rows.
     let mut rng = Rng::new(seed ^ Rng::new((step / WINDOW) as u64).next_u64());
-    let mut drawn: Vec<usize> = (0..WINDOW * batch_size).map(|_| (rng.next_u64() % lengths.len() as u64) as usize).collect();
+    let mut drawn: Vec<usize> = (0..WINDOW * batch_size)
+        .map(|_| (rng.next_u64() % lengths.len() as u64) as usize)
+        .collect();
     drawn.sort_by_key(|&i| (lengths[i], i));
     let mut order: Vec<usize> = (0..WINDOW).collect();
     for i in (1..WINDOW).rev() {

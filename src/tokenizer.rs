@@ -41,29 +41,71 @@ impl ChatTemplate {
     /// or tokenizer_config.json's `chat_template` (a string, or named templates of which
     /// "default" is used). `None` when it has neither. The template is tried on a conversation
     /// here, so a broken one is refused at load, not at the first prompt.
-    pub fn from_files(tokenizer_config: Option<&[u8]>, jinja: Option<&str>) -> Result<Option<Self>> {
+    pub fn from_files(
+        tokenizer_config: Option<&[u8]>,
+        jinja: Option<&str>,
+    ) -> Result<Option<Self>> {
         let config: serde_json::Value = match tokenizer_config {
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer_config.json is not valid JSON: {e}")))?,
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
+                Error::Tokenizer(format!("tokenizer_config.json is not valid JSON: {e}"))
+            })?,
             None => json!({}),
         };
         let from_config = match &config["chat_template"] {
             serde_json::Value::String(t) => Some(t.clone()),
-            serde_json::Value::Array(named) => named.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(String::from),
+            serde_json::Value::Array(named) => named
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str())
+                .map(String::from),
             _ => None,
         };
-        let Some(source) = jinja.map(String::from).or(from_config) else { return Ok(None) };
+        let Some(source) = jinja.map(String::from).or(from_config) else {
+            return Ok(None);
+        };
         // As transformers' environment: trim and lstrip blocks, Python's string methods,
         // `raise_exception`.
         let mut env = minijinja::Environment::new();
-        env.set_syntax(minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(template_error)?);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .map_err(template_error)?,
+        );
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> { Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg)) });
-        env.add_template_owned("chat", source).map_err(template_error)?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template_owned("chat", source)
+            .map_err(template_error)?;
         // A special token is a string or an AddedToken object with its `content`.
-        let token = |key: &str| config[key].as_str().or_else(|| config[key]["content"].as_str()).unwrap_or_default().to_string();
-        let template = Self { env, bos_token: token("bos_token"), eos_token: token("eos_token") };
-        template.render(&[Message { role: "user".into(), content: "Hello".into() }], true)?;
+        let token = |key: &str| {
+            config[key]
+                .as_str()
+                .or_else(|| config[key]["content"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let template = Self {
+            env,
+            bos_token: token("bos_token"),
+            eos_token: token("eos_token"),
+        };
+        template.render(
+            &[Message {
+                role: "user".into(),
+                content: "Hello".into(),
+            }],
+            true,
+        )?;
         Ok(Some(template))
     }
 
@@ -72,20 +114,39 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let template = self.env.get_template("chat").map_err(template_error)?;
         let messages = minijinja::Value::from(minijinja::value::Serde(messages));
-        template.render(minijinja::context! { messages, add_generation_prompt, bos_token => &self.bos_token, eos_token => &self.eos_token }).map_err(template_error)
+        let context = minijinja::context! {
+            messages,
+            add_generation_prompt,
+            bos_token => &self.bos_token,
+            eos_token => &self.eos_token,
+        };
+        template.render(context).map_err(template_error)
     }
 }
 
 impl TextTokenizer {
     /// `config` supplies the EOS (and pad) ids, as HF's generation config does.
     pub fn from_bytes(bytes: &[u8], config: &ModelConfig) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be loaded: {e}")))?;
-        let eos = config.eos_token_id.ok_or_else(|| Error::Tokenizer("config.json has no eos_token_id; completions need an end-of-sequence token".into()))?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json could not be loaded: {e}")))?;
+        let eos = config.eos_token_id.ok_or_else(|| {
+            Error::Tokenizer(
+                "config.json has no eos_token_id; completions need an end-of-sequence token".into(),
+            )
+        })?;
         let vocab = inner.get_vocab_size(true);
         if vocab > config.vocab_size {
-            return Err(Error::Tokenizer(format!("tokenizer has {vocab} tokens but the model's vocab_size is {}", config.vocab_size)));
+            return Err(Error::Tokenizer(format!(
+                "tokenizer has {vocab} tokens but the model's vocab_size is {}",
+                config.vocab_size
+            )));
         }
-        Ok(Self { inner, eos, pad: config.pad_token_id.unwrap_or(eos), chat: None })
+        Ok(Self {
+            inner,
+            eos,
+            pad: config.pad_token_id.unwrap_or(eos),
+            chat: None,
+        })
     }
 
     /// Formats prompts and completions with `template` from now on.
@@ -116,10 +177,18 @@ impl TextTokenizer {
             (Some(chat), _) => {
                 let messages = prompt.messages("user");
                 let prompt_text = chat.render(&messages, true)?;
-                let full = chat.render(&[messages, completion.messages("assistant")].concat(), false)?;
-                let text = full
-                    .strip_prefix(&prompt_text)
-                    .ok_or_else(|| Error::Tokenizer("the chat template renders the prompt differently once the completion follows it; cannot find where the completion starts".into()))?;
+                let full = chat.render(
+                    &[messages, completion.messages("assistant")].concat(),
+                    false,
+                )?;
+                let text = full.strip_prefix(&prompt_text).ok_or_else(|| {
+                    Error::Tokenizer(
+                        "the chat template renders the prompt \
+                        differently once the completion follows it; cannot find where the \
+                        completion starts"
+                            .into(),
+                    )
+                })?;
                 self.encode(text, false)
             }
             (None, Turns::Text(text)) => self.encode_completion(text),
@@ -150,17 +219,28 @@ impl TextTokenizer {
     }
 
     fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
-        Ok(self.inner.encode(text, special).map_err(|e| Error::Tokenizer(format!("cannot encode {text:?}: {e}")))?.get_ids().to_vec())
+        Ok(self
+            .inner
+            .encode(text, special)
+            .map_err(|e| Error::Tokenizer(format!("cannot encode {text:?}: {e}")))?
+            .get_ids()
+            .to_vec())
     }
 
     /// Text of `ids`, special tokens dropped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
     }
 }
 
 fn no_template() -> Error {
-    Error::Tokenizer("conversational pairs (lists of messages) need a chat template, and this model has none (tokenizer_config.json chat_template or chat_template.jinja)".into())
+    Error::Tokenizer(
+        "conversational pairs (lists of messages) need a chat template, and this \
+        model has none (tokenizer_config.json chat_template or chat_template.jinja)"
+            .into(),
+    )
 }
 
 /// Special tokens of [`byte_level_tokenizer_json`]: ids 0, 1, 2; the 256 bytes follow.
@@ -176,9 +256,17 @@ pub fn byte_level_tokenizer_json() -> String {
     for (b, c) in gpt2_byte_chars().into_iter().enumerate() {
         vocab.insert(c.to_string(), json!(BYTE_LEVEL_SPECIALS.len() + b));
     }
-    let added: Vec<_> =
-        BYTE_LEVEL_SPECIALS.iter().enumerate().map(|(i, s)| json!({"id": i, "content": s, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true})).collect();
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let special = |(id, content)| {
+        json!({"id": id, "content": content, "single_word": false, "lstrip": false,
+               "rstrip": false, "normalized": false, "special": true})
+    };
+    let added: Vec<_> = BYTE_LEVEL_SPECIALS
+        .iter()
+        .enumerate()
+        .map(special)
+        .collect();
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                            "use_regex": true});
     json!({
         "version": "1.0",
         "truncation": null,
@@ -188,8 +276,9 @@ pub fn byte_level_tokenizer_json() -> String {
         "pre_tokenizer": byte_level,
         "post_processor": bos_post_processor(),
         "decoder": byte_level,
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                  "fuse_unk": false, "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                  "continuing_subword_prefix": null, "end_of_word_suffix": null, "fuse_unk": false,
+                  "byte_fallback": false, "ignore_merges": false, "vocab": vocab, "merges": []}
     })
     .to_string()
 }
@@ -219,18 +308,30 @@ pub fn train_byte_level_bpe(texts: &[String], vocab_size: usize) -> Result<Strin
     let mut tokenizer = Tokenizer::new(BPE::default());
     tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
     tokenizer.with_decoder(Some(ByteLevel::new(false, true, true)));
-    let specials = BYTE_LEVEL_SPECIALS.iter().map(|s| AddedToken::from(s.to_string(), true)).collect();
-    let mut trainer: TrainerWrapper =
-        BpeTrainer::builder().vocab_size(vocab_size).min_frequency(2).show_progress(false).special_tokens(specials).initial_alphabet(ByteLevel::alphabet().into_iter().collect()).build().into();
+    let specials = BYTE_LEVEL_SPECIALS
+        .iter()
+        .map(|s| AddedToken::from(s.to_string(), true))
+        .collect();
+    let mut trainer: TrainerWrapper = BpeTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials)
+        .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+        .build()
+        .into();
     tokenizer.train(&mut trainer, texts.iter()).map_err(fail)?;
-    let mut value: serde_json::Value = serde_json::from_str(&tokenizer.to_string(false).map_err(fail)?).expect("tokenizers writes JSON");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&tokenizer.to_string(false).map_err(fail)?)
+            .expect("tokenizers writes JSON");
     value["post_processor"] = bos_post_processor();
     Ok(value.to_string())
 }
 
 /// GPT-2's reversible byte → printable char table, indexed by byte.
 fn gpt2_byte_chars() -> Vec<char> {
-    let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let mut next = 256;
     (0u32..256)
         .map(|b| {

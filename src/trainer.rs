@@ -71,7 +71,10 @@ impl TrainConfig {
         self.dpo.validate()?;
         let bad = |m: String| Err(Error::Setting(m));
         if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
-            return bad(format!("learning_rate must be a non-negative number, got {}", self.learning_rate));
+            return bad(format!(
+                "learning_rate must be a non-negative number, got {}",
+                self.learning_rate
+            ));
         }
         if !((0.0..1.0).contains(&self.adam_beta1) && (0.0..1.0).contains(&self.adam_beta2)) {
             return bad("Adam betas must be in [0, 1)".into());
@@ -79,17 +82,34 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.momentum) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
-        if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0 && self.rpo_alpha >= 0.0) {
-            return bad("adam_epsilon must be positive; weight_decay, max_grad_norm and rpo_alpha non-negative".into());
+        if !(self.adam_epsilon > 0.0
+            && self.weight_decay >= 0.0
+            && self.max_grad_norm >= 0.0
+            && self.rpo_alpha >= 0.0)
+        {
+            return bad(
+                "adam_epsilon must be positive; weight_decay, max_grad_norm and rpo_alpha \
+                non-negative"
+                    .into(),
+            );
         }
         if self.steps_per_pair == 0 || self.replay_pairs == 0 || self.max_length < 2 {
-            return bad("steps_per_pair and replay_pairs must be at least 1, max_length at least 2".into());
+            return bad(
+                "steps_per_pair and replay_pairs must be at least 1, max_length at least 2".into(),
+            );
         }
         Ok(())
     }
 
     fn optimizer(&self) -> OptimizerConfig {
-        OptimizerConfig { optim: self.optim, beta1: self.adam_beta1, beta2: self.adam_beta2, epsilon: self.adam_epsilon, momentum: self.momentum, weight_decay: self.weight_decay }
+        OptimizerConfig {
+            optim: self.optim,
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            epsilon: self.adam_epsilon,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+        }
     }
 }
 
@@ -106,11 +126,23 @@ pub struct PreparedBatch {
 impl PreparedBatch {
     /// One batch of the pairs of `batches`, in order, reusing their reference log-probs.
     pub fn merge(batches: &[&PreparedBatch], pad_id: u32, max_len: usize) -> Result<Self> {
-        let pairs: Vec<TokenizedPair> = batches.iter().flat_map(|b| b.pairs.iter().cloned()).collect();
-        let chosen = batches.iter().flat_map(|b| b.reference_logps[..b.n_pairs].iter().copied());
-        let rejected = batches.iter().flat_map(|b| b.reference_logps[b.n_pairs..].iter().copied());
+        let pairs: Vec<TokenizedPair> = batches
+            .iter()
+            .flat_map(|b| b.pairs.iter().cloned())
+            .collect();
+        let chosen = batches
+            .iter()
+            .flat_map(|b| b.reference_logps[..b.n_pairs].iter().copied());
+        let rejected = batches
+            .iter()
+            .flat_map(|b| b.reference_logps[b.n_pairs..].iter().copied());
         let reference_logps = chosen.chain(rejected).collect();
-        Ok(Self { sequences: SequenceBatch::concatenated(&pairs, pad_id, max_len)?, n_pairs: pairs.len(), pairs, reference_logps })
+        Ok(Self {
+            sequences: SequenceBatch::concatenated(&pairs, pad_id, max_len)?,
+            n_pairs: pairs.len(),
+            pairs,
+            reference_logps,
+        })
     }
 }
 
@@ -159,7 +191,12 @@ pub struct TokenLogps {
 impl DpoTrainer {
     /// `policy` and `reference` live on `device` (plain). Without a reference, the policy's
     /// initial weights are the reference; with LoRA adapters, its weights without them.
-    pub fn new(policy: CausalLm, reference: Option<CausalLm>, config: TrainConfig, device: &Device) -> Result<Self> {
+    pub fn new(
+        policy: CausalLm,
+        reference: Option<CausalLm>,
+        config: TrainConfig,
+        device: &Device,
+    ) -> Result<Self> {
         config.validate()?;
         let reference = reference.unwrap_or_else(|| policy.without_adapters());
         let initial_adapters = policy.has_adapters().then(|| policy.clone());
@@ -189,7 +226,11 @@ impl DpoTrainer {
 
     /// The state before an update, to [`DpoTrainer::restore`] later.
     pub fn snapshot(&self) -> TrainerSnapshot {
-        TrainerSnapshot { policy: self.policy.clone(), optim: self.optim.clone(), history_len: self.history.len() }
+        TrainerSnapshot {
+            policy: self.policy.clone(),
+            optim: self.optim.clone(),
+            history_len: self.history.len(),
+        }
     }
 
     /// Returns to a snapshot: the same weights, optimizer moments and step count, and the picks
@@ -203,7 +244,10 @@ impl DpoTrainer {
     /// The policy back to the reference (with LoRA: the adapters as they started), a fresh
     /// optimizer, no picks learnt.
     pub fn reset(&mut self) {
-        let start = self.initial_adapters.clone().unwrap_or_else(|| self.reference.clone());
+        let start = self
+            .initial_adapters
+            .clone()
+            .unwrap_or_else(|| self.reference.clone());
         self.policy = start.fork(&self.device.clone().autodiff()).train();
         self.optim = Optimizer::new(self.config.optimizer());
         self.history.clear();
@@ -218,7 +262,11 @@ impl DpoTrainer {
     /// as two safetensors files.
     pub async fn save_state(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         let policy = self.policy();
-        let weights = if policy.has_adapters() { adapter_safetensors(&policy).await? } else { checkpoint::to_safetensors(&policy, Dtype::F32).await? };
+        let weights = if policy.has_adapters() {
+            adapter_safetensors(&policy).await?
+        } else {
+            checkpoint::to_safetensors(&policy, Dtype::F32).await?
+        };
         Ok((weights, self.optim.to_safetensors(&policy).await?))
     }
 
@@ -226,7 +274,13 @@ impl DpoTrainer {
     /// file (`None`: a fresh optimizer). The reference is unchanged. On error nothing changes.
     pub fn load_state(&mut self, policy: CausalLm, optimizer: Option<&[u8]>) -> Result<()> {
         let optim = match optimizer {
-            Some(bytes) => Optimizer::from_safetensors(self.config.optimizer(), &policy, bytes, "optimizer.safetensors", &self.device)?,
+            Some(bytes) => Optimizer::from_safetensors(
+                self.config.optimizer(),
+                &policy,
+                bytes,
+                "optimizer.safetensors",
+                &self.device,
+            )?,
             None => Optimizer::new(self.config.optimizer()),
         };
         self.policy = policy.fork(&self.device.clone().autodiff()).train();
@@ -237,15 +291,30 @@ impl DpoTrainer {
 
     /// Per-token log-probs of each (prompt, completion) under the policy and the reference: how
     /// far the policy has moved from the reference on every token (one device read).
-    pub async fn token_logps(&self, rows: &[(&[u32], &[u32])], pad_id: u32) -> Result<Vec<TokenLogps>> {
+    pub async fn token_logps(
+        &self,
+        rows: &[(&[u32], &[u32])],
+        pad_id: u32,
+    ) -> Result<Vec<TokenLogps>> {
         let batch = SequenceBatch::new(rows, pad_id, self.max_len())?;
-        let flat = |model: &CausalLm| self.frozen_token_logps(model, &batch).reshape([batch.rows * (batch.len - 1)]);
+        let flat = |model: &CausalLm| {
+            self.frozen_token_logps(model, &batch)
+                .reshape([batch.rows * (batch.len - 1)])
+        };
         let [policy, reference] = read_all([flat(&self.policy), flat(&self.reference)]).await?;
         let width = batch.len - 1;
         Ok((0..batch.rows)
             .map(|r| {
-                let keep = |v: &[f32]| (0..width).filter(|&t| batch.mask[r * width + t] > 0.0).map(|t| v[r * width + t]).collect();
-                TokenLogps { policy: keep(&policy), reference: keep(&reference) }
+                let keep = |v: &[f32]| {
+                    (0..width)
+                        .filter(|&t| batch.mask[r * width + t] > 0.0)
+                        .map(|t| v[r * width + t])
+                        .collect()
+                };
+                TokenLogps {
+                    policy: keep(&policy),
+                    reference: keep(&reference),
+                }
             })
             .collect())
     }
@@ -267,7 +336,12 @@ impl DpoTrainer {
     pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
         let sequences = SequenceBatch::concatenated(pairs, pad_id, self.max_len())?;
         let reference_logps = read_f32(self.frozen_logps(&self.reference, &sequences)).await?;
-        Ok(PreparedBatch { pairs: pairs.to_vec(), sequences, n_pairs: pairs.len(), reference_logps })
+        Ok(PreparedBatch {
+            pairs: pairs.to_vec(),
+            sequences,
+            n_pairs: pairs.len(),
+            reference_logps,
+        })
     }
 
     fn max_len(&self) -> usize {
@@ -280,8 +354,13 @@ impl DpoTrainer {
     /// idiosyncrasies average out.
     pub async fn learn(&mut self, pair: TokenizedPair, pad_id: u32) -> Result<Vec<StepReport>> {
         let new = self.prepare(&[pair], pad_id).await?;
-        let earlier = self.history.len().saturating_sub(self.config.replay_pairs.saturating_sub(1));
-        let batches: Vec<&PreparedBatch> = std::iter::once(&new).chain(self.history[earlier..].iter().rev()).collect();
+        let earlier = self
+            .history
+            .len()
+            .saturating_sub(self.config.replay_pairs.saturating_sub(1));
+        let batches: Vec<&PreparedBatch> = std::iter::once(&new)
+            .chain(self.history[earlier..].iter().rev())
+            .collect();
         let batch = PreparedBatch::merge(&batches, pad_id, self.max_len())?;
         let reports = self.train_batch(&batch).await?;
         self.history.push(new);
@@ -295,23 +374,39 @@ impl DpoTrainer {
 
     /// The four log-prob vectors `[n]` (policy chosen/rejected, reference chosen/rejected),
     /// averaged per token for length-normalised losses (IPO), as TRL does.
-    fn dpo_inputs(&self, policy_logps: Tensor<1>, batch: &PreparedBatch, device: &Device) -> [Tensor<1>; 4] {
+    fn dpo_inputs(
+        &self,
+        policy_logps: Tensor<1>,
+        batch: &PreparedBatch,
+        device: &Device,
+    ) -> [Tensor<1>; 4] {
         let rows = 2 * batch.n_pairs;
-        let reference = Tensor::<1>::from_data(TensorData::new(batch.reference_logps.clone(), [rows]), device);
+        let reference = Tensor::<1>::from_data(
+            TensorData::new(batch.reference_logps.clone(), [rows]),
+            device,
+        );
         let (policy, reference) = if self.config.dpo.loss_type.length_normalised() {
-            let counts = Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
+            let counts =
+                Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
             (policy_logps / counts.clone(), reference / counts)
         } else {
             (policy_logps, reference)
         };
         let n = batch.n_pairs;
-        [policy.clone().slice(0..n), policy.slice(n..rows), reference.clone().slice(0..n), reference.slice(n..rows)]
+        [
+            policy.clone().slice(0..n),
+            policy.slice(n..rows),
+            reference.clone().slice(0..n),
+            reference.slice(n..rows),
+        ]
     }
 
     /// Log-probs through the same (autodiff-device) kernels as a training step, but recording no
     /// graph. Policy = reference then gives bit-identical log-probs: rewards exactly 0 at step 1.
     fn frozen_logps(&self, model: &CausalLm, sequences: &SequenceBatch) -> Tensor<1> {
-        self.frozen_token_logps(model, sequences).sum_dim(1).reshape([sequences.rows])
+        self.frozen_token_logps(model, sequences)
+            .sum_dim(1)
+            .reshape([sequences.rows])
     }
 
     /// Per-token log-probs `[rows, len - 1]`, frozen as [`DpoTrainer::frozen_logps`].
@@ -324,9 +419,32 @@ impl DpoTrainer {
     pub async fn evaluate(&self, batch: &PreparedBatch) -> Result<PairValues> {
         let logps = self.frozen_logps(&self.policy, &batch.sequences);
         let [pc, pr, rc, rr] = self.dpo_inputs(logps, batch, &self.device);
-        let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
-        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr] = read_all([out.losses, out.chosen_rewards, out.rejected_rewards, pc, pr, rc, rr]).await?;
-        Ok(PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr })
+        let out = dpo_loss(
+            pc.clone(),
+            pr.clone(),
+            rc.clone(),
+            rr.clone(),
+            &self.config.dpo,
+        );
+        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr] = read_all([
+            out.losses,
+            out.chosen_rewards,
+            out.rejected_rewards,
+            pc,
+            pr,
+            rc,
+            rr,
+        ])
+        .await?;
+        Ok(PairValues {
+            losses,
+            chosen_rewards,
+            rejected_rewards,
+            policy_chosen: pc,
+            policy_rejected: pr,
+            reference_chosen: rc,
+            reference_rejected: rr,
+        })
     }
 
     /// One optimizer update on `batch`. A non-finite loss or gradient leaves weights and optimizer
@@ -338,11 +456,21 @@ impl DpoTrainer {
         let logps = sequence_logps(&self.policy, &batch.sequences, &ad);
         let [pc, pr, rc, rr] = self.dpo_inputs(logps.clone(), batch, &ad);
         // Loss: the mean DPO loss over the pairs (+ α · NLL of the chosen tokens for RPO).
-        let out = dpo_loss(pc.clone(), pr.clone(), rc.clone(), rr.clone(), &self.config.dpo);
+        let out = dpo_loss(
+            pc.clone(),
+            pr.clone(),
+            rc.clone(),
+            rr.clone(),
+            &self.config.dpo,
+        );
         let alpha = self.config.rpo_alpha;
         let nll = (alpha > 0.0).then(|| {
             let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
-            logps.slice(0..batch.n_pairs).sum().neg().div_scalar(chosen_tokens)
+            logps
+                .slice(0..batch.n_pairs)
+                .sum()
+                .neg()
+                .div_scalar(chosen_tokens)
         });
         let loss = match &nll {
             Some(nll) => out.losses.clone().mean() + nll.clone().mul_scalar(alpha),
@@ -353,7 +481,17 @@ impl DpoTrainer {
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
         let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
-        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr, nll, sq_norm] = read_all([
+        let [
+            losses,
+            chosen_rewards,
+            rejected_rewards,
+            pc,
+            pr,
+            rc,
+            rr,
+            nll,
+            sq_norm,
+        ] = read_all([
             out.losses.inner(),
             out.chosen_rewards.inner(),
             out.rejected_rewards.inner(),
@@ -366,7 +504,15 @@ impl DpoTrainer {
         ])
         .await?;
         let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
-        let values = PairValues { losses, chosen_rewards, rejected_rewards, policy_chosen: pc, policy_rejected: pr, reference_chosen: rc, reference_rejected: rr };
+        let values = PairValues {
+            losses,
+            chosen_rewards,
+            rejected_rewards,
+            policy_chosen: pc,
+            policy_rejected: pr,
+            reference_chosen: rc,
+            reference_rejected: rr,
+        };
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();
         metrics.grad_norm = Some(grad_norm);
@@ -377,16 +523,33 @@ impl DpoTrainer {
         }
         // Guard: never let a NaN/inf into the weights or the Adam moments.
         let skipped = if !metrics.loss.is_finite() {
-            Some(format!("loss is {}; update skipped, weights unchanged", metrics.loss))
+            Some(format!(
+                "loss is {}; update skipped, weights unchanged",
+                metrics.loss
+            ))
         } else if !grad_norm.is_finite() {
-            Some(format!("gradient norm is {grad_norm}; update skipped, weights unchanged"))
+            Some(format!(
+                "gradient norm is {grad_norm}; update skipped, weights unchanged"
+            ))
         } else {
             None
         };
         if skipped.is_none() {
-            self.policy = clipped_step(&mut self.optim, self.policy.clone(), grads, grad_norm, self.config.max_grad_norm, self.config.learning_rate);
+            self.policy = clipped_step(
+                &mut self.optim,
+                self.policy.clone(),
+                grads,
+                grad_norm,
+                self.config.max_grad_norm,
+                self.config.learning_rate,
+            );
         }
-        Ok(StepReport { metrics, values, skipped, forward_backward_ms })
+        Ok(StepReport {
+            metrics,
+            values,
+            skipped,
+            forward_backward_ms,
+        })
     }
 
     /// `steps_per_pair` updates on one prepared batch; one report per update.
@@ -400,7 +563,11 @@ impl DpoTrainer {
 }
 
 /// Squared global L2 norm of the gradients, `[1]`, on the plain device.
-pub(crate) fn grad_norm_squared(model: &CausalLm, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+pub(crate) fn grad_norm_squared(
+    model: &CausalLm,
+    grads: &GradientsParams,
+    device: &Device,
+) -> Tensor<1> {
     let mut norm = GradNormSquared { grads, total: None };
     model.visit(&mut norm);
     norm.total.unwrap_or_else(|| Tensor::zeros([1], device))
@@ -408,8 +575,19 @@ pub(crate) fn grad_norm_squared(model: &CausalLm, grads: &GradientsParams, devic
 
 /// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
 /// applies one optimizer step.
-pub(crate) fn clipped_step(optim: &mut Optimizer, model: CausalLm, grads: GradientsParams, grad_norm: f64, max_norm: f64, lr: f64) -> CausalLm {
-    let scale = if max_norm > 0.0 && grad_norm > max_norm { max_norm / (grad_norm + 1e-6) } else { 1.0 };
+pub(crate) fn clipped_step(
+    optim: &mut Optimizer,
+    model: CausalLm,
+    grads: GradientsParams,
+    grad_norm: f64,
+    max_norm: f64,
+    lr: f64,
+) -> CausalLm {
+    let scale = if max_norm > 0.0 && grad_norm > max_norm {
+        max_norm / (grad_norm + 1e-6)
+    } else {
+        1.0
+    };
     optim.step(lr, model, grads, scale)
 }
 
@@ -443,6 +621,13 @@ pub(crate) async fn read_all<const N: usize>(tensors: [Tensor<1>; N]) -> Result<
         tx = tx.register(t);
     }
     let datas = tx.execute_async().await?;
-    let vecs = datas.into_iter().map(|d| d.convert::<f32>().try_to_vec::<f32>().map_err(|e| Error::Device(format!("{e:?}")))).collect::<Result<Vec<_>>>()?;
+    let vecs = datas
+        .into_iter()
+        .map(|d| {
+            d.convert::<f32>()
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Device(format!("{e:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(vecs.try_into().expect("one result per tensor"))
 }

@@ -55,11 +55,14 @@ impl From<Error> for JsValue {
 
 /// Our own reports as plain JS values (they hold only strings, numbers within 2^53 and lists).
 fn to_js<T: Serialize>(value: &T) -> JsValue {
-    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).expect("a report serializes")
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .expect("a report serializes")
 }
 
 fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, Error> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| Error::Setting(format!("invalid {what}: {e}")))
+    serde_wasm_bindgen::from_value(value)
+        .map_err(|e| Error::Setting(format!("invalid {what}: {e}")))
 }
 
 fn bytes(b: &[u8]) -> JsValue {
@@ -128,19 +131,47 @@ impl LoadOptions {
         let device = match self.backend {
             Backend::Cpu => ComputeDevice::cpu(),
             Backend::Webgpu => ComputeDevice::gpu().await?,
-            Backend::Auto => ComputeDevice::gpu().await.unwrap_or_else(|_| ComputeDevice::cpu()),
+            Backend::Auto => ComputeDevice::gpu()
+                .await
+                .unwrap_or_else(|_| ComputeDevice::cpu()),
         };
         let arch = config.arch();
-        let lora = self.lora.as_ref().map(|l| LoraConfig::new(arch, l.r, l.alpha, l.all_linear));
+        let lora = self
+            .lora
+            .as_ref()
+            .map(|l| LoraConfig::new(arch, l.r, l.alpha, l.all_linear));
         let mut train = TrainConfig::default();
         train.max_length = self.max_length.unwrap_or(BROWSER_MAX_LENGTH);
-        let estimate = |lora: Option<&LoraConfig>| MemoryEstimate::new(config, lora, train.optim, train.replay_pairs, train.max_length);
+        let estimate = |lora: Option<&LoraConfig>| {
+            MemoryEstimate::new(
+                config,
+                lora,
+                train.optim,
+                train.replay_pairs,
+                train.max_length,
+            )
+        };
         let budget = self.budget.map_or(DEFAULT_BUDGET, |b| b as u64);
-        let limits = MemoryLimits { max_buffer: device.max_buffer, budget: if device.is_gpu { budget } else { budget.min(WASM_CPU_BUDGET) } };
+        let limits = MemoryLimits {
+            max_buffer: device.max_buffer,
+            budget: if device.is_gpu {
+                budget
+            } else {
+                budget.min(WASM_CPU_BUDGET)
+            },
+        };
         let memory = estimate(lora.as_ref());
-        let suggestion = lora.is_none().then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
+        let suggestion = lora
+            .is_none()
+            .then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
         memory.check(&limits, suggestion.as_ref())?;
-        Ok(Admission { device, lora, train, memory, limits })
+        Ok(Admission {
+            device,
+            lora,
+            train,
+            memory,
+            limits,
+        })
     }
 }
 
@@ -154,14 +185,21 @@ pub struct MemoryReport {
 
 impl MemoryReport {
     fn new(estimate: MemoryEstimate, limits: MemoryLimits) -> Self {
-        Self { summary: estimate.summary(&limits), estimate, limits }
+        Self {
+            summary: estimate.summary(&limits),
+            estimate,
+            limits,
+        }
     }
 }
 
 /// The memory check `Session.fromFiles` runs, from config.json alone: the page calls it before
 /// reading a large folder's weights. Refuses (an error with the figures) or returns the report.
 #[wasm_bindgen(js_name = checkMemory, unchecked_return_type = "MemoryReport")]
-pub async fn check_memory(config_json: String, #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue) -> Result<JsValue, Error> {
+pub async fn check_memory(
+    config_json: String,
+    #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
+) -> Result<JsValue, Error> {
     init_runtime();
     let options: LoadOptions = from_js(options, "load options")?;
     let config = ModelConfig::from_json(&config_json)?;
@@ -197,7 +235,10 @@ pub struct TrainingState {
 
 impl From<TrainingState> for JsValue {
     fn from(s: TrainingState) -> Self {
-        object(&[("weights", bytes(&s.weights)), ("optimizer", bytes(&s.optimizer))])
+        object(&[
+            ("weights", bytes(&s.weights)),
+            ("optimizer", bytes(&s.optimizer)),
+        ])
     }
 }
 
@@ -229,10 +270,28 @@ pub struct Session {
 #[wasm_bindgen]
 impl Session {
     /// Loads a model from the bytes of config.json, tokenizer.json and model.safetensors.
-    pub async fn create(config_json: String, tokenizer_json: Vec<u8>, weights: Vec<u8>, #[wasm_bindgen(unchecked_param_type = "Backend")] backend: JsValue) -> Result<Session, Error> {
+    pub async fn create(
+        config_json: String,
+        tokenizer_json: Vec<u8>,
+        weights: Vec<u8>,
+        #[wasm_bindgen(unchecked_param_type = "Backend")] backend: JsValue,
+    ) -> Result<Session, Error> {
         let backend = from_js(backend, "backend")?;
-        let files = ModelFiles::new([("config.json".to_string(), config_json.into_bytes()), ("tokenizer.json".to_string(), tokenizer_json), ("model.safetensors".to_string(), weights)]);
-        Self::open(files, LoadOptions { backend, lora: None, budget: None, max_length: None }).await
+        let files = ModelFiles::new([
+            ("config.json".to_string(), config_json.into_bytes()),
+            ("tokenizer.json".to_string(), tokenizer_json),
+            ("model.safetensors".to_string(), weights),
+        ]);
+        Self::open(
+            files,
+            LoadOptions {
+                backend,
+                lora: None,
+                budget: None,
+                max_length: None,
+            },
+        )
+        .await
     }
 
     /// Loads a Hugging Face model folder: `files` are `{name, bytes}` (config.json,
@@ -242,15 +301,21 @@ impl Session {
     /// that would not fit is refused with the figures (and LoRA suggested when it would fit).
     #[wasm_bindgen(js_name = fromFiles)]
     pub async fn from_files(
-        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")] files: js_sys::Array,
+        #[wasm_bindgen(unchecked_param_type = "{ name: string; bytes: Uint8Array }[]")]
+        files: js_sys::Array,
         #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
     ) -> Result<Session, Error> {
         let options: LoadOptions = from_js(options, "load options")?;
         let mut named = Vec::new();
         for file in files.iter() {
-            let name = js_sys::Reflect::get(&file, &"name".into()).ok().and_then(|n| n.as_string()).ok_or_else(|| Error::Setting("each file needs a name".into()))?;
-            let bytes =
-                js_sys::Reflect::get(&file, &"bytes".into()).ok().and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok()).ok_or_else(|| Error::Setting(format!("{name}: bytes must be a Uint8Array")))?;
+            let name = js_sys::Reflect::get(&file, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .ok_or_else(|| Error::Setting("each file needs a name".into()))?;
+            let bytes = js_sys::Reflect::get(&file, &"bytes".into())
+                .ok()
+                .and_then(|b| b.dyn_into::<js_sys::Uint8Array>().ok())
+                .ok_or_else(|| Error::Setting(format!("{name}: bytes must be a Uint8Array")))?;
             named.push((name, bytes.to_vec()));
         }
         Self::open(ModelFiles::new(named), options).await
@@ -260,14 +325,27 @@ impl Session {
         init_runtime();
         let config = files.config()?;
         let tokenizer = files.tokenizer(&config)?;
-        let Admission { device, lora, train, memory, limits } = options.admit(&config).await?;
+        let Admission {
+            device,
+            lora,
+            train,
+            memory,
+            limits,
+        } = options.admit(&config).await?;
         let mut model = files.model(&config, &device.device)?;
         drop(files);
         if let Some(lora) = &lora {
             model = lora.apply(model, 0)?;
         }
         let trainer = DpoTrainer::new(model, None, train, &device.device)?;
-        Ok(Session { trainer, tokenizer, config, device, lora, memory: (memory, limits) })
+        Ok(Session {
+            trainer,
+            tokenizer,
+            config,
+            device,
+            lora,
+            memory: (memory, limits),
+        })
     }
 
     /// The memory estimate the model was admitted on, and the device's limits.
@@ -279,7 +357,9 @@ impl Session {
     /// "LoRA r=8, α=16 on q_proj, k_proj, …", or `undefined` when every weight trains.
     #[wasm_bindgen(getter)]
     pub fn lora(&self) -> Option<String> {
-        self.lora.as_ref().map(|l| format!("LoRA r={}, α={} on {}", l.r, l.alpha, l.targets.join(", ")))
+        self.lora
+            .as_ref()
+            .map(|l| format!("LoRA r={}, α={} on {}", l.r, l.alpha, l.targets.join(", ")))
     }
 
     /// Whether the model formats prompts with its chat template.
@@ -292,7 +372,11 @@ impl Session {
     /// adapter_model.safetensors bytes).
     #[wasm_bindgen(unchecked_return_type = "PeftAdapter")]
     pub async fn adapter(&self) -> Result<JsValue, Error> {
-        let lora = self.lora.as_ref().ok_or_else(|| Error::Setting("this session trains every weight; there is no LoRA adapter to export".into()))?;
+        let lora = self.lora.as_ref().ok_or_else(|| {
+            Error::Setting(
+                "this session trains every weight; there is no LoRA adapter to export".into(),
+            )
+        })?;
         let (config, weights) = to_peft(&self.trainer.policy(), lora).await?;
         Ok(PeftAdapter { config, weights }.into())
     }
@@ -320,7 +404,10 @@ impl Session {
     }
 
     #[wasm_bindgen(js_name = setTrainConfig)]
-    pub fn set_train_config(&mut self, #[wasm_bindgen(unchecked_param_type = "TrainConfig")] config: JsValue) -> Result<(), Error> {
+    pub fn set_train_config(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "TrainConfig")] config: JsValue,
+    ) -> Result<(), Error> {
         let config: TrainConfig = from_js(config, "training settings")?;
         self.trainer.set_config(config)
     }
@@ -328,19 +415,48 @@ impl Session {
     /// Starts sampling `n` responses to `prompt` from the current policy (`reference = true`:
     /// from the reference); [`Generation::next`] yields them token by token.
     #[wasm_bindgen(js_name = startGeneration)]
-    pub fn start_generation(&self, prompt: String, n: usize, #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue, reference: bool) -> Result<Generation, Error> {
+    pub fn start_generation(
+        &self,
+        prompt: String,
+        n: usize,
+        #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue,
+        reference: bool,
+    ) -> Result<Generation, Error> {
         let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
         let ids = self.tokenizer.encode_prompt(&prompt)?;
-        let model: CausalLm = if reference { self.trainer.reference().clone() } else { self.trainer.policy() };
-        let decoder = Decoder::new(model, &ids, n, sampling, self.tokenizer.eos_id(), &self.device.device)?;
-        Ok(Generation { decoder, tokenizer: self.tokenizer.clone() })
+        let model: CausalLm = if reference {
+            self.trainer.reference().clone()
+        } else {
+            self.trainer.policy()
+        };
+        let decoder = Decoder::new(
+            model,
+            &ids,
+            n,
+            sampling,
+            self.tokenizer.eos_id(),
+            &self.device.device,
+        )?;
+        Ok(Generation {
+            decoder,
+            tokenizer: self.tokenizer.clone(),
+        })
     }
 
     /// Learns from one preference (`steps_per_pair` updates on it and recent picks); one report
     /// per update, `values[0]` being this pick.
     #[wasm_bindgen(unchecked_return_type = "StepReport[]")]
-    pub async fn prefer(&mut self, prompt: String, chosen: String, rejected: String) -> Result<JsValue, Error> {
-        let pair = PreferencePair { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() };
+    pub async fn prefer(
+        &mut self,
+        prompt: String,
+        chosen: String,
+        rejected: String,
+    ) -> Result<JsValue, Error> {
+        let pair = PreferencePair {
+            prompt: prompt.into(),
+            chosen: chosen.into(),
+            rejected: rejected.into(),
+        };
         let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
         let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await?;
         Ok(to_js(&reports))
@@ -350,14 +466,18 @@ impl Session {
     /// (training again on history, or on imported pairs). The pair is text, or TRL's
     /// conversational rows (formatted with the model's chat template).
     #[wasm_bindgen(js_name = trainOn, unchecked_return_type = "StepReport[]")]
-    pub async fn train_on(&mut self, #[wasm_bindgen(unchecked_param_type = "PreferencePair")] pair: JsValue) -> Result<JsValue, Error> {
+    pub async fn train_on(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "PreferencePair")] pair: JsValue,
+    ) -> Result<JsValue, Error> {
         let pair: PreferencePair = from_js(pair, "preference pair")?;
         let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
-        let batch = self.trainer.prepare(&[pair], self.tokenizer.pad_id()).await?;
+        let batch = self
+            .trainer
+            .prepare(&[pair], self.tokenizer.pad_id())
+            .await?;
         Ok(to_js(&self.trainer.train_batch(&batch).await?))
     }
-
-
 
     /// Each token of `completion` with its log-prob under the policy and the reference.
     #[wasm_bindgen(js_name = tokenScores, unchecked_return_type = "TokenScores")]
@@ -370,15 +490,27 @@ impl Session {
         let completion: Turns = from_js(completion, "completion")?;
         let completion = self.tokenizer.encode_response(&prompt, &completion)?;
         let prompt = self.tokenizer.encode_prompt_turns(&prompt)?;
-        let rows = self.trainer.token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id()).await?;
+        let rows = self
+            .trainer
+            .token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id())
+            .await?;
         let [scores] = <[_; 1]>::try_from(rows).expect("one row per completion");
         // Truncation to the context keeps the start of the completion.
         let tokens = completion[..scores.policy.len()]
             .iter()
-            .map(|&id| if id == self.tokenizer.eos_id() { Ok("</s>".to_string()) } else { self.tokenizer.decode(&[id]) })
-            .collect::<Result<Vec<_>, _>>()
-            ?;
-        Ok(to_js(&TokenScores { tokens, policy: scores.policy, reference: scores.reference }))
+            .map(|&id| {
+                if id == self.tokenizer.eos_id() {
+                    Ok("</s>".to_string())
+                } else {
+                    self.tokenizer.decode(&[id])
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(to_js(&TokenScores {
+            tokens,
+            policy: scores.policy,
+            reference: scores.reference,
+        }))
     }
 
     /// Everything the next update will change, to [`Session::restore`] (undo).
@@ -412,12 +544,26 @@ impl Session {
     /// adapter_model.safetensors of the session's rank) and, if given, the optimizer state of
     /// [`Session::save_state`]. A file that does not fit changes nothing.
     #[wasm_bindgen(js_name = loadState)]
-    pub fn load_state(&mut self, weights: Vec<u8>, optimizer: Option<Vec<u8>>) -> Result<(), Error> {
+    pub fn load_state(
+        &mut self,
+        weights: Vec<u8>,
+        optimizer: Option<Vec<u8>>,
+    ) -> Result<(), Error> {
         let policy = match &self.lora {
-            Some(lora) => attach_peft_weights(self.trainer.reference().clone(), lora.r, lora.alpha, &weights, "adapter_model.safetensors"),
-            None => checkpoint::from_safetensors(&self.config, &weights, "model.safetensors", &self.device.device),
-        }
-        ?;
+            Some(lora) => attach_peft_weights(
+                self.trainer.reference().clone(),
+                lora.r,
+                lora.alpha,
+                &weights,
+                "adapter_model.safetensors",
+            ),
+            None => checkpoint::from_safetensors(
+                &self.config,
+                &weights,
+                "model.safetensors",
+                &self.device.device,
+            ),
+        }?;
         self.trainer.load_state(policy, optimizer.as_deref())
     }
 
@@ -431,10 +577,22 @@ impl Session {
     /// the reference with the app's default settings (the session's own policy is untouched).
     /// The same JSON as `webdpo bench`, less the process memory (the page adds wasm's).
     #[wasm_bindgen(unchecked_return_type = "BenchReport")]
-    pub async fn benchmark(&self, #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue) -> Result<JsValue, Error> {
+    pub async fn benchmark(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue,
+    ) -> Result<JsValue, Error> {
         let config: crate::bench::BenchConfig = from_js(config, "benchmark settings")?;
         let model = self.trainer.reference().clone();
-        let report = crate::bench::BenchReport::run(model, self.config.clone(), TrainConfig::default(), self.tokenizer.pad_id(), config, &self.device, || {}).await?;
+        let report = crate::bench::BenchReport::run(
+            model,
+            self.config.clone(),
+            TrainConfig::default(),
+            self.tokenizer.pad_id(),
+            config,
+            &self.device,
+            || {},
+        )
+        .await?;
         Ok(to_js(&report))
     }
 
@@ -461,7 +619,12 @@ impl Generation {
         if self.decoder.step().await?.is_none() {
             return Ok(JsValue::UNDEFINED);
         }
-        let texts = self.decoder.samples().iter().map(|s| self.tokenizer.decode(s)).collect::<Result<Vec<_>, _>>()?;
+        let texts = self
+            .decoder
+            .samples()
+            .iter()
+            .map(|s| self.tokenizer.decode(s))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(to_js(&texts))
     }
 }
@@ -500,6 +663,8 @@ pub fn is_model_file(name: &str) -> bool {
 
 /// The learning rate the page switches to when the user chooses an optimizer.
 #[wasm_bindgen(js_name = defaultLearningRate)]
-pub fn default_learning_rate(#[wasm_bindgen(unchecked_param_type = "Optim")] optim: JsValue) -> Result<f64, Error> {
+pub fn default_learning_rate(
+    #[wasm_bindgen(unchecked_param_type = "Optim")] optim: JsValue,
+) -> Result<f64, Error> {
     Ok(from_js::<crate::optimizer::Optim>(optim, "optimizer")?.default_learning_rate())
 }

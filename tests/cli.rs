@@ -5,8 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn webdpo(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_webdpo")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_webdpo"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn workdir(name: &str) -> PathBuf {
@@ -16,14 +23,30 @@ fn workdir(name: &str) -> PathBuf {
     dir
 }
 
-const PAIRS: &str = r#"{"prompt": "Q: Is the sky blue?\nA:", "chosen": " Yes, it is blue.", "rejected": " No."}
-{"prompt": "Say something kind:", "chosen": " You did great today!", "rejected": " Whatever."}
-{"prompt": "The end of the story:", "chosen": " and they all lived happily.", "rejected": " and then it broke."}
-"#;
+const PAIRS: &str = concat!(
+    r#"{"prompt": "Q: Is the sky blue?\nA:", "chosen": " Yes, it is blue.", "rejected": " No."}"#,
+    "\n",
+    r#"{"prompt": "Say something kind:", "chosen": " You did great today!", "#,
+    r#""rejected": " Whatever."}"#,
+    "\n",
+    r#"{"prompt": "The end of the story:", "chosen": " and they all lived happily.", "#,
+    r#""rejected": " and then it broke."}"#,
+    "\n",
+);
 
 fn init_model(dir: &Path) -> String {
     let model = dir.join("model");
-    let (ok, _, err) = webdpo(&["init", "--out", model.to_str().unwrap(), "--hidden-size", "32", "--intermediate-size", "64", "--seed", "3"]);
+    let (ok, _, err) = webdpo(&[
+        "init",
+        "--out",
+        model.to_str().unwrap(),
+        "--hidden-size",
+        "32",
+        "--intermediate-size",
+        "64",
+        "--seed",
+        "3",
+    ]);
     assert!(ok, "{err}");
     model.to_str().unwrap().to_string()
 }
@@ -44,26 +67,79 @@ fn train_then_eval_raises_the_margin() {
     let data = data.to_str().unwrap();
 
     let before = eval(&model, &model, data);
-    assert!((before["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-6, "{before}");
+    assert!(
+        (before["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-6,
+        "{before}"
+    );
     assert_eq!(before["rewards/margins"].as_f64().unwrap(), 0.0);
-    for key in ["rewards/chosen", "rewards/rejected", "rewards/accuracies", "logps/chosen", "logps/rejected"] {
+    for key in [
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "logps/chosen",
+        "logps/rejected",
+    ] {
         assert!(before[key].is_number(), "{key} missing: {before}");
     }
 
     let trained = dir.join("trained");
-    let (ok, _, err) = webdpo(&["train", "--model", &model, "--data", data, "--out", trained.to_str().unwrap(), "--lr", "1e-3", "--steps", "4", "--batch-size", "2"]);
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--model",
+        &model,
+        "--data",
+        data,
+        "--out",
+        trained.to_str().unwrap(),
+        "--lr",
+        "1e-3",
+        "--steps",
+        "4",
+        "--batch-size",
+        "2",
+    ]);
     assert!(ok, "{err}");
     let after = eval(trained.to_str().unwrap(), &model, data);
-    assert!(after["rewards/margins"].as_f64().unwrap() > 0.05, "{before} → {after}");
+    assert!(
+        after["rewards/margins"].as_f64().unwrap() > 0.05,
+        "{before} → {after}"
+    );
     assert!(after["loss"].as_f64().unwrap() < before["loss"].as_f64().unwrap());
 
-    let (ok, out, err) = webdpo(&["eval", "--model", trained.to_str().unwrap(), "--ref", &model, "--data", data, "--per-pair"]);
+    let (ok, out, err) = webdpo(&[
+        "eval",
+        "--model",
+        trained.to_str().unwrap(),
+        "--ref",
+        &model,
+        "--data",
+        data,
+        "--per-pair",
+    ]);
     assert!(ok, "{err}");
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().all(|l| l["policy_chosen_logps"].is_number() && l["reference_rejected_logps"].is_number()));
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["policy_chosen_logps"].is_number()
+                && l["reference_rejected_logps"].is_number())
+    );
 
-    let (ok, out, err) = webdpo(&["generate", "--model", trained.to_str().unwrap(), "--prompt", "Once", "-n", "2", "--max-new-tokens", "8"]);
+    let (ok, out, err) = webdpo(&[
+        "generate",
+        "--model",
+        trained.to_str().unwrap(),
+        "--prompt",
+        "Once",
+        "-n",
+        "2",
+        "--max-new-tokens",
+        "8",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(out.lines().count(), 2);
 }
@@ -73,10 +149,20 @@ fn bad_files_are_named_and_nothing_is_overwritten() {
     let dir = workdir("bad");
     let model = init_model(&dir);
     let data = dir.join("pairs.jsonl");
-    std::fs::write(&data, format!("{}{{\"prompt\": \"x\", \"chosen\": 3}}\n", PAIRS.lines().next().unwrap().to_owned() + "\n")).unwrap();
+    std::fs::write(
+        &data,
+        format!(
+            "{}{{\"prompt\": \"x\", \"chosen\": 3}}\n",
+            PAIRS.lines().next().unwrap().to_owned() + "\n"
+        ),
+    )
+    .unwrap();
     let (ok, _, err) = webdpo(&["eval", "--model", &model, "--data", data.to_str().unwrap()]);
     assert!(!ok);
-    assert!(err.contains("pairs.jsonl:2"), "the error names file and line: {err}");
+    assert!(
+        err.contains("pairs.jsonl:2"),
+        "the error names file and line: {err}"
+    );
 
     std::fs::write(&data, PAIRS).unwrap();
     let weights = Path::new(&model).join("model.safetensors");
@@ -85,21 +171,53 @@ fn bad_files_are_named_and_nothing_is_overwritten() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("keep.txt"), "precious").unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
-    let (ok, _, err) = webdpo(&["train", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(err.contains("model.safetensors") && err.contains("truncated") && err.contains("tensor "), "names file and tensor: {err}");
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious", "a failed run must not touch --out");
+    assert!(
+        err.contains("model.safetensors") && err.contains("truncated") && err.contains("tensor "),
+        "names file and tensor: {err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "precious",
+        "a failed run must not touch --out"
+    );
 
     // A successful run writes the model files and leaves the rest of --out (a model card) alone.
     std::fs::write(&weights, &bytes).unwrap();
-    let (ok, _, err) = webdpo(&["train", "--model", &model, "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--model",
+        &model,
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("keep.txt")).unwrap(), "precious");
-    let names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(
+        std::fs::read_to_string(out.join("keep.txt")).unwrap(),
+        "precious"
+    );
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     for file in ["config.json", "tokenizer.json", "model.safetensors"] {
         assert!(names.iter().any(|n| n == file), "{file} written: {names:?}");
     }
-    assert!(!names.iter().any(|n| n.ends_with(".partial")), "no partial files left: {names:?}");
+    assert!(
+        !names.iter().any(|n| n.ends_with(".partial")),
+        "no partial files left: {names:?}"
+    );
 }
 
 #[test]
@@ -109,33 +227,96 @@ fn lora_training_on_a_hf_model_writes_merged_weights_and_a_peft_adapter() {
     let hf = hf.to_str().unwrap();
     let data = dir.join("pairs.jsonl");
     // TRL's conversational form, formatted with the fixture's chat template.
-    let chat = r#"{"prompt": [{"role": "user", "content": "Is the sky blue?"}], "chosen": [{"role": "assistant", "content": "Yes."}], "rejected": [{"role": "assistant", "content": "No."}]}"#;
+    let chat = concat!(
+        r#"{"prompt": [{"role": "user", "content": "Is the sky blue?"}], "#,
+        r#""chosen": [{"role": "assistant", "content": "Yes."}], "#,
+        r#""rejected": [{"role": "assistant", "content": "No."}]}"#
+    );
     std::fs::write(&data, format!("{chat}\n{PAIRS}")).unwrap();
     let data = data.to_str().unwrap();
     let out = dir.join("trained");
-    let (ok, _, err) = webdpo(&["train", "--model", hf, "--data", data, "--out", out.to_str().unwrap(), "--lora", "4,8", "--lr", "1e-2", "--steps", "4", "--batch-size", "4"]);
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--model",
+        hf,
+        "--data",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+        "--lora",
+        "4,8",
+        "--lr",
+        "1e-2",
+        "--steps",
+        "4",
+        "--batch-size",
+        "4",
+    ]);
     assert!(ok, "{err}");
-    for file in ["config.json", "tokenizer.json", "model.safetensors", "tokenizer_config.json", "chat_template.jinja", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"] {
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     assert_eq!(
         std::fs::read_to_string(out.join("config.json")).unwrap(),
-        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(Path::new(hf).join("config.json")).unwrap()).unwrap()).unwrap()
+        serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(
+                &std::fs::read_to_string(Path::new(hf).join("config.json")).unwrap()
+            )
+            .unwrap()
+        )
+        .unwrap()
     );
     // The adapter on the base and the merged weights are the same trained policy.
     let adapter = out.join("adapter");
-    let (ok, with_adapter, err) = webdpo(&["eval", "--model", hf, "--adapter", adapter.to_str().unwrap(), "--data", data]);
+    let (ok, with_adapter, err) = webdpo(&[
+        "eval",
+        "--model",
+        hf,
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--data",
+        data,
+    ]);
     assert!(ok, "{err}");
     let with_adapter: serde_json::Value = serde_json::from_str(&with_adapter).unwrap();
     let merged = eval(out.to_str().unwrap(), hf, data);
-    assert!(with_adapter["rewards/margins"].as_f64().unwrap() > 0.05, "{with_adapter}");
+    assert!(
+        with_adapter["rewards/margins"].as_f64().unwrap() > 0.05,
+        "{with_adapter}"
+    );
     for key in ["loss", "rewards/margins", "logps/chosen"] {
-        let (a, m) = (with_adapter[key].as_f64().unwrap(), merged[key].as_f64().unwrap());
-        assert!((a - m).abs() < 1e-3 * a.abs().max(1.0), "{key}: adapter {a}, merged {m}");
+        let (a, m) = (
+            with_adapter[key].as_f64().unwrap(),
+            merged[key].as_f64().unwrap(),
+        );
+        assert!(
+            (a - m).abs() < 1e-3 * a.abs().max(1.0),
+            "{key}: adapter {a}, merged {m}"
+        );
     }
     // --lora on a model that has nothing to attach to is refused before any work.
-    let (ok, _, err) = webdpo(&["train", "--model", hf, "--data", data, "--out", dir.join("x").to_str().unwrap(), "--lora", "4"]);
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--model",
+        hf,
+        "--data",
+        data,
+        "--out",
+        dir.join("x").to_str().unwrap(),
+        "--lora",
+        "4",
+    ]);
     assert!(!ok && err.contains("--lora"), "{err}");
-    let (ok, _, err) = webdpo(&["eval", "--model", hf, "--data", data, "--lora", "4,8", "--ref", hf]);
+    let (ok, _, err) = webdpo(&[
+        "eval", "--model", hf, "--data", data, "--lora", "4,8", "--ref", hf,
+    ]);
     assert!(!ok && err.contains("--ref"), "{err}");
 }

@@ -22,7 +22,9 @@ fn trl_loss(pc: f64, pr: f64, rc: f64, rr: f64, c: &DpoConfig) -> f64 {
     let (b, e) = (c.beta, c.label_smoothing);
     match c.loss_type {
         LossType::Sigmoid => -ln_sigmoid(b * h) * (1.0 - e) - ln_sigmoid(-b * h) * e,
-        LossType::Robust => (-ln_sigmoid(b * h) * (1.0 - e) + ln_sigmoid(-b * h) * e) / (1.0 - 2.0 * e),
+        LossType::Robust => {
+            (-ln_sigmoid(b * h) * (1.0 - e) + ln_sigmoid(-b * h) * e) / (1.0 - 2.0 * e)
+        }
         LossType::Hinge => (1.0 - b * h).max(0.0),
         LossType::Ipo => (h - 1.0 / (2.0 * b)).powi(2),
     }
@@ -38,16 +40,39 @@ fn each_loss_matches_its_formula() {
     let t = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device);
     for loss_type in LossType::ALL {
         for (beta, label_smoothing) in [(0.1, 0.0), (0.5, 0.2), (2.0, 0.1)] {
-            let c = DpoConfig { beta, loss_type, label_smoothing };
+            let c = DpoConfig {
+                beta,
+                loss_type,
+                label_smoothing,
+            };
             let out = dpo_loss(t(pc), t(pr), t(rc), t(rr), &c);
             let losses = out.losses.into_data().try_to_vec::<f32>().unwrap();
             let chosen = out.chosen_rewards.into_data().try_to_vec::<f32>().unwrap();
-            let rejected = out.rejected_rewards.into_data().try_to_vec::<f32>().unwrap();
+            let rejected = out
+                .rejected_rewards
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             for i in 0..3 {
                 let expect = trl_loss(pc[i] as f64, pr[i] as f64, rc[i] as f64, rr[i] as f64, &c);
-                assert_close(losses[i] as f64, expect, 1e-5 * expect.abs().max(1.0), &format!("{loss_type} β={beta} ε={label_smoothing} pair {i}"));
-                assert_close(chosen[i] as f64, beta * (pc[i] - rc[i]) as f64, 1e-5, "rewards/chosen = β(log π − log π_ref)");
-                assert_close(rejected[i] as f64, beta * (pr[i] - rr[i]) as f64, 1e-5, "rewards/rejected");
+                assert_close(
+                    losses[i] as f64,
+                    expect,
+                    1e-5 * expect.abs().max(1.0),
+                    &format!("{loss_type} β={beta} ε={label_smoothing} pair {i}"),
+                );
+                assert_close(
+                    chosen[i] as f64,
+                    beta * (pc[i] - rc[i]) as f64,
+                    1e-5,
+                    "rewards/chosen = β(log π − log π_ref)",
+                );
+                assert_close(
+                    rejected[i] as f64,
+                    beta * (pr[i] - rr[i]) as f64,
+                    1e-5,
+                    "rewards/rejected",
+                );
             }
         }
     }
@@ -57,7 +82,14 @@ fn each_loss_matches_its_formula() {
 fn step_one_with_policy_equal_to_reference() {
     let device = Device::flex();
     for loss_type in LossType::ALL {
-        let config = TrainConfig { dpo: DpoConfig { beta: 0.1, loss_type, label_smoothing: 0.0 }, ..TrainConfig::default() };
+        let config = TrainConfig {
+            dpo: DpoConfig {
+                beta: 0.1,
+                loss_type,
+                label_smoothing: 0.0,
+            },
+            ..TrainConfig::default()
+        };
         let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
         let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
         let report = block_on(trainer.step(&batch)).unwrap();
@@ -67,9 +99,21 @@ fn step_one_with_policy_equal_to_reference() {
             LossType::Hinge => 1.0,
             LossType::Ipo => (1.0f64 / 0.2).powi(2),
         };
-        assert_close(m.loss, expect, 1e-6 * expect, &format!("{loss_type} step-1 loss"));
-        assert_eq!((m.rewards_chosen, m.rewards_rejected, m.rewards_margins), (0.0, 0.0, 0.0), "{loss_type}: rewards at step 1");
-        assert_eq!(m.rewards_accuracies, 0.0, "ties are not accurate (TRL counts chosen > rejected)");
+        assert_close(
+            m.loss,
+            expect,
+            1e-6 * expect,
+            &format!("{loss_type} step-1 loss"),
+        );
+        assert_eq!(
+            (m.rewards_chosen, m.rewards_rejected, m.rewards_margins),
+            (0.0, 0.0, 0.0),
+            "{loss_type}: rewards at step 1"
+        );
+        assert_eq!(
+            m.rewards_accuracies, 0.0,
+            "ties are not accurate (TRL counts chosen > rejected)"
+        );
         assert!(m.logps_chosen < 0.0 && m.logps_rejected < 0.0);
         assert!(m.grad_norm.unwrap() > 0.0 && report.skipped.is_none());
     }
@@ -80,7 +124,13 @@ fn metrics_follow_trl_definitions() {
     let device = Device::flex();
     let config = TrainConfig::default();
     // A policy that differs from its reference, so rewards are non-zero.
-    let trainer = DpoTrainer::new(tiny_model(1, &device), Some(tiny_model(2, &device)), config.clone(), &device).unwrap();
+    let trainer = DpoTrainer::new(
+        tiny_model(1, &device),
+        Some(tiny_model(2, &device)),
+        config.clone(),
+        &device,
+    )
+    .unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
     let v = block_on(trainer.evaluate(&batch)).unwrap();
     let m = v.metrics();
@@ -88,7 +138,12 @@ fn metrics_follow_trl_definitions() {
     let beta = config.dpo.beta;
     let mut expect = [0.0f64; 5];
     for i in 0..v.losses.len() {
-        let (pc, pr, rc, rr) = (v.policy_chosen[i] as f64, v.policy_rejected[i] as f64, v.reference_chosen[i] as f64, v.reference_rejected[i] as f64);
+        let (pc, pr, rc, rr) = (
+            v.policy_chosen[i] as f64,
+            v.policy_rejected[i] as f64,
+            v.reference_chosen[i] as f64,
+            v.reference_rejected[i] as f64,
+        );
         expect[0] += trl_loss(pc, pr, rc, rr, &config.dpo) / n;
         expect[1] += beta * (pc - rc) / n;
         expect[2] += beta * (pr - rr) / n;
@@ -101,7 +156,15 @@ fn metrics_follow_trl_definitions() {
     assert_close(m.rewards_accuracies, expect[3], 1e-12, "rewards/accuracies");
     assert_close(m.rewards_margins, expect[4], 1e-5, "rewards/margins");
     let json = serde_json::to_value(m).unwrap();
-    for key in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+    for key in [
+        "loss",
+        "rewards/chosen",
+        "rewards/rejected",
+        "rewards/accuracies",
+        "rewards/margins",
+        "logps/chosen",
+        "logps/rejected",
+    ] {
         assert!(json.get(key).is_some(), "metric {key} missing from {json}");
     }
 }
@@ -109,13 +172,19 @@ fn metrics_follow_trl_definitions() {
 #[test]
 fn repeated_updates_raise_the_margin() {
     for (optim, learning_rate) in [(Optim::AdamW, 1e-3), (Optim::Sgd, 0.1)] {
-        repeated_updates_raise_the_margin_with(TrainConfig { optim, learning_rate, steps_per_pair: 8, ..TrainConfig::default() });
+        repeated_updates_raise_the_margin_with(TrainConfig {
+            optim,
+            learning_rate,
+            steps_per_pair: 8,
+            ..TrainConfig::default()
+        });
     }
 }
 
 fn repeated_updates_raise_the_margin_with(config: TrainConfig) {
     let device = Device::flex();
-    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config.clone(), &device).unwrap();
+    let mut trainer =
+        DpoTrainer::new(tiny_model(0, &device), None, config.clone(), &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs()[..1], 0)).unwrap();
     // Sampling and evaluating in between (as the app does) must not freeze the policy.
     let _ = block_on(trainer.evaluate(&batch)).unwrap();
@@ -124,10 +193,25 @@ fn repeated_updates_raise_the_margin_with(config: TrainConfig) {
     assert_eq!(reports.len(), 8);
     let after = block_on(trainer.evaluate(&batch)).unwrap().metrics();
     let first = reports[0].metrics;
-    assert!(after.rewards_margins > first.rewards_margins + 0.1, "{:?}: margin {} → {}", config.optim, first.rewards_margins, after.rewards_margins);
-    assert!(after.loss < first.loss - 0.05, "loss {} → {}", first.loss, after.loss);
+    assert!(
+        after.rewards_margins > first.rewards_margins + 0.1,
+        "{:?}: margin {} → {}",
+        config.optim,
+        first.rewards_margins,
+        after.rewards_margins
+    );
+    assert!(
+        after.loss < first.loss - 0.05,
+        "loss {} → {}",
+        first.loss,
+        after.loss
+    );
     for w in reports.windows(2) {
-        assert!(w[1].metrics.loss < w[0].metrics.loss, "loss rose between steps: {:?}", reports.iter().map(|r| r.metrics.loss).collect::<Vec<_>>());
+        assert!(
+            w[1].metrics.loss < w[0].metrics.loss,
+            "loss rose between steps: {:?}",
+            reports.iter().map(|r| r.metrics.loss).collect::<Vec<_>>()
+        );
     }
     assert_eq!(after.rewards_accuracies, 1.0);
 }
@@ -137,16 +221,29 @@ fn non_finite_update_is_refused_and_weights_are_untouched() {
     let device = Device::flex();
     // A corrupt weight (one NaN in the embedding of a token every sequence uses) poisons the loss.
     let clean = tiny_model(0, &device);
-    let mut data = clean.embed_tokens.val().into_data().try_to_vec::<f32>().unwrap();
+    let mut data = clean
+        .embed_tokens
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
     let d = tiny_config().hidden_size;
     data[d] = f32::NAN; // token 1 = BOS, first in every prompt
     let mut poisoned = clean.clone();
-    poisoned.embed_tokens = burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(data, [tiny_config().vocab_size, d]), &device));
-    let mut trainer = DpoTrainer::new(poisoned, Some(clean), TrainConfig::default(), &device).unwrap();
+    poisoned.embed_tokens = burn::module::Param::from_tensor(Tensor::from_data(
+        TensorData::new(data, [tiny_config().vocab_size, d]),
+        &device,
+    ));
+    let mut trainer =
+        DpoTrainer::new(poisoned, Some(clean), TrainConfig::default(), &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
     let before = block_on(to_safetensors(&trainer.policy(), Dtype::F32)).unwrap();
     let report = block_on(trainer.step(&batch)).unwrap();
-    assert!(report.skipped.as_deref().unwrap().contains("skipped"), "{:?}", report.skipped);
+    assert!(
+        report.skipped.as_deref().unwrap().contains("skipped"),
+        "{:?}",
+        report.skipped
+    );
     assert!(!report.metrics.loss.is_finite());
     let after = block_on(to_safetensors(&trainer.policy(), Dtype::F32)).unwrap();
     assert!(before == after, "weights changed by a refused update");
@@ -156,30 +253,72 @@ fn non_finite_update_is_refused_and_weights_are_untouched() {
 fn settings_outside_their_range_are_refused() {
     let device = Device::flex();
     for bad in [
-        TrainConfig { dpo: DpoConfig { beta: f64::NAN, ..DpoConfig::default() }, ..TrainConfig::default() },
-        TrainConfig { dpo: DpoConfig { beta: 0.0, ..DpoConfig::default() }, ..TrainConfig::default() },
-        TrainConfig { dpo: DpoConfig { label_smoothing: 0.5, ..DpoConfig::default() }, ..TrainConfig::default() },
-        TrainConfig { learning_rate: -1.0, ..TrainConfig::default() },
-        TrainConfig { steps_per_pair: 0, ..TrainConfig::default() },
+        TrainConfig {
+            dpo: DpoConfig {
+                beta: f64::NAN,
+                ..DpoConfig::default()
+            },
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            dpo: DpoConfig {
+                beta: 0.0,
+                ..DpoConfig::default()
+            },
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            dpo: DpoConfig {
+                label_smoothing: 0.5,
+                ..DpoConfig::default()
+            },
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            learning_rate: -1.0,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            steps_per_pair: 0,
+            ..TrainConfig::default()
+        },
     ] {
-        let err = DpoTrainer::new(tiny_model(0, &device), None, bad, &device).err().expect("refused");
+        let err = DpoTrainer::new(tiny_model(0, &device), None, bad, &device)
+            .err()
+            .expect("refused");
         assert!(err.to_string().starts_with("invalid setting"), "{err}");
     }
-    assert!("dpo".parse::<LossType>().unwrap_err().to_string().contains("sigmoid, ipo, hinge, robust"));
+    assert!(
+        "dpo"
+            .parse::<LossType>()
+            .unwrap_err()
+            .to_string()
+            .contains("sigmoid, ipo, hinge, robust")
+    );
 }
 
 #[test]
 fn a_pick_trains_on_itself_and_recent_picks() {
     let device = Device::flex();
-    let config = TrainConfig { replay_pairs: 2, ..TrainConfig::default() };
+    let config = TrainConfig {
+        replay_pairs: 2,
+        ..TrainConfig::default()
+    };
     let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
     let pairs = tokenized_pairs();
     let first = block_on(trainer.learn(pairs[0].clone(), 0)).unwrap();
     assert_eq!(first[0].values.losses.len(), 1);
     let second = block_on(trainer.learn(pairs[1].clone(), 0)).unwrap();
-    assert_eq!(second[0].values.losses.len(), 2, "the new pick and one earlier pick");
+    assert_eq!(
+        second[0].values.losses.len(),
+        2,
+        "the new pick and one earlier pick"
+    );
     // values[0] is the new pick: its reference log-prob is that of pair 1 alone.
     let alone = block_on(trainer.prepare(&pairs[1..2], 0)).unwrap();
-    assert_eq!(second[0].values.reference_chosen[0], alone.reference_logps[0]);
+    assert_eq!(
+        second[0].values.reference_chosen[0],
+        alone.reference_logps[0]
+    );
     assert_eq!(trainer.history().len(), 2);
 }

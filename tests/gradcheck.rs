@@ -16,18 +16,49 @@ use webdpo::model::CausalLm;
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
 fn weights(model: &CausalLm) -> Weights {
-    model.named_tensors().into_iter().map(|(n, s, t)| (n, (s, t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap()))).collect()
+    model
+        .named_tensors()
+        .into_iter()
+        .map(|(n, s, t)| {
+            (
+                n,
+                (
+                    s,
+                    t.into_data().convert::<f64>().try_to_vec::<f64>().unwrap(),
+                ),
+            )
+        })
+        .collect()
 }
 
 fn build(w: &Weights, device: &Device) -> CausalLm {
-    CausalLm::load(&tiny_config(), &mut |name, _| Ok(TensorData::new(w[name].1.clone(), w[name].0.clone())), device).unwrap()
+    CausalLm::load(
+        &tiny_config(),
+        &mut |name, _| Ok(TensorData::new(w[name].1.clone(), w[name].0.clone())),
+        device,
+    )
+    .unwrap()
 }
 
-fn loss(policy: &CausalLm, reference: &CausalLm, batch: &SequenceBatch, config: &DpoConfig, device: &Device) -> Tensor<1> {
+fn loss(
+    policy: &CausalLm,
+    reference: &CausalLm,
+    batch: &SequenceBatch,
+    config: &DpoConfig,
+    device: &Device,
+) -> Tensor<1> {
     let n = batch.rows / 2;
     let p = sequence_logps(policy, batch, device);
     let r = sequence_logps(reference, batch, device).detach();
-    dpo_loss(p.clone().slice(0..n), p.slice(n..2 * n), r.clone().slice(0..n), r.slice(n..2 * n), config).losses.mean()
+    dpo_loss(
+        p.clone().slice(0..n),
+        p.slice(n..2 * n),
+        r.clone().slice(0..n),
+        r.slice(n..2 * n),
+        config,
+    )
+    .losses
+    .mean()
 }
 
 /// The gradient of a parameter itself (a reshaped view would be a new graph node).
@@ -35,26 +66,65 @@ fn param_grad(policy: &CausalLm, name: &str, grads: &burn::tensor::Gradients) ->
     let data = match name {
         "model.embed_tokens.weight" => policy.embed_tokens.val().grad(grads),
         "model.layers.0.input_layernorm.weight" => {
-            return policy.layers[0].attn_norm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap();
+            return policy.layers[0]
+                .attn_norm
+                .weight
+                .val()
+                .grad(grads)
+                .unwrap()
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec()
+                .unwrap();
         }
         "model.norm.weight" => {
-            return policy.norm.weight.val().grad(grads).unwrap().into_data().convert::<f64>().try_to_vec().unwrap();
+            return policy
+                .norm
+                .weight
+                .val()
+                .grad(grads)
+                .unwrap()
+                .into_data()
+                .convert::<f64>()
+                .try_to_vec()
+                .unwrap();
         }
-        _ => policy.linears().into_iter().find(|l| format!("{}.weight", l.name) == name).expect("a linear layer").weight.val().grad(grads),
+        _ => policy
+            .linears()
+            .into_iter()
+            .find(|l| format!("{}.weight", l.name) == name)
+            .expect("a linear layer")
+            .weight
+            .val()
+            .grad(grads),
     };
-    data.expect("parameter has a gradient").into_data().convert::<f64>().try_to_vec().unwrap()
+    data.expect("parameter has a gradient")
+        .into_data()
+        .convert::<f64>()
+        .try_to_vec()
+        .unwrap()
 }
 
 #[test]
 fn dpo_gradient_matches_central_differences() {
     let mut device = Device::flex();
-    device.configure(FloatDType::F64).expect("flex computes in f64");
+    device
+        .configure(FloatDType::F64)
+        .expect("flex computes in f64");
     let batch = SequenceBatch::concatenated(&tokenized_pairs(), 0, 128).unwrap();
     // Policy ≠ reference, so every loss type is away from its kinks.
     let policy_w = weights(&tiny_model(1, &device));
     let reference = tiny_model(2, &device);
     for loss_type in LossType::ALL {
-        let config = DpoConfig { beta: 0.5, loss_type, label_smoothing: if loss_type == LossType::Sigmoid { 0.1 } else { 0.0 } };
+        let config = DpoConfig {
+            beta: 0.5,
+            loss_type,
+            label_smoothing: if loss_type == LossType::Sigmoid {
+                0.1
+            } else {
+                0.0
+            },
+        };
         let ad = device.clone().autodiff();
         let policy = build(&policy_w, &device).fork(&ad).train();
         let grads = loss(&policy, &reference, &batch, &config, &ad).backward();
@@ -76,11 +146,19 @@ fn dpo_gradient_matches_central_differences() {
                 let at = |delta: f64| {
                     let mut w = policy_w.clone();
                     w.get_mut(name).unwrap().1[k] += delta;
-                    loss(&build(&w, &device), &reference, &batch, &config, &device).into_data().convert::<f64>().try_to_vec::<f64>().unwrap()[0]
+                    loss(&build(&w, &device), &reference, &batch, &config, &device)
+                        .into_data()
+                        .convert::<f64>()
+                        .try_to_vec::<f64>()
+                        .unwrap()[0]
                 };
                 let numeric = (at(h) - at(-h)) / (2.0 * h);
                 let tol = 1e-6 + 1e-4 * numeric.abs();
-                assert!((grad[k] - numeric).abs() <= tol, "{loss_type}: ∂L/∂{name}[{k}] analytic {} vs numeric {numeric}", grad[k]);
+                assert!(
+                    (grad[k] - numeric).abs() <= tol,
+                    "{loss_type}: ∂L/∂{name}[{k}] analytic {} vs numeric {numeric}",
+                    grad[k]
+                );
             }
         }
     }

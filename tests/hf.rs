@@ -21,51 +21,109 @@ use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
 fn fixture(name: &str) -> (PathBuf, Value) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf").join(name);
-    let expected = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(name);
+    let expected =
+        serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     (dir, expected)
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 fn logits(model: &CausalLm, rows: &[Vec<u32>], device: &Device) -> Vec<f64> {
     let (b, t) = (rows.len(), rows[0].len());
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(), [b, t]), device);
-    model.forward(tokens, None).into_data().convert::<f32>().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+    let tokens = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [b, t],
+        ),
+        device,
+    );
+    model
+        .forward(tokens, None)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 fn input_ids(expected: &Value) -> Vec<Vec<u32>> {
-    expected["input_ids"].as_array().unwrap().iter().map(ids).collect()
+    expected["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(ids)
+        .collect()
 }
 
 fn pairs(expected: &Value) -> Vec<TokenizedPair> {
-    expected["pairs"].as_array().unwrap().iter().map(|p| TokenizedPair { prompt: ids(&p["prompt"]), chosen: ids(&p["chosen"]), rejected: ids(&p["rejected"]) }).collect()
+    expected["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| TokenizedPair {
+            prompt: ids(&p["prompt"]),
+            chosen: ids(&p["chosen"]),
+            rejected: ids(&p["rejected"]),
+        })
+        .collect()
 }
 
 #[test]
 fn llama_qwen2_and_gpt2_match_transformers_logits() {
     let device = Device::flex();
-    for (name, arch) in [("llama", Arch::Llama), ("qwen2", Arch::Qwen2), ("gpt2", Arch::Gpt2)] {
+    for (name, arch) in [
+        ("llama", Arch::Llama),
+        ("qwen2", Arch::Qwen2),
+        ("gpt2", Arch::Gpt2),
+    ] {
         let (dir, expected) = fixture(name);
         let loaded = ModelDir::load(&dir, &device).unwrap();
         assert_eq!(loaded.config.arch(), arch);
-        let diff = max_diff(&logits(&loaded.model, &input_ids(&expected), &device), &floats(&expected["logits"]));
-        assert!(diff < 1e-4, "{name}: logits differ from transformers' by {diff}");
+        let diff = max_diff(
+            &logits(&loaded.model, &input_ids(&expected), &device),
+            &floats(&expected["logits"]),
+        );
+        assert!(
+            diff < 1e-4,
+            "{name}: logits differ from transformers' by {diff}"
+        );
     }
     // The shapes the fixtures exist to cover.
     let llama = ModelDir::load(&fixture("llama").0, &device).unwrap().config;
-    assert!(fixture("llama").0.join("model.safetensors.index.json").exists(), "the Llama fixture is sharded");
+    assert!(
+        fixture("llama")
+            .0
+            .join("model.safetensors.index.json")
+            .exists(),
+        "the Llama fixture is sharded"
+    );
     assert_eq!((llama.kv_heads(), llama.tie_word_embeddings), (2, false));
 }
 
@@ -75,15 +133,42 @@ fn dpo_metrics_match_trl_formulas() {
     for name in ["llama", "qwen2", "gpt2"] {
         let (dir, expected) = fixture(name);
         let policy = ModelDir::load(&dir, &device).unwrap();
-        let reference = from_safetensors(&policy.config, &std::fs::read(dir.join("reference/model.safetensors")).unwrap(), "reference", &device).unwrap();
+        let reference = from_safetensors(
+            &policy.config,
+            &std::fs::read(dir.join("reference/model.safetensors")).unwrap(),
+            "reference",
+            &device,
+        )
+        .unwrap();
         let want = &expected["dpo"];
-        let config = TrainConfig { dpo: webdpo::dpo::DpoConfig { beta: want["beta"].as_f64().unwrap(), ..Default::default() }, ..TrainConfig::default() };
+        let config = TrainConfig {
+            dpo: webdpo::dpo::DpoConfig {
+                beta: want["beta"].as_f64().unwrap(),
+                ..Default::default()
+            },
+            ..TrainConfig::default()
+        };
         let trainer = DpoTrainer::new(policy.model, Some(reference), config, &device).unwrap();
         let batch = block_on(trainer.prepare(&pairs(&expected), 0)).unwrap();
-        let got = serde_json::to_value(block_on(trainer.evaluate(&batch)).unwrap().metrics()).unwrap();
-        for metric in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
-            let (g, w) = (got[metric].as_f64().unwrap(), want[metric].as_f64().unwrap());
-            assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "{name} {metric}: ours {g}, TRL's formulas {w}");
+        let got =
+            serde_json::to_value(block_on(trainer.evaluate(&batch)).unwrap().metrics()).unwrap();
+        for metric in [
+            "loss",
+            "rewards/chosen",
+            "rewards/rejected",
+            "rewards/accuracies",
+            "rewards/margins",
+            "logps/chosen",
+            "logps/rejected",
+        ] {
+            let (g, w) = (
+                got[metric].as_f64().unwrap(),
+                want[metric].as_f64().unwrap(),
+            );
+            assert!(
+                (g - w).abs() < 1e-4 * w.abs().max(1.0),
+                "{name} {metric}: ours {g}, TRL's formulas {w}"
+            );
         }
     }
 }
@@ -97,24 +182,48 @@ fn peft_adapters_load_and_match_peft_logits_merged_or_not() {
         let adapter = dir.join("adapter");
         let config_json = std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap();
         let weights = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
-        let (model, lora) = from_peft(base.model, &config_json, &weights, "adapter_model.safetensors").unwrap();
+        let (model, lora) = from_peft(
+            base.model,
+            &config_json,
+            &weights,
+            "adapter_model.safetensors",
+        )
+        .unwrap();
         assert_eq!((lora.r, lora.alpha), (4, 8.0));
         let rows = input_ids(&expected);
         let with_adapter = logits(&model, &rows, &device);
         let diff = max_diff(&with_adapter, &floats(&expected["lora"]["logits"]));
-        assert!(diff < 1e-4, "{name}: LoRA logits differ from PEFT's by {diff}");
+        assert!(
+            diff < 1e-4,
+            "{name}: LoRA logits differ from PEFT's by {diff}"
+        );
         // Merged into full weights and written as a plain checkpoint: the same function.
         let merged_bytes = block_on(to_safetensors(&model, Dtype::F32)).unwrap();
         let merged = from_safetensors(&base.config, &merged_bytes, "merged", &device).unwrap();
         let diff = max_diff(&logits(&merged, &rows, &device), &with_adapter);
-        assert!(diff < 1e-4, "{name}: merged weights differ from the adapter by {diff}");
+        assert!(
+            diff < 1e-4,
+            "{name}: merged weights differ from the adapter by {diff}"
+        );
         // Without its adapters it is the base again, bit for bit.
-        assert_eq!(logits(&model.without_adapters(), &rows, &device), logits(&ModelDir::load(&dir, &device).unwrap().model, &rows, &device));
+        assert_eq!(
+            logits(&model.without_adapters(), &rows, &device),
+            logits(
+                &ModelDir::load(&dir, &device).unwrap().model,
+                &rows,
+                &device
+            )
+        );
     }
 }
 
 fn tensor_map(bytes: &[u8]) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    parse_safetensors(bytes, "file").unwrap().0.into_iter().map(|(n, e)| (n, e.shape.clone(), e.to_f32())).collect()
+    parse_safetensors(bytes, "file")
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|(n, e)| (n, e.shape.clone(), e.to_f32()))
+        .collect()
 }
 
 #[test]
@@ -126,7 +235,11 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
         let base_weights = block_on(to_safetensors(&base.model, Dtype::F32)).unwrap();
         let lora = LoraConfig::attention(base.config.arch(), 4, 8.0);
         let policy = lora.apply(base.model, 0).unwrap();
-        let config = TrainConfig { optim: Optim::AdamW, learning_rate: 1e-2, ..TrainConfig::default() };
+        let config = TrainConfig {
+            optim: Optim::AdamW,
+            learning_rate: 1e-2,
+            ..TrainConfig::default()
+        };
         let mut trainer = DpoTrainer::new(policy, None, config, &device).unwrap();
         let batch = block_on(trainer.prepare(&pairs(&expected), 0)).unwrap();
         let mut losses = Vec::new();
@@ -134,42 +247,95 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
             let report = block_on(trainer.step(&batch)).unwrap();
             assert!(report.skipped.is_none());
             if step == 0 {
-                assert!((report.metrics.loss - std::f64::consts::LN_2).abs() < 1e-6, "{name}: step-1 loss {}", report.metrics.loss);
+                assert!(
+                    (report.metrics.loss - std::f64::consts::LN_2).abs() < 1e-6,
+                    "{name}: step-1 loss {}",
+                    report.metrics.loss
+                );
                 assert_eq!(report.metrics.rewards_margins, 0.0);
             }
             losses.push(report.metrics.loss);
         }
-        assert!(losses[4] < losses[0] - 0.01, "{name}: LoRA DPO did not lower the loss: {losses:?}");
+        assert!(
+            losses[4] < losses[0] - 0.01,
+            "{name}: LoRA DPO did not lower the loss: {losses:?}"
+        );
         let trained = trainer.policy();
         // The base weights are untouched, bit for bit; the reference is the base.
-        assert!(block_on(to_safetensors(&trained.without_adapters(), Dtype::F32)).unwrap() == base_weights, "{name}: base weights changed");
+        assert!(
+            block_on(to_safetensors(&trained.without_adapters(), Dtype::F32)).unwrap()
+                == base_weights,
+            "{name}: base weights changed"
+        );
         assert!(block_on(to_safetensors(trainer.reference(), Dtype::F32)).unwrap() == base_weights);
         // The saved state is the adapter (PEFT's file) and optimizer state for the adapters only;
         // the adapter file puts the trained policy back on the base.
         let (weights_state, optimizer) = block_on(trainer.save_state()).unwrap();
-        assert!(tensor_map(&optimizer).iter().all(|(n, _, _)| n.contains(".lora_")), "{name}: optimizer state outside the adapters");
-        let restored = attach_peft_weights(trainer.reference().clone(), 4, 8.0, &weights_state, "state").unwrap();
-        assert_eq!(logits(&restored, &input_ids(&expected), &device), logits(&trained, &input_ids(&expected), &device));
+        assert!(
+            tensor_map(&optimizer)
+                .iter()
+                .all(|(n, _, _)| n.contains(".lora_")),
+            "{name}: optimizer state outside the adapters"
+        );
+        let restored =
+            attach_peft_weights(trainer.reference().clone(), 4, 8.0, &weights_state, "state")
+                .unwrap();
+        assert_eq!(
+            logits(&restored, &input_ids(&expected), &device),
+            logits(&trained, &input_ids(&expected), &device)
+        );
         // Exported as PEFT writes it: the fixture's tensor names and shapes and config keys.
         let (config_json, weights) = block_on(to_peft(&trained, &lora)).unwrap();
         let peft = dir.join("adapter");
-        let theirs: Value = serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap()).unwrap();
+        let theirs: Value =
+            serde_json::from_slice(&std::fs::read(peft.join("adapter_config.json")).unwrap())
+                .unwrap();
         let ours: Value = serde_json::from_str(&config_json).unwrap();
         let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-        assert_eq!(keys(&ours), keys(&theirs), "{name}: adapter_config.json keys");
+        assert_eq!(
+            keys(&ours),
+            keys(&theirs),
+            "{name}: adapter_config.json keys"
+        );
         assert_eq!(ours["fan_in_fan_out"], theirs["fan_in_fan_out"]);
-        let shapes = |bytes: &[u8]| tensor_map(bytes).into_iter().map(|(n, s, _)| (n, s)).collect::<Vec<_>>();
+        let shapes = |bytes: &[u8]| {
+            tensor_map(bytes)
+                .into_iter()
+                .map(|(n, s, _)| (n, s))
+                .collect::<Vec<_>>()
+        };
         let their_shapes = shapes(&std::fs::read(peft.join("adapter_model.safetensors")).unwrap());
-        let our_shapes: Vec<_> = shapes(&weights).into_iter().filter(|(n, _)| their_shapes.iter().any(|(t, _)| t == n)).collect();
-        assert_eq!(our_shapes, their_shapes, "{name}: PEFT's tensors (the fixture targets a subset of ours)");
+        let our_shapes: Vec<_> = shapes(&weights)
+            .into_iter()
+            .filter(|(n, _)| their_shapes.iter().any(|(t, _)| t == n))
+            .collect();
+        assert_eq!(
+            our_shapes, their_shapes,
+            "{name}: PEFT's tensors (the fixture targets a subset of ours)"
+        );
         // … and reloads onto the base as the same model.
-        let (reloaded, again) = from_peft(ModelDir::load(&dir, &device).unwrap().model, &config_json, &weights, "ours").unwrap();
-        assert_eq!((again.r, again.alpha, &again.targets), (lora.r, lora.alpha, &lora.targets));
+        let (reloaded, again) = from_peft(
+            ModelDir::load(&dir, &device).unwrap().model,
+            &config_json,
+            &weights,
+            "ours",
+        )
+        .unwrap();
+        assert_eq!(
+            (again.r, again.alpha, &again.targets),
+            (lora.r, lora.alpha, &lora.targets)
+        );
         let rows = input_ids(&expected);
-        assert_eq!(logits(&reloaded, &rows, &device), logits(&trained, &rows, &device));
+        assert_eq!(
+            logits(&reloaded, &rows, &device),
+            logits(&trained, &rows, &device)
+        );
         // Reset: the adapters as they started (B = 0), i.e. the reference's function.
         trainer.reset();
-        assert_eq!(logits(&trainer.policy(), &rows, &device), logits(trainer.reference(), &rows, &device));
+        assert_eq!(
+            logits(&trainer.policy(), &rows, &device),
+            logits(trainer.reference(), &rows, &device)
+        );
         assert!(trainer.policy().has_adapters());
     }
 }
@@ -182,12 +348,36 @@ fn bad_adapters_are_refused_by_name() {
     let weights = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
     // GPT-2's adapter names layers a Llama does not have.
     let gpt2 = std::fs::read(fixture("gpt2").0.join("adapter/adapter_model.safetensors")).unwrap();
-    let err = from_peft(ModelDir::load(&dir, &device).unwrap().model, &config_json, &gpt2, "adapter_model.safetensors").err().unwrap().to_string();
+    let err = from_peft(
+        ModelDir::load(&dir, &device).unwrap().model,
+        &config_json,
+        &gpt2,
+        "adapter_model.safetensors",
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("transformer.h.0.attn.c_attn"), "{err}");
     let dora = config_json.replace("\"use_dora\": false", "\"use_dora\": true");
-    let err = from_peft(ModelDir::load(&dir, &device).unwrap().model, &dora, &weights, "adapter_model.safetensors").err().unwrap().to_string();
+    let err = from_peft(
+        ModelDir::load(&dir, &device).unwrap().model,
+        &dora,
+        &weights,
+        "adapter_model.safetensors",
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("use_dora"), "{err}");
-    let err = from_peft(ModelDir::load(&dir, &device).unwrap().model, &config_json, &weights[..weights.len() - 8], "adapter_model.safetensors").err().unwrap().to_string();
+    let err = from_peft(
+        ModelDir::load(&dir, &device).unwrap().model,
+        &config_json,
+        &weights[..weights.len() - 8],
+        "adapter_model.safetensors",
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("truncated"), "{err}");
 }
 
@@ -205,17 +395,31 @@ fn a_truncated_shard_is_refused_by_name() {
     let shard = copy.join("model-00002-of-00004.safetensors");
     let bytes = std::fs::read(&shard).unwrap();
     std::fs::write(&shard, &bytes[..bytes.len() - 10]).unwrap();
-    let err = ModelDir::load(&copy, &Device::flex()).err().expect("a truncated shard must be refused").to_string();
+    let err = ModelDir::load(&copy, &Device::flex())
+        .err()
+        .expect("a truncated shard must be refused")
+        .to_string();
     std::fs::remove_dir_all(&copy).unwrap();
-    assert!(err.contains("model-00002-of-00004.safetensors") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("model-00002-of-00004.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
 }
 
 #[test]
 fn an_unknown_architecture_is_refused_by_name() {
     let (dir, _) = fixture("llama");
-    let config = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("LlamaForCausalLM", "MistralForCausalLM");
-    let err = webdpo::ModelConfig::from_json(&config).err().unwrap().to_string();
-    assert!(err.contains("MistralForCausalLM") && err.contains("Qwen2ForCausalLM"), "{err}");
+    let config = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap()
+        .replace("LlamaForCausalLM", "MistralForCausalLM");
+    let err = webdpo::ModelConfig::from_json(&config)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("MistralForCausalLM") && err.contains("Qwen2ForCausalLM"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -225,17 +429,37 @@ fn chat_templates_format_prompts_and_completions_as_transformers_and_trl_do() {
         let (dir, expected) = fixture(name);
         let chat = &expected["chat"];
         let tokenizer = ModelDir::load(&dir, &device).unwrap().tokenizer().unwrap();
-        let template = tokenizer.chat_template().expect("the fixture has a chat template");
+        let template = tokenizer
+            .chat_template()
+            .expect("the fixture has a chat template");
         let messages: Vec<Message> = serde_json::from_value(chat["messages"].clone()).unwrap();
-        assert_eq!(template.render(&messages, true).unwrap(), chat["prompt"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            template.render(&messages, true).unwrap(),
+            chat["prompt"].as_str().unwrap(),
+            "{name}"
+        );
         // One JSONL line in TRL's conversational form, and the same prompt as plain text.
-        let line = serde_json::json!({"prompt": messages, "chosen": [{"role": "assistant", "content": "The bear sat on the mat."}], "rejected": [{"role": "assistant", "content": "No."}]});
-        let pair = parse_jsonl(&line.to_string(), "pairs.jsonl").unwrap().remove(0);
+        let said = |content: &str| serde_json::json!([{"role": "assistant", "content": content}]);
+        let line = serde_json::json!({
+            "prompt": messages,
+            "chosen": said("The bear sat on the mat."),
+            "rejected": said("No."),
+        });
+        let pair = parse_jsonl(&line.to_string(), "pairs.jsonl")
+            .unwrap()
+            .remove(0);
         let tokenized = TokenizedPair::new(&tokenizer, &pair).unwrap();
         assert_eq!(tokenized.prompt, ids(&chat["prompt_ids"]), "{name}");
         assert_eq!(tokenized.chosen, ids(&chat["completion_ids"]), "{name}");
-        assert_eq!(tokenizer.encode_prompt(&messages[0].content).unwrap(), ids(&chat["prompt_ids"]));
-        assert_eq!(tokenizer.decode(&tokenized.chosen).unwrap(), "The bear sat on the mat.\n", "{name}: the turn ends with the end-of-turn token");
+        assert_eq!(
+            tokenizer.encode_prompt(&messages[0].content).unwrap(),
+            ids(&chat["prompt_ids"])
+        );
+        assert_eq!(
+            tokenizer.decode(&tokenized.chosen).unwrap(),
+            "The bear sat on the mat.\n",
+            "{name}: the turn ends with the end-of-turn token"
+        );
     }
 }
 
@@ -247,11 +471,27 @@ fn conversational_pairs_without_a_chat_template_are_refused() {
         c
     })
     .unwrap();
-    let pair = parse_jsonl(r#"{"prompt": [{"role": "user", "content": "Hi"}], "chosen": "Hello.", "rejected": "Go away."}"#, "pairs.jsonl").unwrap().remove(0);
-    let err = TokenizedPair::new(&tokenizer, &pair).err().unwrap().to_string();
+    let row = concat!(
+        r#"{"prompt": [{"role": "user", "content": "Hi"}], "#,
+        r#""chosen": "Hello.", "rejected": "Go away."}"#
+    );
+    let pair = parse_jsonl(row, "pairs.jsonl").unwrap().remove(0);
+    let err = TokenizedPair::new(&tokenizer, &pair)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("chat template"), "{err}");
-    let err = parse_jsonl(r#"{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}"#, "pairs.jsonl").err().unwrap().to_string();
-    assert!(err.contains("pairs.jsonl") && err.contains("line 1"), "{err}");
+    let err = parse_jsonl(
+        r#"{"prompt": [{"role": "user"}], "chosen": "a", "rejected": "b"}"#,
+        "pairs.jsonl",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("pairs.jsonl") && err.contains("line 1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -260,10 +500,27 @@ fn memory_estimate_counts_what_the_model_allocates() {
     let device = Device::flex();
     for name in ["llama", "qwen2", "gpt2"] {
         let dir = ModelDir::load(&fixture(name).0, &device).unwrap();
-        assert_eq!(parameter_count(&dir.config), dir.model.num_params() as u64, "{name}");
-        for lora in [LoraConfig::attention(dir.config.arch(), 4, 8.0), LoraConfig::parse("2,4,all-linear", dir.config.arch()).unwrap()] {
-            let trainable: usize = lora.apply(dir.model.clone(), 0).unwrap().trainable_tensors().iter().map(|(_, s, _)| s.iter().product::<usize>()).sum();
-            assert_eq!(lora_parameter_count(&dir.config, &lora), trainable as u64, "{name} {lora:?}");
+        assert_eq!(
+            parameter_count(&dir.config),
+            dir.model.num_params() as u64,
+            "{name}"
+        );
+        for lora in [
+            LoraConfig::attention(dir.config.arch(), 4, 8.0),
+            LoraConfig::parse("2,4,all-linear", dir.config.arch()).unwrap(),
+        ] {
+            let trainable: usize = lora
+                .apply(dir.model.clone(), 0)
+                .unwrap()
+                .trainable_tensors()
+                .iter()
+                .map(|(_, s, _)| s.iter().product::<usize>())
+                .sum();
+            assert_eq!(
+                lora_parameter_count(&dir.config, &lora),
+                trainable as u64,
+                "{name} {lora:?}"
+            );
         }
     }
 }
@@ -271,24 +528,58 @@ fn memory_estimate_counts_what_the_model_allocates() {
 /// SmolLM2-135M's config.json (HuggingFaceTB/SmolLM2-135M), as the browser test builds it.
 fn smollm2_135m() -> webdpo::ModelConfig {
     let mut c = webdpo::ModelConfig::new(49152, 576, 30, 9, 1536);
-    (c.num_key_value_heads, c.tie_word_embeddings, c.rope_theta, c.rms_norm_eps, c.max_position_embeddings) = (Some(3), true, 100000.0, 1e-5, 8192);
+    (
+        c.num_key_value_heads,
+        c.tie_word_embeddings,
+        c.rope_theta,
+        c.rms_norm_eps,
+        c.max_position_embeddings,
+    ) = (Some(3), true, 100000.0, 1e-5, 8192);
     c
 }
 
 #[test]
 fn memory_check_refuses_full_training_of_a_135m_model_on_a_small_budget_and_suggests_lora() {
     let c = smollm2_135m();
-    assert_eq!(parameter_count(&c), 134_515_008, "SmolLM2-135M's published parameter count");
+    assert_eq!(
+        parameter_count(&c),
+        134_515_008,
+        "SmolLM2-135M's published parameter count"
+    );
     let lora = LoraConfig::attention(c.arch(), 8, 16.0);
     let full = MemoryEstimate::new(&c, None, Optim::AdamW, 1, 256);
     let adapters = MemoryEstimate::new(&c, Some(&lora), Optim::AdamW, 1, 256);
-    assert_eq!((full.reference, adapters.reference), (full.weights, 0), "LoRA's reference is the base itself");
+    assert_eq!(
+        (full.reference, adapters.reference),
+        (full.weights, 0),
+        "LoRA's reference is the base itself"
+    );
     assert!(adapters.optimizer * 100 < full.optimizer);
-    let limits = MemoryLimits { max_buffer: Some(1 << 30), budget: 2_000_000_000 };
-    let err = full.check(&limits, Some(&adapters)).err().expect("full fine-tuning does not fit in 2 GB").to_string();
-    assert!(err.contains("turn LoRA on") && err.contains("optimizer"), "{err}");
+    let limits = MemoryLimits {
+        max_buffer: Some(1 << 30),
+        budget: 2_000_000_000,
+    };
+    let err = full
+        .check(&limits, Some(&adapters))
+        .err()
+        .expect("full fine-tuning does not fit in 2 GB")
+        .to_string();
+    assert!(
+        err.contains("turn LoRA on") && err.contains("optimizer"),
+        "{err}"
+    );
     adapters.check(&limits, None).unwrap();
     // The token embedding (113 MB) cannot live in a 64 MiB binding, LoRA or not.
-    let err = adapters.check(&MemoryLimits { max_buffer: Some(64 << 20), budget: u64::MAX }, None).err().unwrap().to_string();
+    let err = adapters
+        .check(
+            &MemoryLimits {
+                max_buffer: Some(64 << 20),
+                budget: u64::MAX,
+            },
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("buffer"), "{err}");
 }

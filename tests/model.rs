@@ -15,7 +15,13 @@ use webdpo::model::{CausalLm, KvCache};
 use webdpo::rng::Rng;
 
 fn tokens(ids: &[u32], device: &Device) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), [1, ids.len()]), device)
+    Tensor::from_data(
+        TensorData::new(
+            ids.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+            [1, ids.len()],
+        ),
+        device,
+    )
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -26,17 +32,28 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 fn kv_cache_decoding_matches_a_full_forward() {
     let device = Device::flex();
     let model = tiny_model(3, &device);
-    let ids: Vec<u32> = tokenizer().encode_prompt("Once upon a time, a fox").unwrap();
+    let ids: Vec<u32> = tokenizer()
+        .encode_prompt("Once upon a time, a fox")
+        .unwrap();
     let full = values(model.forward(tokens(&ids, &device), None));
     // Prefill 5 tokens, then one token at a time.
     let mut cache = KvCache::default();
     let mut incremental = values(model.forward(tokens(&ids[..5], &device), Some(&mut cache)));
     for &id in &ids[5..] {
-        incremental.extend(values(model.forward(tokens(&[id], &device), Some(&mut cache))));
+        incremental.extend(values(
+            model.forward(tokens(&[id], &device), Some(&mut cache)),
+        ));
     }
     assert_eq!(cache.len(), ids.len());
-    let max_diff = full.iter().zip(&incremental).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    assert!(max_diff < 1e-4, "cached and full logits differ by {max_diff}");
+    let max_diff = full
+        .iter()
+        .zip(&incremental)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        max_diff < 1e-4,
+        "cached and full logits differ by {max_diff}"
+    );
 }
 
 #[test]
@@ -44,14 +61,19 @@ fn completion_logps_are_the_masked_sum_of_token_logps() {
     let device = Device::flex();
     let model = tiny_model(4, &device);
     let t = tokenizer();
-    let (prompt, completion) = (t.encode_prompt("The cat").unwrap(), t.encode_completion(" sat.").unwrap());
+    let (prompt, completion) = (
+        t.encode_prompt("The cat").unwrap(),
+        t.encode_completion(" sat.").unwrap(),
+    );
     let batch = SequenceBatch::new(&[(&prompt, &completion)], 0, 128).unwrap();
     let got = values(sequence_logps(&model, &batch, &device))[0];
     // Independent: log-softmax of the full logits, summed over the completion's labels only.
     let ids: Vec<u32> = prompt.iter().chain(&completion).copied().collect();
     let logp = values(log_softmax(model.forward(tokens(&ids, &device), None), 2));
     let vocab = tiny_config().vocab_size;
-    let expect: f64 = (prompt.len()..ids.len()).map(|pos| logp[(pos - 1) * vocab + ids[pos] as usize] as f64).sum();
+    let expect: f64 = (prompt.len()..ids.len())
+        .map(|pos| logp[(pos - 1) * vocab + ids[pos] as usize] as f64)
+        .sum();
     assert_close(got as f64, expect, 1e-4, "sequence log-prob");
     assert_eq!(batch.counts(), vec![completion.len() as f32]);
 }
@@ -61,12 +83,32 @@ fn padding_and_batch_neighbours_do_not_change_logps() {
     let device = Device::flex();
     let model = tiny_model(5, &device);
     let t = tokenizer();
-    let (p, c) = (t.encode_prompt("Hi").unwrap(), t.encode_completion(" there").unwrap());
-    let (lp, lc) = (t.encode_prompt("A much longer prompt than the first").unwrap(), t.encode_completion(" and a long completion too").unwrap());
-    let alone = values(sequence_logps(&model, &SequenceBatch::new(&[(&p, &c)], 0, 128).unwrap(), &device))[0];
+    let (p, c) = (
+        t.encode_prompt("Hi").unwrap(),
+        t.encode_completion(" there").unwrap(),
+    );
+    let (lp, lc) = (
+        t.encode_prompt("A much longer prompt than the first")
+            .unwrap(),
+        t.encode_completion(" and a long completion too").unwrap(),
+    );
+    let alone = values(sequence_logps(
+        &model,
+        &SequenceBatch::new(&[(&p, &c)], 0, 128).unwrap(),
+        &device,
+    ))[0];
     for pad in [0u32, 2, 77, 250] {
-        let padded = values(sequence_logps(&model, &SequenceBatch::new(&[(&p, &c), (&lp, &lc)], pad, 128).unwrap(), &device))[0];
-        assert_close(padded as f64, alone as f64, 1e-5, &format!("row padded with garbage id {pad}"));
+        let padded = values(sequence_logps(
+            &model,
+            &SequenceBatch::new(&[(&p, &c), (&lp, &lc)], pad, 128).unwrap(),
+            &device,
+        ))[0];
+        assert_close(
+            padded as f64,
+            alone as f64,
+            1e-5,
+            &format!("row padded with garbage id {pad}"),
+        );
     }
 }
 
@@ -85,7 +127,21 @@ fn generation_is_reproducible_with_a_seed() {
     let device = Device::flex();
     let model = tiny_model(6, &device);
     let prompt = tokenizer().encode_prompt("Tell me").unwrap();
-    let run = |seed| block_on(generate(model.clone(), &prompt, 2, SamplingConfig { seed, max_new_tokens: 20, ..SamplingConfig::default() }, 2, &device)).unwrap();
+    let run = |seed| {
+        block_on(generate(
+            model.clone(),
+            &prompt,
+            2,
+            SamplingConfig {
+                seed,
+                max_new_tokens: 20,
+                ..SamplingConfig::default()
+            },
+            2,
+            &device,
+        ))
+        .unwrap()
+    };
     let a = run(7);
     assert_eq!(a, run(7));
     assert_ne!(a, run(8));
@@ -99,14 +155,33 @@ fn greedy_generation_follows_the_argmax_of_full_forwards() {
     let device = Device::flex();
     let model = tiny_model(9, &device);
     let prompt = tokenizer().encode_prompt("Go").unwrap();
-    let greedy = SamplingConfig { temperature: 0.0, max_new_tokens: 8, ..SamplingConfig::default() };
-    let got = block_on(generate(model.clone(), &prompt, 1, greedy, u32::MAX, &device)).unwrap().remove(0);
+    let greedy = SamplingConfig {
+        temperature: 0.0,
+        max_new_tokens: 8,
+        ..SamplingConfig::default()
+    };
+    let got = block_on(generate(
+        model.clone(),
+        &prompt,
+        1,
+        greedy,
+        u32::MAX,
+        &device,
+    ))
+    .unwrap()
+    .remove(0);
     let mut ids = prompt.clone();
     let vocab = tiny_config().vocab_size;
     for _ in 0..8 {
         let logits = values(model.forward(tokens(&ids, &device), None));
         let last = &logits[(ids.len() - 1) * vocab..];
-        ids.push(last.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32);
+        ids.push(
+            last.iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .unwrap()
+                .0 as u32,
+        );
     }
     assert_eq!(got, ids[prompt.len()..]);
 }
@@ -115,7 +190,12 @@ fn greedy_generation_follows_the_argmax_of_full_forwards() {
 fn sampling_filters_follow_hf_warpers() {
     let logits = [1.0f32, 3.0, 2.0, -1.0];
     let mut rng = Rng::new(0);
-    let cfg = |temperature, top_k, top_p| SamplingConfig { temperature, top_k, top_p, ..SamplingConfig::default() };
+    let cfg = |temperature, top_k, top_p| SamplingConfig {
+        temperature,
+        top_k,
+        top_p,
+        ..SamplingConfig::default()
+    };
     for _ in 0..50 {
         assert_eq!(sample_token(&logits, &cfg(0.0, 0, 1.0), &mut rng), 1);
         assert_eq!(sample_token(&logits, &cfg(1.0, 1, 1.0), &mut rng), 1);
@@ -130,7 +210,12 @@ fn sampling_filters_follow_hf_warpers() {
     }
     let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
     for i in 0..4 {
-        assert_close(counts[i] as f64 / n as f64, (logits[i] as f64).exp() / z, 0.015, &format!("frequency of token {i}"));
+        assert_close(
+            counts[i] as f64 / n as f64,
+            (logits[i] as f64).exp() / z,
+            0.015,
+            &format!("frequency of token {i}"),
+        );
     }
 }
 
@@ -145,10 +230,21 @@ fn checkpoint_round_trip_is_bit_exact() {
         let loaded = from_safetensors(&config, &bytes, "model.safetensors", &device).unwrap();
         assert!(bytes == block_on(to_safetensors(&loaded, Dtype::F32)).unwrap());
         let ids = tokens(&[1, 40, 50], &device);
-        assert_eq!(values(model.forward(ids.clone(), None)), values(loaded.forward(ids, None)));
+        assert_eq!(
+            values(model.forward(ids.clone(), None)),
+            values(loaded.forward(ids, None))
+        );
         // The file holds exactly the HF names; a tied head is not written twice.
-        let names: Vec<String> = parse_safetensors(&bytes, "model.safetensors").unwrap().0.into_keys().collect();
-        let mut expected: Vec<String> = model.named_tensors().into_iter().map(|(n, _, _)| n).collect();
+        let names: Vec<String> = parse_safetensors(&bytes, "model.safetensors")
+            .unwrap()
+            .0
+            .into_keys()
+            .collect();
+        let mut expected: Vec<String> = model
+            .named_tensors()
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
         expected.sort();
         assert_eq!(names, expected);
         assert!(names.contains(&"model.layers.1.self_attn.k_proj.weight".to_string()));
@@ -161,14 +257,36 @@ fn broken_checkpoints_are_refused_by_name() {
     let device = Device::flex();
     let config = tiny_config();
     let bytes = block_on(to_safetensors(&tiny_model(0, &device), Dtype::F32)).unwrap();
-    let err = from_safetensors(&config, &bytes[..bytes.len() - 100], "m.safetensors", &device).err().unwrap().to_string();
-    assert!(err.contains("m.safetensors") && err.contains("truncated") && err.contains("lm_head.weight"), "{err}");
-    let err = from_safetensors(&config, &bytes[..4], "m.safetensors", &device).err().unwrap().to_string();
+    let err = from_safetensors(
+        &config,
+        &bytes[..bytes.len() - 100],
+        "m.safetensors",
+        &device,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("m.safetensors")
+            && err.contains("truncated")
+            && err.contains("lm_head.weight"),
+        "{err}"
+    );
+    let err = from_safetensors(&config, &bytes[..4], "m.safetensors", &device)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("truncated"), "{err}");
     let mut wider = config.clone();
     wider.intermediate_size = 96;
-    let err = from_safetensors(&wider, &bytes, "m.safetensors", &device).err().unwrap().to_string();
-    assert!(err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("shape"), "{err}");
+    let err = from_safetensors(&wider, &bytes, "m.safetensors", &device)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.layers.0.mlp.gate_proj.weight") && err.contains("shape"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -178,7 +296,10 @@ fn tokenizer_keeps_the_prompt_completion_boundary() {
     let completion = t.encode_completion(" world! é").unwrap();
     assert_eq!(prompt[0], 1, "the post-processor adds BOS to prompts");
     assert_eq!(*completion.last().unwrap(), 2, "completions end with EOS");
-    assert!(!completion[..completion.len() - 1].contains(&1), "no BOS inside completions");
+    assert!(
+        !completion[..completion.len() - 1].contains(&1),
+        "no BOS inside completions"
+    );
     assert_eq!(t.decode(&prompt).unwrap(), "Hello,");
     assert_eq!(t.decode(&completion).unwrap(), " world! é");
 }

@@ -15,12 +15,22 @@ use webdpo::optimizer::{Optim, Optimizer, OptimizerConfig};
 use webdpo::trainer::{DpoTrainer, TrainConfig};
 
 fn host(t: Tensor<1>) -> Vec<f64> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 /// Every parameter of `model`, flattened, in `named_tensors` order.
 fn weights(model: &CausalLm) -> Vec<Vec<f64>> {
-    model.named_tensors().into_iter().map(|(_, _, t)| host(t)).collect()
+    model
+        .named_tensors()
+        .into_iter()
+        .map(|(_, _, t)| host(t))
+        .collect()
 }
 
 /// Three updates of a tiny model with `config`, each parameter checked against `reference`:
@@ -44,7 +54,11 @@ fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut
             .map(|(name, shape, _)| {
                 let id = param_id(name);
                 let flat = |n: usize| {
-                    if shape.len() == 1 { grads.get::<1>(id).unwrap() } else { grads.get::<2>(id).unwrap().reshape([n]) }
+                    if shape.len() == 1 {
+                        grads.get::<1>(id).unwrap()
+                    } else {
+                        grads.get::<2>(id).unwrap().reshape([n])
+                    }
                 };
                 host(flat(shape.iter().product()))
             })
@@ -55,7 +69,12 @@ fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut
             state[p].resize(g[p].len(), [0.0; 2]);
             for i in 0..g[p].len() {
                 let expect = reference(t, before[p][i], g[p][i] * scale, &mut state[p][i]);
-                assert_close(after[p][i], expect, 1e-6, &format!("{:?} step {t}, parameter {p}, entry {i}", config.optim));
+                assert_close(
+                    after[p][i],
+                    expect,
+                    1e-6,
+                    &format!("{:?} step {t}, parameter {p}, entry {i}", config.optim),
+                );
             }
         }
     }
@@ -64,7 +83,14 @@ fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut
 
 #[test]
 fn adamw_matches_torch_update_rule() {
-    let c = OptimizerConfig { optim: Optim::AdamW, beta1: 0.9, beta2: 0.99, epsilon: 1e-6, momentum: 0.0, weight_decay: 0.1 };
+    let c = OptimizerConfig {
+        optim: Optim::AdamW,
+        beta1: 0.9,
+        beta2: 0.99,
+        epsilon: 1e-6,
+        momentum: 0.0,
+        weight_decay: 0.1,
+    };
     let lr = 1e-2;
     matches_torch(c, |t, w, g, [m, v]| {
         *m = c.beta1 * *m + (1.0 - c.beta1) * g;
@@ -76,7 +102,14 @@ fn adamw_matches_torch_update_rule() {
 
 #[test]
 fn sgd_matches_torch_update_rule() {
-    let c = OptimizerConfig { optim: Optim::Sgd, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, momentum: 0.8, weight_decay: 0.1 };
+    let c = OptimizerConfig {
+        optim: Optim::Sgd,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        momentum: 0.8,
+        weight_decay: 0.1,
+    };
     let lr = 1e-2;
     matches_torch(c, |t, w, g, [buf, _]| {
         let g = g + c.weight_decay * w;
@@ -86,7 +119,13 @@ fn sgd_matches_torch_update_rule() {
 }
 
 fn trained(steps: usize) -> DpoTrainer {
-    trained_with(steps, TrainConfig { learning_rate: 1e-2, ..TrainConfig::default() })
+    trained_with(
+        steps,
+        TrainConfig {
+            learning_rate: 1e-2,
+            ..TrainConfig::default()
+        },
+    )
 }
 
 fn trained_with(steps: usize, config: TrainConfig) -> DpoTrainer {
@@ -106,7 +145,11 @@ fn policy_bytes(trainer: &DpoTrainer) -> Vec<u8> {
 #[test]
 fn saved_state_continues_exactly() {
     for optim in [Optim::AdamW, Optim::Sgd] {
-        saved_state_continues_exactly_with(TrainConfig { learning_rate: 1e-2, optim, ..TrainConfig::default() });
+        saved_state_continues_exactly_with(TrainConfig {
+            learning_rate: 1e-2,
+            optim,
+            ..TrainConfig::default()
+        });
     }
 }
 
@@ -114,7 +157,13 @@ fn saved_state_continues_exactly_with(config: TrainConfig) {
     let device = Device::flex();
     let mut original = trained_with(2, config);
     let (weights, optimizer) = block_on(original.save_state()).unwrap();
-    let mut reloaded = DpoTrainer::new(tiny_model(0, &device), None, original.config().clone(), &device).unwrap();
+    let mut reloaded = DpoTrainer::new(
+        tiny_model(0, &device),
+        None,
+        original.config().clone(),
+        &device,
+    )
+    .unwrap();
     let policy = from_safetensors(&tiny_config(), &weights, "model.safetensors", &device).unwrap();
     reloaded.load_state(policy, Some(&optimizer)).unwrap();
     assert_eq!(reloaded.steps(), 2);
@@ -122,24 +171,56 @@ fn saved_state_continues_exactly_with(config: TrainConfig) {
     let a = block_on(original.step(&batch)).unwrap();
     let b = block_on(reloaded.step(&batch)).unwrap();
     assert_eq!(a.metrics, b.metrics);
-    assert!(policy_bytes(&original) == policy_bytes(&reloaded), "the step after a reload differs from the step without one");
+    assert!(
+        policy_bytes(&original) == policy_bytes(&reloaded),
+        "the step after a reload differs from the step without one"
+    );
 }
 
 #[test]
 fn bad_optimizer_state_is_refused_and_changes_nothing() {
     let device = Device::flex();
-    let mut trainer = trained_with(1, TrainConfig { learning_rate: 1e-2, optim: Optim::AdamW, ..TrainConfig::default() });
+    let mut trainer = trained_with(
+        1,
+        TrainConfig {
+            learning_rate: 1e-2,
+            optim: Optim::AdamW,
+            ..TrainConfig::default()
+        },
+    );
     let before = policy_bytes(&trainer);
     let (weights, optimizer) = block_on(trainer.save_state()).unwrap();
-    let policy = || from_safetensors(&tiny_config(), &weights, "model.safetensors", &device).unwrap();
-    let err = trainer.load_state(policy(), Some(&optimizer[..optimizer.len() - 100])).unwrap_err().to_string();
-    assert!(err.contains("optimizer.safetensors") && err.contains("truncated"), "{err}");
-    let err = trainer.load_state(policy(), Some(&weights)).unwrap_err().to_string();
+    let policy =
+        || from_safetensors(&tiny_config(), &weights, "model.safetensors", &device).unwrap();
+    let err = trainer
+        .load_state(policy(), Some(&optimizer[..optimizer.len() - 100]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
+    let err = trainer
+        .load_state(policy(), Some(&weights))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("step count"), "{err}");
-    let sgd = trained_with(1, TrainConfig { optim: Optim::Sgd, ..TrainConfig::default() });
+    let sgd = trained_with(
+        1,
+        TrainConfig {
+            optim: Optim::Sgd,
+            ..TrainConfig::default()
+        },
+    );
     let (_, sgd_state) = block_on(sgd.save_state()).unwrap();
-    let err = trainer.load_state(policy(), Some(&sgd_state)).unwrap_err().to_string();
-    assert!(err.contains("SGD state, but the optimizer is AdamW"), "{err}");
+    let err = trainer
+        .load_state(policy(), Some(&sgd_state))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SGD state, but the optimizer is AdamW"),
+        "{err}"
+    );
     assert!(policy_bytes(&trainer) == before);
     assert_eq!(trainer.steps(), 1);
 }
@@ -154,7 +235,10 @@ fn undo_restores_weights_and_optimizer_exactly() {
     block_on(undone.step(&batch)).unwrap();
     assert!(policy_bytes(&undone) != before);
     undone.restore(snapshot);
-    assert!(policy_bytes(&undone) == before, "undo left different weights");
+    assert!(
+        policy_bytes(&undone) == before,
+        "undo left different weights"
+    );
     // Same optimizer moments: the next update is the one that would have happened anyway.
     block_on(undone.step(&batch)).unwrap();
     block_on(straight.step(&batch)).unwrap();
@@ -183,7 +267,10 @@ fn f16_files_hold_half_precision_values() {
         assert_eq!((entry.dtype.as_str(), &entry.shape), ("F16", &shape));
         for (half, full) in entry.to_f32().iter().zip(host(t)) {
             // Round to nearest: within half a unit in the last of 11 significant bits.
-            assert!((*half as f64 - full).abs() <= full.abs() * 2f64.powi(-11) + 2f64.powi(-25), "{name}: {half} vs {full}");
+            assert!(
+                (*half as f64 - full).abs() <= full.abs() * 2f64.powi(-11) + 2f64.powi(-25),
+                "{name}: {half} vs {full}"
+            );
         }
     }
     // And the loaded model computes with those values.

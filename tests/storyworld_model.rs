@@ -13,23 +13,53 @@ use webdpo::storyworld::simulate::{Rates, sample_stories};
 use webdpo::storyworld::{StoryWorld, format_prompt};
 
 fn shipped() -> ModelDir {
-    ModelDir::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/storyworld"), &Device::flex()).expect("the shipped model loads")
+    ModelDir::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/storyworld"),
+        &Device::flex(),
+    )
+    .expect("the shipped model loads")
 }
 
 fn rates_of_200_samples() -> (Rates, Vec<(String, Option<String>)>) {
     let dir = shipped();
     let tokenizer = dir.tokenizer().unwrap();
-    let sampling = SamplingConfig { temperature: 1.0, max_new_tokens: 160, seed: 42, ..SamplingConfig::default() };
-    let samples = block_on(sample_stories(&dir.model, &tokenizer, &mut StoryWorld::new(777), 200, &sampling, &Device::flex())).unwrap();
-    let bad = samples.iter().filter(|s| !s.judgement.well_formed).take(3).map(|s| (s.story.clone(), s.judgement.problem.clone())).collect();
+    let sampling = SamplingConfig {
+        temperature: 1.0,
+        max_new_tokens: 160,
+        seed: 42,
+        ..SamplingConfig::default()
+    };
+    let samples = block_on(sample_stories(
+        &dir.model,
+        &tokenizer,
+        &mut StoryWorld::new(777),
+        200,
+        &sampling,
+        &Device::flex(),
+    ))
+    .unwrap();
+    let bad = samples
+        .iter()
+        .filter(|s| !s.judgement.well_formed)
+        .take(3)
+        .map(|s| (s.story.clone(), s.judgement.problem.clone()))
+        .collect();
     (Rates::of(&samples), bad)
 }
 
 #[test]
 fn every_attribute_has_both_behaviours_to_steer() {
     let (rates, _) = rates_of_200_samples();
-    for (name, r) in [("happy", rates.happy), ("on_topic", rates.on_topic), ("long", rates.long), ("kind", rates.kind)] {
-        assert!((0.2..=0.8).contains(&r), "{name} rate {r} leaves too little to steer: {rates:?}");
+    for (name, r) in [
+        ("happy", rates.happy),
+        ("on_topic", rates.on_topic),
+        ("long", rates.long),
+        ("kind", rates.kind),
+    ] {
+        assert!(
+            (0.2..=0.8).contains(&r),
+            "{name} rate {r} leaves too little to steer: {rates:?}"
+        );
     }
 }
 
@@ -49,6 +79,11 @@ fn tokenizer_round_trips_the_corpus() {
         let ids = tokenizer.encode_completion(&ex.story).unwrap();
         assert_eq!(tokenizer.decode(&ids).unwrap(), ex.story);
         let prompt = format_prompt(&ex.prompt);
-        assert_eq!(tokenizer.decode(&tokenizer.encode_prompt(&prompt).unwrap()).unwrap(), prompt);
+        assert_eq!(
+            tokenizer
+                .decode(&tokenizer.encode_prompt(&prompt).unwrap())
+                .unwrap(),
+            prompt
+        );
     }
 }

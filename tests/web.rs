@@ -23,18 +23,43 @@ fn config() -> ModelConfig {
 
 fn pairs() -> Vec<TokenizedPair> {
     let t = TextTokenizer::from_bytes(byte_level_tokenizer_json().as_bytes(), &config()).unwrap();
-    [("A fox", " ran home happy.", " got lost."), ("Be kind:", " Thank you!", " Go away.")]
-        .iter()
-        .map(|(p, c, r)| TokenizedPair::new(&t, &PreferencePair { prompt: (*p).into(), chosen: (*c).into(), rejected: (*r).into() }).unwrap())
-        .collect()
+    [
+        ("A fox", " ran home happy.", " got lost."),
+        ("Be kind:", " Thank you!", " Go away."),
+    ]
+    .iter()
+    .map(|(p, c, r)| {
+        TokenizedPair::new(
+            &t,
+            &PreferencePair {
+                prompt: (*p).into(),
+                chosen: (*c).into(),
+                rejected: (*r).into(),
+            },
+        )
+        .unwrap()
+    })
+    .collect()
 }
 
 /// Two updates from the same seeded weights; the reports of both.
 async fn two_steps(device: &ComputeDevice) -> Vec<StepReport> {
     let model = CausalLm::init(&config(), 0, &device.device).unwrap();
-    let mut trainer = DpoTrainer::new(model, None, TrainConfig { learning_rate: 1e-3, ..TrainConfig::default() }, &device.device).unwrap();
+    let mut trainer = DpoTrainer::new(
+        model,
+        None,
+        TrainConfig {
+            learning_rate: 1e-3,
+            ..TrainConfig::default()
+        },
+        &device.device,
+    )
+    .unwrap();
     let batch = trainer.prepare(&pairs(), 0).await.unwrap();
-    vec![trainer.step(&batch).await.unwrap(), trainer.step(&batch).await.unwrap()]
+    vec![
+        trainer.step(&batch).await.unwrap(),
+        trainer.step(&batch).await.unwrap(),
+    ]
 }
 
 fn close(a: f64, b: f64, what: &str) {
@@ -44,13 +69,23 @@ fn close(a: f64, b: f64, what: &str) {
 #[wasm_bindgen_test]
 async fn dpo_update_on_webgpu_and_cpu_agree() {
     webdpo::web::init_runtime();
-    let gpu = ComputeDevice::gpu().await.expect("a WebGPU adapter (SwiftShader in headless Chromium)");
-    assert!(gpu.is_gpu && gpu.description.starts_with("GPU: "), "{}", gpu.description);
+    let gpu = ComputeDevice::gpu()
+        .await
+        .expect("a WebGPU adapter (SwiftShader in headless Chromium)");
+    assert!(
+        gpu.is_gpu && gpu.description.starts_with("GPU: "),
+        "{}",
+        gpu.description
+    );
     let cpu = ComputeDevice::cpu();
     let (g, c) = (two_steps(&gpu).await, two_steps(&cpu).await);
     for reports in [&g, &c] {
         let m = reports[0].metrics;
-        assert!((m.loss - std::f64::consts::LN_2).abs() < 1e-6, "step-1 loss {}", m.loss);
+        assert!(
+            (m.loss - std::f64::consts::LN_2).abs() < 1e-6,
+            "step-1 loss {}",
+            m.loss
+        );
         assert_eq!(m.rewards_margins, 0.0);
         assert!(reports.iter().all(|r| r.skipped.is_none()));
     }
@@ -61,7 +96,11 @@ async fn dpo_update_on_webgpu_and_cpu_agree() {
             ("rewards/chosen", g.rewards_chosen, c.rewards_chosen),
             ("rewards/rejected", g.rewards_rejected, c.rewards_rejected),
             ("rewards/margins", g.rewards_margins, c.rewards_margins),
-            ("rewards/accuracies", g.rewards_accuracies, c.rewards_accuracies),
+            (
+                "rewards/accuracies",
+                g.rewards_accuracies,
+                c.rewards_accuracies,
+            ),
             ("logps/chosen", g.logps_chosen, c.logps_chosen),
             ("logps/rejected", g.logps_rejected, c.logps_rejected),
             ("grad_norm", g.grad_norm.unwrap(), c.grad_norm.unwrap()),
@@ -79,13 +118,31 @@ async fn session_loop(backend: &str) {
     use webdpo::web::{Session, byte_level_tokenizer, init_weights};
     webdpo::web::init_runtime();
     let weights = init_weights(config().to_json(), 1).await.unwrap();
-    let create = || Session::create(config().to_json(), byte_level_tokenizer().into_bytes(), weights.clone(), backend.into());
+    let create = || {
+        Session::create(
+            config().to_json(),
+            byte_level_tokenizer().into_bytes(),
+            weights.clone(),
+            backend.into(),
+        )
+    };
     let mut session = create().await.unwrap();
-    assert_eq!(session.is_gpu(), backend == "webgpu", "{}", session.device());
+    assert_eq!(
+        session.is_gpu(),
+        backend == "webgpu",
+        "{}",
+        session.device()
+    );
 
     // Streaming: every call extends the texts, until the generation ends.
-    let sampling = serde_wasm_bindgen::to_value(&webdpo::generate::SamplingConfig { max_new_tokens: 12, ..Default::default() }).unwrap();
-    let mut generation = session.start_generation("Hello".into(), 2, sampling, false).unwrap();
+    let sampling = serde_wasm_bindgen::to_value(&webdpo::generate::SamplingConfig {
+        max_new_tokens: 12,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut generation = session
+        .start_generation("Hello".into(), 2, sampling, false)
+        .unwrap();
     let mut texts: Vec<String> = vec![String::new(); 2];
     let mut calls = 0;
     loop {
@@ -94,7 +151,11 @@ async fn session_loop(backend: &str) {
             break;
         }
         let now: Vec<String> = serde_wasm_bindgen::from_value(next).unwrap();
-        assert!(now.iter().zip(&texts).all(|(now, before)| now.starts_with(before.as_str())));
+        assert!(
+            now.iter()
+                .zip(&texts)
+                .all(|(now, before)| now.starts_with(before.as_str()))
+        );
         texts = now;
         calls += 1;
     }
@@ -102,7 +163,13 @@ async fn session_loop(backend: &str) {
 
     let before = session.policy_weights().await.unwrap();
     let undo = session.snapshot();
-    let reports: Vec<StepReport> = serde_wasm_bindgen::from_value(session.prefer("Hello".into(), texts[0].clone(), texts[1].clone()).await.unwrap()).unwrap();
+    let reports: Vec<StepReport> = serde_wasm_bindgen::from_value(
+        session
+            .prefer("Hello".into(), texts[0].clone(), texts[1].clone())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert!((reports[0].metrics.loss - std::f64::consts::LN_2).abs() < 1e-6);
     let after = session.policy_weights().await.unwrap();
     assert_eq!(after.len(), weights.len());
@@ -110,34 +177,57 @@ async fn session_loop(backend: &str) {
     assert_eq!(session.steps(), 1.0);
 
     // Per-token scores: the policy moved up on the chosen tokens overall, the reference did not.
-    let scores = session.token_scores("Hello".into(), texts[0].clone().into()).await.unwrap();
+    let scores = session
+        .token_scores("Hello".into(), texts[0].clone().into())
+        .await
+        .unwrap();
     let get = |key: &str| js_sys::Reflect::get(&scores, &key.into()).unwrap();
     let policy: Vec<f32> = serde_wasm_bindgen::from_value(get("policy")).unwrap();
     let reference: Vec<f32> = serde_wasm_bindgen::from_value(get("reference")).unwrap();
     let tokens: Vec<String> = serde_wasm_bindgen::from_value(get("tokens")).unwrap();
-    assert_eq!((tokens.len(), policy.len()), (reference.len(), reference.len()));
+    assert_eq!(
+        (tokens.len(), policy.len()),
+        (reference.len(), reference.len())
+    );
     assert_eq!(tokens.last().unwrap(), "</s>");
     assert!(policy.iter().sum::<f32>() > reference.iter().sum::<f32>());
 
     // Saved state (read asynchronously, as WebGPU requires) continues in a fresh session.
     let state = session.save_state().await.unwrap();
-    let bytes = |key: &str| js_sys::Uint8Array::new(&js_sys::Reflect::get(&state, &key.into()).unwrap()).to_vec();
+    let bytes = |key: &str| {
+        js_sys::Uint8Array::new(&js_sys::Reflect::get(&state, &key.into()).unwrap()).to_vec()
+    };
     let mut reloaded = create().await.unwrap();
-    reloaded.load_state(bytes("weights"), Some(bytes("optimizer"))).unwrap();
-    assert_eq!((reloaded.steps(), reloaded.policy_weights().await.unwrap()), (1.0, after.clone()));
+    reloaded
+        .load_state(bytes("weights"), Some(bytes("optimizer")))
+        .unwrap();
+    assert_eq!(
+        (reloaded.steps(), reloaded.policy_weights().await.unwrap()),
+        (1.0, after.clone())
+    );
     assert!(reloaded.load_state(vec![1, 2, 3], None).is_err());
-    assert_eq!(reloaded.policy_weights().await.unwrap(), after, "a bad file changed nothing");
+    assert_eq!(
+        reloaded.policy_weights().await.unwrap(),
+        after,
+        "a bad file changed nothing"
+    );
 
     // Undo gives the exact previous weights; reset gives the reference.
     session.restore(&undo);
-    assert_eq!((session.steps(), session.policy_weights().await.unwrap()), (0.0, before));
+    assert_eq!(
+        (session.steps(), session.policy_weights().await.unwrap()),
+        (0.0, before)
+    );
     reloaded.reset();
     assert_eq!(reloaded.policy_weights().await.unwrap(), weights);
 }
 
 /// The `kind` JS code reads off an error the bindings threw.
 fn kind_of(error: &wasm_bindgen::JsValue) -> String {
-    js_sys::Reflect::get(error, &"kind".into()).unwrap().as_string().expect("every error has a kind")
+    js_sys::Reflect::get(error, &"kind".into())
+        .unwrap()
+        .as_string()
+        .expect("every error has a kind")
 }
 
 /// Errors reach JS as `Error`s carrying the message and a machine-readable kind, one per cause.
@@ -147,28 +237,75 @@ async fn errors_reach_js_with_their_kind() {
     webdpo::web::init_runtime();
     let thrown = |e: webdpo::Error| wasm_bindgen::JsValue::from(e);
     let tokenizer = || byte_level_tokenizer().into_bytes();
-    let bad_weights = Session::create(config().to_json(), tokenizer(), vec![1, 2, 3], "cpu".into()).await.err().unwrap();
+    let bad_weights = Session::create(config().to_json(), tokenizer(), vec![1, 2, 3], "cpu".into())
+        .await
+        .err()
+        .unwrap();
     assert_eq!(kind_of(&thrown(bad_weights)), "format");
     let weights = init_weights(config().to_json(), 1).await.unwrap();
-    let no_such_backend = Session::create(config().to_json(), tokenizer(), weights.clone(), "tpu".into()).await.err().unwrap();
+    let no_such_backend = Session::create(
+        config().to_json(),
+        tokenizer(),
+        weights.clone(),
+        "tpu".into(),
+    )
+    .await
+    .err()
+    .unwrap();
     let no_such_backend = thrown(no_such_backend);
     assert_eq!(kind_of(&no_such_backend), "setting");
-    let message = no_such_backend.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap();
-    assert!(message.contains("backend") && message.contains("webgpu"), "{message}");
-    let mut session = Session::create(config().to_json(), tokenizer(), weights, "cpu".into()).await.unwrap();
+    let message = no_such_backend
+        .dyn_into::<js_sys::Error>()
+        .unwrap()
+        .message()
+        .as_string()
+        .unwrap();
+    assert!(
+        message.contains("backend") && message.contains("webgpu"),
+        "{message}"
+    );
+    let mut session = Session::create(config().to_json(), tokenizer(), weights, "cpu".into())
+        .await
+        .unwrap();
     let mut train = session.train_config();
     let dpo = js_sys::Reflect::get(&train, &"dpo".into()).unwrap();
     js_sys::Reflect::set(&dpo, &"beta".into(), &(-1.0).into()).unwrap();
-    assert_eq!(kind_of(&thrown(session.set_train_config(train.clone()).err().unwrap())), "setting");
+    assert_eq!(
+        kind_of(&thrown(
+            session.set_train_config(train.clone()).err().unwrap()
+        )),
+        "setting"
+    );
     train = js_sys::Reflect::get(&train, &"dpo".into()).unwrap();
-    assert_eq!(kind_of(&thrown(session.set_train_config(train).err().unwrap())), "setting");
-    let bad_line = parse_pairs("{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n{\"prompt\": 3}\n", "bad.jsonl");
+    assert_eq!(
+        kind_of(&thrown(session.set_train_config(train).err().unwrap())),
+        "setting"
+    );
+    let bad_line = parse_pairs(
+        "{\"prompt\": \"a\", \"chosen\": \"b\", \"rejected\": \"c\"}\n{\"prompt\": 3}\n",
+        "bad.jsonl",
+    );
     let bad_line = thrown(bad_line.err().unwrap());
     assert_eq!(kind_of(&bad_line), "data");
-    assert!(bad_line.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap().starts_with("bad.jsonl:2: "));
+    assert!(
+        bad_line
+            .dyn_into::<js_sys::Error>()
+            .unwrap()
+            .message()
+            .as_string()
+            .unwrap()
+            .starts_with("bad.jsonl:2: ")
+    );
     let lost = thrown(webdpo::Error::Device("the adapter was lost".into()));
     assert_eq!(kind_of(&lost), "device");
-    assert_eq!(lost.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap(), "device: the adapter was lost");
+    assert_eq!(
+        lost.dyn_into::<js_sys::Error>()
+            .unwrap()
+            .message()
+            .as_string()
+            .unwrap(),
+        "device: the adapter was lost"
+    );
 }
 
 /// A TRL JSONL file's text and conversational rows, as the page imports them.
@@ -182,10 +319,31 @@ fn pairs_parse_as_text_and_conversational_rows() {
         "\"chosen\": [{\"role\": \"assistant\", \"content\": \"yes\"}], ",
         "\"rejected\": [{\"role\": \"assistant\", \"content\": \"no\"}]}\n",
     );
-    let pairs: Vec<PreferencePair> = serde_wasm_bindgen::from_value(webdpo::web::parse_pairs(text, "pairs.jsonl").unwrap()).unwrap();
-    let said = |role: &str, content: &str| Turns::Messages(vec![Message { role: role.into(), content: content.into() }]);
-    assert_eq!(pairs[0], PreferencePair { prompt: "Hi".into(), chosen: " yes".into(), rejected: " no".into() });
-    assert_eq!(pairs[1], PreferencePair { prompt: said("user", "Hi"), chosen: said("assistant", "yes"), rejected: said("assistant", "no") });
+    let pairs: Vec<PreferencePair> =
+        serde_wasm_bindgen::from_value(webdpo::web::parse_pairs(text, "pairs.jsonl").unwrap())
+            .unwrap();
+    let said = |role: &str, content: &str| {
+        Turns::Messages(vec![Message {
+            role: role.into(),
+            content: content.into(),
+        }])
+    };
+    assert_eq!(
+        pairs[0],
+        PreferencePair {
+            prompt: "Hi".into(),
+            chosen: " yes".into(),
+            rejected: " no".into()
+        }
+    );
+    assert_eq!(
+        pairs[1],
+        PreferencePair {
+            prompt: said("user", "Hi"),
+            chosen: said("assistant", "yes"),
+            rejected: said("assistant", "no")
+        }
+    );
 }
 
 #[wasm_bindgen_test]
@@ -196,22 +354,47 @@ async fn session_loop_on_webgpu() {
 #[wasm_bindgen_test]
 async fn session_loop_on_the_cpu_fallback() {
     session_loop("cpu").await;
-    assert!(webdpo::web::Session::create("{}".into(), vec![], vec![], "cpu".into()).await.is_err());
+    assert!(
+        webdpo::web::Session::create("{}".into(), vec![], vec![], "cpu".into())
+            .await
+            .is_err()
+    );
 }
 
 /// A fixture of tests/fixtures/hf as the files a user would pick.
 macro_rules! fixture_files {
     ($name:literal: $($file:literal),+) => {
-        webdpo::model_files::ModelFiles::new([$(($file.to_string(), include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/", $file)).to_vec())),+])
+        webdpo::model_files::ModelFiles::new([$((
+            $file.to_string(),
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/", $file
+            ))
+            .to_vec(),
+        )),+])
     };
 }
 
-fn hf_fixtures() -> Vec<(&'static str, webdpo::model_files::ModelFiles, &'static [u8], &'static str)> {
+fn hf_fixtures() -> Vec<(
+    &'static str,
+    webdpo::model_files::ModelFiles,
+    &'static [u8],
+    &'static str,
+)> {
     macro_rules! extra {
         ($name:literal) => {
             (
-                include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/reference/model.safetensors")) as &[u8],
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/expected.json")),
+                include_bytes!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/hf/",
+                    $name,
+                    "/reference/model.safetensors"
+                )) as &[u8],
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/tests/fixtures/hf/",
+                    $name,
+                    "/expected.json"
+                )),
             )
         };
     }
@@ -221,12 +404,27 @@ fn hf_fixtures() -> Vec<(&'static str, webdpo::model_files::ModelFiles, &'static
     vec![
         (
             "llama",
-            fixture_files!("llama": "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors.index.json", "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"),
+            fixture_files!("llama": "config.json", "tokenizer.json", "tokenizer_config.json",
+                "chat_template.jinja", "model.safetensors.index.json",
+                "model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
+                "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors"),
             lr,
             le,
         ),
-        ("qwen2", fixture_files!("qwen2": "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"), qr, qe),
-        ("gpt2", fixture_files!("gpt2": "config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "model.safetensors"), gr, ge),
+        (
+            "qwen2",
+            fixture_files!("qwen2": "config.json", "tokenizer.json", "tokenizer_config.json",
+                "chat_template.jinja", "model.safetensors"),
+            qr,
+            qe,
+        ),
+        (
+            "gpt2",
+            fixture_files!("gpt2": "config.json", "tokenizer.json", "tokenizer_config.json",
+                "chat_template.jinja", "model.safetensors"),
+            gr,
+            ge,
+        ),
     ]
 }
 
@@ -236,30 +434,101 @@ fn hf_fixtures() -> Vec<(&'static str, webdpo::model_files::ModelFiles, &'static
 async fn hf_checkpoints_match_transformers_and_trl_in_the_browser() {
     use burn::tensor::{Int, Tensor, TensorData};
     webdpo::web::init_runtime();
-    let numbers = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>();
-    let ids = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<u32>>();
+    let numbers = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    let ids = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect::<Vec<u32>>()
+    };
     for device in [ComputeDevice::gpu().await.unwrap(), ComputeDevice::cpu()] {
         for (name, files, reference, expected) in hf_fixtures() {
             let expected: serde_json::Value = serde_json::from_str(expected).unwrap();
             let config = files.config().unwrap();
             let model = files.model(&config, &device.device).unwrap();
-            let rows: Vec<Vec<u32>> = expected["input_ids"].as_array().unwrap().iter().map(ids).collect();
-            let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(), [rows.len(), rows[0].len()]), &device.device);
-            let logits = model.forward(tokens, None).into_data_async().await.unwrap().convert::<f32>().try_to_vec::<f32>().unwrap();
+            let rows: Vec<Vec<u32>> = expected["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(ids)
+                .collect();
+            let tokens = Tensor::<2, Int>::from_data(
+                TensorData::new(
+                    rows.concat().iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [rows.len(), rows[0].len()],
+                ),
+                &device.device,
+            );
+            let logits = model
+                .forward(tokens, None)
+                .into_data_async()
+                .await
+                .unwrap()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .unwrap();
             let want = numbers(&expected["logits"]);
-            let diff = logits.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-            assert!(diff < 1e-4, "{name} on {}: logits differ from transformers' by {diff}", device.description);
-            let reference = webdpo::checkpoint::from_safetensors(&config, reference, "reference", &device.device).unwrap();
+            let diff = logits
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                diff < 1e-4,
+                "{name} on {}: logits differ from transformers' by {diff}",
+                device.description
+            );
+            let reference = webdpo::checkpoint::from_safetensors(
+                &config,
+                reference,
+                "reference",
+                &device.device,
+            )
+            .unwrap();
             let dpo = &expected["dpo"];
-            let train = TrainConfig { dpo: webdpo::dpo::DpoConfig { beta: dpo["beta"].as_f64().unwrap(), ..Default::default() }, ..TrainConfig::default() };
+            let train = TrainConfig {
+                dpo: webdpo::dpo::DpoConfig {
+                    beta: dpo["beta"].as_f64().unwrap(),
+                    ..Default::default()
+                },
+                ..TrainConfig::default()
+            };
             let trainer = DpoTrainer::new(model, Some(reference), train, &device.device).unwrap();
-            let pairs: Vec<TokenizedPair> =
-                expected["pairs"].as_array().unwrap().iter().map(|p| TokenizedPair { prompt: ids(&p["prompt"]), chosen: ids(&p["chosen"]), rejected: ids(&p["rejected"]) }).collect();
+            let pairs: Vec<TokenizedPair> = expected["pairs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| TokenizedPair {
+                    prompt: ids(&p["prompt"]),
+                    chosen: ids(&p["chosen"]),
+                    rejected: ids(&p["rejected"]),
+                })
+                .collect();
             let batch = trainer.prepare(&pairs, 0).await.unwrap();
-            let got = serde_json::to_value(trainer.evaluate(&batch).await.unwrap().metrics()).unwrap();
-            for metric in ["loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"] {
+            let got =
+                serde_json::to_value(trainer.evaluate(&batch).await.unwrap().metrics()).unwrap();
+            for metric in [
+                "loss",
+                "rewards/chosen",
+                "rewards/rejected",
+                "rewards/accuracies",
+                "rewards/margins",
+                "logps/chosen",
+                "logps/rejected",
+            ] {
                 let (g, w) = (got[metric].as_f64().unwrap(), dpo[metric].as_f64().unwrap());
-                assert!((g - w).abs() < 1e-4 * w.abs().max(1.0), "{name} on {} {metric}: ours {g}, TRL's formulas {w}", device.description);
+                assert!(
+                    (g - w).abs() < 1e-4 * w.abs().max(1.0),
+                    "{name} on {} {metric}: ours {g}, TRL's formulas {w}",
+                    device.description
+                );
             }
         }
     }
@@ -274,14 +543,30 @@ async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
     webdpo::web::init_runtime();
     let gpu = ComputeDevice::gpu().await.unwrap();
     let mut c = ModelConfig::new(49152, 576, 30, 9, 1536);
-    (c.num_key_value_heads, c.tie_word_embeddings, c.rope_theta, c.rms_norm_eps, c.max_position_embeddings, c.eos_token_id) = (Some(3), true, 100000.0, 1e-5, 8192, Some(2));
+    (
+        c.num_key_value_heads,
+        c.tie_word_embeddings,
+        c.rope_theta,
+        c.rms_norm_eps,
+        c.max_position_embeddings,
+        c.eos_token_id,
+    ) = (Some(3), true, 100000.0, 1e-5, 8192, Some(2));
     let lora = LoraConfig::attention(c.arch(), 8, 16.0);
-    let train = TrainConfig { max_length: 64, optim: webdpo::optimizer::Optim::AdamW, learning_rate: 1e-3, ..TrainConfig::default() };
+    let train = TrainConfig {
+        max_length: 64,
+        optim: webdpo::optimizer::Optim::AdamW,
+        learning_rate: 1e-3,
+        ..TrainConfig::default()
+    };
     let estimate = MemoryEstimate::new(&c, Some(&lora), train.optim, 1, train.max_length);
-    let limits = MemoryLimits { max_buffer: gpu.max_buffer, budget: 4_000_000_000 };
+    let limits = MemoryLimits {
+        max_buffer: gpu.max_buffer,
+        budget: 4_000_000_000,
+    };
     web_sys::console::log_1(
         &format!(
-            "SmolLM2-135M shape, LoRA r=8 on {}: estimate {} = {} bytes; adapter binds up to {:?} bytes, largest tensor {} bytes",
+            "SmolLM2-135M shape, LoRA r=8 on {}: estimate {} = {} bytes; adapter binds up to {:?} \
+             bytes, largest tensor {} bytes",
             gpu.description,
             estimate.breakdown(),
             estimate.total,
@@ -290,23 +575,53 @@ async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
         )
         .into(),
     );
-    estimate.check(&limits, None).expect("admitted by the memory check");
+    estimate
+        .check(&limits, None)
+        .expect("admitted by the memory check");
     // Without LoRA, on a 2 GB budget, the page's check refuses it with the message a user sees.
     use serde::Serialize;
-    let options = serde_json::json!({"backend": "webgpu", "budget": 2e9, "max_length": 64}).serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap();
-    let refused = webdpo::web::check_memory(c.to_json(), options).await.err().expect("full fine-tuning does not fit in 2 GB");
+    let options = serde_json::json!({"backend": "webgpu", "budget": 2e9, "max_length": 64})
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap();
+    let refused = webdpo::web::check_memory(c.to_json(), options)
+        .await
+        .err()
+        .expect("full fine-tuning does not fit in 2 GB");
     let refused = wasm_bindgen::JsValue::from(refused);
     assert_eq!(kind_of(&refused), "memory");
-    let message = refused.dyn_into::<js_sys::Error>().unwrap().message().as_string().unwrap();
-    web_sys::console::log_1(&format!("SmolLM2-135M shape without LoRA, 2 GB budget: {message}").into());
+    let message = refused
+        .dyn_into::<js_sys::Error>()
+        .unwrap()
+        .message()
+        .as_string()
+        .unwrap();
+    web_sys::console::log_1(
+        &format!("SmolLM2-135M shape without LoRA, 2 GB budget: {message}").into(),
+    );
     assert!(message.contains("turn LoRA on"), "{message}");
-    let model = lora.apply(CausalLm::init(&c, 0, &gpu.device).unwrap(), 0).unwrap();
+    let model = lora
+        .apply(CausalLm::init(&c, 0, &gpu.device).unwrap(), 0)
+        .unwrap();
     let mut trainer = DpoTrainer::new(model, None, train, &gpu.device).unwrap();
-    let pair = TokenizedPair { prompt: (10..18).collect(), chosen: (100..108).collect(), rejected: (200..208).collect() };
+    let pair = TokenizedPair {
+        prompt: (10..18).collect(),
+        chosen: (100..108).collect(),
+        rejected: (200..208).collect(),
+    };
     let batch = trainer.prepare(&[pair], 0).await.unwrap();
     let report = trainer.step(&batch).await.unwrap();
     assert!(report.skipped.is_none(), "{:?}", report.skipped);
-    assert!((report.metrics.loss - std::f64::consts::LN_2).abs() < 1e-5, "step-1 loss {}", report.metrics.loss);
+    assert!(
+        (report.metrics.loss - std::f64::consts::LN_2).abs() < 1e-5,
+        "step-1 loss {}",
+        report.metrics.loss
+    );
     assert!(report.metrics.grad_norm.unwrap() > 0.0);
-    web_sys::console::log_1(&format!("SmolLM2-135M shape, LoRA: one update in {:.0} ms (forward + backward)", report.forward_backward_ms).into());
+    web_sys::console::log_1(
+        &format!(
+            "SmolLM2-135M shape, LoRA: one update in {:.0} ms (forward + backward)",
+            report.forward_backward_ms
+        )
+        .into(),
+    );
 }

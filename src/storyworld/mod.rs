@@ -16,19 +16,53 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng::Rng;
 
-pub const ANIMALS: &[&str] =
-    &["fox", "rabbit", "bear", "owl", "mouse", "cat", "dog", "duck", "turtle", "frog", "squirrel", "deer", "hedgehog", "otter", "goat", "pig", "hen", "badger", "beaver", "lamb"];
+pub const ANIMALS: &[&str] = &[
+    "fox", "rabbit", "bear", "owl", "mouse", "cat", "dog", "duck", "turtle", "frog", "squirrel",
+    "deer", "hedgehog", "otter", "goat", "pig", "hen", "badger", "beaver", "lamb",
+];
 /// The first character's names (and the names prompts ask for).
-pub const FIRST_NAMES: &[&str] = &["Pip", "Rosie", "Milo", "Luna", "Benny", "Daisy", "Toby", "Hazel", "Ollie", "Ruby", "Max", "Poppy"];
+pub const FIRST_NAMES: &[&str] = &[
+    "Pip", "Rosie", "Milo", "Luna", "Benny", "Daisy", "Toby", "Hazel", "Ollie", "Ruby", "Max",
+    "Poppy",
+];
 /// The second character's names: a list of its own, so that a newcomer who takes the first
 /// character's name is a word of the wrong kind, which a small model learns to avoid easily,
 /// rather than a repetition it must learn to inhibit.
-pub const NEWCOMER_NAMES: &[&str] = &["Finn", "Mia", "Leo", "Ivy", "Sam", "Nell", "Bo", "Tess", "Otto", "Lily", "Jack", "Elsie"];
-pub const TRAITS: &[&str] = &["shy", "brave", "curious", "clever", "sleepy", "kind", "silly", "careful", "cheerful", "grumpy", "tiny", "gentle", "busy", "playful"];
-pub const COLORS: &[&str] = &["red", "blue", "yellow", "green", "purple", "orange", "silver", "golden", "pink", "brown"];
-pub const OBJECTS: &[&str] = &["kite", "ball", "hat", "boat", "drum", "map", "lamp", "box", "key", "book", "scarf", "shell", "flute", "basket", "bell", "balloon", "cup", "sock"];
-pub const PLACES: &[&str] = &["the forest", "the river", "the garden", "the hill", "the meadow", "the pond", "the beach", "the village", "the farm", "the park"];
-pub const SPOTS: &[&str] = &["under a big tree", "near the river", "in the tall grass", "behind the old barn", "on a sunny hill", "by the garden gate", "under a pile of leaves"];
+pub const NEWCOMER_NAMES: &[&str] = &[
+    "Finn", "Mia", "Leo", "Ivy", "Sam", "Nell", "Bo", "Tess", "Otto", "Lily", "Jack", "Elsie",
+];
+pub const TRAITS: &[&str] = &[
+    "shy", "brave", "curious", "clever", "sleepy", "kind", "silly", "careful", "cheerful",
+    "grumpy", "tiny", "gentle", "busy", "playful",
+];
+pub const COLORS: &[&str] = &[
+    "red", "blue", "yellow", "green", "purple", "orange", "silver", "golden", "pink", "brown",
+];
+pub const OBJECTS: &[&str] = &[
+    "kite", "ball", "hat", "boat", "drum", "map", "lamp", "box", "key", "book", "scarf", "shell",
+    "flute", "basket", "bell", "balloon", "cup", "sock",
+];
+pub const PLACES: &[&str] = &[
+    "the forest",
+    "the river",
+    "the garden",
+    "the hill",
+    "the meadow",
+    "the pond",
+    "the beach",
+    "the village",
+    "the farm",
+    "the park",
+];
+pub const SPOTS: &[&str] = &[
+    "under a big tree",
+    "near the river",
+    "in the tall grass",
+    "behind the old barn",
+    "on a sunny hill",
+    "by the garden gate",
+    "under a pile of leaves",
+];
 
 /// What the protagonist does with the object; prompts name it with the verb in the 3rd person.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,19 +102,37 @@ impl Templates {
         "Write a story about a {animal} and a {color} {object}.",
         "Can you tell me a story about a {trait} {animal} who {verb} a {color} {object}?",
     ];
-    pub const INTRO: &'static [&'static str] =
-        &["Once upon a time, there was a {trait} {animal} named {A}.", "Long ago, a {trait} little {animal} named {A} lived near {place}.", "In {place}, there lived a {trait} {animal} called {A}."];
-    pub const FINDS: &'static [&'static str] = &["One day, {A} found a {color} {object} {spot}.", "While walking in {place}, {A} found a {color} {object}."];
-    pub const LOSES: &'static [&'static str] = &["One morning, {A} could not find the {color} {object} anywhere.", "Oh no, {A} lost a {color} {object} {spot}."];
-    pub const WANTS: &'static [&'static str] = &["{A} wanted a {color} {object} more than anything.", "Every day, {A} dreamed of having a {color} {object}."];
+    pub const INTRO: &'static [&'static str] = &[
+        "Once upon a time, there was a {trait} {animal} named {A}.",
+        "Long ago, a {trait} little {animal} named {A} lived near {place}.",
+        "In {place}, there lived a {trait} {animal} called {A}.",
+    ];
+    pub const FINDS: &'static [&'static str] = &[
+        "One day, {A} found a {color} {object} {spot}.",
+        "While walking in {place}, {A} found a {color} {object}.",
+    ];
+    pub const LOSES: &'static [&'static str] = &[
+        "One morning, {A} could not find the {color} {object} anywhere.",
+        "Oh no, {A} lost a {color} {object} {spot}.",
+    ];
+    pub const WANTS: &'static [&'static str] = &[
+        "{A} wanted a {color} {object} more than anything.",
+        "Every day, {A} dreamed of having a {color} {object}.",
+    ];
     pub const MERGED: &'static [&'static str] = &[
         "Once upon a time, a {trait} {animal} named {A} found a {color} {object} {spot}.",
         "Once upon a time, a {trait} {animal} named {A} lost a {color} {object} {spot}.",
         "Once upon a time, a {trait} {animal} named {A} wanted a {color} {object}.",
     ];
-    pub const MEET: &'static [&'static str] = &["Soon, a {animal2} named {B} came by.", "Along the way, {A} met a {animal2} called {B}.", "Then a {animal2} named {B} hopped over to say hello."];
-    pub const MEET_DRIFT: &'static [&'static str] =
-        &["Suddenly, a {animal2} called {B} came along with a {color2} {object2}.", "Just then, a {animal2} named {B} ran past, holding a {color2} {object2}."];
+    pub const MEET: &'static [&'static str] = &[
+        "Soon, a {animal2} named {B} came by.",
+        "Along the way, {A} met a {animal2} called {B}.",
+        "Then a {animal2} named {B} hopped over to say hello.",
+    ];
+    pub const MEET_DRIFT: &'static [&'static str] = &[
+        "Suddenly, a {animal2} called {B} came along with a {color2} {object2}.",
+        "Just then, a {animal2} named {B} ran past, holding a {color2} {object2}.",
+    ];
     pub const KIND: &'static [&'static str] = &[
         "\"Can I help you?\" asked {B} kindly.",
         "\"What a lovely {pobject}!\" said {B} with a warm smile.",
@@ -164,7 +216,10 @@ pub fn fill(template: &str, slots: &[(&str, &str)]) -> String {
     let words: Vec<&str> = out.split(' ').collect();
     let mut fixed = Vec::with_capacity(words.len());
     for (i, w) in words.iter().enumerate() {
-        let next_vowel = words.get(i + 1).and_then(|n| n.chars().next()).is_some_and(|c| "aeiouAEIOU".contains(c));
+        let next_vowel = words
+            .get(i + 1)
+            .and_then(|n| n.chars().next())
+            .is_some_and(|c| "aeiouAEIOU".contains(c));
         fixed.push(if *w == "a" && next_vowel { "an" } else { w });
     }
     fixed.join(" ")
@@ -177,7 +232,9 @@ pub struct StoryWorld {
 
 impl StoryWorld {
     pub fn new(seed: u64) -> Self {
-        Self { rng: Rng::new(seed) }
+        Self {
+            rng: Rng::new(seed),
+        }
     }
 
     fn coin(&mut self) -> bool {
@@ -189,8 +246,22 @@ impl StoryWorld {
         let rng = &mut self.rng;
         let template = pick(rng, Templates::PROMPTS);
         let (animal, object, color) = (pick(rng, ANIMALS), pick(rng, OBJECTS), pick(rng, COLORS));
-        let (name, trait_, action) = (pick(rng, FIRST_NAMES), pick(rng, TRAITS), Action::ALL[(rng.next_u64() % 3) as usize]);
-        let text = fill(template, &[("trait", trait_), ("animal", animal), ("verb", action.verb()), ("color", color), ("object", object), ("A", name)]);
+        let (name, trait_, action) = (
+            pick(rng, FIRST_NAMES),
+            pick(rng, TRAITS),
+            Action::ALL[(rng.next_u64() % 3) as usize],
+        );
+        let text = fill(
+            template,
+            &[
+                ("trait", trait_),
+                ("animal", animal),
+                ("verb", action.verb()),
+                ("color", color),
+                ("object", object),
+                ("A", name),
+            ],
+        );
         let has = |slot: &str| template.contains(slot);
         let request = Request {
             animal: animal.into(),
@@ -206,14 +277,26 @@ impl StoryWorld {
     /// A story for `request` with the given attributes.
     pub fn story(&mut self, request: &Request, attributes: Attributes) -> String {
         let rng = &mut self.rng;
-        let a = request.name.clone().unwrap_or_else(|| pick(rng, FIRST_NAMES).to_string());
+        let a = request
+            .name
+            .clone()
+            .unwrap_or_else(|| pick(rng, FIRST_NAMES).to_string());
         // A prompt may name anyone; the newcomer still never shares the first character's name.
         let b = pick_other(rng, NEWCOMER_NAMES, &a).to_string();
-        let trait_ = request.trait_.clone().unwrap_or_else(|| pick(rng, TRAITS).to_string());
-        let action = request.action.unwrap_or(Action::ALL[(rng.next_u64() % 3) as usize]);
+        let trait_ = request
+            .trait_
+            .clone()
+            .unwrap_or_else(|| pick(rng, TRAITS).to_string());
+        let action = request
+            .action
+            .unwrap_or(Action::ALL[(rng.next_u64() % 3) as usize]);
         let animal2 = pick_other(rng, ANIMALS, &request.animal);
         let (color2, object2) = (pick(rng, COLORS), pick_other(rng, OBJECTS, &request.object));
-        let (p, pobject) = if attributes.on_topic { (&a, request.object.as_str()) } else { (&b, object2) };
+        let (p, pobject) = if attributes.on_topic {
+            (&a, request.object.as_str())
+        } else {
+            (&b, object2)
+        };
         let (place, spot) = (pick(rng, PLACES), pick(rng, SPOTS));
         let slots: Vec<(&str, &str)> = vec![
             ("A", &a),
@@ -244,8 +327,22 @@ impl StoryWorld {
         } else {
             sentences.push(Templates::MERGED[action as usize]);
         }
-        sentences.push(pick(rng, if attributes.on_topic { Templates::MEET } else { Templates::MEET_DRIFT }));
-        sentences.push(pick(rng, if attributes.kind { Templates::KIND } else { Templates::UNKIND }));
+        sentences.push(pick(
+            rng,
+            if attributes.on_topic {
+                Templates::MEET
+            } else {
+                Templates::MEET_DRIFT
+            },
+        ));
+        sentences.push(pick(
+            rng,
+            if attributes.kind {
+                Templates::KIND
+            } else {
+                Templates::UNKIND
+            },
+        ));
         if attributes.long {
             let first = pick(rng, Templates::MIDDLE);
             sentences.push(first);
@@ -253,16 +350,36 @@ impl StoryWorld {
                 sentences.push(pick_other(rng, Templates::MIDDLE, first));
             }
         }
-        sentences.push(pick(rng, if attributes.happy { Templates::HAPPY } else { Templates::SAD }));
-        sentences.iter().map(|t| fill(t, &slots)).collect::<Vec<_>>().join(" ")
+        sentences.push(pick(
+            rng,
+            if attributes.happy {
+                Templates::HAPPY
+            } else {
+                Templates::SAD
+            },
+        ));
+        sentences
+            .iter()
+            .map(|t| fill(t, &slots))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// A prompt and a story with each attribute drawn with probability 1/2.
     pub fn example(&mut self) -> Example {
         let (prompt, request) = self.prompt();
-        let attributes = Attributes { happy: self.coin(), on_topic: self.coin(), long: self.coin(), kind: self.coin() };
+        let attributes = Attributes {
+            happy: self.coin(),
+            on_topic: self.coin(),
+            long: self.coin(),
+            kind: self.coin(),
+        };
         let story = self.story(&request, attributes);
-        Example { prompt, story, attributes }
+        Example {
+            prompt,
+            story,
+            attributes,
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::{ANIMALS, COLORS, FIRST_NAMES, NEWCOMER_NAMES, OBJECTS, PLACES, SPOTS, TRAITS, Templates};
+use super::{
+    ANIMALS, COLORS, FIRST_NAMES, NEWCOMER_NAMES, OBJECTS, PLACES, SPOTS, TRAITS, Templates,
+};
 use super::{Action, Request};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,20 +55,35 @@ impl Pattern {
                 "verb" => Action::ALL.iter().map(|a| a.verb()).collect(),
                 other => panic!("template slot {other} has no word list"),
             };
-            pattern.push_str(&format!("({})", words.iter().map(|w| regex::escape(w)).collect::<Vec<_>>().join("|")));
+            pattern.push_str(&format!(
+                "({})",
+                words
+                    .iter()
+                    .map(|w| regex::escape(w))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            ));
             slots.push(name.to_string());
             last = whole.end();
         }
         pattern.push_str(&regex::escape(&template[last..]));
         // A sentence ends at the end of the text or before whitespace.
         pattern.push_str(r"(?:\s+|$)");
-        Self { regex: Regex::new(&pattern).unwrap(), slots }
+        Self {
+            regex: Regex::new(&pattern).unwrap(),
+            slots,
+        }
     }
 
     /// Length of the match at the start of `text` and the slot values.
     fn parse(&self, text: &str) -> Option<(usize, Vec<(String, String)>)> {
         let caps = self.regex.captures(text)?;
-        let values = self.slots.iter().zip(caps.iter().skip(1)).map(|(s, m)| (s.clone(), m.unwrap().as_str().to_string())).collect();
+        let values = self
+            .slots
+            .iter()
+            .zip(caps.iter().skip(1))
+            .map(|(s, m)| (s.clone(), m.unwrap().as_str().to_string()))
+            .collect();
         Some((caps.get(0).unwrap().end(), values))
     }
 }
@@ -108,14 +125,19 @@ struct Parsed {
 
 impl Parsed {
     fn get(&self, slot: &str) -> Option<&str> {
-        self.slots.iter().find(|(s, _)| s == slot).map(|(_, v)| v.as_str())
+        self.slots
+            .iter()
+            .find(|(s, _)| s == slot)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 impl Oracle {
     pub fn new() -> Self {
         let mut sentences = Vec::new();
-        let mut add = |family: Family, templates: &[&str]| sentences.extend(templates.iter().map(|t| (family, Pattern::new(t))));
+        let mut add = |family: Family, templates: &[&str]| {
+            sentences.extend(templates.iter().map(|t| (family, Pattern::new(t))))
+        };
         add(Family::Intro, Templates::INTRO);
         add(Family::Inciting, Templates::FINDS);
         add(Family::Inciting, Templates::LOSES);
@@ -128,7 +150,10 @@ impl Oracle {
         add(Family::Middle, Templates::MIDDLE);
         add(Family::Ending { happy: true }, Templates::HAPPY);
         add(Family::Ending { happy: false }, Templates::SAD);
-        Self { sentences, prompts: Templates::PROMPTS.iter().map(|t| Pattern::new(t)).collect() }
+        Self {
+            sentences,
+            prompts: Templates::PROMPTS.iter().map(|t| Pattern::new(t)).collect(),
+        }
     }
 
     /// What a story-world prompt asks for; `None` for any other text.
@@ -155,19 +180,39 @@ impl Oracle {
         let mut rest = story.trim_start();
         let mut problem = None;
         while !rest.is_empty() {
-            let best = self.sentences.iter().filter_map(|(family, p)| p.parse(rest).map(|(len, slots)| (len, Parsed { family: *family, slots }))).max_by_key(|(len, _)| *len);
+            let best = self
+                .sentences
+                .iter()
+                .filter_map(|(family, p)| {
+                    p.parse(rest).map(|(len, slots)| {
+                        (
+                            len,
+                            Parsed {
+                                family: *family,
+                                slots,
+                            },
+                        )
+                    })
+                })
+                .max_by_key(|(len, _)| *len);
             match best {
                 Some((len, p)) => {
                     parsed.push(p);
                     rest = &rest[len..];
                 }
                 None => {
-                    problem = Some(format!("unreadable sentence: {:?}", rest.chars().take(60).collect::<String>()));
+                    problem = Some(format!(
+                        "unreadable sentence: {:?}",
+                        rest.chars().take(60).collect::<String>()
+                    ));
                     break;
                 }
             }
         }
-        let ending = parsed.iter().rev().find(|p| matches!(p.family, Family::Ending { .. }));
+        let ending = parsed
+            .iter()
+            .rev()
+            .find(|p| matches!(p.family, Family::Ending { .. }));
         let happy = ending.map(|p| p.family == Family::Ending { happy: true });
         let kind = parsed.iter().find_map(|p| match p.family {
             Family::Dialogue { kind } => Some(kind),
@@ -178,7 +223,15 @@ impl Oracle {
             (Some(request), Some(ending)) => Some(is_on_topic(&request, &parsed, ending)),
             _ => None,
         };
-        Judgement { well_formed: problem.is_none(), problem, sentences: parsed.len(), happy, kind, long: parsed.len() >= 6, on_topic }
+        Judgement {
+            well_formed: problem.is_none(),
+            problem,
+            sentences: parsed.len(),
+            happy,
+            kind,
+            long: parsed.len() >= 6,
+            on_topic,
+        }
     }
 }
 
@@ -198,7 +251,9 @@ fn structure_problem(parsed: &[Parsed]) -> Option<String> {
         && rest[2..2 + middles].iter().all(|f| *f == Family::Middle)
         && matches!(rest[rest.len() - 1], Family::Ending { .. });
     if !arc_ok {
-        return Some("sentences are not in the order introduction, meeting, dialogue, middle, ending".into());
+        return Some(
+            "sentences are not in the order introduction, meeting, dialogue, middle, ending".into(),
+        );
     }
     if middles > 2 {
         return Some("more than two middle sentences".into());
@@ -234,6 +289,13 @@ fn is_on_topic(request: &Request, parsed: &[Parsed], ending: &Parsed) -> bool {
     let a = first.and_then(|p| p.get("A"));
     let animal_ok = first.and_then(|p| p.get("animal")) == Some(request.animal.as_str());
     let name_ok = request.name.as_deref().is_none_or(|n| Some(n) == a);
-    let object_ok = parsed.iter().filter(|p| matches!(p.family, Family::Inciting | Family::Merged)).all(|p| p.get("object") == Some(request.object.as_str()));
-    animal_ok && name_ok && object_ok && ending.get("P") == a && ending.get("pobject") == Some(request.object.as_str())
+    let object_ok = parsed
+        .iter()
+        .filter(|p| matches!(p.family, Family::Inciting | Family::Merged))
+        .all(|p| p.get("object") == Some(request.object.as_str()));
+    animal_ok
+        && name_ok
+        && object_ok
+        && ending.get("P") == a
+        && ending.get("pobject") == Some(request.object.as_str())
 }

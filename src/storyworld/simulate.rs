@@ -24,7 +24,12 @@ pub enum Attribute {
 }
 
 impl Attribute {
-    pub const ALL: [Attribute; 4] = [Attribute::Happy, Attribute::OnTopic, Attribute::Long, Attribute::Kind];
+    pub const ALL: [Attribute; 4] = [
+        Attribute::Happy,
+        Attribute::OnTopic,
+        Attribute::Long,
+        Attribute::Kind,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +41,14 @@ impl Attribute {
     }
 
     pub fn parse(s: &str) -> Result<Self> {
-        Self::ALL.into_iter().find(|a| a.name() == s).ok_or_else(|| Error::Setting(format!("unknown attribute {s:?}; expected happy, on_topic, long or kind")))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                Error::Setting(format!(
+                    "unknown attribute {s:?}; expected happy, on_topic, long or kind"
+                ))
+            })
     }
 
     /// Whether the judged story has the attribute (`None`: cannot tell).
@@ -58,7 +70,14 @@ pub struct Sample {
 }
 
 /// `n` samples, two per prompt, for prompts drawn from `world`.
-pub async fn sample_stories(model: &CausalLm, tokenizer: &TextTokenizer, world: &mut StoryWorld, n: usize, sampling: &SamplingConfig, device: &burn::tensor::Device) -> Result<Vec<Sample>> {
+pub async fn sample_stories(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    world: &mut StoryWorld,
+    n: usize,
+    sampling: &SamplingConfig,
+    device: &burn::tensor::Device,
+) -> Result<Vec<Sample>> {
     let oracle = Oracle::new();
     let mut out = Vec::with_capacity(n);
     let mut seed = sampling.seed;
@@ -67,10 +86,26 @@ pub async fn sample_stories(model: &CausalLm, tokenizer: &TextTokenizer, world: 
         let ids = tokenizer.encode_prompt(&format_prompt(&prompt))?;
         seed = seed.wrapping_add(1);
         let k = (n - out.len()).min(8);
-        for s in generate(model.clone(), &ids, k, SamplingConfig { seed, ..sampling.clone() }, tokenizer.eos_id(), device).await? {
+        for s in generate(
+            model.clone(),
+            &ids,
+            k,
+            SamplingConfig {
+                seed,
+                ..sampling.clone()
+            },
+            tokenizer.eos_id(),
+            device,
+        )
+        .await?
+        {
             let story = tokenizer.decode(&s)?;
             let judgement = oracle.judge(&prompt, &story);
-            out.push(Sample { prompt: prompt.clone(), story, judgement });
+            out.push(Sample {
+                prompt: prompt.clone(),
+                story,
+                judgement,
+            });
         }
     }
     Ok(out)
@@ -91,10 +126,17 @@ impl Rates {
     /// A story counts for an attribute only if the oracle can tell it has it (a story without an
     /// ending is not a happy one).
     pub fn of(samples: &[Sample]) -> Self {
-        let rate = |a: Attribute| samples.iter().filter(|s| a.of(&s.judgement) == Some(true)).count() as f64 / samples.len().max(1) as f64;
+        let rate = |a: Attribute| {
+            samples
+                .iter()
+                .filter(|s| a.of(&s.judgement) == Some(true))
+                .count() as f64
+                / samples.len().max(1) as f64
+        };
         Self {
             samples: samples.len(),
-            well_formed: samples.iter().filter(|s| s.judgement.well_formed).count() as f64 / samples.len().max(1) as f64,
+            well_formed: samples.iter().filter(|s| s.judgement.well_formed).count() as f64
+                / samples.len().max(1) as f64,
             happy: rate(Attribute::Happy),
             on_topic: rate(Attribute::OnTopic),
             long: rate(Attribute::Long),
@@ -114,16 +156,29 @@ impl Rates {
 
 /// Monte-Carlo KL(π ‖ π_ref): the mean over the policy's own samples of
 /// log π(y|x) − log π_ref(y|x) (sequence log-probs of the sampled completions, EOS included).
-pub async fn kl_estimate(policy: &CausalLm, reference: &CausalLm, tokenizer: &TextTokenizer, samples: &[Sample], device: &burn::tensor::Device) -> Result<f64> {
+pub async fn kl_estimate(
+    policy: &CausalLm,
+    reference: &CausalLm,
+    tokenizer: &TextTokenizer,
+    samples: &[Sample],
+    device: &burn::tensor::Device,
+) -> Result<f64> {
     let mut rows = Vec::with_capacity(samples.len());
     for s in samples {
-        rows.push((tokenizer.encode_prompt(&format_prompt(&s.prompt))?, tokenizer.encode_completion(&s.story)?));
+        rows.push((
+            tokenizer.encode_prompt(&format_prompt(&s.prompt))?,
+            tokenizer.encode_completion(&s.story)?,
+        ));
     }
     let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(p, c)| (&p[..], &c[..])).collect();
     let mut total = 0.0;
     for chunk in refs.chunks(16) {
         let batch = SequenceBatch::new(chunk, tokenizer.pad_id(), policy.max_positions())?;
-        let [p, r] = read_all([sequence_logps(policy, &batch, device), sequence_logps(reference, &batch, device)]).await?;
+        let [p, r] = read_all([
+            sequence_logps(policy, &batch, device),
+            sequence_logps(reference, &batch, device),
+        ])
+        .await?;
         total += p.iter().zip(&r).map(|(p, r)| (p - r) as f64).sum::<f64>();
     }
     Ok(total / samples.len() as f64)
@@ -171,13 +226,36 @@ pub async fn simulate(
         // Nearly no pair differing means the policy shows the attribute in almost every sample
         // (or almost never): the user has nothing left to pick, so the run ends there.
         let exhausted = attempts >= PAIRS_PER_PICK * picks.max(1);
-        if (done % eval_every == 0 || done >= picks || exhausted) && points.last().is_none_or(|p: &SimulationPoint| p.picks != done) {
+        if (done % eval_every == 0 || done >= picks || exhausted)
+            && points
+                .last()
+                .is_none_or(|p: &SimulationPoint| p.picks != done)
+        {
             let policy = trainer.policy();
-            let eval_sampling = SamplingConfig { seed: seed.wrapping_add(done as u64 * 7919), ..sampling.clone() };
-            let samples = sample_stories(&policy, tokenizer, &mut eval_world, eval_samples, &eval_sampling, &device).await?;
+            let eval_sampling = SamplingConfig {
+                seed: seed.wrapping_add(done as u64 * 7919),
+                ..sampling.clone()
+            };
+            let samples = sample_stories(
+                &policy,
+                tokenizer,
+                &mut eval_world,
+                eval_samples,
+                &eval_sampling,
+                &device,
+            )
+            .await?;
             let rates = Rates::of(&samples);
-            let kl = kl_estimate(&policy, trainer.reference(), tokenizer, &samples, &device).await?;
-            let point = SimulationPoint { picks: done, rate: rates.get(attribute), well_formed: rates.well_formed, kl, loss: last_loss, margin: last_margin };
+            let kl =
+                kl_estimate(&policy, trainer.reference(), tokenizer, &samples, &device).await?;
+            let point = SimulationPoint {
+                picks: done,
+                rate: rates.get(attribute),
+                well_formed: rates.well_formed,
+                kl,
+                loss: last_loss,
+                margin: last_margin,
+            };
             on_point(&point);
             points.push(point);
         }
@@ -190,14 +268,38 @@ pub async fn simulate(
         let formatted = format_prompt(&prompt);
         let ids = tokenizer.encode_prompt(&formatted)?;
         pair_seed = pair_seed.wrapping_add(1);
-        let pair = generate(trainer.policy(), &ids, 2, SamplingConfig { seed: pair_seed, ..sampling.clone() }, tokenizer.eos_id(), &device).await?;
+        let pair = generate(
+            trainer.policy(),
+            &ids,
+            2,
+            SamplingConfig {
+                seed: pair_seed,
+                ..sampling.clone()
+            },
+            tokenizer.eos_id(),
+            &device,
+        )
+        .await?;
         let stories = [tokenizer.decode(&pair[0])?, tokenizer.decode(&pair[1])?];
-        let has = stories.each_ref().map(|s| attribute.of(&oracle.judge(&prompt, s)) == Some(true));
+        let has = stories
+            .each_ref()
+            .map(|s| attribute.of(&oracle.judge(&prompt, s)) == Some(true));
         if has[0] == has[1] {
             continue;
         }
-        let (chosen, rejected) = if has[0] { (&stories[0], &stories[1]) } else { (&stories[1], &stories[0]) };
-        let tokenized = TokenizedPair::new(tokenizer, &PreferencePair { prompt: formatted.into(), chosen: chosen.as_str().into(), rejected: rejected.as_str().into() })?;
+        let (chosen, rejected) = if has[0] {
+            (&stories[0], &stories[1])
+        } else {
+            (&stories[1], &stories[0])
+        };
+        let tokenized = TokenizedPair::new(
+            tokenizer,
+            &PreferencePair {
+                prompt: formatted.into(),
+                chosen: chosen.as_str().into(),
+                rejected: rejected.as_str().into(),
+            },
+        )?;
         let reports = trainer.learn(tokenized, tokenizer.pad_id()).await?;
         let first = &reports[0].metrics;
         (last_loss, last_margin) = (first.loss, first.rewards_margins);

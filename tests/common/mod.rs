@@ -26,13 +26,27 @@ pub fn tokenizer() -> TextTokenizer {
 }
 
 pub fn pairs() -> Vec<PreferencePair> {
-    let p = |prompt: &str, chosen: &str, rejected: &str| PreferencePair { prompt: prompt.into(), chosen: chosen.into(), rejected: rejected.into() };
-    vec![p("Q: 2+2?\nA:", " 4", " five, I think"), p("Write a happy ending:", " and they smiled.", " and it rained forever, sadly.")]
+    let p = |prompt: &str, chosen: &str, rejected: &str| PreferencePair {
+        prompt: prompt.into(),
+        chosen: chosen.into(),
+        rejected: rejected.into(),
+    };
+    vec![
+        p("Q: 2+2?\nA:", " 4", " five, I think"),
+        p(
+            "Write a happy ending:",
+            " and they smiled.",
+            " and it rained forever, sadly.",
+        ),
+    ]
 }
 
 pub fn tokenized_pairs() -> Vec<TokenizedPair> {
     let t = tokenizer();
-    pairs().iter().map(|p| TokenizedPair::new(&t, p).unwrap()).collect()
+    pairs()
+        .iter()
+        .map(|p| TokenizedPair::new(&t, p).unwrap())
+        .collect()
 }
 
 pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {

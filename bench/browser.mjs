@@ -22,14 +22,22 @@ const { browser, url, close } = await startApp({ webgpu: a.backend === "webgpu" 
 try {
   const page = await browser.newPage();
   page.on("console", (m) => m.type() === "error" && console.error(`console: ${m.text()}`));
-  const query = new URLSearchParams({ model: a.model, backend: a.backend, runs: a.runs, warmup: a.warmup, recompute_runs: a["recompute-runs"] });
+  const query = new URLSearchParams({
+    model: a.model,
+    backend: a.backend,
+    runs: a.runs,
+    warmup: a.warmup,
+    recompute_runs: a["recompute-runs"],
+  });
   await page.goto(`${url}/bench.html?${query}`);
   let last = "";
   const poll = setInterval(async () => {
     const status = await page.textContent("#status").catch(() => "");
     if (status !== last) console.error((last = status));
   }, 2000);
-  await page.waitForFunction(() => window.benchResult || window.benchError, null, { timeout: 3_600_000 });
+  await page.waitForFunction(() => window.benchResult || window.benchError, null, {
+    timeout: 3_600_000,
+  });
   clearInterval(poll);
   const error = await page.evaluate(() => window.benchError);
   if (error) throw new Error(error);

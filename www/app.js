@@ -4,7 +4,12 @@
 import { fromMessage, isGpuFailure } from "./errors.js";
 import { modelCache, openStore } from "./store.js";
 
-const BUILT_IN = { name: "storyworld", label: "the built-in story model", builtIn: true, dir: "models/storyworld" };
+const BUILT_IN = {
+  name: "storyworld",
+  label: "the built-in story model",
+  builtIn: true,
+  dir: "models/storyworld",
+};
 const PRESETS = [
   "Write a story about a shy fox who finds a red kite.",
   "Tell me a story about Luna the curious owl, who wants a golden bell.",
@@ -19,11 +24,14 @@ const $ = (id) => document.getElementById(id);
 /** An element with attributes and children (strings become text nodes, never HTML). */
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) k === "class" ? (node.className = v) : node.setAttribute(k, v);
+  for (const [k, v] of Object.entries(attrs))
+    k === "class" ? (node.className = v) : node.setAttribute(k, v);
   node.append(...children.map((c) => (typeof c === "string" ? document.createTextNode(c) : c)));
   return node;
 }
 const fmt = (x, digits = 4) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
+/** "1 pair", "2 pairs". */
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 /** The prompt format the built-in model was trained on: the instruction and a newline. Other
  *  models get the text as it is (their chat template, if any, formats it in the worker). */
 const formatPrompt = (text) => (model.builtIn ? `${text.trim()}\n` : text.trim());
@@ -46,7 +54,10 @@ function startWorker() {
     data.ok ? call.resolve(data.value) : call.reject(fromMessage(data));
   };
   worker.onerror = (e) => {
-    for (const call of pending.values()) call.reject(Object.assign(new Error(e.message || "the model worker crashed"), { fatal: true }));
+    for (const call of pending.values())
+      call.reject(
+        Object.assign(new Error(e.message || "the model worker crashed"), { fatal: true }),
+      );
     pending.clear();
   };
 }
@@ -104,7 +115,9 @@ function render() {
   $("undo").disabled = !ready || !canUndo;
   $("train-all").disabled = !ready || picks.length === 0;
   const learnt = picks.filter((p) => p.metrics).length;
-  $("picks-count").textContent = info ? `${picks.length} pair${picks.length === 1 ? "" : "s"} stored · policy after ${info.steps} update${info.steps === 1 ? "" : "s"}` : "";
+  $("picks-count").textContent = info
+    ? `${plural(picks.length, "pair")} stored · policy after ${plural(info.steps, "update")}`
+    : "";
   $("picks-count").dataset.pairs = String(picks.length);
   $("picks-count").dataset.learnt = String(learnt);
 }
@@ -131,16 +144,20 @@ async function fetchBytes(path, label) {
   const r = await fetch(path);
   if (!r.ok) throw new Error(`could not load ${path}: HTTP ${r.status}`);
   // A compressed response's length is not the length of what the reader yields.
-  const total = r.headers.get("content-encoding") ? 0 : Number(r.headers.get("content-length")) || 0;
+  const total = r.headers.get("content-encoding")
+    ? 0
+    : Number(r.headers.get("content-length")) || 0;
   if (!r.body) return new Uint8Array(await r.arrayBuffer());
   const reader = r.body.getReader();
   const chunks = [];
   let received = 0;
-  for (let chunk; !(chunk = await reader.read()).done; ) {
+  for (let chunk; !(chunk = await reader.read()).done;) {
     chunks.push(chunk.value);
     received += chunk.value.length;
     const of = total ? ` of ${(total / 1e6).toFixed(1)}` : "";
-    status(`Loading ${label}… ${(received / 1e6).toFixed(1)}${of} MB`, { progress: total ? Math.min(1, received / total) : null });
+    status(`Loading ${label}… ${(received / 1e6).toFixed(1)}${of} MB`, {
+      progress: total ? Math.min(1, received / total) : null,
+    });
   }
   const bytes = new Uint8Array(received);
   let offset = 0;
@@ -150,7 +167,9 @@ async function fetchBytes(path, label) {
 
 /** What training may take in this browser: `?memory-budget=<bytes>` (to try the check), else half
  *  its memory when it says (Chrome caps what it reports at 8 GB), else the session's default. */
-const memoryBudget = () => Number(params.get("memory-budget")) || (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
+const memoryBudget = () =>
+  Number(params.get("memory-budget")) ||
+  (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
 
 /** Starts `model` on `backend` from the saved state (if any); returns what the worker reports.
  *  With `restart`, in a fresh worker (after a failure); otherwise the worker keeps its current
@@ -160,9 +179,20 @@ async function startModel(saved, { restart = true } = {}) {
   // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
   const source = model.builtIn
     ? { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice() }
-    : { files: model.files.map((f) => ({ name: f.name, bytes: f.bytes.slice() })), lora: model.lora, budget: memoryBudget() };
-  const args = { ...source, backend, simulateFailure: params.has("simulate-gpu-failure"), saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null };
-  status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, { progress: null });
+    : {
+        files: model.files.map((f) => ({ name: f.name, bytes: f.bytes.slice() })),
+        lora: model.lora,
+        budget: memoryBudget(),
+      };
+  const args = {
+    ...source,
+    backend,
+    simulateFailure: params.has("simulate-gpu-failure"),
+    saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null,
+  };
+  status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, {
+    progress: null,
+  });
   info = await call("load", args);
   const stored = JSON.parse(localStorage.getItem("webdpo.train") ?? "null");
   if (stored) {
@@ -179,24 +209,41 @@ async function startModel(saved, { restart = true } = {}) {
 
 function showDevice() {
   const d = $("device");
-  const params = `${model.builtIn ? "" : `${model.label} · `}${info.parameterCount.toLocaleString()} parameters${info.lora ? ` · ${info.lora}` : ""}`;
+  const label = model.builtIn ? "" : `${model.label} · `;
+  const lora = info.lora ? ` · ${info.lora}` : "";
+  const params = `${label}${info.parameterCount.toLocaleString()} parameters${lora}`;
   if (info.isGpu) {
     d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${params}`;
   } else {
-    const [why, hint] = backend === "cpu" ? ["chosen", ""]
-      : !("gpu" in navigator) ? ["no WebGPU in this browser", "For speed, use a recent Chrome or Edge (on Linux: enable chrome://flags/#enable-unsafe-webgpu)."]
-      : ["WebGPU offers no usable adapter here", "On Linux, enable chrome://flags/#enable-unsafe-webgpu; elsewhere, check the GPU driver."];
+    const [why, hint] =
+      backend === "cpu"
+        ? ["chosen", ""]
+        : !("gpu" in navigator)
+          ? [
+              "no WebGPU in this browser",
+              "For speed, use a recent Chrome or Edge (on Linux: enable chrome://flags/#enable-unsafe-webgpu).",
+            ]
+          : [
+              "WebGPU offers no usable adapter here",
+              "On Linux, enable chrome://flags/#enable-unsafe-webgpu; elsewhere, check the GPU driver.",
+            ];
     d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
   const name = model.builtIn ? "The built-in story model" : model.label;
-  $("model-info").textContent = `${name}${info.chat ? " (chat template)" : ""}: ${info.memory.summary}.`;
+  $("model-info").textContent =
+    `${name}${info.chat ? " (chat template)" : ""}: ${info.memory.summary}.`;
 }
 
 /** Stores the worker's training state (absent when nothing changed). */
 async function saveState(state) {
   if (!state) return;
-  await store.saveState({ weights: state.weights, optimizer: state.optimizer, steps: state.steps, reference: model.fingerprint });
+  await store.saveState({
+    weights: state.weights,
+    optimizer: state.optimizer,
+    steps: state.steps,
+    reference: model.fingerprint,
+  });
   info.steps = state.steps;
 }
 
@@ -211,7 +258,10 @@ async function callWithFallback(op, args, onProgress) {
     backend = "cpu";
     await startModel(await store.loadState());
     canUndo = false;
-    notice(`The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks are kept.`, "error");
+    notice(
+      `The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks are kept.`,
+      "error",
+    );
     return call(op, args, onProgress);
   }
 }
@@ -221,7 +271,13 @@ async function callWithFallback(op, args, onProgress) {
 
 function sampling() {
   const s = JSON.parse(localStorage.getItem("webdpo.sampling") ?? "null") ?? SAMPLING_DEFAULTS;
-  return { temperature: s.temperature, top_k: 0, top_p: 1.0, max_new_tokens: s.max_new_tokens, seed: crypto.getRandomValues(new Uint32Array(1))[0] };
+  return {
+    temperature: s.temperature,
+    top_k: 0,
+    top_p: 1.0,
+    max_new_tokens: s.max_new_tokens,
+    seed: crypto.getRandomValues(new Uint32Array(1))[0],
+  };
 }
 
 /** The prompt in the model's format, or null (and a notice) when there is none. */
@@ -240,10 +296,14 @@ function generate() {
     $("compare-view").hidden = true;
     for (const id of ["text-a", "text-b"]) $(id).textContent = "";
     status("Writing two responses…");
-    current.texts = await callWithFallback("generate", { prompt, n: 2, sampling: sampling(), reference: false }, (texts) => {
-      $("text-a").textContent = texts[0];
-      $("text-b").textContent = texts[1];
-    });
+    current.texts = await callWithFallback(
+      "generate",
+      { prompt, n: 2, sampling: sampling(), reference: false },
+      (texts) => {
+        $("text-a").textContent = texts[0];
+        $("text-b").textContent = texts[1];
+      },
+    );
     $("text-a").textContent = current.texts[0];
     $("text-b").textContent = current.texts[1];
     current.done = true;
@@ -257,10 +317,17 @@ function compare() {
   return run("Comparing", async () => {
     $("compare-view").hidden = false;
     const s = sampling();
-    for (const [target, reference] of [["text-policy", false], ["text-reference", true]]) {
+    for (const [target, reference] of [
+      ["text-policy", false],
+      ["text-reference", true],
+    ]) {
       $(target).textContent = "";
       status(`Sampling from the ${reference ? "reference" : "policy"}…`);
-      const [t] = await callWithFallback("generate", { prompt, n: 1, sampling: s, reference }, ([t]) => ($(target).textContent = t));
+      const [t] = await callWithFallback(
+        "generate",
+        { prompt, n: 1, sampling: s, reference },
+        ([t]) => ($(target).textContent = t),
+      );
       $(target).textContent = t;
     }
     status("Policy and reference, same prompt and seed.");
@@ -273,16 +340,33 @@ function pick(winner) {
   const prompt = current.prompt;
   return run("Learning from the pick", async () => {
     // The pick is stored before the update runs: whatever happens next, it is not lost.
-    const pick = await store.addPick({ model: model.name, prompt, chosen, rejected, source: "pick", time: Date.now() });
+    const pick = await store.addPick({
+      model: model.name,
+      prompt,
+      chosen,
+      rejected,
+      source: "pick",
+      time: Date.now(),
+    });
     picks.push(pick);
     current = null;
     notice(null);
     status("Updating the policy…");
-    const { reports, scores, state } = await callWithFallback("prefer", { prompt, chosen, rejected });
+    const { reports, scores, state } = await callWithFallback("prefer", {
+      prompt,
+      chosen,
+      rejected,
+    });
     const first = reports[0];
     const v = first.values;
     pick.metrics = first.metrics;
-    pick.values = { pc: v.policy_chosen[0], pr: v.policy_rejected[0], rc: v.reference_chosen[0], rr: v.reference_rejected[0], loss: v.losses[0] };
+    pick.values = {
+      pc: v.policy_chosen[0],
+      pr: v.policy_rejected[0],
+      rc: v.reference_chosen[0],
+      rr: v.reference_rejected[0],
+      loss: v.losses[0],
+    };
     // Both responses were sampled from the policy: their mean log-ratio estimates KL(π‖π_ref).
     pick.kl = (pick.values.pc - pick.values.rc + pick.values.pr - pick.values.rr) / 2;
     pick.config = info.trainConfig;
@@ -295,8 +379,14 @@ function pick(winner) {
     teach(pick, scores);
     showMetrics(reports[reports.length - 1].metrics, reports.length);
     updateCharts();
-    if (skipped) notice(`${state ? "An update of this pick was" : "Update"} skipped: ${skipped}`, "error");
-    status(!state ? "The update was skipped; your pick is kept." : `Learned from your pick (${reports.length} update${reports.length === 1 ? "" : "s"}). Generate again to see the change.`);
+    if (skipped)
+      notice(`${state ? "An update of this pick was" : "Update"} skipped: ${skipped}`, "error");
+    status(
+      !state
+        ? "The update was skipped; your pick is kept."
+        : `Learned from your pick (${plural(reports.length, "update")}). ` +
+            "Generate again to see the change.",
+    );
     $("generate").focus();
   });
 }
@@ -325,22 +415,104 @@ function teach(pick, scores) {
   const num = (x, cls = "") => el("span", { class: `num ${cls}` }, fmt(x));
   const sym = (s) => el("span", { class: "sym" }, s);
   const lossLine = {
-    sigmoid: [sym(eps > 0 ? "loss = −(1−ε)·log σ(β·h) − ε·log σ(−β·h) = " : "loss = −log σ(β·h) = −log σ("), ...(eps > 0 ? [] : [num(beta), " × ", num(h), ") = −log "]), ...(eps > 0 ? [] : [num(sigma), " = "]), num(pick.values.loss, "result")],
-    ipo: [sym("loss = (h − 1/(2β))² = ("), num(h), " − ", num(1 / (2 * beta)), ")² = ", num(pick.values.loss, "result")],
-    hinge: [sym("loss = max(0, 1 − β·h) = max(0, 1 − "), num(beta), " × ", num(h), ") = ", num(pick.values.loss, "result")],
-    robust: [sym("loss = (−(1−ε)·log σ(β·h) + ε·log σ(−β·h)) / (1 − 2ε) = "), num(pick.values.loss, "result")],
+    sigmoid: [
+      sym(eps > 0 ? "loss = −(1−ε)·log σ(β·h) − ε·log σ(−β·h) = " : "loss = −log σ(β·h) = −log σ("),
+      ...(eps > 0 ? [] : [num(beta), " × ", num(h), ") = −log "]),
+      ...(eps > 0 ? [] : [num(sigma), " = "]),
+      num(pick.values.loss, "result"),
+    ],
+    ipo: [
+      sym("loss = (h − 1/(2β))² = ("),
+      num(h),
+      " − ",
+      num(1 / (2 * beta)),
+      ")² = ",
+      num(pick.values.loss, "result"),
+    ],
+    hinge: [
+      sym("loss = max(0, 1 − β·h) = max(0, 1 − "),
+      num(beta),
+      " × ",
+      num(h),
+      ") = ",
+      num(pick.values.loss, "result"),
+    ],
+    robust: [
+      sym("loss = (−(1−ε)·log σ(β·h) + ε·log σ(−β·h)) / (1 − 2ε) = "),
+      num(pick.values.loss, "result"),
+    ],
   }[loss_type];
   $("formula").replaceChildren(
-    line(sym("chosen y_w:   "), "log π = ", num(pc), ",  log π_ref = ", num(rc), ",  log-ratio = ", num(ratioW, ratioW >= 0 ? "up" : "down")),
-    line(sym("rejected y_l: "), "log π = ", num(pr), ",  log π_ref = ", num(rr), ",  log-ratio = ", num(ratioL, ratioL >= 0 ? "up" : "down")),
-    line(sym("h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)) = "), num(ratioW), " − (", num(ratioL), ") = ", num(h), per),
+    line(
+      sym("chosen y_w:   "),
+      "log π = ",
+      num(pc),
+      ",  log π_ref = ",
+      num(rc),
+      ",  log-ratio = ",
+      num(ratioW, ratioW >= 0 ? "up" : "down"),
+    ),
+    line(
+      sym("rejected y_l: "),
+      "log π = ",
+      num(pr),
+      ",  log π_ref = ",
+      num(rr),
+      ",  log-ratio = ",
+      num(ratioL, ratioL >= 0 ? "up" : "down"),
+    ),
+    line(
+      sym("h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l)) = "),
+      num(ratioW),
+      " − (",
+      num(ratioL),
+      ") = ",
+      num(h),
+      per,
+    ),
     line(...lossLine, `   (β = ${beta})`),
-    ...(h === 0 && loss_type === "sigmoid" && eps === 0 ? [line(el("span", { class: "muted" }, "π = π_ref here (no update yet), so h = 0, σ = 0.5 and the loss is ln 2 = 0.6931."))] : []),
-    ...(pick.config.rpo_alpha > 0 && pick.metrics.nll_loss != null
-      ? [line(sym("RPO: total loss = DPO loss + α·NLL(y_w) per token = "), num(pick.values.loss), " + ", num(pick.config.rpo_alpha), " × ", num(pick.metrics.nll_loss), " = ", num(pick.metrics.loss, "result"))]
+    ...(h === 0 && loss_type === "sigmoid" && eps === 0
+      ? [
+          line(
+            el(
+              "span",
+              { class: "muted" },
+              "π = π_ref here (no update yet), so h = 0, σ = 0.5 and the loss is ln 2 = 0.6931.",
+            ),
+          ),
+        ]
       : []),
-    line(sym("implicit rewards β·log-ratio: "), "chosen ", num(beta * ratioW, "up"), ",  rejected ", num(beta * ratioL, "down"), ",  margin ", num(beta * h)),
-    line(el("span", { class: "muted" }, "These are the numbers the update used (before it). The tokens below are coloured with the policy after the update.")),
+    ...(pick.config.rpo_alpha > 0 && pick.metrics.nll_loss != null
+      ? [
+          line(
+            sym("RPO: total loss = DPO loss + α·NLL(y_w) per token = "),
+            num(pick.values.loss),
+            " + ",
+            num(pick.config.rpo_alpha),
+            " × ",
+            num(pick.metrics.nll_loss),
+            " = ",
+            num(pick.metrics.loss, "result"),
+          ),
+        ]
+      : []),
+    line(
+      sym("implicit rewards β·log-ratio: "),
+      "chosen ",
+      num(beta * ratioW, "up"),
+      ",  rejected ",
+      num(beta * ratioL, "down"),
+      ",  margin ",
+      num(beta * h),
+    ),
+    line(
+      el(
+        "span",
+        { class: "muted" },
+        "These are the numbers the update used (before it). " +
+          "The tokens below are coloured with the policy after the update.",
+      ),
+    ),
   );
   tokens($("tokens-chosen"), scores.chosen);
   tokens($("tokens-rejected"), scores.rejected);
@@ -354,20 +526,41 @@ function tokens(target, s) {
     ...s.tokens.map((t, i) => {
       const d = deltas[i];
       sum += d;
-      const span = el("span", { class: "tok", title: `${JSON.stringify(t)}: log π = ${fmt(s.policy[i])}, log π_ref = ${fmt(s.reference[i])}, Δ = ${fmt(d)}` }, t);
+      const span = el(
+        "span",
+        {
+          class: "tok",
+          title:
+            `${JSON.stringify(t)}: log π = ${fmt(s.policy[i])}, ` +
+            `log π_ref = ${fmt(s.reference[i])}, Δ = ${fmt(d)}`,
+        },
+        t,
+      );
       span.style.setProperty("--a", (Math.abs(d) / scale).toFixed(3));
       span.classList.add(d >= 0 ? "up" : "down");
       return span;
     }),
   );
-  target.setAttribute("aria-label", `${s.tokens.length} tokens; summed log π − log π_ref after the update: ${fmt(sum)}`);
+  target.setAttribute(
+    "aria-label",
+    `${s.tokens.length} tokens; summed log π − log π_ref after the update: ${fmt(sum)}`,
+  );
   target.dataset.sum = String(sum);
 }
 
 function showMetrics(metrics, updates) {
   const rows = Object.entries(metrics).filter(([, v]) => v !== null && v !== undefined);
   rows.push(["updates this pick", updates]);
-  $("metrics").tBodies[0].replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, Number.isInteger(v) ? String(v) : fmt(v)))));
+  $("metrics").tBodies[0].replaceChildren(
+    ...rows.map(([k, v]) =>
+      el(
+        "tr",
+        {},
+        el("th", { scope: "row" }, k),
+        el("td", {}, Number.isInteger(v) ? String(v) : fmt(v)),
+      ),
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,7 +574,16 @@ function makeChart(id, series) {
     scales: { x: { time: false } },
     axes: [{ label: "pick", size: 36, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }, { size: 52 }],
     legend: { live: false },
-    series: [{ label: "pick" }, ...series.map(([label, stroke, dash]) => ({ label, stroke, width: 2, dash, points: { show: true, size: 5 } }))],
+    series: [
+      { label: "pick" },
+      ...series.map(([label, stroke, dash]) => ({
+        label,
+        stroke,
+        width: 2,
+        dash,
+        points: { show: true, size: 5 },
+      })),
+    ],
   };
   charts[id] = new uPlot(opts, [[], ...series.map(() => [])], target);
 }
@@ -391,13 +593,19 @@ function updateCharts() {
   const x = learnt.map((_, i) => i + 1);
   const m = (k) => learnt.map((p) => p.metrics[k]);
   charts["chart-loss"].setData([x, m("loss"), m("rewards/accuracies")]);
-  charts["chart-rewards"].setData([x, m("rewards/chosen"), m("rewards/rejected"), m("rewards/margins")]);
+  charts["chart-rewards"].setData([
+    x,
+    m("rewards/chosen"),
+    m("rewards/rejected"),
+    m("rewards/margins"),
+  ]);
   charts["chart-kl"].setData([x, learnt.map((p) => p.kl)]);
   for (const id of Object.keys(charts)) $(id).dataset.points = String(x.length);
 }
 
 function resizeCharts() {
-  for (const [id, chart] of Object.entries(charts)) chart.setSize({ width: Math.max(240, $(id).clientWidth), height: 170 });
+  for (const [id, chart] of Object.entries(charts))
+    chart.setSize({ width: Math.max(240, $(id).clientWidth), height: 170 });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,14 +627,33 @@ function fillSettings() {
 async function applySettings() {
   $("settings-error").textContent = "";
   const num = (id) => Number($(id).value);
-  const wanted = { ...info.trainConfig, learning_rate: num("lr"), steps_per_pair: num("steps"), optim: $("optim").value, rpo_alpha: num("rpo"), dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value } };
+  const wanted = {
+    ...info.trainConfig,
+    learning_rate: num("lr"),
+    steps_per_pair: num("steps"),
+    optim: $("optim").value,
+    rpo_alpha: num("rpo"),
+    dpo: { ...info.trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value },
+  };
   const s = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
   try {
-    if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new Error("temperature must be a number ≥ 0");
-    if (!(Number.isInteger(s.max_new_tokens) && s.max_new_tokens >= 1)) throw new Error("max new tokens must be a whole number ≥ 1");
-    if (!Number.isInteger(wanted.steps_per_pair)) throw new Error("updates per pick must be a whole number ≥ 1");
+    if (!(Number.isFinite(s.temperature) && s.temperature >= 0))
+      throw new Error("temperature must be a number ≥ 0");
+    if (!(Number.isInteger(s.max_new_tokens) && s.max_new_tokens >= 1))
+      throw new Error("max new tokens must be a whole number ≥ 1");
+    if (!Number.isInteger(wanted.steps_per_pair))
+      throw new Error("updates per pick must be a whole number ≥ 1");
     info.trainConfig = await call("setTrainConfig", wanted);
-    localStorage.setItem("webdpo.train", JSON.stringify({ learning_rate: wanted.learning_rate, steps_per_pair: wanted.steps_per_pair, optim: wanted.optim, rpo_alpha: wanted.rpo_alpha, dpo: wanted.dpo }));
+    localStorage.setItem(
+      "webdpo.train",
+      JSON.stringify({
+        learning_rate: wanted.learning_rate,
+        steps_per_pair: wanted.steps_per_pair,
+        optim: wanted.optim,
+        rpo_alpha: wanted.rpo_alpha,
+        dpo: wanted.dpo,
+      }),
+    );
     localStorage.setItem("webdpo.sampling", JSON.stringify(s));
   } catch (e) {
     $("settings-error").textContent = `Not applied: ${e.message}`;
@@ -449,14 +676,21 @@ function undo() {
     if (prev) showMetrics(prev.metrics, prev.config?.steps_per_pair ?? 1);
     else $("metrics").tBodies[0].replaceChildren();
     if (prev) teach(prev, await call("scores", prev));
-    else ($("teach-empty").hidden = false), ($("teach-body").hidden = true);
+    else (($("teach-empty").hidden = false), ($("teach-body").hidden = true));
     updateCharts();
-    status("Undone: the policy and optimizer are exactly as before the last update, and that pick is removed.");
+    status(
+      "Undone: the policy and optimizer are exactly as before the last update, and that pick is removed.",
+    );
   });
 }
 
 function reset() {
-  if (!confirm("Reset the policy to the reference? Your stored pairs are kept; you can train on them again.")) return;
+  if (
+    !confirm(
+      "Reset the policy to the reference? Your stored pairs are kept; you can train on them again.",
+    )
+  )
+    return;
   return run("Reset", async () => {
     const { state } = await call("reset");
     await saveState(state);
@@ -468,15 +702,23 @@ function reset() {
 function trainOn(pairs, label) {
   return run(label, async () => {
     status(`${label}: 0 of ${pairs.length} pairs`, { progress: 0 });
-    const { reports, state } = await callWithFallback("trainOn", { pairs: pairs.map(({ prompt, chosen, rejected }) => ({ prompt, chosen, rejected })) }, ({ done, total, metrics }) =>
-      status(`${label}: ${done} of ${total} pairs (loss ${fmt(metrics.loss)})`, { progress: done / total }),
+    const { reports, state } = await callWithFallback(
+      "trainOn",
+      { pairs: pairs.map(({ prompt, chosen, rejected }) => ({ prompt, chosen, rejected })) },
+      ({ done, total, metrics }) =>
+        status(`${label}: ${done} of ${total} pairs (loss ${fmt(metrics.loss)})`, {
+          progress: done / total,
+        }),
     );
     await saveState(state);
     canUndo = false;
     const meanLoss = reports.reduce((s, r) => s + r.metrics.loss, 0) / Math.max(1, reports.length);
     showMetrics(reports[reports.length - 1].metrics, info.trainConfig.steps_per_pair);
     const skipped = reports.filter((r) => r.skipped).length;
-    status(`${label}: done, ${reports.length} pairs, mean loss ${fmt(meanLoss)}${skipped ? `, ${skipped} updates skipped (non-finite)` : ""}.`);
+    status(
+      `${label}: done, ${reports.length} pairs, mean loss ${fmt(meanLoss)}` +
+        `${skipped ? `, ${skipped} updates skipped (non-finite)` : ""}.`,
+    );
   });
 }
 
@@ -490,8 +732,14 @@ function download(bytes, name, type) {
 }
 
 function exportPairs() {
-  const lines = picks.map(({ prompt, chosen, rejected }) => JSON.stringify({ prompt, chosen, rejected }));
-  download(lines.join("\n") + (lines.length ? "\n" : ""), "webdpo-pairs.jsonl", "application/jsonl");
+  const lines = picks.map(({ prompt, chosen, rejected }) =>
+    JSON.stringify({ prompt, chosen, rejected }),
+  );
+  download(
+    lines.join("\n") + (lines.length ? "\n" : ""),
+    "webdpo-pairs.jsonl",
+    "application/jsonl",
+  );
   status(`Exported ${lines.length} pairs as TRL JSONL ({"prompt","chosen","rejected"} per line).`);
 }
 
@@ -504,7 +752,9 @@ async function importPairs(file) {
     return;
   }
   notice(null);
-  const added = await store.addPicks(pairs.map((p) => ({ ...p, model: model.name, source: "import", time: Date.now() })));
+  const added = await store.addPicks(
+    pairs.map((p) => ({ ...p, model: model.name, source: "import", time: Date.now() })),
+  );
   picks.push(...added);
   render();
   await trainOn(added, `Imported ${added.length} pairs; training on them`);
@@ -516,7 +766,10 @@ async function loadPolicy(file) {
     const { state } = await call("loadWeights", { weights: bytes }, null, [bytes.buffer]);
     await saveState(state);
     canUndo = false;
-    status(`Loaded ${file.name} as the ${info.lora ? "LoRA adapter" : "policy"} (fresh optimizer); the reference is unchanged.`);
+    status(
+      `Loaded ${file.name} as the ${info.lora ? "LoRA adapter" : "policy"} (fresh optimizer); ` +
+        "the reference is unchanged.",
+    );
   });
 }
 
@@ -541,12 +794,32 @@ function wire() {
   $("reset").addEventListener("click", reset);
   $("train-all").addEventListener("click", () => trainOn(picks, "Training again on all pairs"));
   $("export").addEventListener("click", exportPairs);
-  $("download").addEventListener("click", () => run("Downloading the policy", async () => download(await call("policyWeights"), "webdpo-policy.safetensors", "application/octet-stream")));
-  $("import").addEventListener("change", (e) => e.target.files[0] && importPairs(e.target.files[0]).finally(() => (e.target.value = "")));
-  $("load").addEventListener("change", (e) => e.target.files[0] && loadPolicy(e.target.files[0]).finally(() => (e.target.value = "")));
+  $("download").addEventListener("click", () =>
+    run("Downloading the policy", async () =>
+      download(
+        await call("policyWeights"),
+        "webdpo-policy.safetensors",
+        "application/octet-stream",
+      ),
+    ),
+  );
+  $("import").addEventListener(
+    "change",
+    (e) => e.target.files[0] && importPairs(e.target.files[0]).finally(() => (e.target.value = "")),
+  );
+  $("load").addEventListener(
+    "change",
+    (e) => e.target.files[0] && loadPolicy(e.target.files[0]).finally(() => (e.target.value = "")),
+  );
   $("folder").addEventListener("change", (e) => {
-    const files = [...e.target.files].map((file) => ({ file, path: file.webkitRelativePath || file.name }));
-    if (files.length) modelFiles(files).then(importFolder).finally(() => (e.target.value = ""));
+    const files = [...e.target.files].map((file) => ({
+      file,
+      path: file.webkitRelativePath || file.name,
+    }));
+    if (files.length)
+      modelFiles(files)
+        .then(importFolder)
+        .finally(() => (e.target.value = ""));
   });
   const drop = $("dropzone");
   drop.addEventListener("dragover", (e) => (e.preventDefault(), drop.classList.add("over")));
@@ -554,7 +827,8 @@ function wire() {
   drop.addEventListener("drop", async (e) => {
     e.preventDefault();
     drop.classList.remove("over");
-    if (busy) return notice("Wait for the current work to finish, then drop the folder again.", "error");
+    if (busy)
+      return notice("Wait for the current work to finish, then drop the folder again.", "error");
     importFolder(await modelFiles(await droppedFiles(e.dataTransfer)));
   });
   $("builtin").addEventListener("click", useBuiltIn);
@@ -565,15 +839,24 @@ function wire() {
   $("settings").addEventListener("submit", (e) => e.preventDefault());
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea")) return;
-    const button = { g: "generate", c: "compare", a: "pick-a", b: "pick-b", s: "skip", u: "undo" }[e.key.toLowerCase()];
+    const button = { g: "generate", c: "compare", a: "pick-a", b: "pick-b", s: "skip", u: "undo" }[
+      e.key.toLowerCase()
+    ];
     if (button && !$(button).disabled) {
       e.preventDefault();
       $(button).click();
     }
   });
   window.addEventListener("resize", resizeCharts);
-  makeChart("chart-loss", [["loss", "#1d4ed8"], ["rewards/accuracies", "#6b7280", [4, 4]]]);
-  makeChart("chart-rewards", [["rewards/chosen", "#047857"], ["rewards/rejected", "#b91c1c"], ["rewards/margins", "#7c3aed", [4, 4]]]);
+  makeChart("chart-loss", [
+    ["loss", "#1d4ed8"],
+    ["rewards/accuracies", "#6b7280", [4, 4]],
+  ]);
+  makeChart("chart-rewards", [
+    ["rewards/chosen", "#047857"],
+    ["rewards/rejected", "#b91c1c"],
+    ["rewards/margins", "#7c3aed", [4, 4]],
+  ]);
   makeChart("chart-kl", [["KL estimate (nats)", "#b45309"]]);
 }
 
@@ -581,7 +864,13 @@ function wire() {
 async function fingerprint(m) {
   const parts = m.builtIn ? [m.weights] : m.files.map((f) => f.bytes);
   const digests = await Promise.all(parts.map((bytes) => crypto.subtle.digest("SHA-256", bytes)));
-  const bytes = digests.length === 1 ? digests[0] : await crypto.subtle.digest("SHA-256", new Uint8Array(digests.flatMap((d) => [...new Uint8Array(d)])));
+  const bytes =
+    digests.length === 1
+      ? digests[0]
+      : await crypto.subtle.digest(
+          "SHA-256",
+          new Uint8Array(digests.flatMap((d) => [...new Uint8Array(d)])),
+        );
   return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -604,7 +893,11 @@ async function activate(next, { restart = false } = {}) {
   if (saved && saved.reference !== next.fingerprint) {
     // A policy trained from other reference weights (the app's model was updated, or a folder of
     // the same name changed) would load without error and mean nothing against this reference.
-    notice("The model's weights changed since its policy was saved, so training starts again from the new reference. The pairs are kept.", "error");
+    notice(
+      "The model's weights changed since its policy was saved, so training starts again from " +
+        "the new reference. The pairs are kept.",
+      "error",
+    );
     saved = null;
   }
   const previous = { model, info };
@@ -615,7 +908,10 @@ async function activate(next, { restart = false } = {}) {
     } catch (e) {
       if (!saved) throw e;
       // Saved state that no longer loads (e.g. the model was updated): start fresh, keep the pairs.
-      notice(`The saved policy could not be restored (${e.message}); starting from the reference. The pairs are kept.`, "error");
+      notice(
+        `The saved policy could not be restored (${e.message}); starting from the reference. The pairs are kept.`,
+        "error",
+      );
       saved = null;
       await startModel(null, { restart: false });
     }
@@ -655,36 +951,65 @@ async function droppedFiles(transfer) {
   if (!dir) return [...transfer.files].map((file) => ({ file, path: file.name }));
   const reader = dir.createReader();
   const children = [];
-  for (let batch; (batch = await new Promise((ok, fail) => reader.readEntries(ok, fail))).length; ) children.push(...batch);
-  const files = await Promise.all(children.filter((e) => e.isFile).map((e) => new Promise((ok, fail) => e.file(ok, fail))));
+  for (let batch; (batch = await new Promise((ok, fail) => reader.readEntries(ok, fail))).length;)
+    children.push(...batch);
+  const files = await Promise.all(
+    children.filter((e) => e.isFile).map((e) => new Promise((ok, fail) => e.file(ok, fail))),
+  );
   return files.map((file) => ({ file, path: `${dir.name}/${file.name}` }));
 }
 
 /** Loads a Hugging Face model folder the user brought, and keeps it in IndexedDB for reloads. */
 async function importFolder({ label, files }) {
   if (!files.some((f) => f.name === "config.json")) {
-    notice(`No config.json in ${label}: choose the folder that holds config.json, tokenizer.json and model.safetensors (or its shards).`, "error");
+    notice(
+      `No config.json in ${label}: choose the folder that holds config.json, tokenizer.json ` +
+        "and model.safetensors (or its shards).",
+      "error",
+    );
     return;
   }
   await run("Loading your model", async () => {
     notice(null);
-    const lora = $("use-lora").checked ? { r: Number($("lora-r").value), alpha: Number($("lora-alpha").value), all_linear: $("lora-all").checked } : null;
+    const lora = $("use-lora").checked
+      ? {
+          r: Number($("lora-r").value),
+          alpha: Number($("lora-alpha").value),
+          all_linear: $("lora-all").checked,
+        }
+      : null;
     // The memory check first, from config.json alone: a model too large is refused before its
     // weights are read into the tab.
     const config = await files.find((f) => f.name === "config.json").text();
     await call("checkMemory", { config, backend, lora, budget: memoryBudget() });
     const total = files.reduce((n, f) => n + f.size, 0);
-    status(`Reading ${files.length} files of ${label} (${(total / 1e6).toFixed(0)} MB)…`, { progress: null });
-    const bytes = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
-    const next = { name: `folder:${label}${lora ? `:lora${lora.r}` : ""}`, label, builtIn: false, files: bytes, lora };
+    status(`Reading ${files.length} files of ${label} (${(total / 1e6).toFixed(0)} MB)…`, {
+      progress: null,
+    });
+    const bytes = await Promise.all(
+      files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })),
+    );
+    const next = {
+      name: `folder:${label}${lora ? `:lora${lora.r}` : ""}`,
+      label,
+      builtIn: false,
+      files: bytes,
+      lora,
+    };
     await activate(next);
     localStorage.setItem("webdpo.model", next.name);
     try {
       await cache.save({ name: next.name, label, files: bytes, lora });
     } catch (e) {
-      notice(`${label} is loaded but could not be kept in this browser (${e.message}); after a reload, choose the folder again.`, "error");
+      notice(
+        `${label} is loaded but could not be kept in this browser (${e.message}); ` +
+          "after a reload, choose the folder again.",
+        "error",
+      );
     }
-    status(`${label} is ready${info.lora ? ` (${info.lora})` : ""}. Write a prompt, then Generate (G).`);
+    status(
+      `${label} is ready${info.lora ? ` (${info.lora})` : ""}. Write a prompt, then Generate (G).`,
+    );
   });
 }
 
@@ -701,7 +1026,9 @@ async function downloadAdapter() {
     const { config, weights } = await call("adapter");
     download(config, "adapter_config.json", "application/json");
     download(weights, "adapter_model.safetensors", "application/octet-stream");
-    status("Downloaded the LoRA adapter in PEFT's format (adapter_config.json, adapter_model.safetensors).");
+    status(
+      "Downloaded the LoRA adapter in PEFT's format (adapter_config.json, adapter_model.safetensors).",
+    );
   });
 }
 
@@ -717,16 +1044,34 @@ async function main() {
     let saved;
     if (entry) {
       try {
-        saved = await activate({ name: entry.name, label: entry.label, builtIn: false, files: entry.files, lora: entry.lora }, { restart: true });
+        saved = await activate(
+          {
+            name: entry.name,
+            label: entry.label,
+            builtIn: false,
+            files: entry.files,
+            lora: entry.lora,
+          },
+          { restart: true },
+        );
       } catch (e) {
-        notice(`${entry.label} could not be loaded again (${e.message}); using the built-in model.`, "error");
+        notice(
+          `${entry.label} could not be loaded again (${e.message}); using the built-in model.`,
+          "error",
+        );
       }
     }
     if (!info) saved = await activate(await builtIn(), { restart: true });
-    learningRates = await call("learningRates", { optims: [...$("optim").options].map((o) => o.value) });
+    learningRates = await call("learningRates", {
+      optims: [...$("optim").options].map((o) => o.value),
+    });
     // Without saved state any notice about why (a changed or unreadable policy) stays up.
     if (saved) {
-      notice(`Restored from this browser: ${model.builtIn ? "" : `${model.label}, `}${picks.length} pair${picks.length === 1 ? "" : "s"} and the policy after ${info.steps} update${info.steps === 1 ? "" : "s"}.`, "info");
+      notice(
+        `Restored from this browser: ${model.builtIn ? "" : `${model.label}, `}` +
+          `${plural(picks.length, "pair")} and the policy after ${plural(info.steps, "update")}.`,
+        "info",
+      );
     }
     status("Ready. Pick a preset or write a prompt, then Generate (G).");
     busy = false;

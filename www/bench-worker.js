@@ -10,7 +10,11 @@ async function bytes(path) {
 async function model(name) {
   if (name === "storyworld") {
     const dir = "models/storyworld";
-    return [await (await fetch(`${dir}/config.json`)).text(), await bytes(`${dir}/tokenizer.json`), await bytes(`${dir}/model.safetensors`)];
+    return [
+      await (await fetch(`${dir}/config.json`)).text(),
+      await bytes(`${dir}/tokenizer.json`),
+      await bytes(`${dir}/model.safetensors`),
+    ];
   }
   if (name === "25m") {
     // The same weights as `webdpo init` with bench/run.sh's flags (seeded init on the CPU).
@@ -26,7 +30,9 @@ onmessage = async ({ data: { model: name, backend, bench } }) => {
     const wasm = await init();
     postMessage({ progress: `Loading the ${name} model on ${backend}…` });
     session = await Session.create(...(await model(name)), backend);
-    postMessage({ progress: `Benchmarking ${session.parameterCount.toLocaleString()} parameters on ${session.device}…` });
+    postMessage({
+      progress: `Benchmarking ${session.parameterCount.toLocaleString()} parameters on ${session.device}…`,
+    });
     const report = await session.benchmark(bench);
     report.model = name;
     // The wasm heap only grows: its size is the peak of host-side memory (all of it, on the CPU).

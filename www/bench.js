@@ -9,7 +9,10 @@ const settings = {
     warmup: Number(params.get("warmup") ?? 2),
     runs: Number(params.get("runs") ?? 10),
     recompute_runs: Number(params.get("recompute_runs") ?? 3),
-    prompt_tokens: 16, completion_tokens: 96, new_tokens: 128, seed: 0,
+    prompt_tokens: 16,
+    completion_tokens: 96,
+    new_tokens: 128,
+    seed: 0,
   },
 };
 const status = document.getElementById("status");
@@ -40,7 +43,8 @@ function show(report) {
   const body = document.querySelector("#results tbody");
   for (const [what, s] of rows) {
     const tr = body.insertRow();
-    for (const text of [what, s.median.toFixed(2), s.min.toFixed(2), s.max.toFixed(2)]) tr.insertCell().textContent = text;
+    for (const text of [what, s.median.toFixed(2), s.min.toFixed(2), s.max.toFixed(2)])
+      tr.insertCell().textContent = text;
   }
   document.getElementById("results").hidden = false;
   const json = document.getElementById("json");

@@ -3,10 +3,16 @@
 
 /** A failure of the GPU while the model runs on it: a device error, or a crash of the wasm
  *  instance (a panic or a lost device inside wasm), after which it cannot be trusted again. */
-export const isGpuFailure = (error, onGpu) => !!onGpu && (error.fatal === true || error.kind === "device");
+export const isGpuFailure = (error, onGpu) =>
+  !!onGpu && (error.fatal === true || error.kind === "device");
 
 /** An error as it crosses from the worker to the page (postMessage drops an Error's own fields). */
-export const toMessage = (e) => ({ error: String(e?.message ?? e), kind: e?.kind ?? null, fatal: e instanceof WebAssembly.RuntimeError });
+export const toMessage = (e) => ({
+  error: String(e?.message ?? e),
+  kind: e?.kind ?? null,
+  fatal: e instanceof WebAssembly.RuntimeError,
+});
 
 /** The page's Error for a worker's message, with `kind` and `fatal` kept. */
-export const fromMessage = ({ error, kind, fatal }) => Object.assign(new Error(error), { kind, fatal });
+export const fromMessage = ({ error, kind, fatal }) =>
+  Object.assign(new Error(error), { kind, fatal });

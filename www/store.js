@@ -22,7 +22,11 @@ async function openDb() {
   const open = indexedDB.open(DB, VERSION);
   open.onupgradeneeded = () => {
     const db = open.result;
-    for (const [name, options] of [["picks", { keyPath: "id", autoIncrement: true }], ["state", undefined], ["models", undefined]]) {
+    for (const [name, options] of [
+      ["picks", { keyPath: "id", autoIncrement: true }],
+      ["state", undefined],
+      ["models", undefined],
+    ]) {
       if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, options);
     }
   };
@@ -40,7 +44,8 @@ export async function modelCache() {
     return result;
   };
   return {
-    save: (entry) => run("readwrite", (s) => request(s.put({ ...entry, savedAt: Date.now() }, entry.name))),
+    save: (entry) =>
+      run("readwrite", (s) => request(s.put({ ...entry, savedAt: Date.now() }, entry.name))),
     load: (name) => run("readonly", (s) => request(s.get(name))),
     remove: (name) => run("readwrite", (s) => request(s.delete(name))),
   };
@@ -58,14 +63,23 @@ export async function openStore(model) {
   const picks = (mode, body) => run(["picks"], mode, (tx) => body(tx.objectStore("picks")));
   return {
     /** Adds a pick; returns it with its id. */
-    addPick: (pick) => picks("readwrite", async (s) => ({ ...pick, id: await request(s.add(pick)) })),
+    addPick: (pick) =>
+      picks("readwrite", async (s) => ({ ...pick, id: await request(s.add(pick)) })),
     /** Adds several picks in one transaction (an import: all or nothing). */
-    addPicks: (list) => picks("readwrite", (s) => Promise.all(list.map(async (p) => ({ ...p, id: await request(s.add(p)) })))),
+    addPicks: (list) =>
+      picks("readwrite", (s) =>
+        Promise.all(list.map(async (p) => ({ ...p, id: await request(s.add(p)) }))),
+      ),
     putPick: (pick) => picks("readwrite", (s) => request(s.put(pick))),
     deletePick: (id) => picks("readwrite", (s) => request(s.delete(id))),
     /** Every pick of this model, oldest first. */
-    picks: async () => (await picks("readonly", (s) => request(s.getAll()))).filter((p) => p.model === model),
-    saveState: (state) => run(["state"], "readwrite", (tx) => request(tx.objectStore("state").put({ ...state, model, savedAt: Date.now() }, model))),
-    loadState: () => run(["state"], "readonly", (tx) => request(tx.objectStore("state").get(model))),
+    picks: async () =>
+      (await picks("readonly", (s) => request(s.getAll()))).filter((p) => p.model === model),
+    saveState: (state) =>
+      run(["state"], "readwrite", (tx) =>
+        request(tx.objectStore("state").put({ ...state, model, savedAt: Date.now() }, model)),
+      ),
+    loadState: () =>
+      run(["state"], "readonly", (tx) => request(tx.objectStore("state").get(model))),
   };
 }

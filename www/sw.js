@@ -3,12 +3,30 @@
 // fall back to the cache when the network is unavailable.
 const CACHE = "webdpo-app";
 const APP = [
-  "./", "index.html", "app.js", "errors.js", "store.js", "worker.js", "style.css",
-  "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "pkg/webdpo.js", "pkg/webdpo_bg.wasm",
-  "models/storyworld/config.json", "models/storyworld/tokenizer.json", "models/storyworld/model.safetensors",
+  "./",
+  "index.html",
+  "app.js",
+  "errors.js",
+  "store.js",
+  "worker.js",
+  "style.css",
+  "vendor/uPlot.iife.min.js",
+  "vendor/uPlot.min.css",
+  "pkg/webdpo.js",
+  "pkg/webdpo_bg.wasm",
+  "models/storyworld/config.json",
+  "models/storyworld/tokenizer.json",
+  "models/storyworld/model.safetensors",
 ];
 
-self.addEventListener("install", (e) => e.waitUntil(caches.open(CACHE).then((c) => c.addAll(APP)).then(() => self.skipWaiting())));
+self.addEventListener("install", (e) =>
+  e.waitUntil(
+    caches
+      .open(CACHE)
+      .then((c) => c.addAll(APP))
+      .then(() => self.skipWaiting()),
+  ),
+);
 self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
 
 async function networkFirst(request) {
@@ -18,7 +36,8 @@ async function networkFirst(request) {
     if (response.ok) {
       // Store only what changed: most loads are 304 revalidations of the same bytes.
       const cached = await cache.match(request);
-      if (!cached || cached.headers.get("etag") !== response.headers.get("etag")) await cache.put(request, response.clone());
+      if (!cached || cached.headers.get("etag") !== response.headers.get("etag"))
+        await cache.put(request, response.clone());
     }
     return response;
   } catch (offline) {
@@ -29,5 +48,6 @@ async function networkFirst(request) {
 }
 
 self.addEventListener("fetch", (e) => {
-  if (e.request.method === "GET" && new URL(e.request.url).origin === location.origin) e.respondWith(networkFirst(e.request));
+  if (e.request.method === "GET" && new URL(e.request.url).origin === location.origin)
+    e.respondWith(networkFirst(e.request));
 });

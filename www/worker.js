@@ -1,6 +1,12 @@
 // The model lives here, off the page's thread: generation and DPO updates never freeze the UI.
 // Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done.
-import init, { Session, checkMemory, defaultLearningRate, isModelFile, parsePairs } from "./pkg/webdpo.js";
+import init, {
+  Session,
+  checkMemory,
+  defaultLearningRate,
+  isModelFile,
+  parsePairs,
+} from "./pkg/webdpo.js";
 import { toMessage } from "./errors.js";
 
 let session = null;
@@ -13,7 +19,10 @@ const UNDO_DEPTH = 10;
 const clearUndo = () => undoStack.splice(0).forEach((s) => s.free());
 
 async function scores(prompt, chosen, rejected) {
-  return { chosen: await session.tokenScores(prompt, chosen), rejected: await session.tokenScores(prompt, rejected) };
+  return {
+    chosen: await session.tokenScores(prompt, chosen),
+    rejected: await session.tokenScores(prompt, rejected),
+  };
 }
 
 /** Weights and optimizer state, to be written to IndexedDB by the page. */
@@ -28,7 +37,9 @@ const ops = {
   async load({ config, tokenizer, weights, files, lora, budget, backend, saved, simulateFailure }) {
     simulateGpuFailure = !!simulateFailure;
     await init();
-    const next = files ? await Session.fromFiles(files, { backend, lora, budget }) : await Session.create(config, tokenizer, weights, backend);
+    const next = files
+      ? await Session.fromFiles(files, { backend, lora, budget })
+      : await Session.create(config, tokenizer, weights, backend);
     try {
       if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
     } catch (e) {
@@ -38,8 +49,16 @@ const ops = {
     session?.free();
     session = next;
     clearUndo();
-    return { device: session.device, isGpu: session.isGpu, parameterCount: session.parameterCount, steps: session.steps, trainConfig: session.trainConfig(),
-      memory: session.memory, lora: session.lora ?? null, chat: session.hasChatTemplate };
+    return {
+      device: session.device,
+      isGpu: session.isGpu,
+      parameterCount: session.parameterCount,
+      steps: session.steps,
+      trainConfig: session.trainConfig(),
+      memory: session.memory,
+      lora: session.lora ?? null,
+      chat: session.hasChatTemplate,
+    };
   },
 
   /** The memory check of `load`, from config.json alone (before the page reads the weights). */
@@ -62,7 +81,7 @@ const ops = {
     const generation = session.startGeneration(prompt, n, sampling, reference);
     let texts = Array(n).fill("");
     try {
-      for (let next; (next = await generation.next()) !== undefined; ) {
+      for (let next; (next = await generation.next()) !== undefined;) {
         texts = next;
         progress(texts);
       }
@@ -75,7 +94,10 @@ const ops = {
   async prefer({ prompt, chosen, rejected }) {
     if (simulateGpuFailure && session.isGpu) {
       // Worded unlike any real message: the page must recognise it by its kind alone.
-      throw Object.assign(new Error("the adapter stopped answering (simulated with ?simulate-gpu-failure)"), { kind: "device" });
+      throw Object.assign(
+        new Error("the adapter stopped answering (simulated with ?simulate-gpu-failure)"),
+        { kind: "device" },
+      );
     }
     const before = session.snapshot();
     const reports = await session.prefer(prompt, chosen, rejected);
@@ -86,12 +108,19 @@ const ops = {
     } else {
       before.free();
     }
-    return { reports, scores: await scores(prompt, chosen, rejected), state: applied ? await state() : null };
+    return {
+      reports,
+      scores: await scores(prompt, chosen, rejected),
+      state: applied ? await state() : null,
+    };
   },
 
   async undo() {
     const snapshot = undoStack.pop();
-    if (!snapshot) throw new Error("Nothing to undo in this session (undo keeps the last 10 updates until the page reloads).");
+    if (!snapshot)
+      throw new Error(
+        "Nothing to undo in this session (undo keeps the last 10 updates until the page reloads).",
+      );
     session.restore(snapshot);
     snapshot.free();
     return { state: await state(), canUndo: undoStack.length > 0 };
@@ -151,9 +180,19 @@ const ops = {
 
 self.onmessage = async ({ data: { id, op, args } }) => {
   try {
-    if (!["load", "checkMemory", "parsePairs", "modelFiles", "learningRates"].includes(op) && !session) throw new Error("the model is not loaded yet");
+    if (
+      !["load", "checkMemory", "parsePairs", "modelFiles", "learningRates"].includes(op) &&
+      !session
+    )
+      throw new Error("the model is not loaded yet");
     const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
-    const transfer = value?.state ? [value.state.weights.buffer, value.state.optimizer.buffer] : value instanceof Uint8Array ? [value.buffer] : value?.weights instanceof Uint8Array ? [value.weights.buffer] : [];
+    const transfer = value?.state
+      ? [value.state.weights.buffer, value.state.optimizer.buffer]
+      : value instanceof Uint8Array
+        ? [value.buffer]
+        : value?.weights instanceof Uint8Array
+          ? [value.weights.buffer]
+          : [];
     self.postMessage({ id, ok: true, value }, transfer);
   } catch (e) {
     self.postMessage({ id, ok: false, ...toMessage(e) });

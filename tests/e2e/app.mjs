@@ -3,7 +3,14 @@
 //   node tests/e2e/app.mjs webgpu|cpu
 // Serves the repository with scripts/serve.py (pkg/ must be built: scripts/build-web.sh).
 // Screenshots and downloads go to artifacts/e2e/<mode>/.
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { startApp } from "./harness.mjs";
 
@@ -21,17 +28,32 @@ function check(ok, what) {
 const { port, browser, close } = await startApp({ webgpu: mode === "webgpu" });
 const errors = [];
 try {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, acceptDownloads: true });
+  const context = await browser.newContext({
+    viewport: { width: 1366, height: 768 },
+    acceptDownloads: true,
+  });
   const page = await context.newPage();
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => m.type() === "error" && console.log(`console: ${m.text()}`));
 
   const shot = (name) => page.screenshot({ path: join(out, `${name}.png`), fullPage: true });
-  const ready = () => page.waitForFunction(() => !document.getElementById("generate").disabled || !document.getElementById("notice").hidden && document.getElementById("notice").classList.contains("error"), null, WAIT);
+  const ready = () =>
+    page.waitForFunction(
+      () =>
+        !document.getElementById("generate").disabled ||
+        (!document.getElementById("notice").hidden &&
+          document.getElementById("notice").classList.contains("error")),
+      null,
+      WAIT,
+    );
   const learnt = () => page.$eval("#picks-count", (e) => Number(e.dataset.learnt));
   const pairs = () => page.$eval("#picks-count", (e) => Number(e.dataset.pairs));
   const metrics = () => page.$eval("#metrics", (e) => e.textContent);
-  const noError = async (what) => check(await page.$eval("#notice", (n) => n.hidden || !n.classList.contains("error")), `${what}: no error shown`);
+  const noError = async (what) =>
+    check(
+      await page.$eval("#notice", (n) => n.hidden || !n.classList.contains("error")),
+      `${what}: no error shown`,
+    );
   const download = async (button, name) => {
     const [d] = await Promise.all([page.waitForEvent("download", WAIT), page.click(button)]);
     const bytes = readFileSync(await d.path());
@@ -44,10 +66,19 @@ try {
     await page.click("#generate");
     await page.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
     const [a, b] = [await page.textContent("#text-a"), await page.textContent("#text-b")];
-    check(a.length > 0 && b.length > 0, `two responses generated (${a.length} and ${b.length} characters)`);
+    check(
+      a.length > 0 && b.length > 0,
+      `two responses generated (${a.length} and ${b.length} characters)`,
+    );
     if (how === "key") await page.keyboard.press("a");
     else await page.click("#pick-b");
-    await page.waitForFunction((n) => Number(document.getElementById("picks-count").dataset.learnt) === n + 1 && !document.getElementById("generate").disabled, before, WAIT);
+    await page.waitForFunction(
+      (n) =>
+        Number(document.getElementById("picks-count").dataset.learnt) === n + 1 &&
+        !document.getElementById("generate").disabled,
+      before,
+      WAIT,
+    );
     await noError("update");
   };
 
@@ -68,16 +99,32 @@ try {
   check(wire <= 6e6, `first load is ${(wire / 1e6).toFixed(2)} MB compressed (≤ 6 MB)`);
   await noError("load");
   const backend = await page.$eval("#device", (e) => e.dataset.backend);
-  check(backend === mode, `runs on ${mode} (badge: ${await page.textContent("#device")}), loaded in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  check(
+    backend === mode,
+    `runs on ${mode} (badge: ${await page.textContent("#device")}), ` +
+      `loaded in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
   await shot("01-loaded");
 
   // First pick: loss is ln 2 (policy = reference), metrics, teaching view and charts update.
   await pickOne("key");
   const m1 = await metrics();
   check(/loss\s*0\.6931/.test(m1), `first update's loss is ln 2 (${m1.slice(0, 40)}…)`);
-  check(await page.$eval("#formula", (e) => e.textContent.includes("0.6931")), "the formula shows this pick's loss");
-  check(await page.$eval("#tokens-chosen", (e) => e.querySelectorAll(".tok").length > 0), "per-token view of the chosen response");
-  check(await page.$eval("#chart-loss", (e) => e.dataset.points === "1" && e.querySelector("canvas") !== null), "loss chart has one point");
+  check(
+    await page.$eval("#formula", (e) => e.textContent.includes("0.6931")),
+    "the formula shows this pick's loss",
+  );
+  check(
+    await page.$eval("#tokens-chosen", (e) => e.querySelectorAll(".tok").length > 0),
+    "per-token view of the chosen response",
+  );
+  check(
+    await page.$eval(
+      "#chart-loss",
+      (e) => e.dataset.points === "1" && e.querySelector("canvas") !== null,
+    ),
+    "loss chart has one point",
+  );
   await shot("02-first-pick");
 
   // Second pick, then reload: pairs and weights come back from IndexedDB.
@@ -90,19 +137,31 @@ try {
   fresh.length = 0;
   await page.reload();
   await ready();
-  check(fresh.length === 0, `reload downloads nothing large again (${(wire / 1e3).toFixed(0)} kB on the wire; ${fresh.join(", ")})`);
+  check(
+    fresh.length === 0,
+    `reload downloads nothing large again (${(wire / 1e3).toFixed(0)} kB on the wire; ${fresh.join(", ")})`,
+  );
   await noError("reload");
   check((await learnt()) === 2 && (await pairs()) === 2, "reload restored both picks");
-  check(await page.$eval("#notice", (e) => /Restored.*2 pairs.*after 2 updates/.test(e.textContent)), "reload says what it restored");
+  check(
+    await page.$eval("#notice", (e) => /Restored.*2 pairs.*after 2 updates/.test(e.textContent)),
+    "reload says what it restored",
+  );
   check((await metrics()) === m2, "reload restored the last metrics");
-  check((await download("#download", "policy-restored.safetensors")).equals(w2), `reload restored the updated weights exactly (${w2.length} bytes)`);
+  check(
+    (await download("#download", "policy-restored.safetensors")).equals(w2),
+    `reload restored the updated weights exactly (${w2.length} bytes)`,
+  );
 
   // Offline: the service worker serves the app, IndexedDB the state.
   await context.setOffline(true);
   await page.reload();
   await ready();
   await noError("offline reload");
-  check((await learnt()) === 2 && (await metrics()) === m2, "offline reload works and restores the picks");
+  check(
+    (await learnt()) === 2 && (await metrics()) === m2,
+    "offline reload works and restores the picks",
+  );
   await context.setOffline(false);
 
   // A third pick, then undo: the previous metrics and exactly the previous weights.
@@ -110,32 +169,69 @@ try {
   check((await metrics()) !== m2, "third pick shows new metrics");
   await shot("03-three-picks");
   await page.click("#undo");
-  await page.waitForFunction(() => Number(document.getElementById("picks-count").dataset.learnt) === 2 && !document.getElementById("generate").disabled, null, WAIT);
+  await page.waitForFunction(
+    () =>
+      Number(document.getElementById("picks-count").dataset.learnt) === 2 &&
+      !document.getElementById("generate").disabled,
+    null,
+    WAIT,
+  );
   check((await metrics()) === m2, "undo restored the previous metrics");
-  check((await download("#download", "policy-after-undo.safetensors")).equals(w2), "undo restored exactly the previous weights");
+  check(
+    (await download("#download", "policy-after-undo.safetensors")).equals(w2),
+    "undo restored exactly the previous weights",
+  );
 
   // Export → import: the same pairs come back (and are trained on).
   const exported = (await download("#export", "pairs.jsonl")).toString();
-  const rows = exported.trim().split("\n").map((l) => JSON.parse(l));
-  check(rows.length === 2 && rows.every((r) => Object.keys(r).join() === "prompt,chosen,rejected"), "export is TRL JSONL with 2 pairs");
+  const rows = exported
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  check(
+    rows.length === 2 && rows.every((r) => Object.keys(r).join() === "prompt,chosen,rejected"),
+    "export is TRL JSONL with 2 pairs",
+  );
   await page.setInputFiles("#import", join(out, "pairs.jsonl"));
-  await page.waitForFunction(() => /Imported 2 pairs; training on them: done/.test(document.getElementById("status-text").textContent), null, WAIT);
+  await page.waitForFunction(
+    () =>
+      /Imported 2 pairs; training on them: done/.test(
+        document.getElementById("status-text").textContent,
+      ),
+    null,
+    WAIT,
+  );
   await noError("import");
   check((await pairs()) === 4, "import added the 2 pairs");
   const again = (await download("#export", "pairs-after-import.jsonl")).toString();
   check(again === exported + exported, "the imported pairs are the exported ones");
 
   // A bad import says what is wrong and changes nothing.
-  writeFileSync(join(out, "bad.jsonl"), `${exported.split("\n")[0]}\n{"prompt": "x", "chosen": 3}\n`);
+  writeFileSync(
+    join(out, "bad.jsonl"),
+    `${exported.split("\n")[0]}\n{"prompt": "x", "chosen": 3}\n`,
+  );
   await page.setInputFiles("#import", join(out, "bad.jsonl"));
-  await page.waitForFunction(() => !document.getElementById("notice").hidden && /bad\.jsonl:2:/.test(document.getElementById("notice").textContent), null, WAIT);
+  await page.waitForFunction(
+    () =>
+      !document.getElementById("notice").hidden &&
+      /bad\.jsonl:2:/.test(document.getElementById("notice").textContent),
+    null,
+    WAIT,
+  );
   check((await pairs()) === 4, `bad import refused: ${await page.textContent("#notice")}`);
 
   // Policy vs reference, side by side.
   await page.click("#compare");
   await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
-  const [fromPolicy, fromReference] = [await page.textContent("#text-policy"), await page.textContent("#text-reference")];
-  check(fromPolicy.length > 0 && fromReference.length > 0 && (await page.isVisible("#compare-view")), `compare shows a policy and a reference sample (${fromPolicy.length} and ${fromReference.length} characters)`);
+  const [fromPolicy, fromReference] = [
+    await page.textContent("#text-policy"),
+    await page.textContent("#text-reference"),
+  ];
+  check(
+    fromPolicy.length > 0 && fromReference.length > 0 && (await page.isVisible("#compare-view")),
+    `compare shows a policy and a reference sample (${fromPolicy.length} and ${fromReference.length} characters)`,
+  );
   await page.screenshot({ path: join(out, "04-end.png") });
   await shot("05-end-full");
 
@@ -144,43 +240,101 @@ try {
   const folder = join(out, "llama");
   mkdirSync(folder, { recursive: true });
   const fixture = join("tests", "fixtures", "hf", "llama");
-  for (const f of readdirSync(fixture)) if (statSync(join(fixture, f)).isFile()) copyFileSync(join(fixture, f), join(folder, f));
+  for (const f of readdirSync(fixture))
+    if (statSync(join(fixture, f)).isFile()) copyFileSync(join(fixture, f), join(folder, f));
   const hfConfig = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8"));
-  writeFileSync(join(folder, "config.json"), JSON.stringify({ ...hfConfig, max_position_embeddings: 512 }, null, 2));
+  writeFileSync(
+    join(folder, "config.json"),
+    JSON.stringify({ ...hfConfig, max_position_embeddings: 512 }, null, 2),
+  );
   // First with a memory budget it cannot fit: refused with the figures, the story model stays.
   const small = await context.newPage();
   small.on("pageerror", (e) => errors.push(e.message));
   await small.goto(`http://127.0.0.1:${port}/?memory-budget=1000000`);
   await small.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
   await small.setInputFiles("#folder", folder);
-  await small.waitForFunction(() => /needs about/.test(document.getElementById("notice").textContent) && !document.getElementById("generate").disabled, null, WAIT);
+  await small.waitForFunction(
+    () =>
+      /needs about/.test(document.getElementById("notice").textContent) &&
+      !document.getElementById("generate").disabled,
+    null,
+    WAIT,
+  );
   const refusal = await small.textContent("#notice");
-  check(/weights .* activations .* but about 1 MB is available/.test(refusal) && !/llama/.test(await small.textContent("#device")), `over budget: refused, the built-in model kept (${refusal})`);
+  check(
+    /weights .* activations .* but about 1 MB is available/.test(refusal) &&
+      !/llama/.test(await small.textContent("#device")),
+    `over budget: refused, the built-in model kept (${refusal})`,
+  );
   await small.close();
   await page.setInputFiles("#folder", folder);
-  await page.waitForFunction(() => /is ready/.test(document.getElementById("status-text").textContent) || document.getElementById("notice").classList.contains("error") && !document.getElementById("notice").hidden, null, WAIT);
+  await page.waitForFunction(
+    () =>
+      /is ready/.test(document.getElementById("status-text").textContent) ||
+      (document.getElementById("notice").classList.contains("error") &&
+        !document.getElementById("notice").hidden),
+    null,
+    WAIT,
+  );
   await noError("model folder import");
   const badge = await page.textContent("#device");
-  check(/llama · .*parameters · LoRA r=8, α=16/.test(badge), `the folder's model runs with LoRA (badge: ${badge})`);
+  check(
+    /llama · .*parameters · LoRA r=8, α=16/.test(badge),
+    `the folder's model runs with LoRA (badge: ${badge})`,
+  );
   const memory = await page.textContent("#model-info");
-  check(/chat template/.test(memory) && /reference 0(\.0)? MB/.test(memory), `memory estimate shown: ${memory}`);
+  check(
+    /chat template/.test(memory) && /reference 0(\.0)? MB/.test(memory),
+    `memory estimate shown: ${memory}`,
+  );
   check((await pairs()) === 0, "the folder's model starts with its own (empty) pairs");
   await pickOne("key");
-  check(/loss\s*0\.6931/.test(await metrics()), "LoRA's first update on the folder's model has loss ln 2");
+  check(
+    /loss\s*0\.6931/.test(await metrics()),
+    "LoRA's first update on the folder's model has loss ln 2",
+  );
   await shot("06-own-model");
   // TRL's conversational rows, formatted with the folder's chat template: imported and trained on.
   const turn = (role, content) => [{ role, content }];
   const chat = [
-    { prompt: turn("user", "Tell me a story."), chosen: turn("assistant", "A fox ran home happy."), rejected: turn("assistant", "No.") },
-    { prompt: turn("user", "Be kind."), chosen: turn("assistant", "Thank you!"), rejected: turn("assistant", "Go away.") },
+    {
+      prompt: turn("user", "Tell me a story."),
+      chosen: turn("assistant", "A fox ran home happy."),
+      rejected: turn("assistant", "No."),
+    },
+    {
+      prompt: turn("user", "Be kind."),
+      chosen: turn("assistant", "Thank you!"),
+      rejected: turn("assistant", "Go away."),
+    },
   ];
   writeFileSync(join(out, "chat.jsonl"), chat.map((r) => JSON.stringify(r)).join("\n") + "\n");
   await page.setInputFiles("#import", join(out, "chat.jsonl"));
-  await page.waitForFunction(() => /Imported 2 pairs; training on them: done/.test(document.getElementById("status-text").textContent) || !document.getElementById("notice").hidden && document.getElementById("notice").classList.contains("error"), null, WAIT);
+  await page.waitForFunction(
+    () =>
+      /Imported 2 pairs; training on them: done/.test(
+        document.getElementById("status-text").textContent,
+      ) ||
+      (!document.getElementById("notice").hidden &&
+        document.getElementById("notice").classList.contains("error")),
+    null,
+    WAIT,
+  );
   await noError("conversational import");
-  check((await pairs()) === 3, "conversational TRL rows imported and trained on with the chat template");
-  const chatExport = (await download("#export", "chat-pairs.jsonl")).toString().trim().split("\n").slice(1).map((l) => JSON.parse(l));
-  check(JSON.stringify(chatExport) === JSON.stringify(chat), "they export as the conversational rows they were");
+  check(
+    (await pairs()) === 3,
+    "conversational TRL rows imported and trained on with the chat template",
+  );
+  const chatExport = (await download("#export", "chat-pairs.jsonl"))
+    .toString()
+    .trim()
+    .split("\n")
+    .slice(1)
+    .map((l) => JSON.parse(l));
+  check(
+    JSON.stringify(chatExport) === JSON.stringify(chat),
+    "they export as the conversational rows they were",
+  );
   const adapterFiles = [];
   const bothDownloaded = new Promise((resolve) => {
     const on = (d) => adapterFiles.push(d) === 2 && (page.off("download", on), resolve());
@@ -188,36 +342,70 @@ try {
   });
   await page.click("#download-adapter");
   await bothDownloaded;
-  const named = Object.fromEntries(await Promise.all(adapterFiles.map(async (d) => [d.suggestedFilename(), readFileSync(await d.path())])));
+  const named = Object.fromEntries(
+    await Promise.all(
+      adapterFiles.map(async (d) => [d.suggestedFilename(), readFileSync(await d.path())]),
+    ),
+  );
   const adapterConfig = JSON.parse(named["adapter_config.json"].toString());
   const st = named["adapter_model.safetensors"];
-  const tensors = Object.keys(JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString())).filter((k) => k !== "__metadata__");
-  check(adapterConfig.peft_type === "LORA" && adapterConfig.r === 8 && tensors.length === 16 && tensors.every((t) => /^base_model\.model\.model\.layers\.\d\.self_attn\.[qkvo]_proj\.lora_[AB]\.weight$/.test(t)), `PEFT adapter downloaded (${tensors.length} tensors)`);
+  const tensors = Object.keys(
+    JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString()),
+  ).filter((k) => k !== "__metadata__");
+  check(
+    adapterConfig.peft_type === "LORA" &&
+      adapterConfig.r === 8 &&
+      tensors.length === 16 &&
+      tensors.every((t) =>
+        /^base_model\.model\.model\.layers\.\d\.self_attn\.[qkvo]_proj\.lora_[AB]\.weight$/.test(t),
+      ),
+    `PEFT adapter downloaded (${tensors.length} tensors)`,
+  );
   writeFileSync(join(out, "adapter_config.json"), named["adapter_config.json"]);
   // A reload brings the folder back from IndexedDB without asking for it.
   await page.reload();
   await ready();
   await noError("reload with the folder's model");
-  check(/llama · /.test(await page.textContent("#device")) && (await learnt()) === 1, "reload restored the folder's model and its pick from IndexedDB");
+  check(
+    /llama · /.test(await page.textContent("#device")) && (await learnt()) === 1,
+    "reload restored the folder's model and its pick from IndexedDB",
+  );
   await page.click("#builtin");
-  await page.waitForFunction(() => !/llama/.test(document.getElementById("device").textContent) && !document.getElementById("generate").disabled, null, WAIT);
-  check((await pairs()) === 4 && /Ready/.test(await page.textContent("#status-text")), "back to the built-in model with its own pairs");
+  await page.waitForFunction(
+    () =>
+      !/llama/.test(document.getElementById("device").textContent) &&
+      !document.getElementById("generate").disabled,
+    null,
+    WAIT,
+  );
+  check(
+    (await pairs()) === 4 && /Ready/.test(await page.textContent("#status-text")),
+    "back to the built-in model with its own pairs",
+  );
   // A policy saved from other reference weights (an app update changed the model) is not loaded.
-  await page.evaluate(() => new Promise((resolve, reject) => {
-    const open = indexedDB.open("webdpo");
-    open.onsuccess = () => {
-      const tx = open.result.transaction("state", "readwrite");
-      const states = tx.objectStore("state");
-      const get = states.get("storyworld");
-      get.onsuccess = () => states.put({ ...get.result, reference: "weights of an older release" }, "storyworld");
-      tx.oncomplete = () => (open.result.close(), resolve());
-      tx.onerror = () => reject(tx.error);
-    };
-  }));
+  await page.evaluate(
+    () =>
+      new Promise((resolve, reject) => {
+        const open = indexedDB.open("webdpo");
+        open.onsuccess = () => {
+          const tx = open.result.transaction("state", "readwrite");
+          const states = tx.objectStore("state");
+          const get = states.get("storyworld");
+          get.onsuccess = () =>
+            states.put({ ...get.result, reference: "weights of an older release" }, "storyworld");
+          tx.oncomplete = () => (open.result.close(), resolve());
+          tx.onerror = () => reject(tx.error);
+        };
+      }),
+  );
   await page.reload();
   await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
   const stale = await page.textContent("#notice");
-  check(/weights changed.*starts again from the new reference.*pairs are kept/.test(stale) && (await pairs()) === 4, `a policy saved from other weights is not restored: ${stale}`);
+  check(
+    /weights changed.*starts again from the new reference.*pairs are kept/.test(stale) &&
+      (await pairs()) === 4,
+    `a policy saved from other weights is not restored: ${stale}`,
+  );
 
   if (mode === "webgpu") {
     // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.
@@ -229,10 +417,23 @@ try {
     await p2.click("#generate");
     await p2.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
     await p2.click("#pick-a");
-    await p2.waitForFunction(() => document.getElementById("picks-count").dataset.learnt === "1" && !document.getElementById("generate").disabled, null, WAIT);
+    await p2.waitForFunction(
+      () =>
+        document.getElementById("picks-count").dataset.learnt === "1" &&
+        !document.getElementById("generate").disabled,
+      null,
+      WAIT,
+    );
     const notice = await p2.textContent("#notice");
-    check(/GPU failed.*CPU.*picks are kept/.test(notice) && (await p2.$eval("#device", (e) => e.dataset.backend)) === "cpu", `GPU failure falls back to the CPU: ${notice}`);
-    check(/loss\s*0\.6931/.test(await p2.textContent("#metrics")), "the pick was learnt on the CPU from the saved state");
+    check(
+      /GPU failed.*CPU.*picks are kept/.test(notice) &&
+        (await p2.$eval("#device", (e) => e.dataset.backend)) === "cpu",
+      `GPU failure falls back to the CPU: ${notice}`,
+    );
+    check(
+      /loss\s*0\.6931/.test(await p2.textContent("#metrics")),
+      "the pick was learnt on the CPU from the saved state",
+    );
     await p2.screenshot({ path: join(out, "06-gpu-fallback.png") });
     await other.close();
   }

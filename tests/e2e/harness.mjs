@@ -12,13 +12,30 @@ export async function startApp({ webgpu }) {
       s.close(() => resolve(port));
     });
   });
-  const server = spawn("python3", ["scripts/serve.py", "--port", String(port), "--quiet"], { stdio: ["ignore", "pipe", "inherit"] });
+  const server = spawn("python3", ["scripts/serve.py", "--port", String(port), "--quiet"], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   await new Promise((resolve) => server.stdout.once("data", resolve));
   const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
-    args: ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      ...(webgpu ? ["--enable-unsafe-webgpu"] : ["--disable-features=WebGPU"])],
+    args: [
+      "--no-sandbox",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      ...(webgpu ? ["--enable-unsafe-webgpu"] : ["--disable-features=WebGPU"]),
+    ],
   });
-  return { port, browser, url: `http://127.0.0.1:${port}`, close: async () => { await browser.close(); server.kill(); } };
+  return {
+    port,
+    browser,
+    url: `http://127.0.0.1:${port}`,
+    close: async () => {
+      await browser.close();
+      server.kill();
+    },
+  };
 }

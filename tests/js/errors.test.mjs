@@ -9,7 +9,11 @@ const thrown = (message, kind) => Object.assign(new Error(message), { kind });
 const crossed = (e) => fromMessage(structuredClone(toMessage(e)));
 
 test("a device error falls back, however it is worded", () => {
-  for (const text of ["device: the GPU device was lost", "Adapter went away", "GPU hung; giving up"]) {
+  for (const text of [
+    "device: the GPU device was lost",
+    "Adapter went away",
+    "GPU hung; giving up",
+  ]) {
     assert.equal(isGpuFailure(crossed(thrown(text, "device")), true), true, text);
   }
 });

@@ -49,7 +49,9 @@ test("an output was edited or removed: rebuilt", () => {
 });
 
 test("a malformed argument is refused", () => {
-  const r = spawnSync("bash", ["scripts/stamp.sh", "check", stamp, "webdpo.wasm"], { encoding: "utf8" });
+  const r = spawnSync("bash", ["scripts/stamp.sh", "check", stamp, "webdpo.wasm"], {
+    encoding: "utf8",
+  });
   assert.equal(r.status, 2);
   assert.match(r.stderr, /expected file:NAME=PATH or text:NAME=VALUE/);
 });

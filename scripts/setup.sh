@@ -9,6 +9,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
 have wasm-pack || cargo install wasm-pack
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 
 # wasm-bindgen-cli must match the wasm-bindgen crate in Cargo.lock exactly.
 [ -f Cargo.lock ] || cargo generate-lockfile
@@ -24,10 +25,11 @@ if ! have chromium || ! have chromedriver; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
 fi
 
-# Node tools (binaryen's wasm-opt, playwright-core), pinned by package-lock.json.
 if ! have node || ! have npm; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm
 fi
-[ -x node_modules/.bin/wasm-opt ] && [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
+# Node tools (binaryen's wasm-opt, playwright-core, Prettier), pinned by package-lock.json.
+[ -x node_modules/.bin/wasm-opt ] && [ -d node_modules/playwright-core ] && [ -x node_modules/.bin/prettier ] ||
+  npm ci --no-audit --no-fund

@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 bash scripts/setup.sh
 
+# Formatting at 100 columns: rustfmt (rustfmt.toml) and Prettier (.prettierrc.json).
+cargo fmt --check
+node_modules/.bin/prettier --check "www/*.js" "tests/**/*.mjs" "scripts/*.mjs" "bench/*.mjs"
+
 # The page's and the scripts' own logic (node's test runner): seconds.
 node --test tests/js/
 

@@ -167,6 +167,26 @@ fn default_hidden_act() -> String {
 }
 
 impl ModelConfig {
+    /// A config for [`crate::tokenizer::byte_level_tokenizer_json`]'s vocabulary (its specials
+    /// `<pad>`, `<s>`, `</s>` first, then the 256 bytes), with HF defaults for the rest.
+    pub fn byte_level(
+        hidden_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        intermediate_size: usize,
+    ) -> Self {
+        let specials = crate::tokenizer::BYTE_LEVEL_SPECIALS.len();
+        let mut c = Self::new(
+            specials + 256,
+            hidden_size,
+            num_hidden_layers,
+            num_attention_heads,
+            intermediate_size,
+        );
+        (c.pad_token_id, c.bos_token_id, c.eos_token_id) = (Some(0), Some(1), Some(2));
+        c
+    }
+
     /// A config with HF defaults for everything but the sizes.
     pub fn new(
         vocab_size: usize,

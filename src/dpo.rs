@@ -127,17 +127,17 @@ pub fn dpo_loss(
     let rejected_rewards = (policy_rejected.clone() - reference_rejected.clone())
         .detach()
         .mul_scalar(beta);
-    let logits = (policy_chosen - policy_rejected) - (reference_chosen - reference_rejected);
+    let h = (policy_chosen - policy_rejected) - (reference_chosen - reference_rejected);
     let losses = match config.loss_type {
         LossType::Sigmoid => {
-            log_sigmoid(logits.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
-                - log_sigmoid(logits.mul_scalar(-beta)).mul_scalar(eps)
+            log_sigmoid(h.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
+                - log_sigmoid(h.mul_scalar(-beta)).mul_scalar(eps)
         }
-        LossType::Robust => (log_sigmoid(logits.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
-            + log_sigmoid(logits.mul_scalar(-beta)).mul_scalar(eps))
+        LossType::Robust => (log_sigmoid(h.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
+            + log_sigmoid(h.mul_scalar(-beta)).mul_scalar(eps))
         .div_scalar(1.0 - 2.0 * eps),
-        LossType::Hinge => relu(logits.mul_scalar(-beta).add_scalar(1.0)),
-        LossType::Ipo => logits.sub_scalar(1.0 / (2.0 * beta)).square(),
+        LossType::Hinge => relu(h.mul_scalar(-beta).add_scalar(1.0)),
+        LossType::Ipo => h.sub_scalar(1.0 / (2.0 * beta)).square(),
     };
     DpoOutput {
         losses,

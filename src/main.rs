@@ -38,9 +38,7 @@ mod cli {
         Attribute, PAIRS_PER_PICK, Rates, SimulationPoint, sample_stories, simulate,
     };
     use webdpo::storyworld::{Example, StoryWorld, format_prompt};
-    use webdpo::tokenizer::{
-        BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe,
-    };
+    use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json, train_byte_level_bpe};
     use webdpo::trainer::{DpoTrainer, TrainConfig};
     use webdpo::{ComputeDevice, Error, ModelConfig, Result, block_on};
 
@@ -94,15 +92,15 @@ mod cli {
         /// Also write the JSON report here (it is always printed).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = BenchConfig::default().warmup)]
         warmup: usize,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = BenchConfig::default().runs)]
         runs: usize,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = BenchConfig::default().recompute_runs)]
         recompute_runs: usize,
-        #[arg(long, default_value_t = 96)]
+        #[arg(long, default_value_t = BenchConfig::default().completion_tokens)]
         completion_tokens: usize,
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = BenchConfig::default().new_tokens)]
         new_tokens: usize,
         /// The optimizer of the timed update (the app's default is SGD with momentum).
         #[arg(long, default_value = "sgd")]
@@ -266,15 +264,16 @@ mod cli {
         /// JSONL of preference pairs.
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value_t = 0.1)]
+        #[arg(long, default_value_t = DpoConfig::default().beta)]
         beta: f64,
-        #[arg(long, default_value = "sigmoid")]
-        loss: String,
-        #[arg(long, default_value_t = 0.0)]
+        /// sigmoid, ipo, hinge or robust.
+        #[arg(long, default_value_t = DpoConfig::default().loss_type)]
+        loss: LossType,
+        #[arg(long, default_value_t = DpoConfig::default().label_smoothing)]
         label_smoothing: f64,
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
-        #[arg(long, default_value_t = 512)]
+        #[arg(long, default_value_t = TrainConfig::default().max_length)]
         max_length: usize,
         #[command(flatten)]
         lora: LoraArgs,
@@ -327,14 +326,15 @@ mod cli {
         /// Output model directory (replaced only when training succeeds).
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 1e-4)]
+        /// AdamW's learning rate.
+        #[arg(long, default_value_t = Optim::AdamW.default_learning_rate())]
         lr: f64,
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
         weight_decay: f64,
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = TrainConfig::default().max_grad_norm)]
         max_grad_norm: f64,
         /// Updates per batch.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = TrainConfig::default().steps_per_pair)]
         steps: usize,
         #[arg(long, default_value_t = 1)]
         epochs: usize,
@@ -357,15 +357,15 @@ mod cli {
         prompt: String,
         #[arg(short, long, default_value_t = 2)]
         n: usize,
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = SamplingConfig::default().temperature)]
         temperature: f64,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = SamplingConfig::default().top_k)]
         top_k: usize,
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, default_value_t = SamplingConfig::default().top_p)]
         top_p: f64,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = SamplingConfig::default().max_new_tokens)]
         max_new_tokens: usize,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = SamplingConfig::default().seed)]
         seed: u64,
         #[command(flatten)]
         lora: LoraArgs,
@@ -405,17 +405,11 @@ mod cli {
     }
 
     fn init(a: InitArgs, device: &ComputeDevice) -> Result<()> {
-        let vocab = BYTE_LEVEL_SPECIALS.len() + 256;
         let mut config =
-            ModelConfig::new(vocab, a.hidden_size, a.layers, a.heads, a.intermediate_size);
+            ModelConfig::byte_level(a.hidden_size, a.layers, a.heads, a.intermediate_size);
         config.num_key_value_heads = Some(a.kv_heads);
         config.max_position_embeddings = a.context;
         config.tie_word_embeddings = a.tie_embeddings;
-        (
-            config.pad_token_id,
-            config.bos_token_id,
-            config.eos_token_id,
-        ) = (Some(0), Some(1), Some(2));
         let model = CausalLm::init(&config, a.seed, &device.device)?;
         let dir = ModelDir::new(config, byte_level_tokenizer_json().into_bytes(), model);
         block_on(dir.save(&dir.model, &a.out))?;
@@ -459,7 +453,7 @@ mod cli {
     fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         let dpo = DpoConfig {
             beta: a.beta,
-            loss_type: a.loss.parse::<LossType>()?,
+            loss_type: a.loss,
             label_smoothing: a.label_smoothing,
         };
         dpo.validate()?;

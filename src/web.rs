@@ -595,12 +595,6 @@ impl Session {
         .await?;
         Ok(to_js(&report))
     }
-
-    /// The config.json of the loaded model.
-    #[wasm_bindgen(js_name = configJson)]
-    pub fn config_json(&self) -> String {
-        self.config.to_json()
-    }
 }
 
 /// Responses being sampled; see [`Session::start_generation`].

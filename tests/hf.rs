@@ -465,12 +465,9 @@ fn chat_templates_format_prompts_and_completions_as_transformers_and_trl_do() {
 
 #[test]
 fn conversational_pairs_without_a_chat_template_are_refused() {
-    let tokenizer = TextTokenizer::from_bytes(byte_level_tokenizer_json().as_bytes(), &{
-        let mut c = webdpo::ModelConfig::new(259, 32, 1, 4, 64);
-        c.eos_token_id = Some(2);
-        c
-    })
-    .unwrap();
+    let config = webdpo::ModelConfig::byte_level(32, 1, 4, 64);
+    let tokenizer =
+        TextTokenizer::from_bytes(byte_level_tokenizer_json().as_bytes(), &config).unwrap();
     let row = concat!(
         r#"{"prompt": [{"role": "user", "content": "Hi"}], "#,
         r#""chosen": "Hello.", "rejected": "Go away."}"#

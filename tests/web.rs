@@ -7,17 +7,16 @@ use wasm_bindgen_test::*;
 use webdpo::data::PreferencePair;
 use webdpo::logps::TokenizedPair;
 use webdpo::model::CausalLm;
-use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json};
+use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::trainer::{DpoTrainer, StepReport, TrainConfig};
 use webdpo::{ComputeDevice, ModelConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 fn config() -> ModelConfig {
-    let mut c = ModelConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
+    let mut c = ModelConfig::byte_level(32, 2, 4, 64);
     c.num_key_value_heads = Some(2);
     c.max_position_embeddings = 64;
-    (c.pad_token_id, c.bos_token_id, c.eos_token_id) = (Some(0), Some(1), Some(2));
     c
 }
 

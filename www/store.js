@@ -47,7 +47,6 @@ export async function modelCache() {
     save: (entry) =>
       run("readwrite", (s) => request(s.put({ ...entry, savedAt: Date.now() }, entry.name))),
     load: (name) => run("readonly", (s) => request(s.get(name))),
-    remove: (name) => run("readwrite", (s) => request(s.delete(name))),
   };
 }
 

@@ -6,14 +6,13 @@ use webdpo::ModelConfig;
 use webdpo::data::PreferencePair;
 use webdpo::logps::TokenizedPair;
 use webdpo::model::CausalLm;
-use webdpo::tokenizer::{BYTE_LEVEL_SPECIALS, TextTokenizer, byte_level_tokenizer_json};
+use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 
 /// A 2-layer model over the byte-level vocabulary with grouped-query attention.
 pub fn tiny_config() -> ModelConfig {
-    let mut c = ModelConfig::new(BYTE_LEVEL_SPECIALS.len() + 256, 32, 2, 4, 64);
+    let mut c = ModelConfig::byte_level(32, 2, 4, 64);
     c.num_key_value_heads = Some(2);
     c.max_position_embeddings = 128;
-    (c.pad_token_id, c.bos_token_id, c.eos_token_id) = (Some(0), Some(1), Some(2));
     c
 }
 

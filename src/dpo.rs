@@ -182,6 +182,43 @@ pub struct PairValues {
     pub policy_rejected: Vec<f32>,
     pub reference_chosen: Vec<f32>,
     pub reference_rejected: Vec<f32>,
+    /// The margin of log-ratios,
+    /// `h = (log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))`.
+    #[serde(default)]
+    pub h: Vec<f32>,
+    /// `σ(β·h)`: how strongly the implicit reward already prefers the chosen response.
+    #[serde(default)]
+    pub sigma: Vec<f32>,
+}
+
+impl PairValues {
+    /// The read-back losses, rewards and sequence log-probs `[π(y_w), π(y_l), π_ref(y_w),
+    /// π_ref(y_l)]` of one batch; `h` and `σ(β·h)` follow from them.
+    pub fn new(
+        losses: Vec<f32>,
+        [chosen_rewards, rejected_rewards]: [Vec<f32>; 2],
+        [pc, pr, rc, rr]: [Vec<f32>; 4],
+        beta: f64,
+    ) -> Self {
+        let h: Vec<f32> = (0..pc.len())
+            .map(|i| (pc[i] - rc[i]) - (pr[i] - rr[i]))
+            .collect();
+        let sigma = h
+            .iter()
+            .map(|&h| (1.0 / (1.0 + (-beta * h as f64).exp())) as f32)
+            .collect();
+        Self {
+            losses,
+            chosen_rewards,
+            rejected_rewards,
+            policy_chosen: pc,
+            policy_rejected: pr,
+            reference_chosen: rc,
+            reference_rejected: rr,
+            h,
+            sigma,
+        }
+    }
 }
 
 impl PairValues {
@@ -214,5 +251,7 @@ impl PairValues {
         self.policy_rejected.extend(other.policy_rejected);
         self.reference_chosen.extend(other.reference_chosen);
         self.reference_rejected.extend(other.reference_rejected);
+        self.h.extend(other.h);
+        self.sigma.extend(other.sigma);
     }
 }

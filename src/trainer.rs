@@ -436,15 +436,13 @@ impl DpoTrainer {
             rr,
         ])
         .await?;
-        Ok(PairValues {
+        let beta = self.config.dpo.beta;
+        Ok(PairValues::new(
             losses,
-            chosen_rewards,
-            rejected_rewards,
-            policy_chosen: pc,
-            policy_rejected: pr,
-            reference_chosen: rc,
-            reference_rejected: rr,
-        })
+            [chosen_rewards, rejected_rewards],
+            [pc, pr, rc, rr],
+            beta,
+        ))
     }
 
     /// One optimizer update on `batch`. A non-finite loss or gradient leaves weights and optimizer
@@ -504,15 +502,13 @@ impl DpoTrainer {
         ])
         .await?;
         let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
-        let values = PairValues {
+        let beta = self.config.dpo.beta;
+        let values = PairValues::new(
             losses,
-            chosen_rewards,
-            rejected_rewards,
-            policy_chosen: pc,
-            policy_rejected: pr,
-            reference_chosen: rc,
-            reference_rejected: rr,
-        };
+            [chosen_rewards, rejected_rewards],
+            [pc, pr, rc, rr],
+            beta,
+        );
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();
         metrics.grad_norm = Some(grad_norm);

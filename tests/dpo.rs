@@ -116,6 +116,8 @@ fn step_one_with_policy_equal_to_reference() {
         );
         assert!(m.logps_chosen < 0.0 && m.logps_rejected < 0.0);
         assert!(m.grad_norm.unwrap() > 0.0 && report.skipped.is_none());
+        assert!(report.values.h.iter().all(|&h| h == 0.0));
+        assert!(report.values.sigma.iter().all(|&s| s == 0.5));
     }
 }
 
@@ -149,6 +151,15 @@ fn metrics_follow_trl_definitions() {
         expect[2] += beta * (pr - rr) / n;
         expect[3] += (beta * (pc - rc) > beta * (pr - rr)) as u8 as f64 / n;
         expect[4] += (beta * (pc - rc) - beta * (pr - rr)) / n;
+        // What the teaching view shows: the margin h and σ(β·h), as the report carries them.
+        let h = (pc - rc) - (pr - rr);
+        assert_close(v.h[i] as f64, h, 1e-4, "h");
+        assert_close(
+            v.sigma[i] as f64,
+            1.0 / (1.0 + (-beta * h).exp()),
+            1e-6,
+            "σ(βh)",
+        );
     }
     assert_close(m.loss, expect[0], 1e-5, "loss");
     assert_close(m.rewards_chosen, expect[1], 1e-5, "rewards/chosen");

@@ -365,6 +365,8 @@ function pick(winner) {
       pr: v.policy_rejected[0],
       rc: v.reference_chosen[0],
       rr: v.reference_rejected[0],
+      h: v.h[0],
+      sigma: v.sigma[0],
       loss: v.losses[0],
     };
     // Both responses were sampled from the policy: their mean log-ratio estimates KL(π‖π_ref).
@@ -402,14 +404,15 @@ function skip() {
 // The teaching view: the DPO loss with this pick's numbers, and log π − log π_ref per token.
 
 function teach(pick, scores) {
-  $("teach-empty").hidden = true;
-  $("teach-body").hidden = false;
-  const { pc, pr, rc, rr } = pick.values;
+  // h and σ(β·h) as the update computed them (src/dpo.rs); a pick stored by an older version of
+  // the app lacks them, and is not taught again.
+  const { pc, pr, rc, rr, h, sigma } = pick.values;
+  $("teach-empty").hidden = h !== undefined;
+  $("teach-body").hidden = h === undefined;
+  if (h === undefined) return;
   const { beta, loss_type, label_smoothing: eps } = pick.config.dpo;
   const ratioW = pc - rc;
   const ratioL = pr - rr;
-  const h = ratioW - ratioL;
-  const sigma = 1 / (1 + Math.exp(-beta * h));
   const per = loss_type === "ipo" ? " (per-token averages: IPO normalises by length)" : "";
   const line = (...parts) => el("div", { class: "line" }, ...parts);
   const num = (x, cls = "") => el("span", { class: `num ${cls}` }, fmt(x));

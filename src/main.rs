@@ -931,11 +931,11 @@ mod cli {
             &device.device,
         ))?;
         // What goes wrong, most frequent first, with one example each.
-        let mut problems: std::collections::BTreeMap<String, (usize, &str)> = Default::default();
-        for s in samples.iter().filter(|s| !s.judgement.well_formed) {
-            let problem = s.judgement.problem.as_deref().unwrap_or_default();
-            let kind = problem.split(':').next().unwrap_or_default().to_string();
-            problems.entry(kind).or_insert((0, &s.story)).0 += 1;
+        let mut problems: std::collections::BTreeMap<&str, (usize, &str)> = Default::default();
+        for s in samples.iter() {
+            if let Some(problem) = &s.judgement.problem {
+                problems.entry(problem.rule()).or_insert((0, &s.story)).0 += 1;
+            }
         }
         let mut problems: Vec<_> = problems.into_iter().collect();
         problems.sort_by_key(|(_, (count, _))| std::cmp::Reverse(*count));

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use webdpo::storyworld::oracle::Oracle;
+use webdpo::storyworld::oracle::{Oracle, Problem};
 use webdpo::storyworld::{FIRST_NAMES, NEWCOMER_NAMES, StoryWorld, format_prompt};
 
 #[test]
@@ -104,10 +104,7 @@ fn oracle_refuses_broken_and_foreign_text() {
          named Pip came by. \"You are my best friend,\" said Pip. In the end, Pip hugged the \
          kite and smiled.",
     );
-    assert_eq!(
-        j.problem.as_deref(),
-        Some("the second character is not a new character")
-    );
+    assert_eq!(j.problem, Some(Problem::SecondCharacterNotNew));
     assert!(oracle.parse_prompt("Write a poem about the sea.").is_none());
     assert_eq!(
         oracle

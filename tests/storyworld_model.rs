@@ -9,6 +9,7 @@ use burn::tensor::Device;
 use webdpo::block_on;
 use webdpo::generate::SamplingConfig;
 use webdpo::model_dir::ModelDir;
+use webdpo::storyworld::oracle::Problem;
 use webdpo::storyworld::simulate::{Rates, sample_stories};
 use webdpo::storyworld::{StoryWorld, format_prompt};
 
@@ -20,7 +21,7 @@ fn shipped() -> ModelDir {
     .expect("the shipped model loads")
 }
 
-fn rates_of_200_samples() -> (Rates, Vec<(String, Option<String>)>) {
+fn rates_of_200_samples() -> (Rates, Vec<(String, Option<Problem>)>) {
     let dir = shipped();
     let tokenizer = dir.tokenizer().unwrap();
     let sampling = SamplingConfig {

@@ -88,13 +88,59 @@ impl Pattern {
     }
 }
 
+/// Why a story is not well-formed: the first rule of the arc it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Problem {
+    /// No story-world sentence starts at this text (its first 60 characters).
+    Unreadable(String),
+    NoIntroduction,
+    OutOfOrder,
+    TooManyMiddles,
+    FirstCharacterRenamed,
+    SecondCharacterNotNew,
+    StrangerSpeaks,
+    StrangerEnds,
+    FollowsSomeoneElse,
+    ObjectChanges,
+}
+
+impl Problem {
+    /// The rule broken, without the text that broke it: what `webdpo judge` counts.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            Problem::Unreadable(_) => "unreadable sentence",
+            Problem::NoIntroduction => "does not open with an introduction",
+            Problem::OutOfOrder => {
+                "sentences are not in the order introduction, meeting, dialogue, middle, ending"
+            }
+            Problem::TooManyMiddles => "more than two middle sentences",
+            Problem::FirstCharacterRenamed => "the first character changes name",
+            Problem::SecondCharacterNotNew => "the second character is not a new character",
+            Problem::StrangerSpeaks => "someone who never arrived speaks",
+            Problem::StrangerEnds => "the story ends with a character who was never introduced",
+            Problem::FollowsSomeoneElse => "the story changes whom it follows mid-story",
+            Problem::ObjectChanges => "the object changes mid-story",
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Unreadable(text) => write!(f, "{}: {text:?}", self.rule()),
+            _ => f.write_str(self.rule()),
+        }
+    }
+}
+
 /// What the oracle reads in a story.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Judgement {
     /// Every sentence is a story-world sentence, in the story arc's order, with consistent names.
     pub well_formed: bool,
     /// Why the story is not well-formed.
-    pub problem: Option<String>,
+    pub problem: Option<Problem>,
     pub sentences: usize,
     /// The ending's mood; `None` without an ending.
     pub happy: Option<bool>,
@@ -201,10 +247,7 @@ impl Oracle {
                     rest = &rest[len..];
                 }
                 None => {
-                    problem = Some(format!(
-                        "unreadable sentence: {:?}",
-                        rest.chars().take(60).collect::<String>()
-                    ));
+                    problem = Some(Problem::Unreadable(rest.chars().take(60).collect()));
                     break;
                 }
             }
@@ -236,12 +279,12 @@ impl Oracle {
 }
 
 /// The arc: (Intro, Inciting | Merged), Meet, Dialogue, up to two Middle, Ending; names consistent.
-fn structure_problem(parsed: &[Parsed]) -> Option<String> {
+fn structure_problem(parsed: &[Parsed]) -> Option<Problem> {
     let families: Vec<Family> = parsed.iter().map(|p| p.family).collect();
     let opening = match families.as_slice() {
         [Family::Intro, Family::Inciting, ..] => 2,
         [Family::Merged, ..] => 1,
-        _ => return Some("does not open with an introduction".into()),
+        _ => return Some(Problem::NoIntroduction),
     };
     let rest = &families[opening..];
     let middles = rest.len().saturating_sub(3);
@@ -251,35 +294,33 @@ fn structure_problem(parsed: &[Parsed]) -> Option<String> {
         && rest[2..2 + middles].iter().all(|f| *f == Family::Middle)
         && matches!(rest[rest.len() - 1], Family::Ending { .. });
     if !arc_ok {
-        return Some(
-            "sentences are not in the order introduction, meeting, dialogue, middle, ending".into(),
-        );
+        return Some(Problem::OutOfOrder);
     }
     if middles > 2 {
-        return Some("more than two middle sentences".into());
+        return Some(Problem::TooManyMiddles);
     }
     let a = parsed[0].get("A").unwrap();
     if parsed.iter().any(|s| s.get("A").is_some_and(|x| x != a)) {
-        return Some("the first character changes name".into());
+        return Some(Problem::FirstCharacterRenamed);
     }
     let b = parsed[opening].get("B").unwrap();
     if b == a {
-        return Some("the second character is not a new character".into());
+        return Some(Problem::SecondCharacterNotNew);
     }
     if parsed.iter().any(|s| s.get("B").is_some_and(|x| x != b)) {
-        return Some("someone who never arrived speaks".into());
+        return Some(Problem::StrangerSpeaks);
     }
     let tail = &parsed[opening + 2..];
     let p = tail.last().unwrap().get("P").unwrap();
     if p != a && p != b {
-        return Some("the story ends with a character who was never introduced".into());
+        return Some(Problem::StrangerEnds);
     }
     if tail.iter().any(|s| s.get("P").is_some_and(|x| x != p)) {
-        return Some("the story changes whom it follows mid-story".into());
+        return Some(Problem::FollowsSomeoneElse);
     }
     let pobjects: Vec<&str> = parsed.iter().filter_map(|s| s.get("pobject")).collect();
     if pobjects.windows(2).any(|w| w[0] != w[1]) {
-        return Some("the object changes mid-story".into());
+        return Some(Problem::ObjectChanges);
     }
     None
 }

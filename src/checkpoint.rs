@@ -12,6 +12,7 @@ use crate::model::CausalLm;
 
 /// How tensors are stored in a written file (always computed in f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 pub enum Dtype {
     #[default]
     F32,

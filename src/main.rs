@@ -117,14 +117,8 @@ mod cli {
         /// The safetensors file to write (may be the model's own model.safetensors).
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, value_enum, default_value_t = Precision::F16)]
-        dtype: Precision,
-    }
-
-    #[derive(Clone, Copy, ValueEnum)]
-    enum Precision {
-        F32,
-        F16,
+        #[arg(long, value_enum, default_value_t = Dtype::F16)]
+        dtype: Dtype,
     }
 
     #[derive(Args)]
@@ -643,11 +637,7 @@ mod cli {
 
     fn convert(a: ConvertArgs, device: &ComputeDevice) -> Result<()> {
         let dir = ModelDir::load(&a.model, &device.device)?;
-        let dtype = match a.dtype {
-            Precision::F32 => Dtype::F32,
-            Precision::F16 => Dtype::F16,
-        };
-        let bytes = block_on(to_safetensors(&dir.model, dtype))?;
+        let bytes = block_on(to_safetensors(&dir.model, a.dtype))?;
         // Written beside the target and renamed over it: a failure leaves the old file intact.
         let partial = a.out.with_extension("safetensors.partial");
         write_file(&partial, &bytes)?;

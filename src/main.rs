@@ -32,7 +32,7 @@ mod cli {
     use webdpo::model::CausalLm;
     use webdpo::model_dir::ModelDir;
     use webdpo::optimizer::Optim;
-    use webdpo::pretrain::{PretrainConfig, Pretrainer, batch_indices, batch_of};
+    use webdpo::pretrain::{PretrainConfig, PretrainState, Pretrainer, batch_indices, batch_of};
     use webdpo::storyworld::oracle::Oracle;
     use webdpo::storyworld::simulate::{
         Attribute, PAIRS_PER_PICK, Rates, SimulationPoint, sample_stories, simulate,
@@ -752,7 +752,7 @@ mod cli {
         let state_path = a.out.join("trainer_state.json");
         let (dir, state) = if a.resume {
             let dir = ModelDir::load(&a.out, &device.device)?;
-            let state: serde_json::Value = serde_json::from_slice(
+            let state: PretrainState = serde_json::from_slice(
                 &std::fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?,
             )
             .map_err(|e| Error::checkpoint("trainer_state.json", e))?;
@@ -815,7 +815,7 @@ mod cli {
             let opt_path = a.out.join("optimizer.safetensors");
             let bytes = std::fs::read(&opt_path).map_err(|e| Error::io(&opt_path, e))?;
             trainer.resume(&bytes)?;
-            elapsed_before = state["wall_seconds"].as_f64().unwrap_or(0.0);
+            elapsed_before = state.wall_seconds;
             eprintln!("resuming at step {}", trainer.step);
         }
         let val_batches = val_rows
@@ -870,7 +870,10 @@ mod cli {
                 // println there).
                 let step = trainer.step;
                 let losses = format!("train loss {train_loss:.4}, val loss {val_loss:.4}");
-                let judged = format!("well-formed: {} {:?}", j.well_formed, j.problem);
+                let judged = match &j.problem {
+                    None => "well-formed".to_string(),
+                    Some(problem) => format!("not well-formed: {problem}"),
+                };
                 bar.suspend(|| {
                     eprintln!("step {step}: {losses}\n  {prompt}\n  {story}\n  {judged}")
                 });
@@ -880,11 +883,15 @@ mod cli {
                     &a.out.join("optimizer.safetensors"),
                     &block_on(trainer.optimizer_state())?,
                 )?;
-                let state = serde_json::json!({
-                    "step": trainer.step, "train_loss": train_loss, "val_loss": val_loss,
-                    "wall_seconds": wall, "config": trainer.config, "stories": a.stories,
-                    "seed": a.seed,
-                });
+                let state = PretrainState {
+                    step: trainer.step,
+                    train_loss,
+                    val_loss,
+                    wall_seconds: wall,
+                    config: trainer.config.clone(),
+                    stories: a.stories,
+                    seed: a.seed,
+                };
                 write_file(
                     &state_path,
                     serde_json::to_string_pretty(&state).unwrap().as_bytes(),

@@ -26,6 +26,20 @@ pub struct PretrainConfig {
     pub max_grad_norm: f64,
 }
 
+/// A pretraining run's `trainer_state.json`: where it stopped (for `--resume`) and its figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainState {
+    pub step: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    /// Wall time of every session of the run so far.
+    pub wall_seconds: f64,
+    pub config: PretrainConfig,
+    /// Stories in the training corpus, and the seed it was drawn with.
+    pub stories: usize,
+    pub seed: u64,
+}
+
 impl PretrainConfig {
     /// Learning rate at `step` (0-based): linear warmup, then cosine decay.
     pub fn lr_at(&self, step: usize) -> f64 {

@@ -25,10 +25,10 @@ pub struct LoraConfig {
 impl LoraConfig {
     /// Adapters on the attention projections (PEFT's usual choice), or on every linear layer.
     pub fn new(arch: Arch, r: usize, alpha: f64, all_linear: bool) -> Self {
-        let targets: &[&str] = match (all_linear, arch) {
-            (true, _) => &["all-linear"],
-            (false, Arch::Gpt2) => &["c_attn", "attn.c_proj"],
-            (false, _) => &["q_proj", "k_proj", "v_proj", "o_proj"],
+        let targets: &[&str] = if all_linear {
+            &["all-linear"]
+        } else {
+            arch.spec().lora_attention
         };
         Self {
             r,
@@ -72,23 +72,14 @@ impl LoraConfig {
 
 /// PEFT's `adapter_config.json` for `model`'s adapters: every key `LoraConfig` 0.21 writes.
 fn peft_config(model: &CausalLm, config: &LoraConfig) -> Value {
-    let (class, library) = match model.arch() {
-        Arch::Llama => (
-            "LlamaForCausalLM",
-            "transformers.models.llama.modeling_llama",
-        ),
-        Arch::Qwen2 => (
-            "Qwen2ForCausalLM",
-            "transformers.models.qwen2.modeling_qwen2",
-        ),
-        Arch::Gpt2 => ("GPT2LMHeadModel", "transformers.models.gpt2.modeling_gpt2"),
-    };
+    let spec = model.arch().spec();
+    let (class, library) = (spec.class, spec.module);
     json!({
         "alora_invocation_tokens": null, "alpha_pattern": {}, "arrow_config": null,
         "auto_mapping": { "base_model_class": class, "parent_library": library },
         "base_model_name_or_path": null, "bias": "none", "corda_config": null,
         "ensure_weight_tying": false, "eva_config": null, "exclude_modules": null,
-        "fan_in_fan_out": model.arch() == Arch::Gpt2, "inference_mode": true,
+        "fan_in_fan_out": spec.conv1d, "inference_mode": true,
         "init_lora_weights": true, "kasa_config": null, "layer_replication": null,
         "layers_pattern": null, "layers_to_transform": null, "loftq_config": {},
         "lora_alpha": config.alpha, "lora_bias": false, "lora_dropout": 0.0,

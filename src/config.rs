@@ -7,37 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The transformers architectures this crate implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    /// `LlamaForCausalLM`: RMSNorm, RoPE, grouped-query attention, SwiGLU.
-    Llama,
-    /// `Qwen2ForCausalLM`: Llama with biases on the query, key and value projections.
-    Qwen2,
-    /// `GPT2LMHeadModel`: LayerNorm, learned positions, GELU, fused Conv1D projections, tied head.
-    Gpt2,
-}
-
-const ARCHITECTURES: [(&str, Arch); 3] = [
-    ("LlamaForCausalLM", Arch::Llama),
-    ("Qwen2ForCausalLM", Arch::Qwen2),
-    ("GPT2LMHeadModel", Arch::Gpt2),
-];
-
-/// The first of `names` this crate implements.
-fn known_arch<'a>(mut names: impl Iterator<Item = &'a str>) -> Option<Arch> {
-    names.find_map(|a| {
-        ARCHITECTURES
-            .iter()
-            .find(|(name, _)| *name == a)
-            .map(|(_, arch)| *arch)
-    })
-}
+use crate::arch::ARCHS;
+pub use crate::arch::Arch;
 
 fn unsupported(names: &impl std::fmt::Debug) -> Error {
     Error::Config(format!(
         "architecture {names:?} is not supported (expected one of {:?})",
-        ARCHITECTURES.map(|(n, _)| n)
+        ARCHS.map(|s| s.class)
     ))
 }
 
@@ -229,7 +205,7 @@ impl ModelConfig {
         // Name the architecture before complaining about fields another architecture names
         // differently.
         let arch = match value.get("architectures").and_then(|a| a.as_array()) {
-            Some(archs) => known_arch(archs.iter().filter_map(|a| a.as_str()))
+            Some(archs) => Arch::from_classes(archs.iter().filter_map(|a| a.as_str()))
                 .ok_or_else(|| unsupported(archs))?,
             None => Arch::Llama,
         };
@@ -240,11 +216,7 @@ impl ModelConfig {
             _ => serde_json::from_value(value.clone()).map_err(|e| {
                 Error::Config(format!(
                     "config.json is not a valid {} config: {e}",
-                    if arch == Arch::Qwen2 {
-                        "Qwen2"
-                    } else {
-                        "Llama"
-                    }
+                    arch.spec().class
                 ))
             })?,
         };
@@ -290,7 +262,7 @@ impl ModelConfig {
 
     /// The architecture named by `architectures` (Llama when it names none).
     pub fn arch(&self) -> Arch {
-        known_arch(self.architectures.iter().map(String::as_str)).unwrap_or(Arch::Llama)
+        Arch::from_classes(self.architectures.iter().map(String::as_str)).unwrap_or(Arch::Llama)
     }
 
     pub fn to_json(&self) -> String {
@@ -313,15 +285,11 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         let fail = |m: String| Err(Error::Config(m));
         if !self.architectures.is_empty()
-            && known_arch(self.architectures.iter().map(String::as_str)).is_none()
+            && Arch::from_classes(self.architectures.iter().map(String::as_str)).is_none()
         {
             return Err(unsupported(&self.architectures));
         }
-        let act = if self.arch() == Arch::Gpt2 {
-            ["gelu_new", "gelu_pytorch_tanh"].as_slice()
-        } else {
-            ["silu"].as_slice()
-        };
+        let act = self.arch().spec().activations;
         if !act.contains(&self.hidden_act.as_str()) {
             return fail(format!(
                 "activation {:?} is not supported for {:?} (expected {act:?})",
@@ -380,7 +348,8 @@ impl ModelConfig {
                 "Qwen2 sliding-window attention (use_sliding_window: true) is not supported".into(),
             );
         }
-        if self.arch() != Arch::Gpt2 && self.head_dim() % 2 != 0 {
+        let rotary = self.arch().spec().embed_positions.is_none();
+        if rotary && self.head_dim() % 2 != 0 {
             return fail(format!(
                 "head dimension {} must be even for rotary embeddings",
                 self.head_dim()

@@ -5,6 +5,7 @@
 //! wasm); native callers drive them with [`block_on`].
 
 pub mod adapter;
+pub mod arch;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

@@ -7,7 +7,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::adapter::LoraConfig;
-use crate::config::{Arch, ModelConfig};
+use crate::arch::NormKind;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::lora_target_matches;
 use crate::optimizer::Optim;
@@ -49,75 +50,42 @@ pub struct MemoryLimits {
     pub budget: u64,
 }
 
-/// The linear layers of one block: (module name under the block, in, out).
-fn block_linears(c: &ModelConfig) -> Vec<(&'static str, usize, usize)> {
-    let (d, f, q, kv) = (
-        c.hidden_size,
-        c.intermediate_size,
-        c.num_attention_heads * c.head_dim(),
-        c.kv_heads() * c.head_dim(),
-    );
-    match c.arch() {
-        Arch::Gpt2 => vec![
-            ("attn.c_attn", d, 3 * d),
-            ("attn.c_proj", d, d),
-            ("mlp.c_fc", d, f),
-            ("mlp.c_proj", f, d),
-        ],
-        _ => vec![
-            ("self_attn.q_proj", d, q),
-            ("self_attn.k_proj", d, kv),
-            ("self_attn.v_proj", d, kv),
-            ("self_attn.o_proj", q, d),
-            ("mlp.gate_proj", d, f),
-            ("mlp.up_proj", d, f),
-            ("mlp.down_proj", f, d),
-        ],
-    }
-}
-
 /// Parameters of the model `config` describes.
 pub fn parameter_count(c: &ModelConfig) -> u64 {
+    let spec = c.arch().spec();
     let d = c.hidden_size as u64;
-    let gpt2 = c.arch() == Arch::Gpt2;
-    let linears: u64 = block_linears(c)
+    let linears = spec.block_linears(c);
+    let weights: u64 = linears.iter().map(|(_, l)| (l.d_in * l.d_out) as u64).sum();
+    let biases: u64 = linears
         .iter()
-        .map(|&(_, i, o)| (i * o) as u64)
+        .filter(|(_, l)| l.bias)
+        .map(|(_, l)| l.d_out as u64)
         .sum();
-    let biases: u64 = match c.arch() {
-        Arch::Gpt2 => block_linears(c).iter().map(|&(_, _, o)| o as u64).sum(),
-        Arch::Qwen2 => {
-            (c.num_attention_heads * c.head_dim() + 2 * c.kv_heads() * c.head_dim()) as u64
-        }
-        Arch::Llama => 0,
-    };
     // Two norms per block and one at the end; LayerNorm has a bias as well as a weight.
-    let norm = if gpt2 { 2 * d } else { d };
-    let per_block = linears + biases + 2 * norm;
+    let norm = match spec.norm {
+        NormKind::Rms => d,
+        NormKind::Layer => 2 * d,
+    };
+    let per_block = weights + biases + 2 * norm;
     let embeddings = (c.vocab_size as u64) * d * if c.tie_word_embeddings { 1 } else { 2 };
-    let positions = if gpt2 {
-        c.max_position_embeddings as u64 * d
-    } else {
-        0
+    let positions = match spec.embed_positions {
+        Some(_) => c.max_position_embeddings as u64 * d,
+        None => 0,
     };
     embeddings + positions + c.num_hidden_layers as u64 * per_block + norm
 }
 
 /// Parameters of the LoRA factors `lora` puts on the model: r · (in + out) per targeted layer.
 pub fn lora_parameter_count(c: &ModelConfig, lora: &LoraConfig) -> u64 {
-    let blocks = if c.arch() == Arch::Gpt2 {
-        "transformer.h.0"
-    } else {
-        "model.layers.0"
-    };
-    let per_block: u64 = block_linears(c)
+    let spec = c.arch().spec();
+    let per_block: u64 = spec
+        .block_linears(c)
         .iter()
-        .filter(|(name, ..)| {
-            lora.targets
-                .iter()
-                .any(|t| lora_target_matches(&format!("{blocks}.{name}"), t))
+        .filter(|(name, _)| {
+            let name = format!("{}.0.{name}", spec.blocks);
+            lora.targets.iter().any(|t| lora_target_matches(&name, t))
         })
-        .map(|&(_, i, o)| (lora.r * (i + o)) as u64)
+        .map(|(_, l)| (lora.r * (l.d_in + l.d_out)) as u64)
         .sum();
     c.num_hidden_layers as u64 * per_block
 }

@@ -11,7 +11,8 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::config::{Arch, ModelConfig};
+use crate::arch::{Arch, AttentionLayout, LinearSpec, MlpLayout, NormKind};
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
 /// Supplies a tensor for a parameter name and shape: random init or a checkpoint.
@@ -82,12 +83,15 @@ impl Linear {
     fn load(
         source: &mut TensorSource,
         name: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-        conv1d: bool,
+        spec: LinearSpec,
         device: &Device,
     ) -> Result<Self> {
+        let LinearSpec {
+            d_in,
+            d_out,
+            bias,
+            conv1d,
+        } = spec;
         let weight_name = format!("{name}.weight");
         let weight = if conv1d {
             let data = source(&weight_name, &[d_in, d_out])?;
@@ -183,7 +187,7 @@ impl Norm {
         device: &Device,
     ) -> Result<Self> {
         let d = c.hidden_size;
-        let bias = if c.arch() == Arch::Gpt2 {
+        let bias = if c.arch().spec().norm == NormKind::Layer {
             Some(param(source, &format!("{name}.bias"), [d], device)?)
         } else {
             None
@@ -346,69 +350,19 @@ pub struct Attention {
 }
 
 impl Attention {
-    fn load(
-        source: &mut TensorSource,
-        name: &str,
-        c: &ModelConfig,
-        device: &Device,
-    ) -> Result<Self> {
-        let (d, hd, kv) = (c.hidden_size, c.head_dim(), c.kv_heads() * c.head_dim());
-        let (qkv, o_proj) = match c.arch() {
-            Arch::Gpt2 => (
-                Qkv::Fused(Linear::load(
-                    source,
-                    &format!("{name}.c_attn"),
-                    d,
-                    3 * d,
-                    true,
-                    true,
-                    device,
-                )?),
-                Linear::load(source, &format!("{name}.c_proj"), d, d, true, true, device)?,
-            ),
-            arch => {
-                let bias = arch == Arch::Qwen2;
+    fn load(source: &mut TensorSource, linears: &BlockLinears, device: &Device) -> Result<Self> {
+        let c = &linears.config;
+        let attn = c.arch().spec().attn;
+        let mut load = |module: &str| linears.load(source, &format!("{attn}.{module}"), device);
+        let (qkv, o_proj) = match c.arch().spec().attention {
+            AttentionLayout::Fused => (Qkv::Fused(load("c_attn")?), load("c_proj")?),
+            AttentionLayout::Separate { .. } => {
                 let separate = SeparateQkv {
-                    q_proj: Linear::load(
-                        source,
-                        &format!("{name}.q_proj"),
-                        d,
-                        c.num_attention_heads * hd,
-                        bias,
-                        false,
-                        device,
-                    )?,
-                    k_proj: Linear::load(
-                        source,
-                        &format!("{name}.k_proj"),
-                        d,
-                        kv,
-                        bias,
-                        false,
-                        device,
-                    )?,
-                    v_proj: Linear::load(
-                        source,
-                        &format!("{name}.v_proj"),
-                        d,
-                        kv,
-                        bias,
-                        false,
-                        device,
-                    )?,
+                    q_proj: load("q_proj")?,
+                    k_proj: load("k_proj")?,
+                    v_proj: load("v_proj")?,
                 };
-                (
-                    Qkv::Separate(separate),
-                    Linear::load(
-                        source,
-                        &format!("{name}.o_proj"),
-                        c.num_attention_heads * hd,
-                        d,
-                        false,
-                        false,
-                        device,
-                    )?,
-                )
+                (Qkv::Separate(separate), load("o_proj")?)
             }
         };
         Ok(Self {
@@ -515,47 +469,20 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn load(
-        source: &mut TensorSource,
-        name: &str,
-        c: &ModelConfig,
-        device: &Device,
-    ) -> Result<Self> {
-        let (d, f) = (c.hidden_size, c.intermediate_size);
-        Ok(match c.arch() {
-            Arch::Gpt2 => Self {
+    fn load(source: &mut TensorSource, linears: &BlockLinears, device: &Device) -> Result<Self> {
+        let spec = linears.config.arch().spec();
+        let mut load =
+            |module: &str| linears.load(source, &format!("{}.{module}", spec.mlp), device);
+        Ok(match spec.feed_forward {
+            MlpLayout::Plain => Self {
                 gate: None,
-                up: Linear::load(source, &format!("{name}.c_fc"), d, f, true, true, device)?,
-                down: Linear::load(source, &format!("{name}.c_proj"), f, d, true, true, device)?,
+                up: load("c_fc")?,
+                down: load("c_proj")?,
             },
-            _ => Self {
-                gate: Some(Linear::load(
-                    source,
-                    &format!("{name}.gate_proj"),
-                    d,
-                    f,
-                    false,
-                    false,
-                    device,
-                )?),
-                up: Linear::load(
-                    source,
-                    &format!("{name}.up_proj"),
-                    d,
-                    f,
-                    false,
-                    false,
-                    device,
-                )?,
-                down: Linear::load(
-                    source,
-                    &format!("{name}.down_proj"),
-                    f,
-                    d,
-                    false,
-                    false,
-                    device,
-                )?,
+            MlpLayout::Gated => Self {
+                gate: Some(load("gate_proj")?),
+                up: load("up_proj")?,
+                down: load("down_proj")?,
             },
         })
     }
@@ -596,6 +523,24 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
+/// A block's linear layers as its architecture stores them ([`crate::arch::ArchSpec`]).
+struct BlockLinears {
+    block: String,
+    config: ModelConfig,
+    specs: Vec<(String, LinearSpec)>,
+}
+
+impl BlockLinears {
+    fn load(&self, source: &mut TensorSource, module: &str, device: &Device) -> Result<Linear> {
+        let (_, spec) = self
+            .specs
+            .iter()
+            .find(|(name, _)| name == module)
+            .expect("an architecture's layout names each of its layers");
+        Linear::load(source, &format!("{}.{module}", self.block), *spec, device)
+    }
+}
+
 impl Block {
     fn load(
         source: &mut TensorSource,
@@ -603,15 +548,17 @@ impl Block {
         c: &ModelConfig,
         device: &Device,
     ) -> Result<Self> {
-        let (attn_norm, attn, mlp_norm) = match c.arch() {
-            Arch::Gpt2 => ("ln_1", "attn", "ln_2"),
-            _ => ("input_layernorm", "self_attn", "post_attention_layernorm"),
+        let spec = c.arch().spec();
+        let linears = BlockLinears {
+            block: name.to_string(),
+            config: c.clone(),
+            specs: spec.block_linears(c),
         };
         Ok(Self {
-            attn_norm: Norm::load(source, &format!("{name}.{attn_norm}"), c, device)?,
-            attn: Attention::load(source, &format!("{name}.{attn}"), c, device)?,
-            mlp_norm: Norm::load(source, &format!("{name}.{mlp_norm}"), c, device)?,
-            mlp: Mlp::load(source, &format!("{name}.mlp"), c, device)?,
+            attn_norm: Norm::load(source, &format!("{name}.{}", spec.attn_norm), c, device)?,
+            attn: Attention::load(source, &linears, device)?,
+            mlp_norm: Norm::load(source, &format!("{name}.{}", spec.mlp_norm), c, device)?,
+            mlp: Mlp::load(source, &linears, device)?,
         })
     }
 
@@ -623,25 +570,6 @@ impl Block {
     ) -> Tensor<3> {
         let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), pos, cache);
         h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
-    }
-}
-
-/// The HF names of the parameters outside the blocks.
-fn embedding_names(arch: Arch) -> (&'static str, &'static str, &'static str, &'static str) {
-    // (token embedding, position embedding, blocks, final norm)
-    match arch {
-        Arch::Gpt2 => (
-            "transformer.wte.weight",
-            "transformer.wpe.weight",
-            "transformer.h",
-            "transformer.ln_f",
-        ),
-        _ => (
-            "model.embed_tokens.weight",
-            "",
-            "model.layers",
-            "model.norm",
-        ),
     }
 }
 
@@ -668,43 +596,41 @@ impl CausalLm {
         config.validate()?;
         let c = config;
         let arch = c.arch();
-        let (embed, positions, blocks, norm) = embedding_names(arch);
+        let spec = arch.spec();
         // Blocks first: a seeded init draws in this order, and the same seed gives the same weights
         // as earlier versions did.
         let layers = (0..c.num_hidden_layers)
-            .map(|i| Block::load(source, &format!("{blocks}.{i}"), c, device))
+            .map(|i| Block::load(source, &format!("{}.{i}", spec.blocks), c, device))
             .collect::<Result<_>>()?;
-        let embed_tokens = param(source, embed, [c.vocab_size, c.hidden_size], device)?;
-        let embed_positions = if arch == Arch::Gpt2 {
-            Some(param(
-                source,
-                positions,
-                [c.max_position_embeddings, c.hidden_size],
-                device,
-            )?)
-        } else {
-            None
+        let embed_tokens = param(
+            source,
+            spec.embed_tokens,
+            [c.vocab_size, c.hidden_size],
+            device,
+        )?;
+        let positions = [c.max_position_embeddings, c.hidden_size];
+        let embed_positions = match spec.embed_positions {
+            Some(name) => Some(param(source, name, positions, device)?),
+            None => None,
         };
         Ok(Self {
             embed_tokens,
             embed_positions,
             layers,
-            norm: Norm::load(source, norm, c, device)?,
+            norm: Norm::load(source, spec.final_norm, c, device)?,
             lm_head: if c.tie_word_embeddings {
                 None
             } else {
-                Some(Linear::load(
-                    source,
-                    "lm_head",
-                    c.hidden_size,
-                    c.vocab_size,
-                    false,
-                    false,
-                    device,
-                )?)
+                let head = LinearSpec {
+                    d_in: c.hidden_size,
+                    d_out: c.vocab_size,
+                    bias: false,
+                    conv1d: false,
+                };
+                Some(Linear::load(source, "lm_head", head, device)?)
             },
             arch,
-            rope_theta: (arch != Arch::Gpt2).then_some(c.rope_theta),
+            rope_theta: spec.embed_positions.is_none().then_some(c.rope_theta),
             head_dim: c.head_dim(),
             max_positions: c.max_position_embeddings,
         })
@@ -753,10 +679,10 @@ impl CausalLm {
     /// Every weight with its HF name, flattened, in a fixed order: what `model.safetensors`
     /// holds. LoRA adapters are merged into their layers' weights.
     pub fn named_tensors(&self) -> Vec<NamedTensor> {
-        let (embed, positions, _, _) = embedding_names(self.arch);
-        let mut out = vec![flat(embed.into(), &self.embed_tokens)];
-        if let Some(p) = &self.embed_positions {
-            out.push(flat(positions.into(), p));
+        let spec = self.arch.spec();
+        let mut out = vec![flat(spec.embed_tokens.into(), &self.embed_tokens)];
+        if let (Some(p), Some(name)) = (&self.embed_positions, spec.embed_positions) {
+            out.push(flat(name.into(), p));
         }
         for l in &self.layers {
             l.attn_norm.named_tensors(&mut out);

@@ -11,7 +11,7 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::arch::{Arch, AttentionLayout, LinearSpec, MlpLayout, NormKind};
+use crate::arch::{Arch, ArchSpec, AttentionLayout, LinearSpec, MlpLayout, NormKind};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 
@@ -350,11 +350,15 @@ pub struct Attention {
 }
 
 impl Attention {
-    fn load(source: &mut TensorSource, linears: &BlockLinears, device: &Device) -> Result<Self> {
-        let c = &linears.config;
-        let attn = c.arch().spec().attn;
+    fn load(
+        source: &mut TensorSource,
+        linears: &BlockLinears,
+        c: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let attn = linears.arch.attn;
         let mut load = |module: &str| linears.load(source, &format!("{attn}.{module}"), device);
-        let (qkv, o_proj) = match c.arch().spec().attention {
+        let (qkv, o_proj) = match linears.arch.attention {
             AttentionLayout::Fused => (Qkv::Fused(load("c_attn")?), load("c_proj")?),
             AttentionLayout::Separate { .. } => {
                 let separate = SeparateQkv {
@@ -470,7 +474,7 @@ pub struct Mlp {
 
 impl Mlp {
     fn load(source: &mut TensorSource, linears: &BlockLinears, device: &Device) -> Result<Self> {
-        let spec = linears.config.arch().spec();
+        let spec = linears.arch;
         let mut load =
             |module: &str| linears.load(source, &format!("{}.{module}", spec.mlp), device);
         Ok(match spec.feed_forward {
@@ -526,7 +530,7 @@ pub struct Block {
 /// A block's linear layers as its architecture stores them ([`crate::arch::ArchSpec`]).
 struct BlockLinears {
     block: String,
-    config: ModelConfig,
+    arch: &'static ArchSpec,
     specs: Vec<(String, LinearSpec)>,
 }
 
@@ -551,12 +555,12 @@ impl Block {
         let spec = c.arch().spec();
         let linears = BlockLinears {
             block: name.to_string(),
-            config: c.clone(),
+            arch: spec,
             specs: spec.block_linears(c),
         };
         Ok(Self {
             attn_norm: Norm::load(source, &format!("{name}.{}", spec.attn_norm), c, device)?,
-            attn: Attention::load(source, &linears, device)?,
+            attn: Attention::load(source, &linears, c, device)?,
             mlp_norm: Norm::load(source, &format!("{name}.{}", spec.mlp_norm), c, device)?,
             mlp: Mlp::load(source, &linears, device)?,
         })

@@ -819,10 +819,7 @@ function wire() {
       file,
       path: file.webkitRelativePath || file.name,
     }));
-    if (files.length)
-      modelFiles(files)
-        .then(importFolder)
-        .finally(() => (e.target.value = ""));
+    if (files.length) importFolder(files).finally(() => (e.target.value = ""));
   });
   const drop = $("dropzone");
   drop.addEventListener("dragover", (e) => (e.preventDefault(), drop.classList.add("over")));
@@ -832,7 +829,7 @@ function wire() {
     drop.classList.remove("over");
     if (busy)
       return notice("Wait for the current work to finish, then drop the folder again.", "error");
-    importFolder(await modelFiles(await droppedFiles(e.dataTransfer)));
+    importFolder(await droppedFiles(e.dataTransfer));
   });
   $("builtin").addEventListener("click", useBuiltIn);
   $("download-adapter").addEventListener("click", downloadAdapter);
@@ -962,8 +959,12 @@ async function droppedFiles(transfer) {
   return files.map((file) => ({ file, path: `${dir.name}/${file.name}` }));
 }
 
-/** Loads a Hugging Face model folder the user brought, and keeps it in IndexedDB for reloads. */
-async function importFolder({ label, files }) {
+/** Loads a Hugging Face model folder the user brought (`picked`: its files with their paths), and
+ *  keeps it in IndexedDB for reloads. */
+async function importFolder(picked) {
+  // What an earlier action said is cleared now, not once the worker has filtered the files.
+  notice(null);
+  const { label, files } = await modelFiles(picked);
   if (!files.some((f) => f.name === "config.json")) {
     notice(
       `No config.json in ${label}: choose the folder that holds config.json, tokenizer.json ` +

@@ -9,14 +9,15 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 
-use crate::config::ModelConfig;
-use crate::device::ComputeDevice;
 use crate::error::{Error, Result};
 use crate::generate::{Decoder, SamplingConfig};
-use crate::logps::TokenizedPair;
 use crate::model::CausalLm;
+use crate::model::ModelConfig;
 use crate::rng::Rng;
-use crate::trainer::{DpoTrainer, TrainConfig, read_all};
+use crate::runtime::device::ComputeDevice;
+use crate::runtime::read_all;
+use crate::train::logps::TokenizedPair;
+use crate::train::trainer::{DpoTrainer, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]

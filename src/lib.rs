@@ -4,35 +4,29 @@
 //! Every function that reads from the device is `async` (the only way to read on WebGPU in
 //! wasm); native callers drive them with [`block_on`].
 
-pub mod adapter;
-pub mod arch;
 pub mod bench;
-pub mod checkpoint;
-pub mod config;
-pub mod data;
-pub mod device;
-pub mod dpo;
 pub mod error;
 pub mod generate;
-pub mod logps;
-pub mod memory;
+pub mod hf;
 pub mod model;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod model_dir;
-pub mod model_files;
-pub mod optimizer;
-pub mod pretrain;
 pub mod rng;
+pub mod runtime;
 pub mod storyworld;
-pub mod tokenizer;
-pub mod trainer;
-
+pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 
-pub use config::ModelConfig;
-pub use device::ComputeDevice;
 pub use error::{Error, ErrorKind, Result};
+pub use generate::{Decoder, SamplingConfig, generate};
+#[cfg(not(target_arch = "wasm32"))]
+pub use hf::ModelDir;
+pub use hf::{Dtype, ModelFiles, TextTokenizer};
+pub use model::{Arch, CausalLm, LoraConfig, ModelConfig};
+pub use runtime::{ComputeDevice, MemoryEstimate, MemoryLimits};
+pub use train::{
+    DpoConfig, DpoMetrics, DpoTrainer, LossType, Message, Optim, PairValues, PreferencePair,
+    PretrainConfig, PretrainState, Pretrainer, StepReport, TokenizedPair, TrainConfig, Turns,
+};
 
 /// Runs a core future to completion on native targets.
 #[cfg(not(target_arch = "wasm32"))]

@@ -7,10 +7,10 @@ mod common;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
-use webdpo::checkpoint::{Dtype, to_safetensors};
-use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
-use webdpo::optimizer::Optim;
-use webdpo::trainer::{DpoTrainer, TrainConfig};
+use webdpo::hf::safetensors::{Dtype, to_safetensors};
+use webdpo::train::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::train::optimizer::Optim;
+use webdpo::train::trainer::{DpoTrainer, TrainConfig};
 
 fn ln_sigmoid(x: f64) -> f64 {
     -(1.0 + (-x).exp()).ln()

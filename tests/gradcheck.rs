@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use burn::module::Module;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use common::*;
-use webdpo::dpo::{DpoConfig, LossType, dpo_loss};
-use webdpo::logps::{SequenceBatch, sequence_logps};
 use webdpo::model::CausalLm;
+use webdpo::train::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::train::logps::{SequenceBatch, sequence_logps};
 
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 

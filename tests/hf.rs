@@ -7,18 +7,21 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
-use webdpo::adapter::{LoraConfig, attach_peft_weights, from_peft, to_peft};
+use webdpo::LoraConfig;
 use webdpo::block_on;
-use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
-use webdpo::config::Arch;
-use webdpo::data::{Message, parse_jsonl};
-use webdpo::logps::TokenizedPair;
-use webdpo::memory::{MemoryEstimate, MemoryLimits, lora_parameter_count, parameter_count};
+use webdpo::hf::model_dir::ModelDir;
+use webdpo::hf::peft::{attach_peft_weights, from_peft, to_peft};
+use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
+use webdpo::hf::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
+use webdpo::model::Arch;
 use webdpo::model::CausalLm;
-use webdpo::model_dir::ModelDir;
-use webdpo::optimizer::Optim;
-use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
-use webdpo::trainer::{DpoTrainer, TrainConfig};
+use webdpo::runtime::memory::{
+    MemoryEstimate, MemoryLimits, lora_parameter_count, parameter_count,
+};
+use webdpo::train::data::{Message, parse_jsonl};
+use webdpo::train::logps::TokenizedPair;
+use webdpo::train::optimizer::Optim;
+use webdpo::train::trainer::{DpoTrainer, TrainConfig};
 
 fn fixture(name: &str) -> (PathBuf, Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -142,7 +145,7 @@ fn dpo_metrics_match_trl_formulas() {
         .unwrap();
         let want = &expected["dpo"];
         let config = TrainConfig {
-            dpo: webdpo::dpo::DpoConfig {
+            dpo: webdpo::train::dpo::DpoConfig {
                 beta: want["beta"].as_f64().unwrap(),
                 ..Default::default()
             },

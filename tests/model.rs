@@ -8,11 +8,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
-use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::generate::{SamplingConfig, generate, sample_token};
-use webdpo::logps::{SequenceBatch, sequence_logps};
+use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::model::{CausalLm, KvCache};
 use webdpo::rng::Rng;
+use webdpo::train::logps::{SequenceBatch, sequence_logps};
 
 fn tokens(ids: &[u32], device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(

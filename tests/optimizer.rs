@@ -9,10 +9,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use common::*;
 use webdpo::block_on;
-use webdpo::checkpoint::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
+use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::model::{CausalLm, param_id};
-use webdpo::optimizer::{Optim, Optimizer, OptimizerConfig};
-use webdpo::trainer::{DpoTrainer, TrainConfig};
+use webdpo::train::optimizer::{Optim, Optimizer, OptimizerConfig};
+use webdpo::train::trainer::{DpoTrainer, TrainConfig};
 
 fn host(t: Tensor<1>) -> Vec<f64> {
     t.into_data()

@@ -117,7 +117,7 @@ fn oracle_refuses_broken_and_foreign_text() {
 
 #[test]
 fn pretraining_batches_are_fresh_draws_of_similar_length() {
-    use webdpo::pretrain::batch_indices;
+    use webdpo::train::pretrain::batch_indices;
     let lengths: Vec<usize> = (0..40_000).map(|i| 60 + (i * 7919) % 50).collect();
     let batches: Vec<Vec<usize>> = (0..64)
         .map(|step| batch_indices(0, step, 16, &lengths))

@@ -8,7 +8,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use webdpo::block_on;
 use webdpo::generate::SamplingConfig;
-use webdpo::model_dir::ModelDir;
+use webdpo::hf::model_dir::ModelDir;
 use webdpo::storyworld::oracle::Problem;
 use webdpo::storyworld::simulate::{Rates, sample_stories};
 use webdpo::storyworld::{StoryWorld, format_prompt};

@@ -4,11 +4,11 @@
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
-use webdpo::data::PreferencePair;
-use webdpo::logps::TokenizedPair;
+use webdpo::hf::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::model::CausalLm;
-use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
-use webdpo::trainer::{DpoTrainer, StepReport, TrainConfig};
+use webdpo::train::data::PreferencePair;
+use webdpo::train::logps::TokenizedPair;
+use webdpo::train::trainer::{DpoTrainer, StepReport, TrainConfig};
 use webdpo::{ComputeDevice, ModelConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -310,7 +310,7 @@ async fn errors_reach_js_with_their_kind() {
 /// A TRL JSONL file's text and conversational rows, as the page imports them.
 #[wasm_bindgen_test]
 fn pairs_parse_as_text_and_conversational_rows() {
-    use webdpo::data::{Message, PreferencePair, Turns};
+    use webdpo::train::data::{Message, PreferencePair, Turns};
     webdpo::web::init_runtime();
     let text = concat!(
         "{\"prompt\": \"Hi\", \"chosen\": \" yes\", \"rejected\": \" no\"}\n\n",
@@ -363,7 +363,7 @@ async fn session_loop_on_the_cpu_fallback() {
 /// A fixture of tests/fixtures/hf as the files a user would pick.
 macro_rules! fixture_files {
     ($name:literal: $($file:literal),+) => {
-        webdpo::model_files::ModelFiles::new([$((
+        webdpo::hf::model_files::ModelFiles::new([$((
             $file.to_string(),
             include_bytes!(concat!(
                 env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf/", $name, "/", $file
@@ -375,7 +375,7 @@ macro_rules! fixture_files {
 
 fn hf_fixtures() -> Vec<(
     &'static str,
-    webdpo::model_files::ModelFiles,
+    webdpo::hf::model_files::ModelFiles,
     &'static [u8],
     &'static str,
 )> {
@@ -484,7 +484,7 @@ async fn hf_checkpoints_match_transformers_and_trl_in_the_browser() {
                 "{name} on {}: logits differ from transformers' by {diff}",
                 device.description
             );
-            let reference = webdpo::checkpoint::from_safetensors(
+            let reference = webdpo::hf::safetensors::from_safetensors(
                 &config,
                 reference,
                 "reference",
@@ -493,7 +493,7 @@ async fn hf_checkpoints_match_transformers_and_trl_in_the_browser() {
             .unwrap();
             let dpo = &expected["dpo"];
             let train = TrainConfig {
-                dpo: webdpo::dpo::DpoConfig {
+                dpo: webdpo::train::dpo::DpoConfig {
                     beta: dpo["beta"].as_f64().unwrap(),
                     ..Default::default()
                 },
@@ -537,8 +537,8 @@ async fn hf_checkpoints_match_transformers_and_trl_in_the_browser() {
 /// WebGPU: the memory check the app runs admits it, and one DPO update completes at ln 2.
 #[wasm_bindgen_test]
 async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
-    use webdpo::adapter::LoraConfig;
-    use webdpo::memory::{MemoryEstimate, MemoryLimits};
+    use webdpo::LoraConfig;
+    use webdpo::runtime::memory::{MemoryEstimate, MemoryLimits};
     webdpo::web::init_runtime();
     let gpu = ComputeDevice::gpu().await.unwrap();
     let mut c = ModelConfig::new(49152, 576, 30, 9, 1536);
@@ -553,7 +553,7 @@ async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
     let lora = LoraConfig::attention(c.arch(), 8, 16.0);
     let train = TrainConfig {
         max_length: 64,
-        optim: webdpo::optimizer::Optim::AdamW,
+        optim: webdpo::train::optimizer::Optim::AdamW,
         learning_rate: 1e-3,
         ..TrainConfig::default()
     };

@@ -10,6 +10,7 @@
 //! own object.
 
 pub mod oracle;
+pub mod report;
 pub mod simulate;
 
 use serde::{Deserialize, Serialize};

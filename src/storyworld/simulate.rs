@@ -5,13 +5,14 @@ use serde::{Deserialize, Serialize};
 
 use super::oracle::{Judgement, Oracle};
 use super::{StoryWorld, format_prompt};
-use crate::data::PreferencePair;
 use crate::error::{Error, Result};
 use crate::generate::{SamplingConfig, generate};
-use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps};
+use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
-use crate::tokenizer::TextTokenizer;
-use crate::trainer::{DpoTrainer, read_all};
+use crate::runtime::read_all;
+use crate::train::data::PreferencePair;
+use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps};
+use crate::train::trainer::DpoTrainer;
 
 /// A steerable attribute of a story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,10 +3,10 @@
 
 use burn::tensor::Device;
 use webdpo::ModelConfig;
-use webdpo::data::PreferencePair;
-use webdpo::logps::TokenizedPair;
+use webdpo::hf::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::model::CausalLm;
-use webdpo::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
+use webdpo::train::data::PreferencePair;
+use webdpo::train::logps::TokenizedPair;
 
 /// A 2-layer model over the byte-level vocabulary with grouped-query attention.
 pub fn tiny_config() -> ModelConfig {

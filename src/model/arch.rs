@@ -3,7 +3,7 @@
 //! activation and LoRA's default targets. Config, model, memory estimate and PEFT code read it;
 //! an architecture built from these layer kinds is one more entry in [`ARCHS`].
 
-use crate::config::ModelConfig;
+use crate::model::ModelConfig;
 
 /// The transformers architectures this crate implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 
-use crate::checkpoint;
-use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::hf::safetensors;
+use crate::hf::tokenizer::{ChatTemplate, TextTokenizer};
 use crate::model::CausalLm;
-use crate::tokenizer::{ChatTemplate, TextTokenizer};
+use crate::model::ModelConfig;
 
 /// Files beside the weights that say how to tokenise and generate; carried over as they are.
 pub const COMPANION_FILES: [&str; 4] = [
@@ -120,7 +120,7 @@ impl ModelFiles {
             .into_iter()
             .map(|f| Ok((f.clone(), self.require(&f)?)))
             .collect::<Result<Vec<_>>>()?;
-        checkpoint::from_safetensors_shards(config, &shards, device)
+        safetensors::from_safetensors_shards(config, &shards, device)
     }
 
     /// The tokenizer, with the chat template when the folder has one.

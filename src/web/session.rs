@@ -1,219 +1,21 @@
-//! Browser bindings: a thin async JS class over the core. Errors become JS `Error`s with the
-//! core's message and kind; nothing here panics on user input. The types that cross to JS are
-//! declared in `pkg/webdpo.d.ts` from the Rust structs themselves (tsify).
+//! The session the page trains: a policy, its frozen reference and a tokenizer on one device,
+//! with sampling, the DPO update, undo snapshots, and saving.
 
-use std::sync::Once;
-
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::adapter::{LoraConfig, attach_peft_weights, to_peft};
-use crate::checkpoint::{self, Dtype};
-use crate::config::ModelConfig;
-use crate::data::{PreferencePair, Turns, parse_jsonl};
-use crate::device::ComputeDevice;
+use super::options::{Admission, LoadOptions, MemoryReport};
+use super::{bytes, from_js, init_runtime, object, to_js};
 use crate::error::Error;
 use crate::generate::{Decoder, SamplingConfig};
-use crate::logps::TokenizedPair;
-use crate::memory::{MemoryEstimate, MemoryLimits};
-use crate::model::CausalLm;
-use crate::model_files::ModelFiles;
-use crate::tokenizer::TextTokenizer;
-use crate::trainer::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
-
-unsafe extern "C" {
-    fn __wasm_call_ctors();
-}
-
-/// Runs the linker's static constructors once. cubecl registers its kernels through
-/// `inventory`; without this, the wasm linker re-runs every constructor on each exported call.
-/// Called by the start function and at the top of every wasm test (tests skip `start`).
-pub fn init_runtime() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        unsafe { __wasm_call_ctors() };
-        console_error_panic_hook::set_once();
-    });
-}
-
-#[wasm_bindgen(start)]
-fn start() {
-    init_runtime();
-}
-
-/// What JS receives when a call fails: an `Error` (`Error & { kind: ErrorKind }`) with the message
-/// the user reads and the `kind` code acts on (the page falls back to the CPU on `"device"`,
-/// never on the text).
-impl From<Error> for JsValue {
-    fn from(e: Error) -> Self {
-        let error = js_sys::Error::new(&e.to_string());
-        // A fresh Error object takes any property.
-        let _ = js_sys::Reflect::set(&error, &"kind".into(), &e.kind().as_str().into());
-        error.into()
-    }
-}
-
-/// Our own reports as plain JS values (they hold only strings, numbers within 2^53 and lists).
-fn to_js<T: Serialize>(value: &T) -> JsValue {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .expect("a report serializes")
-}
-
-fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, Error> {
-    serde_wasm_bindgen::from_value(value)
-        .map_err(|e| Error::Setting(format!("invalid {what}: {e}")))
-}
-
-fn bytes(b: &[u8]) -> JsValue {
-    js_sys::Uint8Array::from(b).into()
-}
-
-/// A plain JS object of the given fields.
-fn object(fields: &[(&str, JsValue)]) -> JsValue {
-    let out = js_sys::Object::new();
-    for (name, value) in fields {
-        // A fresh object takes any property.
-        let _ = js_sys::Reflect::set(&out, &(*name).into(), value);
-    }
-    out.into()
-}
-
-/// Where a model runs: WebGPU when the browser has a usable adapter (`auto`), or as asked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, tsify::Tsify)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    Auto,
-    Webgpu,
-    Cpu,
-}
-
-/// How `Session.fromFiles` loads a model folder.
-#[derive(Deserialize, tsify::Tsify)]
-pub struct LoadOptions {
-    backend: Backend,
-    /// Train LoRA adapters only (attention projections, or every linear layer).
-    #[serde(default)]
-    #[tsify(optional)]
-    lora: Option<LoraOptions>,
-    /// Bytes the update may take; defaults to 4 GB (and at most wasm32's 4 GiB on the CPU).
-    #[serde(default)]
-    #[tsify(optional)]
-    budget: Option<f64>,
-    /// Longest prompt + completion in tokens (the memory estimate assumes it); 256 by default.
-    #[serde(default)]
-    #[tsify(optional)]
-    max_length: Option<usize>,
-}
-
-#[derive(Deserialize, tsify::Tsify)]
-pub struct LoraOptions {
-    r: usize,
-    alpha: f64,
-    #[serde(default)]
-    #[tsify(optional)]
-    all_linear: bool,
-}
-
-/// A model's device, settings and memory, decided from its config before any weight is read.
-struct Admission {
-    device: ComputeDevice,
-    lora: Option<LoraConfig>,
-    train: TrainConfig,
-    memory: MemoryEstimate,
-    limits: MemoryLimits,
-}
-
-impl LoadOptions {
-    /// The device, and the memory check: a model that would not fit is refused here with the
-    /// figures (LoRA suggested when it would fit).
-    async fn admit(&self, config: &ModelConfig) -> Result<Admission, Error> {
-        let device = match self.backend {
-            Backend::Cpu => ComputeDevice::cpu(),
-            Backend::Webgpu => ComputeDevice::gpu().await?,
-            Backend::Auto => ComputeDevice::gpu()
-                .await
-                .unwrap_or_else(|_| ComputeDevice::cpu()),
-        };
-        let arch = config.arch();
-        let lora = self
-            .lora
-            .as_ref()
-            .map(|l| LoraConfig::new(arch, l.r, l.alpha, l.all_linear));
-        let mut train = TrainConfig::default();
-        train.max_length = self.max_length.unwrap_or(BROWSER_MAX_LENGTH);
-        let estimate = |lora: Option<&LoraConfig>| {
-            MemoryEstimate::new(
-                config,
-                lora,
-                train.optim,
-                train.replay_pairs,
-                train.max_length,
-            )
-        };
-        let budget = self.budget.map_or(DEFAULT_BUDGET, |b| b as u64);
-        let limits = MemoryLimits {
-            max_buffer: device.max_buffer,
-            budget: if device.is_gpu {
-                budget
-            } else {
-                budget.min(WASM_CPU_BUDGET)
-            },
-        };
-        let memory = estimate(lora.as_ref());
-        let suggestion = lora
-            .is_none()
-            .then(|| estimate(Some(&LoraConfig::attention(arch, 8, 16.0))));
-        memory.check(&limits, suggestion.as_ref())?;
-        Ok(Admission {
-            device,
-            lora,
-            train,
-            memory,
-            limits,
-        })
-    }
-}
-
-/// Bytes by what they hold, what the device allows, and both in words for people.
-#[derive(Serialize, tsify::Tsify)]
-pub struct MemoryReport {
-    estimate: MemoryEstimate,
-    limits: MemoryLimits,
-    summary: String,
-}
-
-impl MemoryReport {
-    fn new(estimate: MemoryEstimate, limits: MemoryLimits) -> Self {
-        Self {
-            summary: estimate.summary(&limits),
-            estimate,
-            limits,
-        }
-    }
-}
-
-/// The memory check `Session.fromFiles` runs, from config.json alone: the page calls it before
-/// reading a large folder's weights. Refuses (an error with the figures) or returns the report.
-#[wasm_bindgen(js_name = checkMemory, unchecked_return_type = "MemoryReport")]
-pub async fn check_memory(
-    config_json: String,
-    #[wasm_bindgen(unchecked_param_type = "LoadOptions")] options: JsValue,
-) -> Result<JsValue, Error> {
-    init_runtime();
-    let options: LoadOptions = from_js(options, "load options")?;
-    let config = ModelConfig::from_json(&config_json)?;
-    let admitted = options.admit(&config).await?;
-    Ok(to_js(&MemoryReport::new(admitted.memory, admitted.limits)))
-}
-
-/// What the update may take when the page does not say: 4 GB; on the CPU, wasm32's address
-/// space less room for the runtime.
-const DEFAULT_BUDGET: u64 = 4_000_000_000;
-/// Longest prompt + response in the browser when the page does not say, in tokens: what people
-/// type and read in the app is short, and activations grow with the length.
-const BROWSER_MAX_LENGTH: usize = 256;
-const WASM_CPU_BUDGET: u64 = 3_500_000_000;
+use crate::hf::peft::{attach_peft_weights, to_peft};
+use crate::hf::safetensors::{self, Dtype};
+use crate::hf::{ModelFiles, TextTokenizer};
+use crate::model::{CausalLm, LoraConfig, ModelConfig};
+use crate::runtime::{ComputeDevice, MemoryEstimate, MemoryLimits};
+use crate::train::TokenizedPair;
+use crate::train::data::{PreferencePair, Turns};
+use crate::train::trainer::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
 
 /// A completion split into tokens (EOS included, shown as "</s>") with each token's log-prob
 /// under the policy and under the reference.
@@ -557,7 +359,7 @@ impl Session {
                 &weights,
                 "adapter_model.safetensors",
             ),
-            None => checkpoint::from_safetensors(
+            None => safetensors::from_safetensors(
                 &self.config,
                 &weights,
                 "model.safetensors",
@@ -570,7 +372,7 @@ impl Session {
     /// The current policy as model.safetensors bytes (HF names, f32; LoRA adapters merged).
     #[wasm_bindgen(js_name = policyWeights)]
     pub async fn policy_weights(&self) -> Result<Vec<u8>, Error> {
-        checkpoint::to_safetensors(&self.trainer.policy(), Dtype::F32).await
+        safetensors::to_safetensors(&self.trainer.policy(), Dtype::F32).await
     }
 
     /// Times one DPO update by stage and sampling with and without the KV cache, on a copy of
@@ -626,39 +428,3 @@ impl Generation {
 /// An opaque copy of the training state; see [`Session::snapshot`].
 #[wasm_bindgen]
 pub struct Snapshot(TrainerSnapshot);
-
-/// A randomly initialised model's safetensors bytes, for demos and tests without a download.
-#[wasm_bindgen(js_name = initWeights)]
-pub async fn init_weights(config_json: String, seed: u64) -> Result<Vec<u8>, Error> {
-    init_runtime();
-    let config = ModelConfig::from_json(&config_json)?;
-    let model = CausalLm::init(&config, seed, &ComputeDevice::cpu().device)?;
-    checkpoint::to_safetensors(&model, Dtype::F32).await
-}
-
-/// A byte-level tokenizer.json matching [`initWeights`] models whose vocab is 259.
-#[wasm_bindgen(js_name = byteLevelTokenizer)]
-pub fn byte_level_tokenizer() -> String {
-    crate::tokenizer::byte_level_tokenizer_json()
-}
-
-/// The preference pairs of a TRL JSONL file (`{"prompt","chosen","rejected"}` per line, each
-/// text or a list of messages); a bad line is refused naming `file` and the line.
-#[wasm_bindgen(js_name = parsePairs, unchecked_return_type = "PreferencePair[]")]
-pub fn parse_pairs(text: &str, file: &str) -> Result<JsValue, Error> {
-    Ok(to_js(&parse_jsonl(text, file)?))
-}
-
-/// Whether loading a model folder reads a file of this name (the page sends no other file).
-#[wasm_bindgen(js_name = isModelFile)]
-pub fn is_model_file(name: &str) -> bool {
-    ModelFiles::is_model_file(name)
-}
-
-/// The learning rate the page switches to when the user chooses an optimizer.
-#[wasm_bindgen(js_name = defaultLearningRate)]
-pub fn default_learning_rate(
-    #[wasm_bindgen(unchecked_param_type = "Optim")] optim: JsValue,
-) -> Result<f64, Error> {
-    Ok(from_js::<crate::optimizer::Optim>(optim, "optimizer")?.default_learning_rate())
-}

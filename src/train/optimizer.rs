@@ -13,8 +13,8 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{Dtype, parse_safetensors, write_safetensors};
 use crate::error::{Error, Result};
+use crate::hf::safetensors::{Dtype, parse_safetensors, write_safetensors};
 use crate::model::{CausalLm, param_id};
 
 impl std::str::FromStr for Optim {

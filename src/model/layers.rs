@@ -1,26 +1,20 @@
-//! A decoder-only transformer (nanoGPT-sized modules, HF tensor layout) in the three shapes
-//! transformers ships for small models: Llama (RMSNorm, rotary positions, grouped-query attention,
-//! SwiGLU), Qwen2 (Llama with query/key/value biases) and GPT-2 (LayerNorm, learned positions,
-//! GELU, fused Conv1D projections). One forward serves all three.
-//!
-//! Every linear layer and norm keeps its HF module name, so that [`CausalLm::named_tensors`]
-//! yields exactly the names of a HF `model.safetensors`, LoRA targets match as PEFT matches them,
-//! and an adapter exports with PEFT's tensor names. Linear weights are stored `[out, in]`.
+//! The layers of a block, each with its HF module name: linear, norm, rotary or learned
+//! positions, attention with its KV cache, and the MLP.
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::arch::{Arch, ArchSpec, AttentionLayout, LinearSpec, MlpLayout, NormKind};
-use crate::config::ModelConfig;
+use super::lora::Lora;
 use crate::error::{Error, Result};
+use crate::model::{ArchSpec, AttentionLayout, LinearSpec, MlpLayout, ModelConfig, NormKind};
 
 /// Supplies a tensor for a parameter name and shape: random init or a checkpoint.
 pub type TensorSource<'a> = dyn FnMut(&str, &[usize]) -> Result<TensorData> + 'a;
 
 /// A parameter whose id is derived from its HF name, so that optimizer state saved for one
 /// instance of a model (keyed by id) applies to the same model reloaded from a checkpoint.
-fn param<const D: usize>(
+pub(super) fn param<const D: usize>(
     source: &mut TensorSource,
     name: &str,
     shape: [usize; D],
@@ -32,7 +26,7 @@ fn param<const D: usize>(
     ))
 }
 
-fn named_param<const D: usize>(tensor: Tensor<D>, name: &str) -> Param<Tensor<D>> {
+pub(super) fn named_param<const D: usize>(tensor: Tensor<D>, name: &str) -> Param<Tensor<D>> {
     let mut param = Param::from_tensor(tensor);
     param.id = param_id(name);
     param
@@ -48,7 +42,7 @@ pub fn param_id(name: &str) -> ParamId {
 /// A parameter flattened, with its HF name and shape.
 pub type NamedTensor = (String, Vec<usize>, Tensor<1>);
 
-fn flat<const D: usize>(name: String, p: &Param<Tensor<D>>) -> NamedTensor {
+pub(super) fn flat<const D: usize>(name: String, p: &Param<Tensor<D>>) -> NamedTensor {
     let t = p.val();
     let shape = t.dims().to_vec();
     (
@@ -56,15 +50,6 @@ fn flat<const D: usize>(name: String, p: &Param<Tensor<D>>) -> NamedTensor {
         shape.clone(),
         t.reshape([shape.iter().product::<usize>()]),
     )
-}
-
-/// A low-rank update of a linear layer (Hu et al. 2021): `y += scale · (x Aᵀ) Bᵀ`, A `[r, in]`
-/// and B `[out, r]` as PEFT stores `lora_A.weight` and `lora_B.weight`.
-#[derive(Module, Debug)]
-pub struct Lora {
-    pub a: Param<Tensor<2>>,
-    pub b: Param<Tensor<2>>,
-    pub scale: f64,
 }
 
 /// A linear layer, weight `[out, in]`, with an optional bias and LoRA adapter.
@@ -80,7 +65,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(
+    pub(super) fn load(
         source: &mut TensorSource,
         name: &str,
         spec: LinearSpec,
@@ -142,7 +127,7 @@ impl Linear {
     }
 
     /// The weight with the adapter folded in: `W + scale · B A`.
-    fn merged_weight(&self) -> Tensor<2> {
+    pub(super) fn merged_weight(&self) -> Tensor<2> {
         match &self.lora {
             Some(lora) => {
                 self.weight.val() + lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale)
@@ -152,7 +137,7 @@ impl Linear {
     }
 
     /// The HF tensors of this layer: weight (in the file's layout, adapter merged) and bias.
-    fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
+    pub(super) fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
         let weight = if self.conv1d {
             self.merged_weight().transpose()
         } else {
@@ -180,7 +165,7 @@ pub struct Norm {
 }
 
 impl Norm {
-    fn load(
+    pub(super) fn load(
         source: &mut TensorSource,
         name: &str,
         c: &ModelConfig,
@@ -219,7 +204,7 @@ impl Norm {
         }
     }
 
-    fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
+    pub(super) fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
         out.push(flat(format!("{}.weight", self.name), &self.weight));
         if let Some(bias) = &self.bias {
             out.push(flat(format!("{}.bias", self.name), bias));
@@ -238,7 +223,7 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(theta: f64, hd: usize, start: usize, len: usize, device: &Device) -> Self {
+    pub(super) fn new(theta: f64, hd: usize, start: usize, len: usize, device: &Device) -> Self {
         let half = hd / 2;
         let mut cos = Vec::with_capacity(len * hd);
         let mut sin = Vec::with_capacity(len * hd);
@@ -265,7 +250,7 @@ impl Rope {
     }
 
     /// `x`: `[batch, len, heads, head_dim]`.
-    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(super) fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, t, h, hd] = x.dims();
         let rotated = x
             .clone()
@@ -287,7 +272,13 @@ pub struct Positions {
 }
 
 impl Positions {
-    fn new(rope_theta: Option<f64>, hd: usize, start: usize, len: usize, device: &Device) -> Self {
+    pub(super) fn new(
+        rope_theta: Option<f64>,
+        hd: usize,
+        start: usize,
+        len: usize,
+        device: &Device,
+    ) -> Self {
         let keys = start + len;
         let causal = (len > 1).then(|| {
             let bias: Vec<f32> = (0..len)
@@ -301,7 +292,7 @@ impl Positions {
         }
     }
 
-    fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(super) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
         match &self.rope {
             Some(rope) => rope.apply(x),
             None => x,
@@ -312,8 +303,8 @@ impl Positions {
 /// Keys and values of the positions seen so far, per layer: `[batch, kv_heads, len, head_dim]`.
 #[derive(Default, Clone)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    len: usize,
+    pub(super) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    pub(super) len: usize,
 }
 
 impl KvCache {
@@ -350,7 +341,7 @@ pub struct Attention {
 }
 
 impl Attention {
-    fn load(
+    pub(super) fn load(
         source: &mut TensorSource,
         linears: &BlockLinears,
         c: &ModelConfig,
@@ -377,14 +368,14 @@ impl Attention {
         })
     }
 
-    fn linears(&self) -> Vec<&Linear> {
+    pub(super) fn linears(&self) -> Vec<&Linear> {
         match &self.qkv {
             Qkv::Separate(p) => vec![&p.q_proj, &p.k_proj, &p.v_proj, &self.o_proj],
             Qkv::Fused(c_attn) => vec![c_attn, &self.o_proj],
         }
     }
 
-    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+    pub(super) fn linears_mut(&mut self) -> Vec<&mut Linear> {
         match &mut self.qkv {
             Qkv::Separate(p) => vec![
                 &mut p.q_proj,
@@ -396,7 +387,7 @@ impl Attention {
         }
     }
 
-    fn forward(
+    pub(super) fn forward(
         &self,
         x: Tensor<3>,
         pos: &Positions,
@@ -473,7 +464,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn load(source: &mut TensorSource, linears: &BlockLinears, device: &Device) -> Result<Self> {
+    pub(super) fn load(
+        source: &mut TensorSource,
+        linears: &BlockLinears,
+        device: &Device,
+    ) -> Result<Self> {
         let spec = linears.arch;
         let mut load =
             |module: &str| linears.load(source, &format!("{}.{module}", spec.mlp), device);
@@ -491,18 +486,18 @@ impl Mlp {
         })
     }
 
-    fn linears(&self) -> Vec<&Linear> {
+    pub(super) fn linears(&self) -> Vec<&Linear> {
         self.gate.iter().chain([&self.up, &self.down]).collect()
     }
 
-    fn linears_mut(&mut self) -> Vec<&mut Linear> {
+    pub(super) fn linears_mut(&mut self) -> Vec<&mut Linear> {
         self.gate
             .iter_mut()
             .chain([&mut self.up, &mut self.down])
             .collect()
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(super) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         match &self.gate {
             Some(gate) => self
                 .down
@@ -513,7 +508,7 @@ impl Mlp {
 }
 
 /// GPT-2's `gelu_new`: `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
-fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
+pub(super) fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
     let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044715))
         .mul_scalar((2.0 / std::f64::consts::PI).sqrt());
     x.clone().mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
@@ -527,15 +522,20 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
-/// A block's linear layers as its architecture stores them ([`crate::arch::ArchSpec`]).
-struct BlockLinears {
+/// A block's linear layers as its architecture stores them ([`crate::model::ArchSpec`]).
+pub(super) struct BlockLinears {
     block: String,
     arch: &'static ArchSpec,
     specs: Vec<(String, LinearSpec)>,
 }
 
 impl BlockLinears {
-    fn load(&self, source: &mut TensorSource, module: &str, device: &Device) -> Result<Linear> {
+    pub(super) fn load(
+        &self,
+        source: &mut TensorSource,
+        module: &str,
+        device: &Device,
+    ) -> Result<Linear> {
         let (_, spec) = self
             .specs
             .iter()
@@ -546,7 +546,7 @@ impl BlockLinears {
 }
 
 impl Block {
-    fn load(
+    pub(super) fn load(
         source: &mut TensorSource,
         name: &str,
         c: &ModelConfig,
@@ -566,7 +566,7 @@ impl Block {
         })
     }
 
-    fn forward(
+    pub(super) fn forward(
         &self,
         x: Tensor<3>,
         pos: &Positions,
@@ -574,306 +574,5 @@ impl Block {
     ) -> Tensor<3> {
         let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), pos, cache);
         h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct CausalLm {
-    pub embed_tokens: Param<Tensor<2>>,
-    /// GPT-2's learned absolute positions `[max_positions, hidden]`; `None` with rotary ones.
-    pub embed_positions: Option<Param<Tensor<2>>>,
-    pub layers: Vec<Block>,
-    pub norm: Norm,
-    /// `None` when the output head is tied to the token embedding.
-    pub lm_head: Option<Linear>,
-    #[module(skip)]
-    arch: Arch,
-    /// `None` with learned positions (GPT-2).
-    rope_theta: Option<f64>,
-    head_dim: usize,
-    max_positions: usize,
-}
-
-impl CausalLm {
-    /// Builds the model from any tensor source (random init, safetensors), checking every shape.
-    pub fn load(config: &ModelConfig, source: &mut TensorSource, device: &Device) -> Result<Self> {
-        config.validate()?;
-        let c = config;
-        let arch = c.arch();
-        let spec = arch.spec();
-        // Blocks first: a seeded init draws in this order, and the same seed gives the same weights
-        // as earlier versions did.
-        let layers = (0..c.num_hidden_layers)
-            .map(|i| Block::load(source, &format!("{}.{i}", spec.blocks), c, device))
-            .collect::<Result<_>>()?;
-        let embed_tokens = param(
-            source,
-            spec.embed_tokens,
-            [c.vocab_size, c.hidden_size],
-            device,
-        )?;
-        let positions = [c.max_position_embeddings, c.hidden_size];
-        let embed_positions = match spec.embed_positions {
-            Some(name) => Some(param(source, name, positions, device)?),
-            None => None,
-        };
-        Ok(Self {
-            embed_tokens,
-            embed_positions,
-            layers,
-            norm: Norm::load(source, spec.final_norm, c, device)?,
-            lm_head: if c.tie_word_embeddings {
-                None
-            } else {
-                let head = LinearSpec {
-                    d_in: c.hidden_size,
-                    d_out: c.vocab_size,
-                    bias: false,
-                    conv1d: false,
-                };
-                Some(Linear::load(source, "lm_head", head, device)?)
-            },
-            arch,
-            rope_theta: spec.embed_positions.is_none().then_some(c.rope_theta),
-            head_dim: c.head_dim(),
-            max_positions: c.max_position_embeddings,
-        })
-    }
-
-    /// Seeded init as HF's `_init_weights`: N(0, initializer_range) for matrices, ones for norm
-    /// weights, zeros for biases. Drawn on the CPU so that every device gets the same weights.
-    pub fn init(config: &ModelConfig, seed: u64, device: &Device) -> Result<Self> {
-        let mut rng = crate::rng::Rng::new(seed);
-        let std = config.initializer_range as f32;
-        let is_norm = |name: &str| ["norm.", "ln_"].iter().any(|n| name.contains(n));
-        Self::load(
-            config,
-            &mut |name, shape| {
-                let n: usize = shape.iter().product();
-                let values = if name.ends_with(".bias") {
-                    vec![0.0f32; n]
-                } else if is_norm(name) {
-                    vec![1.0f32; n]
-                } else {
-                    (0..n).map(|_| rng.normal() * std).collect()
-                };
-                Ok(TensorData::new(values, shape.to_vec()))
-            },
-            device,
-        )
-    }
-
-    /// Every linear layer with its HF module name, in a fixed order (the output head last).
-    pub fn linears(&self) -> Vec<&Linear> {
-        let blocks = self
-            .layers
-            .iter()
-            .flat_map(|l| l.attn.linears().into_iter().chain(l.mlp.linears()));
-        blocks.chain(self.lm_head.as_ref()).collect()
-    }
-
-    fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        let blocks = self
-            .layers
-            .iter_mut()
-            .flat_map(|l| l.attn.linears_mut().into_iter().chain(l.mlp.linears_mut()));
-        blocks.chain(self.lm_head.as_mut()).collect()
-    }
-
-    /// Every weight with its HF name, flattened, in a fixed order: what `model.safetensors`
-    /// holds. LoRA adapters are merged into their layers' weights.
-    pub fn named_tensors(&self) -> Vec<NamedTensor> {
-        let spec = self.arch.spec();
-        let mut out = vec![flat(spec.embed_tokens.into(), &self.embed_tokens)];
-        if let (Some(p), Some(name)) = (&self.embed_positions, spec.embed_positions) {
-            out.push(flat(name.into(), p));
-        }
-        for l in &self.layers {
-            l.attn_norm.named_tensors(&mut out);
-            l.attn
-                .linears()
-                .iter()
-                .for_each(|lin| lin.named_tensors(&mut out));
-            l.mlp_norm.named_tensors(&mut out);
-            l.mlp
-                .linears()
-                .iter()
-                .for_each(|lin| lin.named_tensors(&mut out));
-        }
-        self.norm.named_tensors(&mut out);
-        if let Some(head) = &self.lm_head {
-            head.named_tensors(&mut out);
-        }
-        out
-    }
-
-    /// The trainable parameters with their names: the LoRA factors (PEFT's module-relative names,
-    /// `<module>.lora_A.weight`) when adapters are attached, else every weight.
-    pub fn trainable_tensors(&self) -> Vec<NamedTensor> {
-        if !self.has_adapters() {
-            return self.named_tensors();
-        }
-        let adapters = self
-            .linears()
-            .into_iter()
-            .filter_map(|l| l.lora.as_ref().map(|lora| (l, lora)));
-        adapters
-            .flat_map(|(l, lora)| {
-                [
-                    flat(format!("{}.lora_A.weight", l.name), &lora.a),
-                    flat(format!("{}.lora_B.weight", l.name), &lora.b),
-                ]
-            })
-            .collect()
-    }
-
-    pub fn has_adapters(&self) -> bool {
-        self.linears().iter().any(|l| l.lora.is_some())
-    }
-
-    /// Attaches fresh LoRA adapters to `targets` (initialised as PEFT does: A uniform in ±1/√in,
-    /// B zero, so the model is unchanged) and freezes every other weight: only the adapters
-    /// train, and the base needs no gradients or optimizer state.
-    pub fn with_adapters(
-        self,
-        targets: &[&str],
-        rank: usize,
-        alpha: f64,
-        seed: u64,
-    ) -> Result<Self> {
-        let mut rng = crate::rng::Rng::new(seed);
-        self.with_adapters_from(targets, rank, alpha, &mut |name, shape| {
-            let values = if name.ends_with("lora_A.weight") {
-                let bound = 1.0 / (shape[1] as f64).sqrt();
-                (0..shape[0] * shape[1])
-                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
-                    .collect()
-            } else {
-                vec![0.0; shape[0] * shape[1]]
-            };
-            Ok(TensorData::new(values, shape.to_vec()))
-        })
-    }
-
-    /// As [`CausalLm::with_adapters`], with the factors from `source` (`<module>.lora_A.weight`
-    /// `[rank, in]`, `<module>.lora_B.weight` `[out, rank]`): a saved adapter.
-    pub fn with_adapters_from(
-        self,
-        targets: &[&str],
-        rank: usize,
-        alpha: f64,
-        source: &mut TensorSource,
-    ) -> Result<Self> {
-        if rank == 0 || !(alpha.is_finite() && alpha > 0.0) {
-            return Err(Error::Setting(format!(
-                "LoRA needs a positive rank and alpha, got r = {rank}, alpha = {alpha}"
-            )));
-        }
-        let mut model = self.freeze();
-        let device = model.embed_tokens.device();
-        let mut attached = 0;
-        for linear in model.linears_mut() {
-            if !targets.iter().any(|t| lora_target_matches(&linear.name, t)) {
-                continue;
-            }
-            let [d_out, d_in] = linear.weight.dims();
-            let a = param(
-                source,
-                &format!("{}.lora_A.weight", linear.name),
-                [rank, d_in],
-                &device,
-            )?;
-            let b = param(
-                source,
-                &format!("{}.lora_B.weight", linear.name),
-                [d_out, rank],
-                &device,
-            )?;
-            linear.lora = Some(Lora {
-                a,
-                b,
-                scale: alpha / rank as f64,
-            });
-            attached += 1;
-        }
-        if attached == 0 {
-            return Err(Error::Setting(format!(
-                "no linear layer matches the LoRA targets {targets:?}"
-            )));
-        }
-        Ok(model)
-    }
-
-    /// The same weights with no adapters: the reference of a LoRA policy (no copy is made).
-    pub fn without_adapters(&self) -> Self {
-        let mut model = self.clone();
-        for linear in model.linears_mut() {
-            linear.lora = None;
-        }
-        model
-    }
-
-    /// Logits `[batch, len, vocab]` for `tokens` `[batch, len]`. With a cache, `tokens` continue
-    /// the cached positions and the cache is extended.
-    pub fn forward(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let [b, t] = tokens.dims();
-        let device = tokens.device();
-        let embed = self.embed_tokens.val();
-        let [_, d] = embed.dims();
-        let mut x = embed
-            .clone()
-            .select(0, tokens.reshape([b * t]))
-            .reshape([b, t, d]);
-        let start = cache.as_ref().map_or(0, |c| c.len);
-        if let Some(wpe) = &self.embed_positions {
-            x = x + wpe.val().slice(start..start + t).unsqueeze();
-        }
-        let pos = Positions::new(self.rope_theta, self.head_dim, start, t, &device);
-        match cache {
-            Some(cache) => {
-                cache.layers.resize(self.layers.len(), None);
-                for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-                    x = layer.forward(x, &pos, Some(slot));
-                }
-                cache.len += t;
-            }
-            None => {
-                for layer in &self.layers {
-                    x = layer.forward(x, &pos, None);
-                }
-            }
-        }
-        let h = self.norm.forward(x);
-        match &self.lm_head {
-            Some(head) => head.forward(h),
-            None => {
-                h.reshape([b * t, d])
-                    .matmul(embed.transpose())
-                    .reshape([b, t, self.vocab_size()])
-            }
-        }
-    }
-
-    pub fn arch(&self) -> Arch {
-        self.arch
-    }
-
-    pub fn vocab_size(&self) -> usize {
-        self.embed_tokens.dims()[0]
-    }
-
-    /// The longest sequence the model was configured for.
-    pub fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-}
-
-/// PEFT's `target_modules` matching: a module matches a target equal to its full name or to
-/// its last dotted components (`q_proj`, `attn.c_proj`). `all-linear` is every linear layer but
-/// the output head.
-pub fn lora_target_matches(module: &str, target: &str) -> bool {
-    match target {
-        "all-linear" => module != "lm_head",
-        _ => module == target || module.ends_with(&format!(".{target}")),
     }
 }

@@ -4,18 +4,20 @@
 //! optimizer state) and its log-probs of a batch are computed once, when the batch is prepared,
 //! and reused by every step on it.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData, Transaction};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::adapter_safetensors;
-use crate::checkpoint::{self, Dtype};
-use crate::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
 use crate::error::{Error, Result};
-use crate::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
+use crate::hf::peft::adapter_safetensors;
+use crate::hf::safetensors::{self, Dtype};
 use crate::model::CausalLm;
-use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
+use crate::runtime::{read_all, read_f32};
+use crate::train::dpo::{DpoConfig, DpoMetrics, PairValues, dpo_loss};
+use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
+use crate::train::optimizer::{Optim, Optimizer, OptimizerConfig};
+use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
@@ -265,7 +267,7 @@ impl DpoTrainer {
         let weights = if policy.has_adapters() {
             adapter_safetensors(&policy).await?
         } else {
-            checkpoint::to_safetensors(&policy, Dtype::F32).await?
+            safetensors::to_safetensors(&policy, Dtype::F32).await?
         };
         Ok((weights, self.optim.to_safetensors(&policy).await?))
     }
@@ -518,18 +520,7 @@ impl DpoTrainer {
             metrics.loss += alpha * nll[0] as f64;
         }
         // Guard: never let a NaN/inf into the weights or the Adam moments.
-        let skipped = if !metrics.loss.is_finite() {
-            Some(format!(
-                "loss is {}; update skipped, weights unchanged",
-                metrics.loss
-            ))
-        } else if !grad_norm.is_finite() {
-            Some(format!(
-                "gradient norm is {grad_norm}; update skipped, weights unchanged"
-            ))
-        } else {
-            None
-        };
+        let skipped = skip_reason(metrics.loss, grad_norm);
         if skipped.is_none() {
             self.policy = clipped_step(
                 &mut self.optim,
@@ -556,74 +547,4 @@ impl DpoTrainer {
         }
         Ok(reports)
     }
-}
-
-/// Squared global L2 norm of the gradients, `[1]`, on the plain device.
-pub(crate) fn grad_norm_squared(
-    model: &CausalLm,
-    grads: &GradientsParams,
-    device: &Device,
-) -> Tensor<1> {
-    let mut norm = GradNormSquared { grads, total: None };
-    model.visit(&mut norm);
-    norm.total.unwrap_or_else(|| Tensor::zeros([1], device))
-}
-
-/// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
-/// applies one optimizer step.
-pub(crate) fn clipped_step(
-    optim: &mut Optimizer,
-    model: CausalLm,
-    grads: GradientsParams,
-    grad_norm: f64,
-    max_norm: f64,
-    lr: f64,
-) -> CausalLm {
-    let scale = if max_norm > 0.0 && grad_norm > max_norm {
-        max_norm / (grad_norm + 1e-6)
-    } else {
-        1.0
-    };
-    optim.step(lr, model, grads, scale)
-}
-
-/// Sum of squared gradient entries over all parameters.
-struct GradNormSquared<'a> {
-    grads: &'a GradientsParams,
-    total: Option<Tensor<1>>,
-}
-
-impl ModuleVisitor for GradNormSquared<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if let Some(g) = self.grads.get::<D>(param.id) {
-            let s = g.square().sum();
-            self.total = Some(match self.total.take() {
-                Some(t) => t + s,
-                None => s,
-            });
-        }
-    }
-}
-
-pub(crate) async fn read_f32(t: Tensor<1>) -> Result<Vec<f32>> {
-    let [v] = read_all([t]).await?;
-    Ok(v)
-}
-
-/// Reads several vectors in one device transfer (the only kind of read allowed on WebGPU in wasm).
-pub(crate) async fn read_all<const N: usize>(tensors: [Tensor<1>; N]) -> Result<[Vec<f32>; N]> {
-    let mut tx = Transaction::default();
-    for t in tensors {
-        tx = tx.register(t);
-    }
-    let datas = tx.execute_async().await?;
-    let vecs = datas
-        .into_iter()
-        .map(|d| {
-            d.convert::<f32>()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Device(format!("{e:?}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(vecs.try_into().expect("one result per tensor"))
 }

@@ -8,10 +8,10 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::data::PreferencePair;
 use crate::error::{Error, Result};
+use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
-use crate::tokenizer::TextTokenizer;
+use crate::train::data::PreferencePair;
 
 /// Token ids of one pair; both completions end with EOS (with a chat template, with the end of
 /// the assistant turn the template writes).

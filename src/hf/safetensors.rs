@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use burn::tensor::{Device, Tensor, TensorData, Transaction};
 use serde_json::{Value, json};
 
-use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::model::CausalLm;
+use crate::model::ModelConfig;
 
 /// How tensors are stored in a written file (always computed in f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

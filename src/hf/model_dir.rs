@@ -6,12 +6,12 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use crate::checkpoint;
-use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::hf::model_files::{COMPANION_FILES, INDEX, ModelFiles};
+use crate::hf::safetensors;
+use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
-use crate::model_files::{COMPANION_FILES, INDEX, ModelFiles};
-use crate::tokenizer::TextTokenizer;
+use crate::model::ModelConfig;
 
 pub struct ModelDir {
     pub config: ModelConfig,
@@ -64,7 +64,7 @@ impl ModelDir {
     /// written beside its target and all are renamed over the old ones only once all are written,
     /// so a failure loses nothing. A sharded source is written as one model.safetensors.
     pub async fn save(&self, model: &CausalLm, out: &Path) -> Result<()> {
-        let weights = checkpoint::to_safetensors(model, checkpoint::Dtype::F32).await?;
+        let weights = safetensors::to_safetensors(model, safetensors::Dtype::F32).await?;
         fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
         let config = self.config.to_json();
         let tokenizer = self

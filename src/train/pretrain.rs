@@ -8,11 +8,12 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::logps::{SequenceBatch, sequence_logps};
 use crate::model::CausalLm;
-use crate::optimizer::{Optim, Optimizer, OptimizerConfig};
 use crate::rng::Rng;
-use crate::trainer::{clipped_step, grad_norm_squared, read_all};
+use crate::runtime::read_all;
+use crate::train::logps::{SequenceBatch, sequence_logps};
+use crate::train::optimizer::{Optim, Optimizer, OptimizerConfig};
+use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
@@ -130,11 +131,8 @@ impl Pretrainer {
         ])
         .await?;
         let (loss, grad_norm) = (loss[0] as f64, (sq_norm[0] as f64).sqrt());
-        if !(loss.is_finite() && grad_norm.is_finite()) {
-            return Err(Error::Device(format!(
-                "step {}: loss {loss}, gradient norm {grad_norm}; update skipped",
-                self.step
-            )));
+        if let Some(reason) = skip_reason(loss, grad_norm) {
+            return Err(Error::Device(format!("step {}: {reason}", self.step)));
         }
         // Optimizer step at the scheduled learning rate.
         let lr = self.config.lr_at(self.step);

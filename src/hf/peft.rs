@@ -1,74 +1,15 @@
-//! LoRA settings and PEFT's adapter format: `adapter_config.json` + `adapter_model.safetensors`
+//! PEFT's adapter format: `adapter_config.json` + `adapter_model.safetensors`
 //! with tensors named `base_model.model.<module>.lora_A.weight` / `.lora_B.weight`, as
 //! `PeftModel.save_pretrained` writes them, so an adapter trained here loads in PEFT and the
 //! reverse.
 
 use serde_json::{Value, json};
 
-use crate::checkpoint::{Dtype, parse_safetensors, write_safetensors};
-use crate::config::Arch;
 use crate::error::{Error, Result};
-use crate::model::CausalLm;
+use crate::hf::safetensors::{Dtype, parse_safetensors, write_safetensors};
+use crate::model::{CausalLm, LoraConfig};
 
 const PREFIX: &str = "base_model.model.";
-
-/// Rank, scaling and target modules of LoRA adapters (PEFT's `r`, `lora_alpha`, `target_modules`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoraConfig {
-    pub r: usize,
-    pub alpha: f64,
-    /// Module names or their last components, as PEFT matches them; `all-linear` for every
-    /// linear layer but the output head.
-    pub targets: Vec<String>,
-}
-
-impl LoraConfig {
-    /// Adapters on the attention projections (PEFT's usual choice), or on every linear layer.
-    pub fn new(arch: Arch, r: usize, alpha: f64, all_linear: bool) -> Self {
-        let targets: &[&str] = if all_linear {
-            &["all-linear"]
-        } else {
-            arch.spec().lora_attention
-        };
-        Self {
-            r,
-            alpha,
-            targets: targets.iter().map(|t| t.to_string()).collect(),
-        }
-    }
-
-    /// Adapters on the attention projections.
-    pub fn attention(arch: Arch, r: usize, alpha: f64) -> Self {
-        Self::new(arch, r, alpha, false)
-    }
-
-    /// `"r,alpha"` (attention projections) or `"r,alpha,all-linear"`, as the CLI's `--lora`.
-    pub fn parse(spec: &str, arch: Arch) -> Result<Self> {
-        let bad = || {
-            Error::Setting(format!(
-                "--lora {spec:?}: expected r,alpha or r,alpha,all-linear (e.g. 8,16)"
-            ))
-        };
-        let parts: Vec<&str> = spec.split(',').map(str::trim).collect();
-        let (r, alpha, all_linear) = match parts.as_slice() {
-            [r, alpha] => (r, alpha, false),
-            [r, alpha, "all-linear"] => (r, alpha, true),
-            _ => return Err(bad()),
-        };
-        Ok(Self::new(
-            arch,
-            r.parse().map_err(|_| bad())?,
-            alpha.parse().map_err(|_| bad())?,
-            all_linear,
-        ))
-    }
-
-    /// Attaches fresh adapters (B = 0: the model is unchanged until it trains).
-    pub fn apply(&self, model: CausalLm, seed: u64) -> Result<CausalLm> {
-        let targets: Vec<&str> = self.targets.iter().map(String::as_str).collect();
-        model.with_adapters(&targets, self.r, self.alpha, seed)
-    }
-}
 
 /// PEFT's `adapter_config.json` for `model`'s adapters: every key `LoraConfig` 0.21 writes.
 fn peft_config(model: &CausalLm, config: &LoraConfig) -> Value {

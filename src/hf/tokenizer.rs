@@ -12,9 +12,9 @@
 
 use serde_json::json;
 
-use crate::config::ModelConfig;
-use crate::data::{Message, Turns};
 use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+use crate::train::data::{Message, Turns};
 
 #[derive(Clone)]
 pub struct TextTokenizer {

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-use crate::arch::ARCHS;
-pub use crate::arch::Arch;
+use crate::model::{ARCHS, Arch};
 
 fn unsupported(names: &impl std::fmt::Debug) -> Error {
     Error::Config(format!(
@@ -143,7 +142,7 @@ fn default_hidden_act() -> String {
 }
 
 impl ModelConfig {
-    /// A config for [`crate::tokenizer::byte_level_tokenizer_json`]'s vocabulary (its specials
+    /// A config for [`crate::hf::tokenizer::byte_level_tokenizer_json`]'s vocabulary (its specials
     /// `<pad>`, `<s>`, `</s>` first, then the 256 bytes), with HF defaults for the rest.
     pub fn byte_level(
         hidden_size: usize,
@@ -151,7 +150,7 @@ impl ModelConfig {
         num_attention_heads: usize,
         intermediate_size: usize,
     ) -> Self {
-        let specials = crate::tokenizer::BYTE_LEVEL_SPECIALS.len();
+        let specials = crate::hf::tokenizer::BYTE_LEVEL_SPECIALS.len();
         let mut c = Self::new(
             specials + 256,
             hidden_size,

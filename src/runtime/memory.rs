@@ -6,12 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::adapter::LoraConfig;
-use crate::arch::NormKind;
-use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::model::LoraConfig;
+use crate::model::ModelConfig;
+use crate::model::NormKind;
 use crate::model::lora_target_matches;
-use crate::optimizer::Optim;
+use crate::train::optimizer::Optim;
 
 const F32: u64 = 4;
 

@@ -1,0 +1,149 @@
+//! The arguments `train` and `eval` share (model, reference, data, DPO, LoRA) and what they
+//! load from them.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use webdpo::hf::peft::from_peft;
+use webdpo::train::parse_jsonl;
+use webdpo::{
+    CausalLm, ComputeDevice, DpoConfig, Error, LoraConfig, LossType, ModelDir, PreferencePair,
+    Result, TextTokenizer, TokenizedPair, TrainConfig,
+};
+
+#[derive(Args)]
+pub struct DpoArgs {
+    /// The policy's model directory (config.json, tokenizer.json, model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The reference model directory; defaults to --model.
+    #[arg(long = "ref")]
+    pub reference: Option<PathBuf>,
+    /// JSONL of preference pairs.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = DpoConfig::default().beta)]
+    pub beta: f64,
+    /// sigmoid, ipo, hinge or robust.
+    #[arg(long, default_value_t = DpoConfig::default().loss_type)]
+    pub loss: LossType,
+    #[arg(long, default_value_t = DpoConfig::default().label_smoothing)]
+    pub label_smoothing: f64,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = TrainConfig::default().max_length)]
+    pub max_length: usize,
+    #[command(flatten)]
+    pub lora: LoraArgs,
+}
+
+#[derive(Args)]
+pub struct LoraArgs {
+    /// Train LoRA adapters only: "r,alpha" on the attention projections, or
+    /// "r,alpha,all-linear". The reference is the model without adapters.
+    #[arg(long)]
+    pub lora: Option<String>,
+    /// A PEFT adapter directory (adapter_config.json, adapter_model.safetensors) to put on
+    /// the model: evaluated, sampled from, or trained further.
+    #[arg(long, conflicts_with = "lora")]
+    pub adapter: Option<PathBuf>,
+}
+
+impl LoraArgs {
+    /// The model with the adapters asked for, and their settings (`None`: no LoRA).
+    pub fn apply(&self, model: CausalLm) -> Result<(CausalLm, Option<LoraConfig>)> {
+        if let Some(spec) = &self.lora {
+            let config = LoraConfig::parse(spec, model.arch())?;
+            return Ok((config.apply(model, 0)?, Some(config)));
+        }
+        let Some(adapter) = &self.adapter else {
+            return Ok((model, None));
+        };
+        let read = |file: &str| {
+            std::fs::read(adapter.join(file)).map_err(|e| Error::io(adapter.join(file), e))
+        };
+        let config_json = String::from_utf8_lossy(&read("adapter_config.json")?).into_owned();
+        let file = adapter
+            .join("adapter_model.safetensors")
+            .display()
+            .to_string();
+        let (model, config) = from_peft(
+            model,
+            &config_json,
+            &read("adapter_model.safetensors")?,
+            &file,
+        )?;
+        Ok((model, Some(config)))
+    }
+}
+
+pub fn read_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_jsonl(&text, &path.display().to_string())
+}
+
+/// Policy, reference, tokenizer and tokenised pairs: what `train` and `eval` work on.
+pub struct Setup {
+    pub dir: ModelDir,
+    pub policy: CausalLm,
+    pub reference: Option<CausalLm>,
+    pub lora: Option<LoraConfig>,
+    pub tokenizer: TextTokenizer,
+    pub pairs: Vec<TokenizedPair>,
+    pub dpo: DpoConfig,
+}
+
+pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
+    let dpo = DpoConfig {
+        beta: a.beta,
+        loss_type: a.loss,
+        label_smoothing: a.label_smoothing,
+    };
+    dpo.validate()?;
+    if a.batch_size == 0 {
+        return Err(Error::Setting("--batch-size must be at least 1".into()));
+    }
+    if a.reference.is_some() && (a.lora.lora.is_some() || a.lora.adapter.is_some()) {
+        return Err(Error::Setting(
+            "with LoRA the reference is the model without its adapters; drop --ref".into(),
+        ));
+    }
+    let pairs = read_pairs(&a.data)?;
+    let policy = ModelDir::load(&a.model, &device.device)?;
+    let reference = match &a.reference {
+        Some(dir) => {
+            let r = ModelDir::load(dir, &device.device)?;
+            if r.config.vocab_size != policy.config.vocab_size {
+                return Err(Error::Config(format!(
+                    "reference vocab_size {} differs from the policy's {}",
+                    r.config.vocab_size, policy.config.vocab_size
+                )));
+            }
+            Some(r.model)
+        }
+        None => None,
+    };
+    let tokenizer = policy.tokenizer()?;
+    let file = a.data.display().to_string();
+    let tokenized = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data {
+                file: file.clone(),
+                line: i + 1,
+                msg: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (model, lora) = a.lora.apply(policy.model.clone())?;
+    Ok(Setup {
+        dir: policy,
+        policy: model,
+        reference,
+        lora,
+        tokenizer,
+        pairs: tokenized,
+        dpo,
+    })
+}

@@ -1,0 +1,65 @@
+//! What every update shares: the global gradient norm, clipping, and the one policy for a
+//! non-finite loss or gradient (skip the update; nothing NaN reaches the weights or the moments).
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+
+use crate::model::CausalLm;
+use crate::train::optimizer::Optimizer;
+
+/// Why an update with this loss and gradient norm must not be applied; `None` when it may.
+pub fn skip_reason(loss: f64, grad_norm: f64) -> Option<String> {
+    if !loss.is_finite() {
+        Some(format!("loss is {loss}; update skipped, weights unchanged"))
+    } else if !grad_norm.is_finite() {
+        Some(format!(
+            "gradient norm is {grad_norm}; update skipped, weights unchanged"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Squared global L2 norm of the gradients, `[1]`, on the plain device.
+pub fn grad_norm_squared(model: &CausalLm, grads: &GradientsParams, device: &Device) -> Tensor<1> {
+    let mut norm = GradNormSquared { grads, total: None };
+    model.visit(&mut norm);
+    norm.total.unwrap_or_else(|| Tensor::zeros([1], device))
+}
+
+/// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
+/// applies one optimizer step.
+pub fn clipped_step(
+    optim: &mut Optimizer,
+    model: CausalLm,
+    grads: GradientsParams,
+    grad_norm: f64,
+    max_norm: f64,
+    lr: f64,
+) -> CausalLm {
+    let scale = if max_norm > 0.0 && grad_norm > max_norm {
+        max_norm / (grad_norm + 1e-6)
+    } else {
+        1.0
+    };
+    optim.step(lr, model, grads, scale)
+}
+
+/// Sum of squared gradient entries over all parameters.
+struct GradNormSquared<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for GradNormSquared<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}

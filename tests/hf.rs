@@ -532,7 +532,7 @@ fn smollm2_135m() -> webdpo::ModelConfig {
         c.num_key_value_heads,
         c.tie_word_embeddings,
         c.rope_theta,
-        c.rms_norm_eps,
+        c.norm_eps,
         c.max_position_embeddings,
     ) = (Some(3), true, 100000.0, 1e-5, 8192);
     c

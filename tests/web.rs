@@ -546,7 +546,7 @@ async fn smollm2_135m_shape_with_lora_trains_on_webgpu() {
         c.num_key_value_heads,
         c.tie_word_embeddings,
         c.rope_theta,
-        c.rms_norm_eps,
+        c.norm_eps,
         c.max_position_embeddings,
         c.eos_token_id,
     ) = (Some(3), true, 100000.0, 1e-5, 8192, Some(2));

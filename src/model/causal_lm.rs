@@ -34,8 +34,7 @@ impl CausalLm {
         let c = config;
         let arch = c.arch();
         let spec = arch.spec();
-        // Blocks first: a seeded init draws in this order, and the same seed gives the same weights
-        // as earlier versions did.
+        // Blocks first: a seeded init draws in this order, which fixes the weights a seed gives.
         let layers = (0..c.num_hidden_layers)
             .map(|i| Block::load(source, &format!("{}.{i}", spec.blocks), c, device))
             .collect::<Result<_>>()?;

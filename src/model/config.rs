@@ -35,8 +35,10 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     #[serde(default = "default_rope_theta")]
     pub rope_theta: f64,
-    #[serde(default = "default_norm_eps")]
-    pub rms_norm_eps: f64,
+    /// The norms' ε: RMSNorm's (`rms_norm_eps`, Llama and Qwen2) or LayerNorm's (GPT-2's
+    /// `layer_norm_epsilon`).
+    #[serde(rename = "rms_norm_eps", default = "default_norm_eps")]
+    pub norm_eps: f64,
     #[serde(default)]
     pub tie_word_embeddings: bool,
     #[serde(default = "default_init_range")]
@@ -181,7 +183,7 @@ impl ModelConfig {
             intermediate_size,
             max_position_embeddings: 256,
             rope_theta: default_rope_theta(),
-            rms_norm_eps: default_norm_eps(),
+            norm_eps: default_norm_eps(),
             tie_word_embeddings: false,
             initializer_range: default_init_range(),
             hidden_act: default_hidden_act(),
@@ -250,7 +252,7 @@ impl ModelConfig {
         c.architectures = vec!["GPT2LMHeadModel".into()];
         c.model_type = "gpt2".into();
         c.max_position_embeddings = g.n_positions;
-        c.rms_norm_eps = g.layer_norm_epsilon;
+        c.norm_eps = g.layer_norm_epsilon;
         c.hidden_act = g.activation_function;
         c.initializer_range = g.initializer_range;
         c.tie_word_embeddings = g.tie_word_embeddings;
@@ -361,8 +363,8 @@ impl ModelConfig {
                 self.kv_heads()
             ));
         }
-        if !(self.rope_theta > 0.0 && self.rms_norm_eps > 0.0) {
-            return fail("rope_theta and rms_norm_eps must be positive".into());
+        if !(self.rope_theta > 0.0 && self.norm_eps > 0.0) {
+            return fail("rope_theta and the norm epsilon must be positive".into());
         }
         for (name, id) in [
             ("bos_token_id", self.bos_token_id),

@@ -180,7 +180,7 @@ impl Norm {
         Ok(Self {
             weight: param(source, &format!("{name}.weight"), [d], device)?,
             bias,
-            eps: c.rms_norm_eps,
+            eps: c.norm_eps,
             name: name.to_string(),
         })
     }

@@ -116,7 +116,7 @@ class Inner(torch.nn.Module):
 
 
 class Llama(torch.nn.Module):
-    """webdpo's model (src/model.rs) with HF's parameter names."""
+    """webdpo's model (src/model/) with HF's parameter names."""
 
     def __init__(self, c):
         super().__init__()

@@ -307,6 +307,20 @@ async fn errors_reach_js_with_their_kind() {
     );
 }
 
+/// The page's prompts for the built-in model are the corpus's: the instruction, trimmed, and a
+/// newline (what `webdpo pretrain` trained it on).
+#[wasm_bindgen_test]
+fn story_prompts_are_the_corpus_format() {
+    webdpo::web::init_runtime();
+    let typed = "  Write a story about a shy fox who finds a red kite. ";
+    let prompt = webdpo::web::story_prompt(typed);
+    assert_eq!(prompt, webdpo::storyworld::format_prompt(typed.trim()));
+    assert_eq!(
+        prompt,
+        "Write a story about a shy fox who finds a red kite.\n"
+    );
+}
+
 /// A TRL JSONL file's text and conversational rows, as the page imports them.
 #[wasm_bindgen_test]
 fn pairs_parse_as_text_and_conversational_rows() {

@@ -1,5 +1,5 @@
 // What the page does about a failed call, decided on the error's `kind` (the core's ErrorKind,
-// set by src/web.rs on every error it throws), never on its message text.
+// set by src/web/ on every error it throws), never on its message text.
 
 /** A failure of the GPU while the model runs on it: a device error, or a crash of the wasm
  *  instance (a panic or a lost device inside wasm), after which it cannot be trusted again. */

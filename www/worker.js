@@ -6,17 +6,23 @@ import init, {
   defaultLearningRate,
   isModelFile,
   parsePairs,
+  storyPrompt,
 } from "./pkg/webdpo.js";
 import { toMessage } from "./errors.js";
 
 let session = null;
+// The built-in story model takes prompts in the story world's format; a folder's model takes the
+// text as it is (its chat template, if any, formats it in the core).
+let storyModel = false;
 // `?simulate-gpu-failure` on the page: the first update on the GPU fails as a lost device would,
 // to show (and test) the fallback to the CPU.
 let simulateGpuFailure = false;
-// Snapshots taken before each update, newest last: undo restores the exact previous state.
+// The undo history, owned here alone: a snapshot taken before each pick's update with the id of
+// the pick, newest last. Undo restores the exact previous state and says which pick it undid.
 const undoStack = [];
 const UNDO_DEPTH = 10;
-const clearUndo = () => undoStack.splice(0).forEach((s) => s.free());
+const clearUndo = () => undoStack.splice(0).forEach(({ snapshot }) => snapshot.free());
+const canUndo = () => undoStack.length > 0;
 
 async function scores(prompt, chosen, rejected) {
   return {
@@ -26,7 +32,7 @@ async function scores(prompt, chosen, rejected) {
 }
 
 /** Weights and optimizer state, to be written to IndexedDB by the page. */
-async function state() {
+async function trainingState() {
   const s = await session.saveState();
   return { weights: s.weights, optimizer: s.optimizer, steps: session.steps };
 }
@@ -48,6 +54,7 @@ const ops = {
     }
     session?.free();
     session = next;
+    storyModel = !files;
     clearUndo();
     return {
       device: session.device,
@@ -58,6 +65,7 @@ const ops = {
       memory: session.memory,
       lora: session.lora ?? null,
       chat: session.hasChatTemplate,
+      canUndo: canUndo(),
     };
   },
 
@@ -77,7 +85,10 @@ const ops = {
     return session.trainConfig();
   },
 
-  async generate({ prompt, n, sampling, reference }, progress) {
+  /** `n` responses to `text`, streamed through `progress`; returns them with the prompt as the
+   *  model saw it (what a pick stores). */
+  async generate({ text, n, sampling, reference }, progress) {
+    const prompt = storyModel ? storyPrompt(text) : text;
     const generation = session.startGeneration(prompt, n, sampling, reference);
     let texts = Array(n).fill("");
     try {
@@ -88,10 +99,12 @@ const ops = {
     } finally {
       generation.free();
     }
-    return texts;
+    return { prompt, texts };
   },
 
-  async prefer({ prompt, chosen, rejected }) {
+  /** The update of pick `pick`: its step reports, its tokens' scores after it, and the state to
+   *  save (null when every step was skipped, and then nothing to undo either). */
+  async prefer({ prompt, chosen, rejected, pick }) {
     if (simulateGpuFailure && session.isGpu) {
       // Worded unlike any real message: the page must recognise it by its kind alone.
       throw Object.assign(
@@ -103,33 +116,35 @@ const ops = {
     const reports = await session.prefer(prompt, chosen, rejected);
     const applied = reports.some((r) => !r.skipped);
     if (applied) {
-      undoStack.push(before);
-      if (undoStack.length > UNDO_DEPTH) undoStack.shift().free();
+      undoStack.push({ snapshot: before, pick });
+      if (undoStack.length > UNDO_DEPTH) undoStack.shift().snapshot.free();
     } else {
       before.free();
     }
     return {
       reports,
       scores: await scores(prompt, chosen, rejected),
-      state: applied ? await state() : null,
+      saved: applied ? await trainingState() : null,
+      canUndo: canUndo(),
     };
   },
 
+  /** Restores the state before the last pick's update; says which pick that was. */
   async undo() {
-    const snapshot = undoStack.pop();
-    if (!snapshot)
+    const last = undoStack.pop();
+    if (!last)
       throw new Error(
         "Nothing to undo in this session (undo keeps the last 10 updates until the page reloads).",
       );
-    session.restore(snapshot);
-    snapshot.free();
-    return { state: await state(), canUndo: undoStack.length > 0 };
+    session.restore(last.snapshot);
+    last.snapshot.free();
+    return { saved: await trainingState(), canUndo: canUndo(), pick: last.pick };
   },
 
   async reset() {
     session.reset();
     clearUndo();
-    return { state: await state() };
+    return { saved: await trainingState(), canUndo: canUndo() };
   },
 
   /** One pass over `pairs`, `steps_per_pair` updates each; not undoable pick by pick. */
@@ -141,7 +156,7 @@ const ops = {
       progress({ done: i + 1, total: pairs.length, metrics: r[r.length - 1].metrics });
     }
     clearUndo();
-    return { reports, state: await state() };
+    return { reports, saved: await trainingState(), canUndo: canUndo() };
   },
 
   /** The names among `names` that loading a model folder reads. */
@@ -174,7 +189,7 @@ const ops = {
   async loadWeights({ weights }) {
     session.loadState(weights, undefined);
     clearUndo();
-    return { state: await state() };
+    return { saved: await trainingState(), canUndo: canUndo() };
   },
 };
 
@@ -186,8 +201,8 @@ self.onmessage = async ({ data: { id, op, args } }) => {
     )
       throw new Error("the model is not loaded yet");
     const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
-    const transfer = value?.state
-      ? [value.state.weights.buffer, value.state.optimizer.buffer]
+    const transfer = value?.saved
+      ? [value.saved.weights.buffer, value.saved.optimizer.buffer]
       : value instanceof Uint8Array
         ? [value.buffer]
         : value?.weights instanceof Uint8Array

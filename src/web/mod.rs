@@ -100,6 +100,13 @@ pub fn parse_pairs(text: &str, file: &str) -> Result<JsValue, Error> {
     Ok(to_js(&parse_jsonl(text, file)?))
 }
 
+/// A prompt in the format the built-in story model was trained on (the story world's); other
+/// models take the text as it is, formatted by their chat template when they have one.
+#[wasm_bindgen(js_name = storyPrompt)]
+pub fn story_prompt(instruction: &str) -> String {
+    crate::storyworld::format_prompt(instruction.trim())
+}
+
 /// Whether loading a model folder reads a file of this name (the page sends no other file).
 #[wasm_bindgen(js_name = isModelFile)]
 pub fn is_model_file(name: &str) -> bool {

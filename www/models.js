@@ -1,0 +1,274 @@
+// Loading models: the built-in one, a folder the user brings (kept in IndexedDB), the saved
+// training state of each, and the fallback to the CPU when the GPU fails.
+import { call, hasWorker, startWorker } from "./client.js";
+import { isGpuFailure } from "./errors.js";
+import { learnt, state } from "./state.js";
+import { openStore } from "./store.js";
+import { notice, status } from "./views/dom.js";
+import { forgetTrainConfig, renderSettings, storedTrainConfig } from "./views/settings.js";
+import { renderCharts } from "./views/charts.js";
+import { renderModel, loraChoice } from "./views/your-model.js";
+import { showLast } from "./shown.js";
+import { run } from "./work.js";
+
+const BUILT_IN = {
+  name: "storyworld",
+  label: "the built-in story model",
+  builtIn: true,
+  dir: "models/storyworld",
+};
+
+async function fetchBytes(path, label) {
+  const r = await fetch(path);
+  if (!r.ok) throw new Error(`could not load ${path}: HTTP ${r.status}`);
+  // A compressed response's length is not the length of what the reader yields.
+  const total = r.headers.get("content-encoding")
+    ? 0
+    : Number(r.headers.get("content-length")) || 0;
+  if (!r.body) return new Uint8Array(await r.arrayBuffer());
+  const reader = r.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (let chunk; !(chunk = await reader.read()).done;) {
+    chunks.push(chunk.value);
+    received += chunk.value.length;
+    const of = total ? ` of ${(total / 1e6).toFixed(1)}` : "";
+    status(`Loading ${label}… ${(received / 1e6).toFixed(1)}${of} MB`, {
+      progress: total ? Math.min(1, received / total) : null,
+    });
+  }
+  const bytes = new Uint8Array(received);
+  let offset = 0;
+  for (const c of chunks) bytes.set(c, (offset += c.length) - c.length);
+  return bytes;
+}
+
+/** What training may take in this browser: `?memory-budget=<bytes>` (to try the check), else half
+ *  its memory when it says (Chrome caps what it reports at 8 GB), else the session's default. */
+const memoryBudget = () =>
+  Number(state.params.get("memory-budget")) ||
+  (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
+
+/** Starts `state.model` on `state.backend` from the saved state (if any). With `restart`, in a
+ *  fresh worker (after a failure); otherwise the worker keeps its current model until the new one
+ *  has loaded. */
+async function startModel(saved, { restart = true } = {}) {
+  const { model, backend, params } = state;
+  if (restart || !hasWorker()) startWorker();
+  // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
+  const source = model.builtIn
+    ? { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice() }
+    : {
+        files: model.files.map((f) => ({ name: f.name, bytes: f.bytes.slice() })),
+        lora: model.lora,
+        budget: memoryBudget(),
+      };
+  const args = {
+    ...source,
+    backend,
+    simulateFailure: params.has("simulate-gpu-failure"),
+    saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null,
+  };
+  status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, {
+    progress: null,
+  });
+  const info = await call("load", args);
+  const stored = storedTrainConfig();
+  if (stored) {
+    try {
+      info.trainConfig = await call("setTrainConfig", { ...info.trainConfig, ...stored });
+    } catch (e) {
+      notice(`Saved settings were not valid and were reset: ${e.message}`, "error");
+      forgetTrainConfig();
+    }
+  }
+  state.info = info;
+  state.canUndo = info.canUndo;
+  renderModel(state);
+}
+
+/** Stores the worker's training state (absent when nothing changed). */
+export async function saveState(saved) {
+  if (!saved) return;
+  await state.store.saveState({
+    weights: saved.weights,
+    optimizer: saved.optimizer,
+    steps: saved.steps,
+    reference: state.model.fingerprint,
+  });
+  state.info.steps = saved.steps;
+}
+
+/** Runs `op` on the worker; on a GPU failure, restarts on the CPU from the last saved state and
+ *  runs it again there, telling the user. Picks are already in IndexedDB, so none is lost. */
+export async function callWithFallback(op, args, onProgress) {
+  try {
+    return await call(op, args, onProgress);
+  } catch (e) {
+    if (!isGpuFailure(e, state.info?.isGpu)) throw e;
+    const reason = e.message;
+    state.backend = "cpu";
+    await startModel(await state.store.loadState());
+    notice(
+      `The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks are kept.`,
+      "error",
+    );
+    return call(op, args, onProgress);
+  }
+}
+
+/** SHA-256 of a model's files: what its saved policy was trained from. */
+async function fingerprint(m) {
+  const parts = m.builtIn ? [m.weights] : m.files.map((f) => f.bytes);
+  const digests = await Promise.all(parts.map((bytes) => crypto.subtle.digest("SHA-256", bytes)));
+  const bytes =
+    digests.length === 1
+      ? digests[0]
+      : await crypto.subtle.digest(
+          "SHA-256",
+          new Uint8Array(digests.flatMap((d) => [...new Uint8Array(d)])),
+        );
+  return [...new Uint8Array(bytes)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The built-in model's files, fetched (and cached offline by sw.js). */
+export async function builtIn() {
+  const [config, tokenizer, weights] = await Promise.all([
+    fetchBytes(`${BUILT_IN.dir}/config.json`, "config").then((b) => new TextDecoder().decode(b)),
+    fetchBytes(`${BUILT_IN.dir}/tokenizer.json`, "tokenizer"),
+    fetchBytes(`${BUILT_IN.dir}/model.safetensors`, "the model"),
+  ]);
+  return { ...BUILT_IN, config, tokenizer, weights };
+}
+
+/** Makes `next` the model in use, with its own stored pairs and training state; returns the
+ *  state it restored. If it cannot load (a refused memory check, a bad file), the model in use
+ *  stays and the error propagates. */
+export async function activate(next, { restart = false } = {}) {
+  const nextStore = await openStore(next.name);
+  next.fingerprint ??= await fingerprint(next);
+  let saved = await nextStore.loadState();
+  if (saved && saved.reference !== next.fingerprint) {
+    // A policy trained from other reference weights (the app's model was updated, or a folder of
+    // the same name changed) would load without error and mean nothing against this reference.
+    notice(
+      "The model's weights changed since its policy was saved, so training starts again from " +
+        "the new reference. The pairs are kept.",
+      "error",
+    );
+    saved = null;
+  }
+  const previous = { model: state.model, info: state.info };
+  state.model = next;
+  try {
+    try {
+      await startModel(saved, { restart });
+    } catch (e) {
+      if (!saved) throw e;
+      // Saved state that does not load (e.g. the model was updated): start fresh, keep the pairs.
+      notice(
+        `The saved policy could not be restored (${e.message}); starting from the reference. The pairs are kept.`,
+        "error",
+      );
+      saved = null;
+      await startModel(null, { restart: false });
+    }
+  } catch (e) {
+    Object.assign(state, previous);
+    throw e;
+  }
+  state.store = nextStore;
+  state.picks = await nextStore.picks();
+  state.current = null;
+  renderSettings(state.info.trainConfig);
+  renderCharts(learnt());
+  await showLast();
+  return saved;
+}
+
+/** The model files of a picked or dropped folder (top level only; the core says which names
+ *  loading reads), and the folder's name. */
+async function modelFiles(files) {
+  const top = files.filter((f) => (f.path.match(/\//g) ?? []).length <= 1);
+  const read = new Set(await call("modelFiles", { names: top.map((f) => f.file.name) }));
+  const label = files[0]?.path.includes("/") ? files[0].path.split("/")[0] : "your model";
+  return { label, files: top.filter((f) => read.has(f.file.name)).map((f) => f.file) };
+}
+
+/** Loads a Hugging Face model folder the user brought (`picked`: its files with their paths), and
+ *  keeps it in IndexedDB for reloads. */
+export async function importFolder(picked) {
+  // What an earlier action said is cleared now, not once the worker has filtered the files.
+  notice(null);
+  const { label, files } = await modelFiles(picked);
+  if (!files.some((f) => f.name === "config.json")) {
+    notice(
+      `No config.json in ${label}: choose the folder that holds config.json, tokenizer.json ` +
+        "and model.safetensors (or its shards).",
+      "error",
+    );
+    return;
+  }
+  await run("Loading your model", async () => {
+    notice(null);
+    const lora = loraChoice();
+    // The memory check first, from config.json alone: a model too large is refused before its
+    // weights are read into the tab.
+    const config = await files.find((f) => f.name === "config.json").text();
+    await call("checkMemory", { config, backend: state.backend, lora, budget: memoryBudget() });
+    const total = files.reduce((n, f) => n + f.size, 0);
+    status(`Reading ${files.length} files of ${label} (${(total / 1e6).toFixed(0)} MB)…`, {
+      progress: null,
+    });
+    const bytes = await Promise.all(
+      files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })),
+    );
+    const next = {
+      name: `folder:${label}${lora ? `:lora${lora.r}` : ""}`,
+      label,
+      builtIn: false,
+      files: bytes,
+      lora,
+    };
+    await activate(next);
+    localStorage.setItem("webdpo.model", next.name);
+    try {
+      await state.cache.save({ name: next.name, label, files: bytes, lora });
+    } catch (e) {
+      notice(
+        `${label} is loaded but could not be kept in this browser (${e.message}); ` +
+          "after a reload, choose the folder again.",
+        "error",
+      );
+    }
+    const adapters = state.info.lora ? ` (${state.info.lora})` : "";
+    status(`${label} is ready${adapters}. Write a prompt, then Generate (G).`);
+  });
+}
+
+export async function useBuiltIn() {
+  await run("Loading the built-in model", async () => {
+    await activate(await builtIn());
+    localStorage.removeItem("webdpo.model");
+    status("Ready. Pick a preset or write a prompt, then Generate (G).");
+  });
+}
+
+/** The folder the user brought last time (from IndexedDB), else the built-in model; returns the
+ *  training state it restored. */
+export async function restoreLast() {
+  const chosen = localStorage.getItem("webdpo.model");
+  const entry = chosen ? await state.cache.load(chosen).catch(() => null) : null;
+  if (entry) {
+    try {
+      const { name, label, files, lora } = entry;
+      return await activate({ name, label, builtIn: false, files, lora }, { restart: true });
+    } catch (e) {
+      notice(
+        `${entry.label} could not be loaded again (${e.message}); using the built-in model.`,
+        "error",
+      );
+    }
+  }
+  return activate(await builtIn(), { restart: true });
+}

@@ -1,0 +1,30 @@
+// The page's state, in one object. Actions (actions.js, models.js) change it; the views render
+// from it. The undo history is not here: the worker owns it and reports `canUndo`.
+
+const params = new URLSearchParams(location.search);
+
+export const state = {
+  /** The model in use: the built-in one with { config, tokenizer, weights } as fetched, or a
+   *  user's folder { name, label, files: [{name, bytes}], lora }. */
+  model: null,
+  /** What the worker reports of it: device, isGpu, parameterCount, steps, trainConfig, memory,
+   *  lora, chat. */
+  info: null,
+  /** This model's IndexedDB store, and the imported model folders. */
+  store: null,
+  cache: null,
+  /** Every stored pair of this model, oldest first. */
+  picks: [],
+  /** The two responses awaiting a pick: { prompt, texts, done }. */
+  current: null,
+  busy: true,
+  canUndo: false,
+  /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */
+  backend: params.get("backend") ?? "auto",
+  /** Each optimizer's usual learning rate, from the core. */
+  learningRates: {},
+  params,
+};
+
+/** The picks that trained the policy, oldest first. */
+export const learnt = () => state.picks.filter((p) => p.metrics);

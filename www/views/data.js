@@ -1,0 +1,40 @@
+// The data: how many pairs are stored, exporting them as TRL JSONL, and the files of a dropped or
+// picked folder.
+import { $, plural } from "./dom.js";
+
+/** The count line ("3 pairs stored · policy after 2 updates"); its data attributes are what tests
+ *  read. */
+export function renderCounts({ picks, info }, learnt) {
+  $("picks-count").textContent = info
+    ? `${plural(picks.length, "pair")} stored · policy after ${plural(info.steps, "update")}`
+    : "";
+  $("picks-count").dataset.pairs = String(picks.length);
+  $("picks-count").dataset.learnt = String(learnt);
+}
+
+/** TRL's JSONL: {"prompt","chosen","rejected"} per line. */
+export function toJsonl(picks) {
+  const lines = picks.map(({ prompt, chosen, rejected }) =>
+    JSON.stringify({ prompt, chosen, rejected }),
+  );
+  return lines.join("\n") + (lines.length ? "\n" : "");
+}
+
+/** The files of a picked folder (`<input webkitdirectory>`) with their paths. */
+export const pickedFiles = (list) =>
+  [...list].map((file) => ({ file, path: file.webkitRelativePath || file.name }));
+
+/** The files of a dropped folder (`webkitGetAsEntry`), or the dropped files themselves. */
+export async function droppedFiles(transfer) {
+  const entries = [...transfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  const dir = entries.length === 1 && entries[0].isDirectory ? entries[0] : null;
+  if (!dir) return [...transfer.files].map((file) => ({ file, path: file.name }));
+  const reader = dir.createReader();
+  const children = [];
+  for (let batch; (batch = await new Promise((ok, fail) => reader.readEntries(ok, fail))).length;)
+    children.push(...batch);
+  const files = await Promise.all(
+    children.filter((e) => e.isFile).map((e) => new Promise((ok, fail) => e.file(ok, fail))),
+  );
+  return files.map((file) => ({ file, path: `${dir.name}/${file.name}` }));
+}

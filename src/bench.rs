@@ -17,7 +17,7 @@ use crate::rng::Rng;
 use crate::runtime::device::ComputeDevice;
 use crate::runtime::read_all;
 use crate::train::logps::TokenizedPair;
-use crate::train::trainer::{DpoTrainer, TrainConfig};
+use crate::train::{DpoTrainer, TrainConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]

@@ -9,7 +9,7 @@ use common::*;
 use webdpo::bench::{BenchConfig, Stat, bench_generation, bench_pair, bench_update};
 use webdpo::block_on;
 use webdpo::generate::{Decoder, SamplingConfig};
-use webdpo::train::trainer::TrainConfig;
+use webdpo::train::TrainConfig;
 
 #[test]
 fn decoding_without_the_cache_samples_the_same_tokens() {

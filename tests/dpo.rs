@@ -10,7 +10,7 @@ use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, to_safetensors};
 use webdpo::train::dpo::{DpoConfig, LossType, dpo_loss};
 use webdpo::train::optimizer::Optim;
-use webdpo::train::trainer::{DpoTrainer, TrainConfig};
+use webdpo::train::{DpoTrainer, TrainConfig};
 
 fn ln_sigmoid(x: f64) -> f64 {
     -(1.0 + (-x).exp()).ln()

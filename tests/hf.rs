@@ -21,7 +21,7 @@ use webdpo::runtime::memory::{
 use webdpo::train::data::{Message, parse_jsonl};
 use webdpo::train::logps::TokenizedPair;
 use webdpo::train::optimizer::Optim;
-use webdpo::train::trainer::{DpoTrainer, TrainConfig};
+use webdpo::train::{DpoTrainer, TrainConfig};
 
 fn fixture(name: &str) -> (PathBuf, Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -582,4 +582,47 @@ fn memory_check_refuses_full_training_of_a_135m_model_on_a_small_budget_and_sugg
         .unwrap()
         .to_string();
     assert!(err.contains("buffer"), "{err}");
+}
+
+/// What a picked folder sends to the model: the files transformers' folder holds for loading,
+/// nothing else (other formats' weights, READMEs, our fixtures' expected.json), in their order; a
+/// folder without config.json is refused by name.
+#[test]
+fn a_folder_sends_only_the_files_loading_reads() {
+    let (dir, _) = fixture("llama");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .chain(
+            [
+                "README.md",
+                "pytorch_model.bin",
+                "model.onnx",
+                "model-1-of-x.safetensors",
+            ]
+            .map(String::from),
+        )
+        .collect();
+    names.sort();
+    let read = webdpo::ModelFiles::select(&names, "llama").unwrap();
+    let expected = [
+        "chat_template.jinja",
+        "config.json",
+        "generation_config.json",
+        "model-00001-of-00004.safetensors",
+        "model-00002-of-00004.safetensors",
+        "model-00003-of-00004.safetensors",
+        "model-00004-of-00004.safetensors",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ];
+    assert_eq!(read, expected);
+    let without: Vec<String> = names.into_iter().filter(|n| n != "config.json").collect();
+    let refused = webdpo::ModelFiles::select(&without, "my-model").unwrap_err();
+    assert_eq!(refused.kind(), webdpo::ErrorKind::Format);
+    assert!(
+        refused.to_string().contains("my-model has no config.json"),
+        "{refused}"
+    );
 }

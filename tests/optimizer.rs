@@ -12,7 +12,7 @@ use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::model::{CausalLm, param_id};
 use webdpo::train::optimizer::{Optim, Optimizer, OptimizerConfig};
-use webdpo::train::trainer::{DpoTrainer, TrainConfig};
+use webdpo::train::{DpoTrainer, TrainConfig};
 
 fn host(t: Tensor<1>) -> Vec<f64> {
     t.into_data()

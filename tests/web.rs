@@ -8,7 +8,7 @@ use webdpo::hf::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::model::CausalLm;
 use webdpo::train::data::PreferencePair;
 use webdpo::train::logps::TokenizedPair;
-use webdpo::train::trainer::{DpoTrainer, StepReport, TrainConfig};
+use webdpo::train::{DpoTrainer, StepReport, TrainConfig};
 use webdpo::{ComputeDevice, ModelConfig};
 
 wasm_bindgen_test_configure!(run_in_browser);

@@ -187,11 +187,12 @@ export async function activate(next, { restart = false } = {}) {
 }
 
 /** The model files of a picked or dropped folder (top level only; the core says which names
- *  loading reads), and the folder's name. */
+ *  loading reads, and refuses a folder without config.json), and the folder's name. */
 async function modelFiles(files) {
   const top = files.filter((f) => (f.path.match(/\//g) ?? []).length <= 1);
-  const read = new Set(await call("modelFiles", { names: top.map((f) => f.file.name) }));
   const label = files[0]?.path.includes("/") ? files[0].path.split("/")[0] : "your model";
+  const names = top.map((f) => f.file.name);
+  const read = new Set(await call("modelFiles", { names, folder: label }));
   return { label, files: top.filter((f) => read.has(f.file.name)).map((f) => f.file) };
 }
 
@@ -200,13 +201,11 @@ async function modelFiles(files) {
 export async function importFolder(picked) {
   // What an earlier action said is cleared now, not once the worker has filtered the files.
   notice(null);
-  const { label, files } = await modelFiles(picked);
-  if (!files.some((f) => f.name === "config.json")) {
-    notice(
-      `No config.json in ${label}: choose the folder that holds config.json, tokenizer.json ` +
-        "and model.safetensors (or its shards).",
-      "error",
-    );
+  let label, files;
+  try {
+    ({ label, files } = await modelFiles(picked));
+  } catch (e) {
+    notice(e.message, "error");
     return;
   }
   await run("Loading your model", async () => {

@@ -4,8 +4,8 @@ import init, {
   Session,
   checkMemory,
   defaultLearningRate,
-  isModelFile,
   parsePairs,
+  selectModelFiles,
   storyPrompt,
 } from "./pkg/webdpo.js";
 import { toMessage } from "./errors.js";
@@ -159,10 +159,11 @@ const ops = {
     return { reports, saved: await trainingState(), canUndo: canUndo() };
   },
 
-  /** The names among `names` that loading a model folder reads. */
-  async modelFiles({ names }) {
+  /** The names among `names` that loading the model folder `folder` reads; a "format" error
+   *  when it has no config.json. */
+  async modelFiles({ names, folder }) {
     await init();
-    return names.filter((name) => isModelFile(name));
+    return selectModelFiles(names, folder);
   },
 
   /** What the page needs to know of each optimizer it offers. */

@@ -93,6 +93,19 @@ impl ModelFiles {
         Ok(files)
     }
 
+    /// The names among `names` (a folder's top-level files) that loading reads, in their order;
+    /// refused, naming `folder`, when config.json is not among them: nothing loads without it.
+    pub fn select(names: &[String], folder: &str) -> Result<Vec<String>> {
+        if !names.iter().any(|n| n == "config.json") {
+            return Err(Error::Config(format!(
+                "{folder} has no config.json: choose the folder that holds config.json, \
+                 tokenizer.json and model.safetensors (or its shards)"
+            )));
+        }
+        let read = names.iter().filter(|n| Self::is_model_file(n));
+        Ok(read.cloned().collect())
+    }
+
     /// Whether loading reads a file of this name: the config, the tokenizer, the weights (one
     /// file, or an index and `model-0000i-of-0000n.safetensors` shards) and the companions.
     /// Anything else in a folder (other formats' weights, READMEs) is left unread.

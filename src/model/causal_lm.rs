@@ -4,9 +4,8 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::layers::{
-    Block, KvCache, Linear, NamedTensor, Norm, Positions, TensorSource, flat, param,
-};
+use super::attention::{KvCache, Positions};
+use super::layers::{Block, Linear, NamedTensor, Norm, TensorSource, flat, param};
 use crate::error::Result;
 use crate::model::{Arch, LinearSpec, ModelConfig};
 

@@ -8,13 +8,15 @@
 //! and an adapter exports with PEFT's tensor names. Linear weights are stored `[out, in]`.
 
 mod arch;
+mod attention;
 mod causal_lm;
 mod config;
 mod layers;
 mod lora;
 
 pub use arch::{ARCHS, Arch, ArchSpec, AttentionLayout, LinearSpec, MlpLayout, NormKind};
+pub use attention::KvCache;
 pub use causal_lm::CausalLm;
 pub use config::ModelConfig;
-pub use layers::{KvCache, NamedTensor, TensorSource, param_id};
+pub use layers::{NamedTensor, TensorSource, param_id};
 pub use lora::{Lora, LoraConfig, lora_target_matches};

@@ -10,9 +10,9 @@ use crate::generate::{SamplingConfig, generate};
 use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
 use crate::runtime::read_all;
+use crate::train::DpoTrainer;
 use crate::train::data::PreferencePair;
 use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps};
-use crate::train::trainer::DpoTrainer;
 
 /// A steerable attribute of a story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

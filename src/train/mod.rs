@@ -1,6 +1,7 @@
 //! Training: preference data, sequence log-probs, the objectives, the optimizer, what every
 //! update shares (`step`), the DPO trainer and pretraining.
 
+pub mod config;
 pub mod data;
 pub mod dpo;
 pub mod logps;
@@ -9,9 +10,10 @@ pub mod pretrain;
 pub mod step;
 pub mod trainer;
 
+pub use config::TrainConfig;
 pub use data::{Message, PreferencePair, Turns, parse_jsonl};
 pub use dpo::{DpoConfig, DpoMetrics, LossType, PairValues};
 pub use logps::{SequenceBatch, TokenizedPair};
 pub use optimizer::Optim;
 pub use pretrain::{PretrainConfig, PretrainState, Pretrainer};
-pub use trainer::{DpoTrainer, StepReport, TrainConfig};
+pub use trainer::{DpoTrainer, StepReport, TrainerSnapshot};

@@ -107,10 +107,11 @@ pub fn story_prompt(instruction: &str) -> String {
     crate::storyworld::format_prompt(instruction.trim())
 }
 
-/// Whether loading a model folder reads a file of this name (the page sends no other file).
-#[wasm_bindgen(js_name = isModelFile)]
-pub fn is_model_file(name: &str) -> bool {
-    ModelFiles::is_model_file(name)
+/// The files among `names` that loading the model folder `folder` reads (the page sends no
+/// other); refused when the folder has no config.json.
+#[wasm_bindgen(js_name = selectModelFiles)]
+pub fn select_model_files(names: Vec<String>, folder: &str) -> Result<Vec<String>, Error> {
+    ModelFiles::select(&names, folder)
 }
 
 /// The learning rate the page switches to when the user chooses an optimizer.

@@ -15,7 +15,7 @@ use crate::model::{CausalLm, LoraConfig, ModelConfig};
 use crate::runtime::{ComputeDevice, MemoryEstimate, MemoryLimits};
 use crate::train::TokenizedPair;
 use crate::train::data::{PreferencePair, Turns};
-use crate::train::trainer::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
+use crate::train::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
 
 /// A completion split into tokens (EOS included, shown as "</s>") with each token's log-prob
 /// under the policy and under the reference.

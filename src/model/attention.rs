@@ -1,0 +1,252 @@
+//! Attention as the three architectures compute it: rotary or learned positions, the causal mask,
+//! grouped-query heads, and the KV cache that lets sampling run one token per step.
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::layers::{BlockLinears, Linear, TensorSource};
+use crate::error::Result;
+use crate::model::{AttentionLayout, ModelConfig};
+
+/// Rotary embedding tables for positions `start..start + len` (HF's `rotate_half` layout).
+struct Rope {
+    /// `[1, len, 1, head_dim]`: broadcast over batch and heads of `[batch, len, heads, head_dim]`.
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+    /// `[head_dim, head_dim]`: `x · rotate = rotate_half(x) = [-x2, x1]`. One exact matmul (entries
+    /// 0 and ±1) instead of two slices, a negation and a concatenation.
+    rotate: Tensor<2>,
+}
+
+impl Rope {
+    pub(super) fn new(theta: f64, hd: usize, start: usize, len: usize, device: &Device) -> Self {
+        let half = hd / 2;
+        let mut cos = Vec::with_capacity(len * hd);
+        let mut sin = Vec::with_capacity(len * hd);
+        for pos in start..start + len {
+            for i in 0..hd {
+                let inv_freq = 1.0 / theta.powf((2 * (i % half)) as f64 / hd as f64);
+                let angle = pos as f64 * inv_freq;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        let mut rotate = vec![0.0f32; hd * hd];
+        for j in 0..half {
+            rotate[(j + half) * hd + j] = -1.0;
+            rotate[j * hd + j + half] = 1.0;
+        }
+        let table =
+            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+            rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
+        }
+    }
+
+    /// `x`: `[batch, len, heads, head_dim]`.
+    pub(super) fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, t, h, hd] = x.dims();
+        let rotated = x
+            .clone()
+            .reshape([b * t * h, hd])
+            .matmul(self.rotate.clone())
+            .reshape([b, t, h, hd]);
+        x.mul(self.cos.clone()) + rotated.mul(self.sin.clone())
+    }
+}
+
+/// What a forward needs to know about positions `start..start + len`, built once for all layers:
+/// the rotary tables (none for GPT-2's learned positions) and the causal mask over all keys so far.
+pub struct Positions {
+    rope: Option<Rope>,
+    /// `[1, 1, len, start + len]`: 0 where query i may see key j (j ≤ start + i), −1e9 elsewhere;
+    /// added to the attention scores (broadcast over batch and heads). `None` for one position
+    /// (cached decoding), which sees every key.
+    causal: Option<Tensor<4>>,
+}
+
+impl Positions {
+    pub(super) fn new(
+        rope_theta: Option<f64>,
+        hd: usize,
+        start: usize,
+        len: usize,
+        device: &Device,
+    ) -> Self {
+        let keys = start + len;
+        let causal = (len > 1).then(|| {
+            let bias: Vec<f32> = (0..len)
+                .flat_map(|i| (0..keys).map(move |j| if j <= start + i { 0.0 } else { -1e9 }))
+                .collect();
+            Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device)
+        });
+        Self {
+            rope: rope_theta.map(|theta| Rope::new(theta, hd, start, len, device)),
+            causal,
+        }
+    }
+
+    pub(super) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+        match &self.rope {
+            Some(rope) => rope.apply(x),
+            None => x,
+        }
+    }
+}
+
+/// Keys and values of the positions seen so far, per layer: `[batch, kv_heads, len, head_dim]`.
+#[derive(Default, Clone)]
+pub struct KvCache {
+    pub(super) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    pub(super) len: usize,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The query, key and value projections: three layers (Llama, Qwen2) or one fused (GPT-2's
+/// `c_attn`, whose output is `[q | k | v]`).
+#[derive(Module, Debug)]
+pub enum Qkv {
+    Separate(SeparateQkv),
+    Fused(Linear),
+}
+
+#[derive(Module, Debug)]
+pub struct SeparateQkv {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+}
+
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Qkv,
+    pub o_proj: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+}
+
+impl Attention {
+    pub(super) fn load(
+        source: &mut TensorSource,
+        linears: &BlockLinears,
+        c: &ModelConfig,
+        device: &Device,
+    ) -> Result<Self> {
+        let attn = linears.arch.attn;
+        let mut load = |module: &str| linears.load(source, &format!("{attn}.{module}"), device);
+        let (qkv, o_proj) = match linears.arch.attention {
+            AttentionLayout::Fused => (Qkv::Fused(load("c_attn")?), load("c_proj")?),
+            AttentionLayout::Separate { .. } => {
+                let separate = SeparateQkv {
+                    q_proj: load("q_proj")?,
+                    k_proj: load("k_proj")?,
+                    v_proj: load("v_proj")?,
+                };
+                (Qkv::Separate(separate), load("o_proj")?)
+            }
+        };
+        Ok(Self {
+            qkv,
+            o_proj,
+            n_heads: c.num_attention_heads,
+            n_kv_heads: c.kv_heads(),
+        })
+    }
+
+    pub(super) fn linears(&self) -> Vec<&Linear> {
+        match &self.qkv {
+            Qkv::Separate(p) => vec![&p.q_proj, &p.k_proj, &p.v_proj, &self.o_proj],
+            Qkv::Fused(c_attn) => vec![c_attn, &self.o_proj],
+        }
+    }
+
+    pub(super) fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        match &mut self.qkv {
+            Qkv::Separate(p) => vec![
+                &mut p.q_proj,
+                &mut p.k_proj,
+                &mut p.v_proj,
+                &mut self.o_proj,
+            ],
+            Qkv::Fused(c_attn) => vec![c_attn, &mut self.o_proj],
+        }
+    }
+
+    pub(super) fn forward(
+        &self,
+        x: Tensor<3>,
+        pos: &Positions,
+        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+    ) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let hd = d / self.n_heads;
+        let (q, k, v) = match &self.qkv {
+            Qkv::Separate(p) => (
+                p.q_proj.forward(x.clone()),
+                p.k_proj.forward(x.clone()),
+                p.v_proj.forward(x),
+            ),
+            Qkv::Fused(c_attn) => {
+                let y = c_attn.forward(x);
+                (
+                    y.clone().slice([0..b, 0..t, 0..d]),
+                    y.clone().slice([0..b, 0..t, d..2 * d]),
+                    y.slice([0..b, 0..t, 2 * d..3 * d]),
+                )
+            }
+        };
+        // Rotary embeddings act on the projections' own layout; heads then move ahead of positions.
+        let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
+        let q = pos.rotate(split(q, self.n_heads)).swap_dims(1, 2);
+        let mut k = pos.rotate(split(k, self.n_kv_heads)).swap_dims(1, 2);
+        let mut v = split(v, self.n_kv_heads).swap_dims(1, 2);
+        // Incremental decoding: attend over the cached positions plus the new ones.
+        let past = match cache {
+            Some(slot) => {
+                let past = slot.as_ref().map_or(0, |(pk, _)| pk.dims()[2]);
+                if let Some((pk, pv)) = slot.take() {
+                    k = Tensor::cat(vec![pk, k], 2);
+                    v = Tensor::cat(vec![pv, v], 2);
+                }
+                *slot = Some((k.clone(), v.clone()));
+                past
+            }
+            None => 0,
+        };
+        let s = past + t;
+        // Grouped-query attention: each key/value head serves `n_heads / n_kv_heads` query heads.
+        let rep = self.n_heads / self.n_kv_heads;
+        let expand = |y: Tensor<4>| {
+            if rep == 1 {
+                y
+            } else {
+                y.unsqueeze_dim::<5>(2)
+                    .repeat_dim(2, rep)
+                    .reshape([b, self.n_heads, s, hd])
+            }
+        };
+        let (k, v) = (expand(k), expand(v));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
+        let weights = softmax(
+            match &pos.causal {
+                Some(bias) => scores + bias.clone(),
+                None => scores,
+            },
+            3,
+        );
+        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.o_proj.forward(out)
+    }
+}

@@ -1,0 +1,104 @@
+//! The settings of a DPO update, with TRL's names and defaults where TRL has them; the app's own
+//! defaults (SGD, one update per pick) where a single pick is the batch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::train::dpo::DpoConfig;
+use crate::train::optimizer::{Optim, OptimizerConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+pub struct TrainConfig {
+    pub dpo: DpoConfig,
+    pub learning_rate: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    /// "sgd" (the app's default) or "adamw" (HF `TrainingArguments.optim` names).
+    pub optim: Optim,
+    /// SGD's momentum.
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Clip the global gradient norm to this value (TRL's `max_grad_norm`); 0 disables clipping.
+    pub max_grad_norm: f64,
+    /// Updates applied to each preference pair (batch) as it arrives.
+    pub steps_per_pair: usize,
+    /// A pick trains on a batch of itself and up to this many − 1 earlier picks.
+    pub replay_pairs: usize,
+    /// TRL's `rpo_alpha` (Pang et al. 2024): adds α · NLL per token of the chosen completions to
+    /// the loss, which keeps the chosen text likely while DPO pushes the rejected text down.
+    /// 0 is plain DPO.
+    pub rpo_alpha: f64,
+    /// Longest prompt + completion, in tokens; longer rows are truncated (prompt start first).
+    pub max_length: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            dpo: DpoConfig::default(),
+            // SGD: on the story-world model it steers within a session's picks, where AdamW at
+            // its usual rate barely moves it (model card, "Steering").
+            learning_rate: Optim::Sgd.default_learning_rate(),
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            optim: Optim::Sgd,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            max_grad_norm: 1.0,
+            steps_per_pair: 1,
+            replay_pairs: 1,
+            rpo_alpha: 0.0,
+            max_length: 512,
+        }
+    }
+}
+
+impl TrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        self.dpo.validate()?;
+        let bad = |m: String| Err(Error::Setting(m));
+        if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
+            return bad(format!(
+                "learning_rate must be a non-negative number, got {}",
+                self.learning_rate
+            ));
+        }
+        if !((0.0..1.0).contains(&self.adam_beta1) && (0.0..1.0).contains(&self.adam_beta2)) {
+            return bad("Adam betas must be in [0, 1)".into());
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
+        if !(self.adam_epsilon > 0.0
+            && self.weight_decay >= 0.0
+            && self.max_grad_norm >= 0.0
+            && self.rpo_alpha >= 0.0)
+        {
+            return bad(
+                "adam_epsilon must be positive; weight_decay, max_grad_norm and rpo_alpha \
+                non-negative"
+                    .into(),
+            );
+        }
+        if self.steps_per_pair == 0 || self.replay_pairs == 0 || self.max_length < 2 {
+            return bad(
+                "steps_per_pair and replay_pairs must be at least 1, max_length at least 2".into(),
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn optimizer(&self) -> OptimizerConfig {
+        OptimizerConfig {
+            optim: self.optim,
+            beta1: self.adam_beta1,
+            beta2: self.adam_beta2,
+            epsilon: self.adam_epsilon,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+        }
+    }
+}

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, to_safetensors};
-use webdpo::train::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::train::dpo::{DpoConfig, DpoInputs, FDivergence, LossType, dpo_loss};
 use webdpo::train::optimizer::Optim;
 use webdpo::train::{DpoTrainer, TrainConfig};
 
@@ -16,36 +16,159 @@ fn ln_sigmoid(x: f64) -> f64 {
     -(1.0 + (-x).exp()).ln()
 }
 
-/// TRL's `dpo_loss`, written out in f64 from the paper/TRL source, one pair at a time.
-fn trl_loss(pc: f64, pr: f64, rc: f64, rr: f64, c: &DpoConfig) -> f64 {
-    let h = (pc - pr) - (rc - rr);
-    let (b, e) = (c.beta, c.label_smoothing);
-    match c.loss_type {
-        LossType::Sigmoid => -ln_sigmoid(b * h) * (1.0 - e) - ln_sigmoid(-b * h) * e,
-        LossType::Robust => {
-            (-ln_sigmoid(b * h) * (1.0 - e) + ln_sigmoid(-b * h) * e) / (1.0 - 2.0 * e)
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn sorted(v: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = v.collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+/// A batch of pairs: sequence log-probs and completion token counts.
+struct Batch<'a> {
+    pc: &'a [f64],
+    pr: &'a [f64],
+    rc: &'a [f64],
+    rr: &'a [f64],
+    nc: &'a [f64],
+    nr: &'a [f64],
+}
+
+/// TRL 1.16's `_compute_loss`, one loss type, written out in f64 from its source: the per-pair
+/// losses of a batch (in sorted order for the AOT losses, whose pairs TRL sorts).
+fn trl_loss(loss_type: LossType, x: &Batch, c: &DpoConfig) -> Vec<f64> {
+    let (b, e, n) = (c.beta, c.label_smoothing, x.pc.len());
+    let cl: Vec<f64> = (0..n).map(|i| x.pc[i] - x.rc[i]).collect();
+    let rl: Vec<f64> = (0..n).map(|i| x.pr[i] - x.rr[i]).collect();
+    let f = |t: f64| match c.f_divergence_type {
+        FDivergence::ReverseKl => t,
+        FDivergence::ForwardKl => 1.0 - (-t).exp(),
+        FDivergence::JsDivergence => std::f64::consts::LN_2 + ln_sigmoid(t),
+        FDivergence::AlphaDivergence => {
+            let a = c.f_alpha_divergence_coef;
+            (((a - 1.0) * t).min(80.0).exp() - 1.0) / (a - 1.0)
         }
-        LossType::Hinge => (1.0 - b * h).max(0.0),
-        LossType::Ipo => (h - 1.0 / (2.0 * b)).powi(2),
+    };
+    let d = |i: usize| f(cl[i]) - f(rl[i]);
+    let avg = |i: usize| f(cl[i]) / x.nc[i].max(1.0) - f(rl[i]) / x.nr[i].max(1.0);
+    let smoothed = |delta: f64| -ln_sigmoid(b * delta) * (1.0 - e) - ln_sigmoid(-b * delta) * e;
+    let aot = |p: Vec<f64>, q: Vec<f64>| (0..n).map(|i| smoothed(p[i] - q[i])).collect();
+    match loss_type {
+        LossType::Aot => {
+            let policy = sorted((0..n).map(|i| x.pc[i] - x.pr[i]));
+            let reference = sorted((0..n).map(|i| x.rc[i] - x.rr[i]));
+            return aot(policy, reference);
+        }
+        LossType::AotUnpaired => {
+            return aot(sorted(cl.iter().copied()), sorted(rl.iter().copied()));
+        }
+        LossType::Sft => {
+            let nll = -x.pc.iter().sum::<f64>() / x.nc.iter().sum::<f64>();
+            return vec![nll; n];
+        }
+        _ => {}
     }
+    let per_pair = |i: usize| match loss_type {
+        LossType::Sigmoid => -ln_sigmoid(b * d(i)),
+        LossType::Hinge => (1.0 - b * d(i)).max(0.0),
+        LossType::Ipo => (avg(i) - 1.0 / (2.0 * b)).powi(2),
+        LossType::ExoPair => {
+            let z = b * d(i);
+            sigmoid(z) * (ln_sigmoid(z) - (-e).ln_1p()) + sigmoid(-z) * (ln_sigmoid(-z) - e.ln())
+        }
+        LossType::NcaPair => {
+            -ln_sigmoid(b * cl[i]) - 0.5 * ln_sigmoid(-b * cl[i]) - 0.5 * ln_sigmoid(-b * rl[i])
+        }
+        LossType::Robust => {
+            (-ln_sigmoid(b * d(i)) * (1.0 - e) + ln_sigmoid(-b * d(i)) * e) / (1.0 - 2.0 * e)
+        }
+        LossType::BcoPair => -ln_sigmoid(b * cl[i]) - ln_sigmoid(-b * rl[i]),
+        LossType::SppoHard => (cl[i] - 0.5 / b).powi(2) + (rl[i] + 0.5 / b).powi(2),
+        LossType::ApoZero => 1.0 - sigmoid(b * cl[i]) + sigmoid(b * rl[i]),
+        LossType::ApoDown => sigmoid(b * cl[i]) + 1.0 - sigmoid(b * (cl[i] - rl[i])),
+        LossType::Discopop => {
+            let z = b * d(i);
+            let m = sigmoid(z / c.discopop_tau);
+            -ln_sigmoid(z) * (1.0 - m) + (-z).exp() * m
+        }
+        LossType::SigmoidNorm => -ln_sigmoid(b * avg(i)),
+        LossType::Aot | LossType::AotUnpaired | LossType::Sft => unreachable!(),
+    };
+    (0..n).map(per_pair).collect()
+}
+
+/// The settings each loss type is checked with: label smoothing where the loss reads it.
+fn configs(loss_type: LossType) -> Vec<DpoConfig> {
+    let smooths = matches!(
+        loss_type,
+        LossType::ExoPair | LossType::Robust | LossType::Aot | LossType::AotUnpaired
+    );
+    let mut out = Vec::new();
+    for (beta, label_smoothing) in [(0.1, 0.0), (0.5, 0.2), (2.0, 0.1)] {
+        let label_smoothing = if smooths || label_smoothing == 0.0 {
+            label_smoothing
+        } else {
+            0.0
+        };
+        let mut c = DpoConfig {
+            label_smoothing,
+            ..DpoConfig::new(beta, loss_type)
+        };
+        if loss_type == LossType::ExoPair && c.label_smoothing == 0.0 {
+            c.label_smoothing = 1e-3;
+        }
+        out.push(c.clone());
+        if loss_type.has_f_divergence() {
+            for (f, alpha) in [
+                (FDivergence::ForwardKl, 0.5),
+                (FDivergence::JsDivergence, 0.5),
+                (FDivergence::AlphaDivergence, 0.3),
+            ] {
+                out.push(DpoConfig {
+                    f_divergence_type: f,
+                    f_alpha_divergence_coef: alpha,
+                    ..c.clone()
+                });
+            }
+        }
+    }
+    out
 }
 
 #[test]
 fn each_loss_matches_its_formula() {
     let device = Device::flex();
-    let pc = [-12.5f32, -3.0, -40.0];
-    let pr = [-14.0f32, -2.0, -41.5];
-    let rc = [-13.0f32, -2.5, -39.0];
-    let rr = [-13.5f32, -2.5, -42.0];
-    let t = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device);
+    let pc = [-12.5, -3.0, -40.0, -7.25];
+    let pr = [-14.0, -2.0, -41.5, -7.0];
+    let rc = [-13.0, -2.5, -39.0, -8.0];
+    let rr = [-13.5, -2.5, -42.0, -6.5];
+    let (nc, nr) = ([5.0, 2.0, 17.0, 4.0], [6.0, 1.0, 15.0, 4.0]);
+    let x = Batch {
+        pc: &pc,
+        pr: &pr,
+        rc: &rc,
+        rr: &rr,
+        nc: &nc,
+        nr: &nr,
+    };
+    let t = |v: [f64; 4]| {
+        let v: Vec<f32> = v.iter().map(|&v| v as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(v, [4]), &device)
+    };
+    let inputs = DpoInputs {
+        policy_chosen: t(pc),
+        policy_rejected: t(pr),
+        reference_chosen: t(rc),
+        reference_rejected: t(rr),
+        chosen_tokens: t(nc),
+        rejected_tokens: t(nr),
+    };
     for loss_type in LossType::ALL {
-        for (beta, label_smoothing) in [(0.1, 0.0), (0.5, 0.2), (2.0, 0.1)] {
-            let c = DpoConfig {
-                beta,
-                loss_type,
-                label_smoothing,
-            };
-            let out = dpo_loss(t(pc), t(pr), t(rc), t(rr), &c);
+        for c in configs(loss_type) {
+            c.validate().unwrap();
+            let out = dpo_loss(&inputs, &c);
             let losses = out.losses.into_data().try_to_vec::<f32>().unwrap();
             let chosen = out.chosen_rewards.into_data().try_to_vec::<f32>().unwrap();
             let rejected = out
@@ -53,23 +176,28 @@ fn each_loss_matches_its_formula() {
                 .into_data()
                 .try_to_vec::<f32>()
                 .unwrap();
-            for i in 0..3 {
-                let expect = trl_loss(pc[i] as f64, pr[i] as f64, rc[i] as f64, rr[i] as f64, &c);
+            let expect = trl_loss(loss_type, &x, &c);
+            let what = format!(
+                "{loss_type} {} β={} ε={}",
+                c.f_divergence_type, c.beta, c.label_smoothing
+            );
+            for i in 0..4 {
+                let tolerance = 1e-5 * expect[i].abs().max(1.0);
                 assert_close(
                     losses[i] as f64,
-                    expect,
-                    1e-5 * expect.abs().max(1.0),
-                    &format!("{loss_type} β={beta} ε={label_smoothing} pair {i}"),
+                    expect[i],
+                    tolerance,
+                    &format!("{what} pair {i}"),
                 );
                 assert_close(
                     chosen[i] as f64,
-                    beta * (pc[i] - rc[i]) as f64,
+                    c.beta * (pc[i] - rc[i]),
                     1e-5,
                     "rewards/chosen = β(log π − log π_ref)",
                 );
                 assert_close(
                     rejected[i] as f64,
-                    beta * (pr[i] - rr[i]) as f64,
+                    c.beta * (pr[i] - rr[i]),
                     1e-5,
                     "rewards/rejected",
                 );
@@ -78,15 +206,89 @@ fn each_loss_matches_its_formula() {
     }
 }
 
+/// A list of losses is the weighted sum of its parts (MPO: sigmoid, bco_pair, sft).
+#[test]
+fn a_loss_list_is_the_weighted_sum_of_its_parts() {
+    let device = Device::flex();
+    let t = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device);
+    let inputs = DpoInputs {
+        policy_chosen: t([-12.5, -3.0, -40.0]),
+        policy_rejected: t([-14.0, -2.0, -41.5]),
+        reference_chosen: t([-13.0, -2.5, -39.0]),
+        reference_rejected: t([-13.5, -2.5, -42.0]),
+        chosen_tokens: t([5.0, 2.0, 17.0]),
+        rejected_tokens: t([6.0, 1.0, 15.0]),
+    };
+    let parts = [LossType::Sigmoid, LossType::BcoPair, LossType::Sft];
+    let weights = [0.8, 0.2, 1.0];
+    let mpo = DpoConfig {
+        loss_type: parts.to_vec(),
+        loss_weights: Some(weights.to_vec()),
+        ..DpoConfig::default()
+    };
+    mpo.validate().unwrap();
+    let values = |c: &DpoConfig| {
+        let losses = dpo_loss(&inputs, c).losses.into_data();
+        losses.try_to_vec::<f32>().unwrap()
+    };
+    let total = values(&mpo);
+    let mut expect = [0.0f64; 3];
+    for (part, w) in parts.into_iter().zip(weights) {
+        for (e, v) in expect.iter_mut().zip(values(&DpoConfig::new(0.1, part))) {
+            *e += w * v as f64;
+        }
+    }
+    for i in 0..3 {
+        assert_close(total[i] as f64, expect[i], 1e-5, &format!("MPO pair {i}"));
+    }
+}
+
+/// What TRL 1.16 refuses, it refuses with its reasons.
+#[test]
+fn combinations_trl_refuses_are_refused() {
+    let refused = |c: DpoConfig| c.validate().unwrap_err().to_string();
+    let f = DpoConfig {
+        f_divergence_type: FDivergence::ForwardKl,
+        ..DpoConfig::new(0.1, LossType::BcoPair)
+    };
+    assert!(refused(f).contains("is only supported for the following loss types"));
+    assert!(refused(DpoConfig::new(0.1, LossType::ExoPair)).contains("greater than 0.0"));
+    let weights = DpoConfig {
+        loss_type: vec![LossType::Sigmoid, LossType::Sft],
+        loss_weights: Some(vec![1.0]),
+        ..DpoConfig::default()
+    };
+    assert!(refused(weights).contains("Got 1 weights for 2 loss types"));
+    let robust = DpoConfig {
+        label_smoothing: 0.5,
+        ..DpoConfig::new(0.1, LossType::Robust)
+    };
+    assert!(refused(robust).contains("[0.0, 0.5)"));
+    assert!("simpo".parse::<LossType>().is_err());
+    // One name or a list, as TRL's `loss_type`.
+    let one: DpoConfig = serde_json::from_str(r#"{"beta": 0.1, "loss_type": "ipo"}"#).unwrap();
+    let list: DpoConfig =
+        serde_json::from_str(r#"{"beta": 0.1, "loss_type": ["sigmoid", "sft"]}"#).unwrap();
+    assert_eq!(one.loss_type, [LossType::Ipo]);
+    assert_eq!(list.loss_type, [LossType::Sigmoid, LossType::Sft]);
+}
+
 #[test]
 fn step_one_with_policy_equal_to_reference() {
     let device = Device::flex();
+    let ln2 = std::f64::consts::LN_2;
+    let eps = 1e-3;
     for loss_type in LossType::ALL {
+        // EXO needs ε > 0; the AOT losses read it too and stay at ln 2.
+        let label_smoothing = if loss_type == LossType::ExoPair {
+            eps
+        } else {
+            0.0
+        };
         let config = TrainConfig {
             dpo: DpoConfig {
-                beta: 0.1,
-                loss_type,
-                label_smoothing: 0.0,
+                label_smoothing,
+                ..DpoConfig::new(0.1, loss_type)
             },
             ..TrainConfig::default()
         };
@@ -94,10 +296,28 @@ fn step_one_with_policy_equal_to_reference() {
         let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
         let report = block_on(trainer.step(&batch)).unwrap();
         let m = report.metrics;
+        // At π = π_ref every log-ratio is 0; SFT's loss is the chosen tokens' mean NLL.
+        let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
+        let sft = -report
+            .values
+            .policy_chosen
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / chosen_tokens as f64;
         let expect = match loss_type {
-            LossType::Sigmoid | LossType::Robust => std::f64::consts::LN_2,
-            LossType::Hinge => 1.0,
+            LossType::Sigmoid
+            | LossType::Robust
+            | LossType::Aot
+            | LossType::AotUnpaired
+            | LossType::SigmoidNorm => ln2,
+            LossType::Hinge | LossType::ApoZero | LossType::ApoDown => 1.0,
             LossType::Ipo => (1.0f64 / 0.2).powi(2),
+            LossType::ExoPair => -ln2 - 0.5 * (eps * (1.0 - eps)).ln(),
+            LossType::NcaPair | LossType::BcoPair => 2.0 * ln2,
+            LossType::SppoHard => 2.0 * 5.0f64.powi(2),
+            LossType::Discopop => (ln2 + 1.0) / 2.0,
+            LossType::Sft => sft,
         };
         assert_close(
             m.loss,
@@ -146,7 +366,8 @@ fn metrics_follow_trl_definitions() {
             v.reference_chosen[i] as f64,
             v.reference_rejected[i] as f64,
         );
-        expect[0] += trl_loss(pc, pr, rc, rr, &config.dpo) / n;
+        // The app's default objective, sigmoid.
+        expect[0] += -ln_sigmoid(beta * ((pc - rc) - (pr - rr))) / n;
         expect[1] += beta * (pc - rc) / n;
         expect[2] += beta * (pr - rr) / n;
         expect[3] += (beta * (pc - rc) > beta * (pr - rr)) as u8 as f64 / n;
@@ -281,7 +502,7 @@ fn settings_outside_their_range_are_refused() {
         TrainConfig {
             dpo: DpoConfig {
                 label_smoothing: 0.5,
-                ..DpoConfig::default()
+                ..DpoConfig::new(0.1, LossType::Robust)
             },
             ..TrainConfig::default()
         },
@@ -304,7 +525,7 @@ fn settings_outside_their_range_are_refused() {
             .parse::<LossType>()
             .unwrap_err()
             .to_string()
-            .contains("sigmoid, ipo, hinge, robust")
+            .contains("sigmoid, hinge, ipo, exo_pair, nca_pair, robust")
     );
 }
 

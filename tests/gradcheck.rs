@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use common::*;
 use webdpo::model::CausalLm;
-use webdpo::train::dpo::{DpoConfig, LossType, dpo_loss};
+use webdpo::train::dpo::{DpoConfig, DpoInputs, LossType, dpo_loss};
 use webdpo::train::logps::{SequenceBatch, sequence_logps};
 
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
@@ -50,15 +50,16 @@ fn loss(
     let n = batch.rows / 2;
     let p = sequence_logps(policy, batch, device);
     let r = sequence_logps(reference, batch, device).detach();
-    dpo_loss(
-        p.clone().slice(0..n),
-        p.slice(n..2 * n),
-        r.clone().slice(0..n),
-        r.slice(n..2 * n),
-        config,
-    )
-    .losses
-    .mean()
+    let counts = Tensor::<1>::from_data(TensorData::new(batch.counts(), [2 * n]), device);
+    let inputs = DpoInputs {
+        policy_chosen: p.clone().slice(0..n),
+        policy_rejected: p.slice(n..2 * n),
+        reference_chosen: r.clone().slice(0..n),
+        reference_rejected: r.slice(n..2 * n),
+        chosen_tokens: counts.clone().slice(0..n),
+        rejected_tokens: counts.slice(n..2 * n),
+    };
+    dpo_loss(&inputs, config).losses.mean()
 }
 
 /// The gradient of a parameter itself (a reshaped view would be a new graph node).
@@ -116,14 +117,13 @@ fn dpo_gradient_matches_central_differences() {
     let policy_w = weights(&tiny_model(1, &device));
     let reference = tiny_model(2, &device);
     for loss_type in LossType::ALL {
-        let config = DpoConfig {
-            beta: 0.5,
+        let smooths = matches!(
             loss_type,
-            label_smoothing: if loss_type == LossType::Sigmoid {
-                0.1
-            } else {
-                0.0
-            },
+            LossType::ExoPair | LossType::Robust | LossType::Aot | LossType::AotUnpaired
+        );
+        let config = DpoConfig {
+            label_smoothing: if smooths { 0.1 } else { 0.0 },
+            ..DpoConfig::new(0.5, loss_type)
         };
         let ad = device.clone().autodiff();
         let policy = build(&policy_w, &device).fork(&ad).train();

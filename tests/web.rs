@@ -111,6 +111,48 @@ async fn dpo_update_on_webgpu_and_cpu_agree() {
     assert!(g[1].metrics.rewards_margins > 0.0 && c[1].metrics.rewards_margins > 0.0);
 }
 
+/// One update with `dpo` from a policy that differs from its reference: its loss and gradient norm.
+async fn one_step(device: &ComputeDevice, dpo: webdpo::DpoConfig) -> (f64, f64) {
+    let policy = CausalLm::init(&config(), 1, &device.device).unwrap();
+    let reference = CausalLm::init(&config(), 0, &device.device).unwrap();
+    let train = TrainConfig {
+        dpo,
+        ..TrainConfig::default()
+    };
+    let mut trainer = DpoTrainer::new(policy, Some(reference), train, &device.device).unwrap();
+    let batch = trainer.prepare(&pairs(), 0).await.unwrap();
+    let m = trainer.step(&batch).await.unwrap().metrics;
+    (m.loss, m.grad_norm.unwrap())
+}
+
+/// Objectives beyond DPO's sigmoid (length-normalised, sorted, modulated, unpaired-style, and a
+/// weighted list) give the same loss and gradient on WebGPU and on the CPU fallback.
+#[wasm_bindgen_test]
+async fn objectives_agree_on_webgpu_and_cpu() {
+    use webdpo::LossType;
+    webdpo::web::init_runtime();
+    let gpu = ComputeDevice::gpu().await.unwrap();
+    let cpu = ComputeDevice::cpu();
+    let one = |l| webdpo::DpoConfig::new(0.1, l);
+    let mpo = webdpo::DpoConfig {
+        loss_type: vec![LossType::Sigmoid, LossType::BcoPair, LossType::Sft],
+        loss_weights: Some(vec![0.8, 0.2, 1.0]),
+        ..webdpo::DpoConfig::default()
+    };
+    for dpo in [
+        one(LossType::Ipo),
+        one(LossType::Aot),
+        one(LossType::Discopop),
+        one(LossType::ApoZero),
+        mpo,
+    ] {
+        let what = format!("{:?}", dpo.loss_type);
+        let (g, c) = (one_step(&gpu, dpo.clone()).await, one_step(&cpu, dpo).await);
+        close(g.0, c.0, &format!("{what} loss"));
+        close(g.1, c.1, &format!("{what} grad_norm"));
+    }
+}
+
 /// The app's whole loop through the `Session` API on one backend: stream two responses, learn
 /// from a pick, score tokens, save and reload the training state, undo, reset.
 async fn session_loop(backend: &str) {

@@ -1,55 +1,118 @@
-//! The DPO objective and its metrics, with the names and definitions of TRL's `DPOTrainer`.
+//! The DPO objectives of TRL 1.16's `DPOTrainer` (`_compute_loss`), their settings and metrics,
+//! with TRL's names and definitions.
 //!
-//! With `h = (log π(y_w|x) − log π(y_l|x)) − (log π_ref(y_w|x) − log π_ref(y_l|x))`:
-//! - `sigmoid` (Rafailov et al. 2023; cDPO with label smoothing ε):
-//!   `−(1−ε)·log σ(βh) − ε·log σ(−βh)`
-//! - `robust` (Chowdhury et al. 2024): `(−(1−ε)·log σ(βh) + ε·log σ(−βh)) / (1 − 2ε)`
-//! - `hinge` (SLiC): `relu(1 − βh)`
-//! - `ipo` (Azar et al. 2023): `(h − 1/(2β))²`, on log-probs averaged over completion tokens.
+//! With the log-ratios `c = log π(y_w) − log π_ref(y_w)` and `r = log π(y_l) − log π_ref(y_l)`
+//! (sequence sums), their f-divergence scores `f'(c)`, `f'(r)` and `d = f'(c) − f'(r)` (`d = c − r`
+//! for the reverse KL of plain DPO), each loss per pair:
+//! - `sigmoid` (Rafailov et al. 2023): `−log σ(βd)`
+//! - `hinge` (SLiC): `relu(1 − βd)`
+//! - `ipo` (Azar et al. 2023): `(d̄ − 1/(2β))²`, `d̄` from scores averaged over completion tokens
+//! - `exo_pair` (Ji et al. 2024): `σ(βd)(log σ(βd) − log(1−ε)) + σ(−βd)(log σ(−βd) − log ε)`
+//! - `nca_pair`: `−log σ(βc) − ½ log σ(−βc) − ½ log σ(−βr)`
+//! - `robust` (Chowdhury et al. 2024): `(−(1−ε) log σ(βd) + ε log σ(−βd)) / (1 − 2ε)`
+//! - `bco_pair`: `−log σ(βc) − log σ(−βr)`
+//! - `sppo_hard`: `(c − 1/(2β))² + (r + 1/(2β))²`
+//! - `aot` / `aot_unpaired` (D'Oosterlinck et al. 2024): `−(1−ε) log σ(βΔ) − ε log σ(−βΔ)` with
+//!   `Δ` the difference of the batch's sorted `log π(y_w) − log π(y_l)` and sorted
+//!   `log π_ref(y_w) − log π_ref(y_l)` (`aot`), or of sorted `c` and sorted `r` (`aot_unpaired`)
+//! - `apo_zero`: `1 − σ(βc) + σ(βr)`; `apo_down`: `σ(βc) + 1 − σ(β(c − r))`
+//! - `discopop` (Lu et al. 2024): `−log σ(βd)·(1 − m) + e^(−βd)·m`, `m = σ(βd/τ)`
+//! - `sft`: the mean NLL per chosen token over the batch
+//! - `sigmoid_norm`: `−log σ(β d̄)`
 //!
-//! Implicit rewards are `β·(log π − log π_ref)` of each completion, detached.
+//! A list of losses is their weighted sum (`loss_weights`, 1 each by default): MPO is
+//! `sigmoid, bco_pair, sft` with `0.8, 0.2, 1.0`. Implicit rewards are `β·c` and `β·r`, detached.
 
 use std::fmt;
 use std::str::FromStr;
 
-use burn::tensor::Tensor;
-use burn::tensor::activation::{log_sigmoid, relu};
-use serde::{Deserialize, Serialize};
+use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 
+/// TRL 1.16's `loss_type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum LossType {
     Sigmoid,
-    Ipo,
     Hinge,
+    Ipo,
+    ExoPair,
+    NcaPair,
     Robust,
+    BcoPair,
+    SppoHard,
+    Aot,
+    AotUnpaired,
+    ApoZero,
+    ApoDown,
+    Discopop,
+    Sft,
+    SigmoidNorm,
 }
 
 impl LossType {
-    pub const ALL: [LossType; 4] = [
+    pub const ALL: [LossType; 15] = [
         LossType::Sigmoid,
-        LossType::Ipo,
         LossType::Hinge,
+        LossType::Ipo,
+        LossType::ExoPair,
+        LossType::NcaPair,
         LossType::Robust,
+        LossType::BcoPair,
+        LossType::SppoHard,
+        LossType::Aot,
+        LossType::AotUnpaired,
+        LossType::ApoZero,
+        LossType::ApoDown,
+        LossType::Discopop,
+        LossType::Sft,
+        LossType::SigmoidNorm,
     ];
 
-    /// IPO compares per-token averages, the other losses sequence sums.
-    pub fn length_normalised(self) -> bool {
-        self == LossType::Ipo
+    pub fn name(self) -> &'static str {
+        match self {
+            LossType::Sigmoid => "sigmoid",
+            LossType::Hinge => "hinge",
+            LossType::Ipo => "ipo",
+            LossType::ExoPair => "exo_pair",
+            LossType::NcaPair => "nca_pair",
+            LossType::Robust => "robust",
+            LossType::BcoPair => "bco_pair",
+            LossType::SppoHard => "sppo_hard",
+            LossType::Aot => "aot",
+            LossType::AotUnpaired => "aot_unpaired",
+            LossType::ApoZero => "apo_zero",
+            LossType::ApoDown => "apo_down",
+            LossType::Discopop => "discopop",
+            LossType::Sft => "sft",
+            LossType::SigmoidNorm => "sigmoid_norm",
+        }
+    }
+
+    /// The losses built on the chosen − rejected score difference, the only ones with an
+    /// f-divergence generalisation (the β·log Z(x) term cancels only there).
+    pub fn has_f_divergence(self) -> bool {
+        matches!(
+            self,
+            LossType::Sigmoid
+                | LossType::SigmoidNorm
+                | LossType::Hinge
+                | LossType::Ipo
+                | LossType::ExoPair
+                | LossType::Robust
+                | LossType::Discopop
+                | LossType::Sft
+        )
     }
 }
 
 impl fmt::Display for LossType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LossType::Sigmoid => "sigmoid",
-            LossType::Ipo => "ipo",
-            LossType::Hinge => "hinge",
-            LossType::Robust => "robust",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -58,91 +121,375 @@ impl FromStr for LossType {
     fn from_str(s: &str) -> Result<Self> {
         LossType::ALL
             .into_iter()
-            .find(|l| l.to_string() == s)
+            .find(|l| l.name() == s)
             .ok_or_else(|| {
+                let names: Vec<&str> = LossType::ALL.iter().map(|l| l.name()).collect();
                 Error::Setting(format!(
-                    "unknown loss type {s:?}; expected one of sigmoid, ipo, hinge, robust"
+                    "unknown loss type {s:?}; expected one of {}",
+                    names.join(", ")
                 ))
             })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// TRL's `f_divergence_type`: the divergence from the reference that the loss regularises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(rename_all = "snake_case")]
+pub enum FDivergence {
+    #[default]
+    ReverseKl,
+    ForwardKl,
+    JsDivergence,
+    AlphaDivergence,
+}
+
+impl FDivergence {
+    const ALL: [FDivergence; 4] = [
+        FDivergence::ReverseKl,
+        FDivergence::ForwardKl,
+        FDivergence::JsDivergence,
+        FDivergence::AlphaDivergence,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FDivergence::ReverseKl => "reverse_kl",
+            FDivergence::ForwardKl => "forward_kl",
+            FDivergence::JsDivergence => "js_divergence",
+            FDivergence::AlphaDivergence => "alpha_divergence",
+        }
+    }
+}
+
+impl fmt::Display for FDivergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FDivergence {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        FDivergence::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                Error::Setting(format!(
+                    "unknown f-divergence {s:?}; expected one of reverse_kl, forward_kl, \
+                     js_divergence, alpha_divergence"
+                ))
+            })
+    }
+}
+
+/// One loss name or a list of them, as TRL's `loss_type` accepts.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<LossType>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(LossType),
+        Many(Vec<LossType>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(l) => vec![l],
+        OneOrMany::Many(ls) => ls,
+    })
+}
+
+fn default_loss_type() -> Vec<LossType> {
+    vec![LossType::Sigmoid]
+}
+fn default_f_alpha() -> f64 {
+    0.5
+}
+fn default_discopop_tau() -> f64 {
+    0.05
+}
+
+/// The objective's settings, with TRL's `DPOConfig` names and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct DpoConfig {
-    /// Strength of the KL penalty towards the reference; TRL's default is 0.1.
+    /// Strength of the KL penalty towards the reference (IPO's τ); TRL's default is 0.1.
     pub beta: f64,
-    pub loss_type: LossType,
-    /// cDPO / robust DPO: assumed probability that a preference label is flipped.
+    /// One loss or several, summed with `loss_weights`.
+    #[serde(default = "default_loss_type", deserialize_with = "one_or_many")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "LossType | LossType[]"))]
+    pub loss_type: Vec<LossType>,
+    /// A weight per loss type; 1 each when absent.
+    #[serde(default)]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub loss_weights: Option<Vec<f64>>,
+    /// Robust DPO's probability that a label is flipped; EXO's and AOT's ε.
+    #[serde(default)]
     pub label_smoothing: f64,
+    #[serde(default)]
+    pub f_divergence_type: FDivergence,
+    /// The α of `alpha_divergence`.
+    #[serde(default = "default_f_alpha")]
+    pub f_alpha_divergence_coef: f64,
+    /// DiscoPOP's τ.
+    #[serde(default = "default_discopop_tau")]
+    pub discopop_tau: f64,
 }
 
 impl Default for DpoConfig {
     fn default() -> Self {
         Self {
             beta: 0.1,
-            loss_type: LossType::Sigmoid,
+            loss_type: default_loss_type(),
+            loss_weights: None,
             label_smoothing: 0.0,
+            f_divergence_type: FDivergence::ReverseKl,
+            f_alpha_divergence_coef: default_f_alpha(),
+            discopop_tau: default_discopop_tau(),
         }
     }
 }
 
 impl DpoConfig {
-    pub fn validate(&self) -> Result<()> {
-        if !(self.beta.is_finite() && self.beta > 0.0) {
-            return Err(Error::Setting(format!(
-                "beta must be a positive number, got {}",
-                self.beta
-            )));
+    /// One loss type with TRL's other defaults.
+    pub fn new(beta: f64, loss_type: LossType) -> Self {
+        Self {
+            beta,
+            loss_type: vec![loss_type],
+            ..Self::default()
         }
-        if !(0.0..0.5).contains(&self.label_smoothing) {
-            return Err(Error::Setting(format!(
-                "label_smoothing must be in [0, 0.5), got {}",
-                self.label_smoothing
-            )));
+    }
+
+    /// Refuses what TRL refuses, with TRL's reasons, and values that would make the loss NaN.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Setting(m));
+        if !(self.beta.is_finite() && self.beta > 0.0) {
+            return bad(format!("beta must be a positive number, got {}", self.beta));
+        }
+        if self.loss_type.is_empty() {
+            return bad("loss_type needs at least one loss".into());
+        }
+        if let Some(w) = &self.loss_weights {
+            if w.len() != self.loss_type.len() {
+                return bad(format!(
+                    "`loss_weights` must have the same length as `loss_type` when combining \
+                     multiple losses. Got {} weights for {} loss types.",
+                    w.len(),
+                    self.loss_type.len()
+                ));
+            }
+            if !w.iter().all(|w| w.is_finite()) {
+                return bad(format!("loss_weights must be numbers, got {w:?}"));
+            }
+        }
+        let has = |l: LossType| self.loss_type.contains(&l);
+        if self.f_divergence_type != FDivergence::ReverseKl
+            && !self.loss_type.iter().all(|l| l.has_f_divergence())
+        {
+            let mut allowed: Vec<&str> = LossType::ALL
+                .iter()
+                .filter(|l| l.has_f_divergence())
+                .map(|l| l.name())
+                .collect();
+            allowed.sort();
+            let given: Vec<&str> = self.loss_type.iter().map(|l| l.name()).collect();
+            return bad(format!(
+                "`f_divergence_type='{}'` is only supported for the following loss types: \
+                 {allowed:?}. You provided {given:?}. Use the default \
+                 `f_divergence_type='reverse_kl'` with these losses.",
+                self.f_divergence_type
+            ));
+        }
+        let eps = self.label_smoothing;
+        if !(0.0..1.0).contains(&eps) {
+            return bad(format!("label_smoothing must be in [0, 1), got {eps}"));
+        }
+        if has(LossType::Robust) && eps >= 0.5 {
+            return bad(format!(
+                "The `label_smoothing` parameter should lie in [0.0, 0.5) for the 'robust' loss. \
+                 You provided {eps}."
+            ));
+        }
+        if has(LossType::ExoPair) && eps == 0.0 {
+            return bad(
+                "Label smoothing must be greater than 0.0 when using 'exo_pair' loss. The EXO \
+                 paper recommends a value of 1e-3."
+                    .into(),
+            );
+        }
+        if !(self.discopop_tau.is_finite() && self.discopop_tau > 0.0) {
+            return bad(format!(
+                "discopop_tau must be positive, got {}",
+                self.discopop_tau
+            ));
+        }
+        if !self.f_alpha_divergence_coef.is_finite() {
+            return bad("f_alpha_divergence_coef must be a number".into());
         }
         Ok(())
     }
+
+    /// `(loss, weight)` for each loss in the objective.
+    pub fn weighted(&self) -> impl Iterator<Item = (LossType, f64)> + '_ {
+        let weight = |i: usize| self.loss_weights.as_ref().map_or(1.0, |w| w[i]);
+        self.loss_type
+            .iter()
+            .enumerate()
+            .map(move |(i, &l)| (l, weight(i)))
+    }
+
+    /// The single loss type, when the objective is one loss.
+    pub fn single(&self) -> Option<LossType> {
+        match self.loss_type.as_slice() {
+            [l] => Some(*l),
+            _ => None,
+        }
+    }
 }
 
-/// Per-pair losses and implicit rewards, `[n]` each.
+/// What the objectives read of a batch of `n` pairs: sequence log-probs (sums over completion
+/// tokens) `[n]` each, and each completion's token count `[n]`.
+pub struct DpoInputs {
+    pub policy_chosen: Tensor<1>,
+    pub policy_rejected: Tensor<1>,
+    pub reference_chosen: Tensor<1>,
+    pub reference_rejected: Tensor<1>,
+    pub chosen_tokens: Tensor<1>,
+    pub rejected_tokens: Tensor<1>,
+}
+
+/// Per-pair losses (the weighted sum of the objective's losses) and implicit rewards, `[n]`.
 pub struct DpoOutput {
     pub losses: Tensor<1>,
     pub chosen_rewards: Tensor<1>,
     pub rejected_rewards: Tensor<1>,
 }
 
-/// TRL's `dpo_loss`: sequence log-probs of the policy and the reference, `[n]` each.
-pub fn dpo_loss(
-    policy_chosen: Tensor<1>,
-    policy_rejected: Tensor<1>,
-    reference_chosen: Tensor<1>,
-    reference_rejected: Tensor<1>,
-    config: &DpoConfig,
-) -> DpoOutput {
-    let (beta, eps) = (config.beta, config.label_smoothing);
-    let chosen_rewards = (policy_chosen.clone() - reference_chosen.clone())
-        .detach()
-        .mul_scalar(beta);
-    let rejected_rewards = (policy_rejected.clone() - reference_rejected.clone())
-        .detach()
-        .mul_scalar(beta);
-    let h = (policy_chosen - policy_rejected) - (reference_chosen - reference_rejected);
-    let losses = match config.loss_type {
-        LossType::Sigmoid => {
-            log_sigmoid(h.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
-                - log_sigmoid(h.mul_scalar(-beta)).mul_scalar(eps)
+/// `f'(exp(x))` of the f-divergence for log-ratios `x`, as TRL computes the scores.
+fn scores(x: Tensor<1>, config: &DpoConfig) -> Tensor<1> {
+    match config.f_divergence_type {
+        FDivergence::ReverseKl => x,
+        FDivergence::ForwardKl => x.neg().exp().neg().add_scalar(1.0),
+        FDivergence::JsDivergence => log_sigmoid(x).add_scalar(std::f64::consts::LN_2),
+        FDivergence::AlphaDivergence => {
+            let alpha = config.f_alpha_divergence_coef;
+            if (alpha - 1.0).abs() < 1e-6 {
+                return x;
+            }
+            // Clamped so that exp stays finite, as TRL clamps in f32.
+            let t = x.mul_scalar(alpha - 1.0).clamp_max(80.0);
+            t.exp().sub_scalar(1.0).div_scalar(alpha - 1.0)
         }
-        LossType::Robust => (log_sigmoid(h.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
-            + log_sigmoid(h.mul_scalar(-beta)).mul_scalar(eps))
-        .div_scalar(1.0 - 2.0 * eps),
-        LossType::Hinge => relu(h.mul_scalar(-beta).add_scalar(1.0)),
-        LossType::Ipo => h.sub_scalar(1.0 / (2.0 * beta)).square(),
+    }
+}
+
+/// `x` sorted ascending, differentiably: the rank of each entry (ties by position) as a
+/// one-hot permutation, applied by a matmul (sorting kernels are unreliable on WebGPU in wasm).
+fn sorted(x: Tensor<1>) -> Tensor<1> {
+    let [n] = x.dims();
+    let device = x.device();
+    let row = x.clone().detach().reshape([n, 1]);
+    let col = x.clone().detach().reshape([1, n]);
+    let earlier: Vec<f32> = (0..n * n).map(|k| f32::from(k % n < k / n)).collect();
+    let earlier = Tensor::<2>::from_data(TensorData::new(earlier, [n, n]), &device);
+    // rank[i] = #{j: x_j < x_i} + #{j < i: x_j = x_i}
+    let below = col.clone().lower(row.clone()).float();
+    let tied = col.equal(row).float() * earlier;
+    let rank = (below + tied).sum_dim(1).reshape([1, n]);
+    let positions: Vec<f32> = (0..n).map(|k| k as f32).collect();
+    let positions = Tensor::<2>::from_data(TensorData::new(positions, [n, 1]), &device);
+    let permutation = rank.equal(positions).float();
+    permutation.matmul(x.reshape([n, 1])).reshape([n])
+}
+
+/// One loss of the objective, per pair.
+fn loss_of(
+    loss_type: LossType,
+    inputs: &DpoInputs,
+    c: &Tensor<1>,
+    r: &Tensor<1>,
+    config: &DpoConfig,
+) -> Tensor<1> {
+    let (beta, eps) = (config.beta, config.label_smoothing);
+    let [n] = c.dims();
+    let (cs, rs) = (scores(c.clone(), config), scores(r.clone(), config));
+    let d = cs.clone() - rs.clone();
+    let per_token = || {
+        cs.clone() / inputs.chosen_tokens.clone().clamp_min(1.0)
+            - rs.clone() / inputs.rejected_tokens.clone().clamp_min(1.0)
     };
+    let smoothed = |delta: Tensor<1>| {
+        log_sigmoid(delta.clone().mul_scalar(beta)).mul_scalar(-(1.0 - eps))
+            - log_sigmoid(delta.mul_scalar(-beta)).mul_scalar(eps)
+    };
+    let ls = |x: Tensor<1>, k: f64| log_sigmoid(x.mul_scalar(k));
+    match loss_type {
+        LossType::Sigmoid => ls(d, beta).neg(),
+        LossType::Hinge => relu(d.mul_scalar(-beta).add_scalar(1.0)),
+        LossType::Ipo => per_token().sub_scalar(1.0 / (2.0 * beta)).square(),
+        LossType::ExoPair => {
+            let (qw, ql) = (
+                sigmoid(d.clone().mul_scalar(beta)),
+                sigmoid(d.clone().mul_scalar(-beta)),
+            );
+            let log_qw = ls(d.clone(), beta).sub_scalar((-eps).ln_1p());
+            let log_ql = ls(d, -beta).sub_scalar(eps.ln());
+            qw * log_qw + ql * log_ql
+        }
+        LossType::NcaPair => {
+            ls(c.clone(), beta).neg()
+                - ls(c.clone(), -beta).mul_scalar(0.5)
+                - ls(r.clone(), -beta).mul_scalar(0.5)
+        }
+        LossType::Robust => (ls(d.clone(), beta).mul_scalar(-(1.0 - eps))
+            + ls(d, -beta).mul_scalar(eps))
+        .div_scalar(1.0 - 2.0 * eps),
+        LossType::BcoPair => ls(c.clone(), beta).neg() - ls(r.clone(), -beta),
+        LossType::SppoHard => {
+            c.clone().sub_scalar(0.5 / beta).square() + r.clone().add_scalar(0.5 / beta).square()
+        }
+        LossType::Aot => {
+            let policy = inputs.policy_chosen.clone() - inputs.policy_rejected.clone();
+            let reference = inputs.reference_chosen.clone() - inputs.reference_rejected.clone();
+            smoothed(sorted(policy) - sorted(reference))
+        }
+        LossType::AotUnpaired => smoothed(sorted(c.clone()) - sorted(r.clone())),
+        LossType::ApoZero => {
+            sigmoid(c.clone().mul_scalar(beta)).neg().add_scalar(1.0)
+                + sigmoid(r.clone().mul_scalar(beta))
+        }
+        LossType::ApoDown => {
+            sigmoid(c.clone().mul_scalar(beta))
+                + sigmoid((c.clone() - r.clone()).mul_scalar(beta))
+                    .neg()
+                    .add_scalar(1.0)
+        }
+        LossType::Discopop => {
+            let z = d.mul_scalar(beta);
+            let m = sigmoid(z.clone().div_scalar(config.discopop_tau));
+            log_sigmoid(z.clone()).neg() * m.clone().neg().add_scalar(1.0) + z.neg().exp() * m
+        }
+        LossType::Sft => {
+            let tokens = inputs.chosen_tokens.clone().sum();
+            let nll = inputs.policy_chosen.clone().sum().neg() / tokens;
+            nll.expand([n])
+        }
+        LossType::SigmoidNorm => ls(per_token(), beta).neg(),
+    }
+}
+
+/// The objective of TRL 1.16's `DPOTrainer` on a batch of pairs.
+pub fn dpo_loss(inputs: &DpoInputs, config: &DpoConfig) -> DpoOutput {
+    let beta = config.beta;
+    let c = inputs.policy_chosen.clone() - inputs.reference_chosen.clone();
+    let r = inputs.policy_rejected.clone() - inputs.reference_rejected.clone();
+    let losses = config
+        .weighted()
+        .map(|(l, w)| loss_of(l, inputs, &c, &r, config).mul_scalar(w))
+        .reduce(|a, b| a + b)
+        .expect("a validated objective has at least one loss");
     DpoOutput {
         losses,
-        chosen_rewards,
-        rejected_rewards,
+        chosen_rewards: c.detach().mul_scalar(beta),
+        rejected_rewards: r.detach().mul_scalar(beta),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::hf::safetensors::{self, Dtype};
 use crate::model::CausalLm;
 use crate::runtime::{read_all, read_f32};
 use crate::train::config::TrainConfig;
-use crate::train::dpo::{DpoMetrics, PairValues, dpo_loss};
+use crate::train::dpo::{DpoInputs, DpoMetrics, PairValues, dpo_loss};
 use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
 use crate::train::optimizer::Optimizer;
 use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
@@ -279,33 +279,24 @@ impl DpoTrainer {
         &self.history
     }
 
-    /// The four log-prob vectors `[n]` (policy chosen/rejected, reference chosen/rejected),
-    /// averaged per token for length-normalised losses (IPO), as TRL does.
-    fn dpo_inputs(
-        &self,
-        policy_logps: Tensor<1>,
-        batch: &PreparedBatch,
-        device: &Device,
-    ) -> [Tensor<1>; 4] {
-        let rows = 2 * batch.n_pairs;
+    /// What the objectives read of `batch`: the four sequence log-probs `[n]` (policy
+    /// chosen/rejected from `policy_logps`, the reference's as prepared) and the token counts.
+    fn dpo_inputs(policy_logps: Tensor<1>, batch: &PreparedBatch, device: &Device) -> DpoInputs {
+        let (n, rows) = (batch.n_pairs, 2 * batch.n_pairs);
         let reference = Tensor::<1>::from_data(
             TensorData::new(batch.reference_logps.clone(), [rows]),
             device,
         );
-        let (policy, reference) = if self.config.dpo.loss_type.length_normalised() {
-            let counts =
-                Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
-            (policy_logps / counts.clone(), reference / counts)
-        } else {
-            (policy_logps, reference)
-        };
-        let n = batch.n_pairs;
-        [
-            policy.clone().slice(0..n),
-            policy.slice(n..rows),
-            reference.clone().slice(0..n),
-            reference.slice(n..rows),
-        ]
+        let counts =
+            Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
+        DpoInputs {
+            policy_chosen: policy_logps.clone().slice(0..n),
+            policy_rejected: policy_logps.slice(n..rows),
+            reference_chosen: reference.clone().slice(0..n),
+            reference_rejected: reference.slice(n..rows),
+            chosen_tokens: counts.clone().slice(0..n),
+            rejected_tokens: counts.slice(n..rows),
+        }
     }
 
     /// Log-probs through the same (autodiff-device) kernels as a training step, but recording no
@@ -325,22 +316,16 @@ impl DpoTrainer {
     /// Metrics of the current policy on `batch`, without updating.
     pub async fn evaluate(&self, batch: &PreparedBatch) -> Result<PairValues> {
         let logps = self.frozen_logps(&self.policy, &batch.sequences);
-        let [pc, pr, rc, rr] = self.dpo_inputs(logps, batch, &self.device);
-        let out = dpo_loss(
-            pc.clone(),
-            pr.clone(),
-            rc.clone(),
-            rr.clone(),
-            &self.config.dpo,
-        );
+        let inputs = Self::dpo_inputs(logps, batch, &self.device);
+        let out = dpo_loss(&inputs, &self.config.dpo);
         let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr] = read_all([
             out.losses,
             out.chosen_rewards,
             out.rejected_rewards,
-            pc,
-            pr,
-            rc,
-            rr,
+            inputs.policy_chosen,
+            inputs.policy_rejected,
+            inputs.reference_chosen,
+            inputs.reference_rejected,
         ])
         .await?;
         let beta = self.config.dpo.beta;
@@ -359,15 +344,9 @@ impl DpoTrainer {
         let ad = self.device.clone().autodiff();
         // Forward: chosen and rejected through the policy as one concatenated batch.
         let logps = sequence_logps(&self.policy, &batch.sequences, &ad);
-        let [pc, pr, rc, rr] = self.dpo_inputs(logps.clone(), batch, &ad);
-        // Loss: the mean DPO loss over the pairs (+ α · NLL of the chosen tokens for RPO).
-        let out = dpo_loss(
-            pc.clone(),
-            pr.clone(),
-            rc.clone(),
-            rr.clone(),
-            &self.config.dpo,
-        );
+        let inputs = Self::dpo_inputs(logps.clone(), batch, &ad);
+        // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
+        let out = dpo_loss(&inputs, &self.config.dpo);
         let alpha = self.config.rpo_alpha;
         let nll = (alpha > 0.0).then(|| {
             let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
@@ -400,10 +379,10 @@ impl DpoTrainer {
             out.losses.inner(),
             out.chosen_rewards.inner(),
             out.rejected_rewards.inner(),
-            pc.inner(),
-            pr.inner(),
-            rc.inner(),
-            rr.inner(),
+            inputs.policy_chosen.inner(),
+            inputs.policy_rejected.inner(),
+            inputs.reference_chosen.inner(),
+            inputs.reference_rejected.inner(),
             nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner),
             sq_norm,
         ])

@@ -31,7 +31,9 @@ export function renderSettings(trainConfig) {
   $("beta").value = trainConfig.dpo.beta;
   $("lr").value = trainConfig.learning_rate;
   $("steps").value = trainConfig.steps_per_pair;
-  $("loss").value = trainConfig.dpo.loss_type;
+  // The menu offers one loss at a time; a list (from the CLI's settings) shows as none selected.
+  const losses = trainConfig.dpo.loss_type;
+  $("loss").value = losses.length === 1 ? losses[0] : "";
   $("optim").value = trainConfig.optim;
   $("rpo").value = trainConfig.rpo_alpha;
   $("temperature").value = s.temperature;
@@ -48,7 +50,7 @@ export function readSettings(trainConfig) {
     steps_per_pair: num("steps"),
     optim: $("optim").value,
     rpo_alpha: num("rpo"),
-    dpo: { ...trainConfig.dpo, beta: num("beta"), loss_type: $("loss").value },
+    dpo: { ...trainConfig.dpo, beta: num("beta"), loss_type: [$("loss").value] },
   };
   const sampling = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
   if (!(Number.isFinite(sampling.temperature) && sampling.temperature >= 0))

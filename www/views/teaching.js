@@ -9,7 +9,7 @@ export function renderTeaching(teaching) {
   $("teach-empty").hidden = h !== undefined;
   $("teach-body").hidden = h === undefined;
   if (h === undefined) return;
-  $("formula").replaceChildren(...formula(teaching.pick));
+  $("formula").replaceChildren(...formula(teaching.pick, teaching.scores));
   tokens($("tokens-chosen"), teaching.scores.chosen);
   tokens($("tokens-rejected"), teaching.scores.rejected);
 }
@@ -19,26 +19,25 @@ const num = (x, cls = "") => el("span", { class: `num ${cls}` }, fmt(x));
 const sym = (s) => el("span", { class: "sym" }, s);
 const muted = (text) => line(el("span", { class: "muted" }, text));
 
-/** The loss of `loss_type` with β, h and σ filled in. */
-function lossLine({ loss_type, beta, eps, h, sigma, loss }) {
-  switch (loss_type) {
+/** The loss with β, h and σ filled in: written out for the classic losses, by name and value for
+ *  the others (their formulas are in the README's objective table). */
+function lossLine({ losses, beta, eps, h, hBar, sigma, loss }) {
+  switch (losses.length === 1 ? losses[0] : null) {
     case "sigmoid":
-      return eps > 0
-        ? [sym("loss = −(1−ε)·log σ(β·h) − ε·log σ(−β·h) = "), num(loss, "result")]
-        : [
-            sym("loss = −log σ(β·h) = −log σ("),
-            num(beta),
-            " × ",
-            num(h),
-            ") = −log ",
-            num(sigma),
-            " = ",
-            num(loss, "result"),
-          ];
+      return [
+        sym("loss = −log σ(β·h) = −log σ("),
+        num(beta),
+        " × ",
+        num(h),
+        ") = −log ",
+        num(sigma),
+        " = ",
+        num(loss, "result"),
+      ];
     case "ipo":
       return [
-        sym("loss = (h − 1/(2β))² = ("),
-        num(h),
+        sym("loss = (h̄ − 1/(2β))² = ("),
+        num(hBar),
         " − ",
         num(1 / (2 * beta)),
         ")² = ",
@@ -54,16 +53,24 @@ function lossLine({ loss_type, beta, eps, h, sigma, loss }) {
         num(loss, "result"),
       ];
     case "robust":
-      return [sym("loss = (−(1−ε)·log σ(β·h) + ε·log σ(−β·h)) / (1 − 2ε) = "), num(loss, "result")];
+      return [
+        sym(`loss = (−(1−ε)·log σ(β·h) + ε·log σ(−β·h)) / (1 − 2ε), ε = ${eps}: `),
+        num(loss, "result"),
+      ];
+    default:
+      return [sym(`loss (${losses.join(" + ")}) = `), num(loss, "result")];
   }
 }
 
-function formula(pick) {
+function formula(pick, scores) {
   const { pc, pr, rc, rr, h, sigma, loss } = pick.values;
-  const { beta, loss_type, label_smoothing: eps } = pick.config.dpo;
+  const { beta, label_smoothing: eps } = pick.config.dpo;
+  // One loss name (picks stored before loss lists) or a list.
+  const losses = [pick.config.dpo.loss_type].flat();
   const ratioW = pc - rc;
   const ratioL = pr - rr;
-  const per = loss_type === "ipo" ? " (per-token averages: IPO normalises by length)" : "";
+  // IPO compares log-ratios averaged over each response's tokens.
+  const hBar = ratioW / scores.chosen.tokens.length - ratioL / scores.rejected.tokens.length;
   const ratio = (label, policy, reference, r) => [
     sym(label),
     "log π = ",
@@ -84,10 +91,9 @@ function formula(pick) {
       num(ratioL),
       ") = ",
       num(h),
-      per,
     ),
-    line(...lossLine({ loss_type, beta, eps, h, sigma, loss }), `   (β = ${beta})`),
-    ...(h === 0 && loss_type === "sigmoid" && eps === 0
+    line(...lossLine({ losses, beta, eps, h, hBar, sigma, loss }), `   (β = ${beta})`),
+    ...(h === 0 && losses.length === 1 && losses[0] === "sigmoid"
       ? [muted("π = π_ref here (no update yet), so h = 0, σ = 0.5 and the loss is ln 2 = 0.6931.")]
       : []),
     ...(rpo

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use webdpo::hf::peft::from_peft;
+use webdpo::train::dpo::FDivergence;
 use webdpo::train::parse_jsonl;
 use webdpo::{
     CausalLm, ComputeDevice, DpoConfig, Error, LoraConfig, LossType, ModelDir, PreferencePair,
@@ -24,11 +25,27 @@ pub struct DpoArgs {
     pub data: PathBuf,
     #[arg(long, default_value_t = DpoConfig::default().beta)]
     pub beta: f64,
-    /// sigmoid, ipo, hinge or robust.
-    #[arg(long, default_value_t = DpoConfig::default().loss_type)]
-    pub loss: LossType,
+    /// One of TRL's loss types, or several separated by commas (summed with --loss-weights):
+    /// sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, aot_unpaired,
+    /// apo_zero, apo_down, discopop, sft, sigmoid_norm.
+    #[arg(long, value_delimiter = ',', default_value = "sigmoid")]
+    pub loss: Vec<LossType>,
+    /// A weight per loss type (1 each by default), e.g. MPO: --loss sigmoid,bco_pair,sft
+    /// --loss-weights 0.8,0.2,1.0.
+    #[arg(long, value_delimiter = ',')]
+    pub loss_weights: Option<Vec<f64>>,
+    /// Robust DPO's flip probability; EXO's and AOT's ε.
     #[arg(long, default_value_t = DpoConfig::default().label_smoothing)]
     pub label_smoothing: f64,
+    /// reverse_kl (DPO), forward_kl, js_divergence or alpha_divergence (f-DPO).
+    #[arg(long, default_value_t = DpoConfig::default().f_divergence_type)]
+    pub f_divergence: FDivergence,
+    /// The α of alpha_divergence.
+    #[arg(long, default_value_t = DpoConfig::default().f_alpha_divergence_coef)]
+    pub f_alpha: f64,
+    /// DiscoPOP's τ.
+    #[arg(long, default_value_t = DpoConfig::default().discopop_tau)]
+    pub discopop_tau: f64,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = TrainConfig::default().max_length)]
@@ -96,8 +113,12 @@ pub struct Setup {
 pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
     let dpo = DpoConfig {
         beta: a.beta,
-        loss_type: a.loss,
+        loss_type: a.loss.clone(),
+        loss_weights: a.loss_weights.clone(),
         label_smoothing: a.label_smoothing,
+        f_divergence_type: a.f_divergence,
+        f_alpha_divergence_coef: a.f_alpha,
+        discopop_tau: a.discopop_tau,
     };
     dpo.validate()?;
     if a.batch_size == 0 {

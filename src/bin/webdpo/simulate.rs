@@ -69,7 +69,7 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
     let config = TrainConfig {
         dpo: DpoConfig {
             beta: a.beta.unwrap_or(app.dpo.beta),
-            ..app.dpo
+            ..app.dpo.clone()
         },
         learning_rate: a.lr.unwrap_or(app.learning_rate),
         steps_per_pair: a.steps.unwrap_or(app.steps_per_pair),

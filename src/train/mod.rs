@@ -5,6 +5,7 @@ pub mod config;
 pub mod data;
 pub mod dpo;
 pub mod logps;
+pub mod metrics;
 pub mod optimizer;
 pub mod pretrain;
 pub mod step;
@@ -12,8 +13,9 @@ pub mod trainer;
 
 pub use config::TrainConfig;
 pub use data::{Message, PreferencePair, Turns, parse_jsonl};
-pub use dpo::{DpoConfig, DpoMetrics, LossType, PairValues};
+pub use dpo::{DpoConfig, LossType};
 pub use logps::{SequenceBatch, TokenizedPair};
+pub use metrics::{DpoMetrics, PairValues};
 pub use optimizer::Optim;
 pub use pretrain::{PretrainConfig, PretrainState, Pretrainer};
 pub use trainer::{DpoTrainer, StepReport, TrainerSnapshot};

@@ -15,8 +15,9 @@ use crate::hf::safetensors::{self, Dtype};
 use crate::model::CausalLm;
 use crate::runtime::{read_all, read_f32};
 use crate::train::config::TrainConfig;
-use crate::train::dpo::{DpoInputs, DpoMetrics, PairValues, dpo_loss};
+use crate::train::dpo::{DpoInputs, dpo_loss};
 use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
+use crate::train::metrics::{DpoMetrics, PairValues};
 use crate::train::optimizer::Optimizer;
 use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, to_safetensors};
@@ -339,6 +339,60 @@ fn step_one_with_policy_equal_to_reference() {
         assert!(report.values.h.iter().all(|&h| h == 0.0));
         assert!(report.values.sigma.iter().all(|&s| s == 0.5));
     }
+}
+
+/// TRL 1.16's token metrics, computed again in f64 from the policy's logits: the mean logit over
+/// the vocabulary averaged over the chosen (rejected) completion tokens, the entropy over every
+/// completion token, and the share of chosen tokens that are the most likely one.
+#[test]
+fn token_metrics_follow_trl_definitions() {
+    let device = Device::flex();
+    let policy = tiny_model(1, &device);
+    let reference = Some(tiny_model(2, &device));
+    let trainer =
+        DpoTrainer::new(policy.clone(), reference, TrainConfig::default(), &device).unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    let m = block_on(trainer.evaluate(&batch)).unwrap().metrics();
+    let s = &batch.sequences;
+    let ids = TensorData::new(s.tokens.clone(), [s.rows, s.len]);
+    let logits = policy.forward(Tensor::<2, Int>::from_data(ids, &device), None);
+    let logits = logits.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+    let vocab = logits.len() / (s.rows * s.len);
+    // Chosen logits, rejected logits, entropy, chosen top-1 hits; chosen and rejected tokens.
+    let (mut sums, mut tokens) = ([0.0f64; 4], [0.0f64; 2]);
+    for r in 0..s.rows {
+        for t in 0..s.len - 1 {
+            if s.mask[r * (s.len - 1) + t] == 0.0 {
+                continue;
+            }
+            let row = &logits[(r * s.len + t) * vocab..(r * s.len + t + 1) * vocab];
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_z = max + row.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            let entropy: f64 = row.iter().map(|&l| -(l - log_z).exp() * (l - log_z)).sum();
+            let side = usize::from(r >= s.rows / 2);
+            sums[side] += row.iter().sum::<f64>() / vocab as f64;
+            tokens[side] += 1.0;
+            sums[2] += entropy;
+            let label = s.tokens[r * s.len + t + 1] as usize;
+            if side == 0 && row[label] == max {
+                sums[3] += 1.0;
+            }
+        }
+    }
+    let expect = [
+        ("logits/chosen", m.logits_chosen, sums[0] / tokens[0]),
+        ("logits/rejected", m.logits_rejected, sums[1] / tokens[1]),
+        ("entropy", m.entropy, sums[2] / (tokens[0] + tokens[1])),
+        (
+            "mean_token_accuracy",
+            m.mean_token_accuracy,
+            sums[3] / tokens[0],
+        ),
+    ];
+    for (name, got, want) in expect {
+        assert_close(got, want, 1e-4 * want.abs().max(1.0), name);
+    }
+    assert!(m.entropy > 0.0);
 }
 
 #[test]

@@ -120,14 +120,60 @@ pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) 
 
 /// Log-prob of each label token, zero outside completions: `[rows, len - 1]`.
 pub fn token_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
+    forward(model, batch, device).0
+}
+
+/// What TRL 1.16 logs of the policy's forward besides log-probs, per completion token: the mean
+/// logit over the vocabulary, the entropy of the next-token distribution, and whether the label
+/// is the most likely token. Detached; summed over each row's completion tokens, `[rows]` each.
+pub struct TokenStats {
+    pub mean_logits: Tensor<1>,
+    pub entropy: Tensor<1>,
+    pub top1: Tensor<1>,
+}
+
+/// [`token_logps`] and, detached, the [`TokenStats`] of the same forward.
+pub fn token_logps_and_stats(
+    model: &CausalLm,
+    batch: &SequenceBatch,
+    device: &Device,
+) -> (Tensor<2>, TokenStats) {
+    let (token_logps, logits, logp, mask) = forward(model, batch, device);
+    let (logits, logp) = (logits.detach(), logp.detach());
+    let rows = batch.rows;
+    let per_row = |t: Tensor<3>| {
+        t.reshape([rows, batch.len - 1])
+            .mul(mask.clone())
+            .sum_dim(1)
+    };
+    let mean_logits = per_row(logits.mean_dim(2));
+    let entropy = per_row((logp.clone().exp() * logp.clone()).sum_dim(2).neg());
+    let label = token_logps.clone().detach().unsqueeze_dim::<3>(2);
+    let top1 = per_row(label.greater_equal(logp.max_dim(2)).float());
+    let stats = TokenStats {
+        mean_logits: mean_logits.reshape([rows]),
+        entropy: entropy.reshape([rows]),
+        top1: top1.reshape([rows]),
+    };
+    (token_logps, stats)
+}
+
+/// The masked label log-probs `[rows, len - 1]`, with the logits and log-softmax they came from
+/// (`[rows, len - 1, vocab]`) and the completion mask.
+fn forward(
+    model: &CausalLm,
+    batch: &SequenceBatch,
+    device: &Device,
+) -> (Tensor<2>, Tensor<3>, Tensor<3>, Tensor<2>) {
     let (rows, len) = (batch.rows, batch.len);
     let tokens =
         Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, len - 1]), device);
     let logits = model.forward(tokens.clone(), None);
     let vocab = logits.dims()[2];
-    let logp = log_softmax(logits.slice([0..rows, 0..len - 1, 0..vocab]), 2);
+    let logits = logits.slice([0..rows, 0..len - 1, 0..vocab]);
+    let logp = log_softmax(logits.clone(), 2);
     let labels = tokens.slice([0..rows, 1..len]).unsqueeze_dim::<3>(2);
-    let token_logps = logp.gather(2, labels).reshape([rows, len - 1]);
-    token_logps.mul(mask)
+    let token_logps = logp.clone().gather(2, labels).reshape([rows, len - 1]);
+    (token_logps.mul(mask.clone()), logits, logp, mask)
 }

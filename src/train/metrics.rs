@@ -20,6 +20,18 @@ pub struct DpoMetrics {
     pub logps_chosen: f64,
     #[serde(rename = "logps/rejected")]
     pub logps_rejected: f64,
+    /// The policy's logit averaged over the vocabulary, then over the chosen (rejected)
+    /// completion tokens of the batch.
+    #[serde(rename = "logits/chosen", default)]
+    pub logits_chosen: f64,
+    #[serde(rename = "logits/rejected", default)]
+    pub logits_rejected: f64,
+    /// The policy's next-token entropy, averaged over every completion token of the batch.
+    #[serde(default)]
+    pub entropy: f64,
+    /// The share of chosen completion tokens that are the policy's most likely token.
+    #[serde(default)]
+    pub mean_token_accuracy: f64,
     /// Global L2 norm of the gradient before clipping (training steps only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grad_norm: Option<f64>,
@@ -46,6 +58,32 @@ pub struct PairValues {
     /// `σ(β·h)`: how strongly the implicit reward already prefers the chosen response.
     #[serde(default)]
     pub sigma: Vec<f32>,
+    #[serde(default)]
+    pub tokens: TokenSums,
+}
+
+/// The batch's sums over completion tokens of what TRL logs per token (the policy's mean logit,
+/// entropy, top-1 hits), with the token counts they are averaged over.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+pub struct TokenSums {
+    pub chosen_logits: f64,
+    pub rejected_logits: f64,
+    pub entropy: f64,
+    pub chosen_top1: f64,
+    pub chosen_tokens: f64,
+    pub rejected_tokens: f64,
+}
+
+impl TokenSums {
+    fn add(&mut self, other: TokenSums) {
+        self.chosen_logits += other.chosen_logits;
+        self.rejected_logits += other.rejected_logits;
+        self.entropy += other.entropy;
+        self.chosen_top1 += other.chosen_top1;
+        self.chosen_tokens += other.chosen_tokens;
+        self.rejected_tokens += other.rejected_tokens;
+    }
 }
 
 impl PairValues {
@@ -55,6 +93,7 @@ impl PairValues {
         losses: Vec<f32>,
         [chosen_rewards, rejected_rewards]: [Vec<f32>; 2],
         [pc, pr, rc, rr]: [Vec<f32>; 4],
+        tokens: TokenSums,
         beta: f64,
     ) -> Self {
         let h: Vec<f32> = (0..pc.len())
@@ -74,6 +113,7 @@ impl PairValues {
             reference_rejected: rr,
             h,
             sigma,
+            tokens,
         }
     }
 }
@@ -82,6 +122,9 @@ impl PairValues {
     pub fn metrics(&self) -> DpoMetrics {
         let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let (c, r) = (&self.chosen_rewards, &self.rejected_rewards);
+        let t = &self.tokens;
+        // As TRL: 0 when there are no tokens.
+        let per_token = |sum: f64, n: f64| if n > 0.0 { sum / n } else { 0.0 };
         DpoMetrics {
             loss: mean(&self.losses),
             rewards_chosen: mean(c),
@@ -92,6 +135,10 @@ impl PairValues {
                 / c.len() as f64,
             logps_chosen: mean(&self.policy_chosen),
             logps_rejected: mean(&self.policy_rejected),
+            logits_chosen: per_token(t.chosen_logits, t.chosen_tokens),
+            logits_rejected: per_token(t.rejected_logits, t.rejected_tokens),
+            entropy: per_token(t.entropy, t.chosen_tokens + t.rejected_tokens),
+            mean_token_accuracy: per_token(t.chosen_top1, t.chosen_tokens),
             grad_norm: None,
             nll_loss: None,
         }
@@ -110,5 +157,6 @@ impl PairValues {
         self.reference_rejected.extend(other.reference_rejected);
         self.h.extend(other.h);
         self.sigma.extend(other.sigma);
+        self.tokens.add(other.tokens);
     }
 }

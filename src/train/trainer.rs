@@ -16,8 +16,10 @@ use crate::model::CausalLm;
 use crate::runtime::{read_all, read_f32};
 use crate::train::config::TrainConfig;
 use crate::train::dpo::{DpoInputs, dpo_loss};
-use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps, token_logps};
-use crate::train::metrics::{DpoMetrics, PairValues};
+use crate::train::logps::{
+    SequenceBatch, TokenStats, TokenizedPair, token_logps, token_logps_and_stats,
+};
+use crate::train::metrics::{DpoMetrics, PairValues, TokenSums};
 use crate::train::optimizer::Optimizer;
 use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
 
@@ -316,10 +318,25 @@ impl DpoTrainer {
 
     /// Metrics of the current policy on `batch`, without updating.
     pub async fn evaluate(&self, batch: &PreparedBatch) -> Result<PairValues> {
-        let logps = self.frozen_logps(&self.policy, &batch.sequences);
+        let ad = self.device.clone().autodiff();
+        let policy = self.policy.valid().fork(&ad).no_grad();
+        let (token_logps, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
+        let logps = token_logps
+            .inner()
+            .sum_dim(1)
+            .reshape([batch.sequences.rows]);
         let inputs = Self::dpo_inputs(logps, batch, &self.device);
         let out = dpo_loss(&inputs, &self.config.dpo);
-        let [losses, chosen_rewards, rejected_rewards, pc, pr, rc, rr] = read_all([
+        let [
+            losses,
+            chosen_rewards,
+            rejected_rewards,
+            pc,
+            pr,
+            rc,
+            rr,
+            sums,
+        ] = read_all([
             out.losses,
             out.chosen_rewards,
             out.rejected_rewards,
@@ -327,14 +344,15 @@ impl DpoTrainer {
             inputs.policy_rejected,
             inputs.reference_chosen,
             inputs.reference_rejected,
+            stat_sums(stats, batch.n_pairs).inner(),
         ])
         .await?;
-        let beta = self.config.dpo.beta;
         Ok(PairValues::new(
             losses,
             [chosen_rewards, rejected_rewards],
             [pc, pr, rc, rr],
-            beta,
+            token_sums(&sums, batch),
+            self.config.dpo.beta,
         ))
     }
 
@@ -344,7 +362,8 @@ impl DpoTrainer {
         let started = web_time::Instant::now();
         let ad = self.device.clone().autodiff();
         // Forward: chosen and rejected through the policy as one concatenated batch.
-        let logps = sequence_logps(&self.policy, &batch.sequences, &ad);
+        let (token_logps, stats) = token_logps_and_stats(&self.policy, &batch.sequences, &ad);
+        let logps = token_logps.sum_dim(1).reshape([batch.sequences.rows]);
         let inputs = Self::dpo_inputs(logps.clone(), batch, &ad);
         // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
         let out = dpo_loss(&inputs, &self.config.dpo);
@@ -376,6 +395,7 @@ impl DpoTrainer {
             rr,
             nll,
             sq_norm,
+            sums,
         ] = read_all([
             out.losses.inner(),
             out.chosen_rewards.inner(),
@@ -386,6 +406,7 @@ impl DpoTrainer {
             inputs.reference_rejected.inner(),
             nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner),
             sq_norm,
+            stat_sums(stats, batch.n_pairs).inner(),
         ])
         .await?;
         let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -394,6 +415,7 @@ impl DpoTrainer {
             losses,
             [chosen_rewards, rejected_rewards],
             [pc, pr, rc, rr],
+            token_sums(&sums, batch),
             beta,
         );
         let grad_norm = (sq_norm[0] as f64).sqrt();
@@ -431,5 +453,39 @@ impl DpoTrainer {
             reports.push(self.step(batch).await?);
         }
         Ok(reports)
+    }
+}
+
+/// The batch's sums of the policy's token statistics, `[4]`: mean logits over the chosen and
+/// over the rejected completion tokens, entropy over all of them, top-1 hits over the chosen.
+fn stat_sums(stats: TokenStats, n: usize) -> Tensor<1> {
+    let TokenStats {
+        mean_logits,
+        entropy,
+        top1,
+    } = stats;
+    Tensor::cat(
+        vec![
+            mean_logits.clone().slice(0..n).sum(),
+            mean_logits.slice(n..2 * n).sum(),
+            entropy.sum(),
+            top1.slice(0..n).sum(),
+        ],
+        0,
+    )
+}
+
+/// [`stat_sums`] read back, with the token counts they average over.
+fn token_sums(sums: &[f32], batch: &PreparedBatch) -> TokenSums {
+    let counts = batch.sequences.counts();
+    let total = |rows: &[f32]| rows.iter().map(|&c| c as f64).sum();
+    let n = batch.n_pairs;
+    TokenSums {
+        chosen_logits: sums[0] as f64,
+        rejected_logits: sums[1] as f64,
+        entropy: sums[2] as f64,
+        chosen_top1: sums[3] as f64,
+        chosen_tokens: total(&counts[..n]),
+        rejected_tokens: total(&counts[n..]),
     }
 }

@@ -6,9 +6,11 @@ mod common;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
+use webdpo::CausalLm;
 use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, to_safetensors};
 use webdpo::train::dpo::{DpoConfig, DpoInputs, FDivergence, LossType, dpo_loss};
+use webdpo::train::logps::SequenceBatch;
 use webdpo::train::optimizer::Optim;
 use webdpo::train::{DpoTrainer, TrainConfig};
 
@@ -164,6 +166,7 @@ fn each_loss_matches_its_formula() {
         reference_rejected: t(rr),
         chosen_tokens: t(nc),
         rejected_tokens: t(nr),
+        pair_weights: None,
     };
     for loss_type in LossType::ALL {
         for c in configs(loss_type) {
@@ -218,6 +221,7 @@ fn a_loss_list_is_the_weighted_sum_of_its_parts() {
         reference_rejected: t([-13.5, -2.5, -42.0]),
         chosen_tokens: t([5.0, 2.0, 17.0]),
         rejected_tokens: t([6.0, 1.0, 15.0]),
+        pair_weights: None,
     };
     let parts = [LossType::Sigmoid, LossType::BcoPair, LossType::Sft];
     let weights = [0.8, 0.2, 1.0];
@@ -341,6 +345,51 @@ fn step_one_with_policy_equal_to_reference() {
     }
 }
 
+/// One row's completion tokens under the policy, computed in f64 from its logits: summed mean
+/// logit, entropy, top-1 hits, label log-prob and `log Σ_v p_v²`, and the token count.
+#[derive(Default)]
+struct RowSums {
+    mean_logit: f64,
+    entropy: f64,
+    top1: f64,
+    logp: f64,
+    log_sum_sq: f64,
+    tokens: f64,
+}
+
+fn row_sums(policy: &CausalLm, s: &SequenceBatch, device: &Device) -> Vec<RowSums> {
+    let ids = TensorData::new(s.tokens.clone(), [s.rows, s.len]);
+    let logits = policy.forward(Tensor::<2, Int>::from_data(ids, device), None);
+    let logits = logits.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+    let vocab = logits.len() / (s.rows * s.len);
+    let mut out: Vec<RowSums> = (0..s.rows).map(|_| RowSums::default()).collect();
+    for (r, sums) in out.iter_mut().enumerate() {
+        for t in 0..s.len - 1 {
+            if s.mask[r * (s.len - 1) + t] == 0.0 {
+                continue;
+            }
+            let row = &logits[(r * s.len + t) * vocab..(r * s.len + t + 1) * vocab];
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let log_z = max + row.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            let label = s.tokens[r * s.len + t + 1] as usize;
+            sums.mean_logit += row.iter().sum::<f64>() / vocab as f64;
+            sums.entropy += row
+                .iter()
+                .map(|&l| -(l - log_z).exp() * (l - log_z))
+                .sum::<f64>();
+            sums.top1 += f64::from(u8::from(row[label] == max));
+            sums.logp += row[label] - log_z;
+            sums.log_sum_sq += row
+                .iter()
+                .map(|&l| (2.0 * (l - log_z)).exp())
+                .sum::<f64>()
+                .ln();
+            sums.tokens += 1.0;
+        }
+    }
+    out
+}
+
 /// TRL 1.16's token metrics, computed again in f64 from the policy's logits: the mean logit over
 /// the vocabulary averaged over the chosen (rejected) completion tokens, the entropy over every
 /// completion token, and the share of chosen tokens that are the most likely one.
@@ -353,46 +402,74 @@ fn token_metrics_follow_trl_definitions() {
         DpoTrainer::new(policy.clone(), reference, TrainConfig::default(), &device).unwrap();
     let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
     let m = block_on(trainer.evaluate(&batch)).unwrap().metrics();
-    let s = &batch.sequences;
-    let ids = TensorData::new(s.tokens.clone(), [s.rows, s.len]);
-    let logits = policy.forward(Tensor::<2, Int>::from_data(ids, &device), None);
-    let logits = logits.into_data().convert::<f64>().to_vec::<f64>().unwrap();
-    let vocab = logits.len() / (s.rows * s.len);
-    // Chosen logits, rejected logits, entropy, chosen top-1 hits; chosen and rejected tokens.
-    let (mut sums, mut tokens) = ([0.0f64; 4], [0.0f64; 2]);
-    for r in 0..s.rows {
-        for t in 0..s.len - 1 {
-            if s.mask[r * (s.len - 1) + t] == 0.0 {
-                continue;
-            }
-            let row = &logits[(r * s.len + t) * vocab..(r * s.len + t + 1) * vocab];
-            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let log_z = max + row.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
-            let entropy: f64 = row.iter().map(|&l| -(l - log_z).exp() * (l - log_z)).sum();
-            let side = usize::from(r >= s.rows / 2);
-            sums[side] += row.iter().sum::<f64>() / vocab as f64;
-            tokens[side] += 1.0;
-            sums[2] += entropy;
-            let label = s.tokens[r * s.len + t + 1] as usize;
-            if side == 0 && row[label] == max {
-                sums[3] += 1.0;
-            }
-        }
-    }
+    let rows = row_sums(&policy, &batch.sequences, &device);
+    let (chosen, rejected) = rows.split_at(batch.n_pairs);
+    let total = |rows: &[RowSums], f: fn(&RowSums) -> f64| rows.iter().map(f).sum::<f64>();
+    let tokens = |rows: &[RowSums]| total(rows, |r| r.tokens);
     let expect = [
-        ("logits/chosen", m.logits_chosen, sums[0] / tokens[0]),
-        ("logits/rejected", m.logits_rejected, sums[1] / tokens[1]),
-        ("entropy", m.entropy, sums[2] / (tokens[0] + tokens[1])),
+        (
+            "logits/chosen",
+            m.logits_chosen,
+            total(chosen, |r| r.mean_logit) / tokens(chosen),
+        ),
+        (
+            "logits/rejected",
+            m.logits_rejected,
+            total(rejected, |r| r.mean_logit) / tokens(rejected),
+        ),
+        (
+            "entropy",
+            m.entropy,
+            total(&rows, |r| r.entropy) / tokens(&rows),
+        ),
         (
             "mean_token_accuracy",
             m.mean_token_accuracy,
-            sums[3] / tokens[0],
+            total(chosen, |r| r.top1) / tokens(chosen),
         ),
     ];
     for (name, got, want) in expect {
         assert_close(got, want, 1e-4 * want.abs().max(1.0), name);
     }
     assert!(m.entropy > 0.0);
+}
+
+/// WPO as TRL 1.16 weighs pairs: each response's `exp(mean_t (log p_t − log Σ_v p_v²))` under the
+/// policy, their product per pair, times the pair's loss; computed again in f64 from the logits.
+#[test]
+fn wpo_weights_pairs_as_trl_does() {
+    let device = Device::flex();
+    let policy = tiny_model(1, &device);
+    let config = TrainConfig {
+        dpo: DpoConfig {
+            use_weighting: true,
+            ..DpoConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let reference = Some(tiny_model(2, &device));
+    let trainer = DpoTrainer::new(policy.clone(), reference, config, &device).unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    let v = block_on(trainer.evaluate(&batch)).unwrap();
+    let rows = row_sums(&policy, &batch.sequences, &device);
+    let n = batch.n_pairs;
+    let weight = |r: &RowSums| ((r.logp - r.log_sum_sq) / r.tokens).exp();
+    for i in 0..n {
+        let h = (v.policy_chosen[i] - v.reference_chosen[i]) as f64
+            - (v.policy_rejected[i] - v.reference_rejected[i]) as f64;
+        let expect = -ln_sigmoid(0.1 * h) * weight(&rows[i]) * weight(&rows[n + i]);
+        assert_close(v.losses[i] as f64, expect, 1e-5, &format!("WPO pair {i}"));
+    }
+    let aot = DpoConfig {
+        use_weighting: true,
+        ..DpoConfig::new(0.1, LossType::Aot)
+    };
+    assert!(
+        aot.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("WPO-style weighting")
+    );
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn loss(
         reference_rejected: r.slice(n..2 * n),
         chosen_tokens: counts.clone().slice(0..n),
         rejected_tokens: counts.slice(n..2 * n),
+        pair_weights: None,
     };
     dpo_loss(&inputs, config).losses.mean()
 }

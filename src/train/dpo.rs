@@ -232,6 +232,10 @@ pub struct DpoConfig {
     /// DiscoPOP's τ.
     #[serde(default = "default_discopop_tau")]
     pub discopop_tau: f64,
+    /// WPO (Zhou et al. 2024): weigh each pair by the policy's length-normalised probability of
+    /// both responses, `exp(mean_t (log p_t − log Σ_v p_v²))` for each, as TRL does.
+    #[serde(default)]
+    pub use_weighting: bool,
 }
 
 impl Default for DpoConfig {
@@ -244,6 +248,7 @@ impl Default for DpoConfig {
             f_divergence_type: FDivergence::ReverseKl,
             f_alpha_divergence_coef: default_f_alpha(),
             discopop_tau: default_discopop_tau(),
+            use_weighting: false,
         }
     }
 }
@@ -315,6 +320,13 @@ impl DpoConfig {
                     .into(),
             );
         }
+        if self.use_weighting && (has(LossType::Aot) || has(LossType::AotUnpaired)) {
+            return bad(
+                "WPO-style weighting is not implemented for 'aot' or 'aot_unpaired' because those \
+                 losses sort samples, which would misalign per-pair weights."
+                    .into(),
+            );
+        }
         if !(self.discopop_tau.is_finite() && self.discopop_tau > 0.0) {
             return bad(format!(
                 "discopop_tau must be positive, got {}",
@@ -346,7 +358,7 @@ impl DpoConfig {
 }
 
 /// What the objectives read of a batch of `n` pairs: sequence log-probs (sums over completion
-/// tokens) `[n]` each, and each completion's token count `[n]`.
+/// tokens) `[n]` each, each completion's token count `[n]`, and with WPO each pair's weight.
 pub struct DpoInputs {
     pub policy_chosen: Tensor<1>,
     pub policy_rejected: Tensor<1>,
@@ -354,6 +366,8 @@ pub struct DpoInputs {
     pub reference_rejected: Tensor<1>,
     pub chosen_tokens: Tensor<1>,
     pub rejected_tokens: Tensor<1>,
+    /// WPO's weight of each pair, detached (`use_weighting`); `None` weighs every pair 1.
+    pub pair_weights: Option<Tensor<1>>,
 }
 
 /// Per-pair losses (the weighted sum of the objective's losses) and implicit rewards, `[n]`.
@@ -481,9 +495,13 @@ pub fn dpo_loss(inputs: &DpoInputs, config: &DpoConfig) -> DpoOutput {
     let beta = config.beta;
     let c = inputs.policy_chosen.clone() - inputs.reference_chosen.clone();
     let r = inputs.policy_rejected.clone() - inputs.reference_rejected.clone();
+    let weighed = |loss: Tensor<1>| match &inputs.pair_weights {
+        Some(w) => loss * w.clone(),
+        None => loss,
+    };
     let losses = config
         .weighted()
-        .map(|(l, w)| loss_of(l, inputs, &c, &r, config).mul_scalar(w))
+        .map(|(l, w)| weighed(loss_of(l, inputs, &c, &r, config)).mul_scalar(w))
         .reduce(|a, b| a + b)
         .expect("a validated objective has at least one loss");
     DpoOutput {

@@ -123,13 +123,15 @@ pub fn token_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> 
     forward(model, batch, device).0
 }
 
-/// What TRL 1.16 logs of the policy's forward besides log-probs, per completion token: the mean
-/// logit over the vocabulary, the entropy of the next-token distribution, and whether the label
-/// is the most likely token. Detached; summed over each row's completion tokens, `[rows]` each.
+/// What TRL 1.16 reads of the policy's forward besides log-probs, per completion token: the mean
+/// logit over the vocabulary, the entropy of the next-token distribution, whether the label is
+/// the most likely token, and `log Σ_v p_v²` (WPO's weights). Detached; summed over each row's
+/// completion tokens, `[rows]` each.
 pub struct TokenStats {
     pub mean_logits: Tensor<1>,
     pub entropy: Tensor<1>,
     pub top1: Tensor<1>,
+    pub log_sum_sq_probs: Tensor<1>,
 }
 
 /// [`token_logps`] and, detached, the [`TokenStats`] of the same forward.
@@ -149,11 +151,16 @@ pub fn token_logps_and_stats(
     let mean_logits = per_row(logits.mean_dim(2));
     let entropy = per_row((logp.clone().exp() * logp.clone()).sum_dim(2).neg());
     let label = token_logps.clone().detach().unsqueeze_dim::<3>(2);
-    let top1 = per_row(label.greater_equal(logp.max_dim(2)).float());
+    let top1 = per_row(label.greater_equal(logp.clone().max_dim(2)).float());
+    // log Σ p² = logsumexp(2·log p), shifted by its maximum.
+    let twice = logp.mul_scalar(2.0);
+    let peak = twice.clone().max_dim(2);
+    let log_sum_sq = per_row((twice - peak.clone()).exp().sum_dim(2).log() + peak);
     let stats = TokenStats {
         mean_logits: mean_logits.reshape([rows]),
         entropy: entropy.reshape([rows]),
         top1: top1.reshape([rows]),
+        log_sum_sq_probs: log_sum_sq.reshape([rows]),
     };
     (token_logps, stats)
 }

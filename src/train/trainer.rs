@@ -283,8 +283,15 @@ impl DpoTrainer {
     }
 
     /// What the objectives read of `batch`: the four sequence log-probs `[n]` (policy
-    /// chosen/rejected from `policy_logps`, the reference's as prepared) and the token counts.
-    fn dpo_inputs(policy_logps: Tensor<1>, batch: &PreparedBatch, device: &Device) -> DpoInputs {
+    /// chosen/rejected from `policy_logps`, the reference's as prepared), the token counts, and
+    /// with WPO the pairs' weights from the policy's `log_sum_sq_probs` (summed per row).
+    fn dpo_inputs(
+        &self,
+        policy_logps: Tensor<1>,
+        log_sum_sq_probs: Tensor<1>,
+        batch: &PreparedBatch,
+        device: &Device,
+    ) -> DpoInputs {
         let (n, rows) = (batch.n_pairs, 2 * batch.n_pairs);
         let reference = Tensor::<1>::from_data(
             TensorData::new(batch.reference_logps.clone(), [rows]),
@@ -292,6 +299,11 @@ impl DpoTrainer {
         );
         let counts =
             Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
+        let pair_weights = self.config.dpo.use_weighting.then(|| {
+            let aligned = policy_logps.clone().detach() - log_sum_sq_probs;
+            let rows = aligned.div(counts.clone().clamp_min(1.0)).exp();
+            rows.clone().slice(0..n) * rows.slice(n..2 * n)
+        });
         DpoInputs {
             policy_chosen: policy_logps.clone().slice(0..n),
             policy_rejected: policy_logps.slice(n..rows),
@@ -299,6 +311,7 @@ impl DpoTrainer {
             reference_rejected: reference.slice(n..rows),
             chosen_tokens: counts.clone().slice(0..n),
             rejected_tokens: counts.slice(n..rows),
+            pair_weights,
         }
     }
 
@@ -325,7 +338,8 @@ impl DpoTrainer {
             .inner()
             .sum_dim(1)
             .reshape([batch.sequences.rows]);
-        let inputs = Self::dpo_inputs(logps, batch, &self.device);
+        let log_sum_sq = stats.log_sum_sq_probs.clone().inner();
+        let inputs = self.dpo_inputs(logps, log_sum_sq, batch, &self.device);
         let out = dpo_loss(&inputs, &self.config.dpo);
         let [
             losses,
@@ -364,7 +378,8 @@ impl DpoTrainer {
         // Forward: chosen and rejected through the policy as one concatenated batch.
         let (token_logps, stats) = token_logps_and_stats(&self.policy, &batch.sequences, &ad);
         let logps = token_logps.sum_dim(1).reshape([batch.sequences.rows]);
-        let inputs = Self::dpo_inputs(logps.clone(), batch, &ad);
+        let log_sum_sq = stats.log_sum_sq_probs.clone();
+        let inputs = self.dpo_inputs(logps.clone(), log_sum_sq, batch, &ad);
         // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
         let out = dpo_loss(&inputs, &self.config.dpo);
         let alpha = self.config.rpo_alpha;
@@ -463,6 +478,7 @@ fn stat_sums(stats: TokenStats, n: usize) -> Tensor<1> {
         mean_logits,
         entropy,
         top1,
+        ..
     } = stats;
     Tensor::cat(
         vec![

@@ -46,6 +46,9 @@ pub struct DpoArgs {
     /// DiscoPOP's τ.
     #[arg(long, default_value_t = DpoConfig::default().discopop_tau)]
     pub discopop_tau: f64,
+    /// WPO: weigh each pair by the policy's length-normalised probability of both responses.
+    #[arg(long)]
+    pub use_weighting: bool,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = TrainConfig::default().max_length)]
@@ -119,6 +122,7 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         f_divergence_type: a.f_divergence,
         f_alpha_divergence_coef: a.f_alpha,
         discopop_tau: a.discopop_tau,
+        use_weighting: a.use_weighting,
     };
     dpo.validate()?;
     if a.batch_size == 0 {

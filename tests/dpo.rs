@@ -161,6 +161,7 @@ fn each_loss_matches_its_formula() {
     };
     let inputs = DpoInputs {
         policy_chosen: t(pc),
+        policy_chosen_raw: t(pc),
         policy_rejected: t(pr),
         reference_chosen: t(rc),
         reference_rejected: t(rr),
@@ -216,6 +217,7 @@ fn a_loss_list_is_the_weighted_sum_of_its_parts() {
     let t = |v: [f32; 3]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [3]), &device);
     let inputs = DpoInputs {
         policy_chosen: t([-12.5, -3.0, -40.0]),
+        policy_chosen_raw: t([-12.5, -3.0, -40.0]),
         policy_rejected: t([-14.0, -2.0, -41.5]),
         reference_chosen: t([-13.0, -2.5, -39.0]),
         reference_rejected: t([-13.5, -2.5, -42.0]),
@@ -355,12 +357,18 @@ struct RowSums {
     logp: f64,
     log_sum_sq: f64,
     tokens: f64,
+    /// Each completion token's log-prob, in order.
+    token_logps: Vec<f64>,
 }
 
 fn row_sums(policy: &CausalLm, s: &SequenceBatch, device: &Device) -> Vec<RowSums> {
     let ids = TensorData::new(s.tokens.clone(), [s.rows, s.len]);
     let logits = policy.forward(Tensor::<2, Int>::from_data(ids, device), None);
-    let logits = logits.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+    let logits = logits
+        .into_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .unwrap();
     let vocab = logits.len() / (s.rows * s.len);
     let mut out: Vec<RowSums> = (0..s.rows).map(|_| RowSums::default()).collect();
     for (r, sums) in out.iter_mut().enumerate() {
@@ -379,6 +387,7 @@ fn row_sums(policy: &CausalLm, s: &SequenceBatch, device: &Device) -> Vec<RowSum
                 .sum::<f64>();
             sums.top1 += f64::from(u8::from(row[label] == max));
             sums.logp += row[label] - log_z;
+            sums.token_logps.push(row[label] - log_z);
             sums.log_sum_sq += row
                 .iter()
                 .map(|&l| (2.0 * (l - log_z)).exp())
@@ -470,6 +479,65 @@ fn wpo_weights_pairs_as_trl_does() {
             .to_string()
             .contains("WPO-style weighting")
     );
+}
+
+/// LD-DPO as TRL 1.16 computes it: each response's tokens past the pair's shared length count
+/// `ld_alpha` times, for the policy and the reference; SFT's NLL reads the unweighted tokens.
+#[test]
+fn ld_alpha_weighs_the_tokens_past_the_shared_length() {
+    let device = Device::flex();
+    let (policy, reference) = (tiny_model(1, &device), tiny_model(2, &device));
+    let alpha = 0.25;
+    let config = TrainConfig {
+        dpo: DpoConfig {
+            loss_type: vec![LossType::Sigmoid, LossType::Sft],
+            ld_alpha: Some(alpha),
+            ..DpoConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let trainer = DpoTrainer::new(policy.clone(), Some(reference.clone()), config, &device);
+    let trainer = trainer.unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    let v = block_on(trainer.evaluate(&batch)).unwrap();
+    let (p, r) = (
+        row_sums(&policy, &batch.sequences, &device),
+        row_sums(&reference, &batch.sequences, &device),
+    );
+    let n = batch.n_pairs;
+    let ld = |t: &[f64], shared: usize| {
+        t[..shared].iter().sum::<f64>() + alpha * t[shared..].iter().sum::<f64>()
+    };
+    let nll =
+        -p[..n].iter().map(|r| r.logp).sum::<f64>() / p[..n].iter().map(|r| r.tokens).sum::<f64>();
+    let lengths: Vec<usize> = p.iter().map(|r| r.token_logps.len()).collect();
+    assert!(
+        lengths[..n] != lengths[n..],
+        "the fixture's pairs differ in length"
+    );
+    for i in 0..n {
+        let shared = lengths[i].min(lengths[n + i]);
+        let c = ld(&p[i].token_logps, shared) - ld(&r[i].token_logps, shared);
+        let rj = ld(&p[n + i].token_logps, shared) - ld(&r[n + i].token_logps, shared);
+        assert_close(
+            v.policy_chosen[i] as f64,
+            ld(&p[i].token_logps, shared),
+            1e-4,
+            "LD logps",
+        );
+        let expect = -ln_sigmoid(0.1 * (c - rj)) + nll;
+        assert_close(
+            v.losses[i] as f64,
+            expect,
+            1e-4,
+            &format!("LD-DPO + SFT pair {i}"),
+        );
+    }
+    let bad = DpoConfig {
+        ld_alpha: Some(1.5),
+        ..DpoConfig::default()
+    };
+    assert!(bad.validate().unwrap_err().to_string().contains("ld_alpha"));
 }
 
 #[test]

@@ -53,6 +53,7 @@ fn loss(
     let counts = Tensor::<1>::from_data(TensorData::new(batch.counts(), [2 * n]), device);
     let inputs = DpoInputs {
         policy_chosen: p.clone().slice(0..n),
+        policy_chosen_raw: p.clone().slice(0..n),
         policy_rejected: p.slice(n..2 * n),
         reference_chosen: r.clone().slice(0..n),
         reference_rejected: r.slice(n..2 * n),

@@ -236,6 +236,11 @@ pub struct DpoConfig {
     /// both responses, `exp(mean_t (log p_t − log Σ_v p_v²))` for each, as TRL does.
     #[serde(default)]
     pub use_weighting: bool,
+    /// LD-DPO (Liu et al. 2024): each response's tokens beyond the pair's shared length count
+    /// `ld_alpha` times in its log-prob (policy and reference); `None` counts them fully.
+    #[serde(default)]
+    #[cfg_attr(target_arch = "wasm32", tsify(optional))]
+    pub ld_alpha: Option<f64>,
 }
 
 impl Default for DpoConfig {
@@ -249,6 +254,7 @@ impl Default for DpoConfig {
             f_alpha_divergence_coef: default_f_alpha(),
             discopop_tau: default_discopop_tau(),
             use_weighting: false,
+            ld_alpha: None,
         }
     }
 }
@@ -327,6 +333,11 @@ impl DpoConfig {
                     .into(),
             );
         }
+        if let Some(a) = self.ld_alpha
+            && !(0.0..=1.0).contains(&a)
+        {
+            return bad(format!("ld_alpha must be in [0.0, 1.0], got {a}"));
+        }
         if !(self.discopop_tau.is_finite() && self.discopop_tau > 0.0) {
             return bad(format!(
                 "discopop_tau must be positive, got {}",
@@ -358,9 +369,12 @@ impl DpoConfig {
 }
 
 /// What the objectives read of a batch of `n` pairs: sequence log-probs (sums over completion
-/// tokens) `[n]` each, each completion's token count `[n]`, and with WPO each pair's weight.
+/// tokens, LD-weighted with `ld_alpha`) `[n]` each, each completion's token count `[n]`, and with
+/// WPO each pair's weight.
 pub struct DpoInputs {
     pub policy_chosen: Tensor<1>,
+    /// The chosen sums without LD weighting: what SFT's NLL reads.
+    pub policy_chosen_raw: Tensor<1>,
     pub policy_rejected: Tensor<1>,
     pub reference_chosen: Tensor<1>,
     pub reference_rejected: Tensor<1>,
@@ -483,7 +497,7 @@ fn loss_of(
         }
         LossType::Sft => {
             let tokens = inputs.chosen_tokens.clone().sum();
-            let nll = inputs.policy_chosen.clone().sum().neg() / tokens;
+            let nll = inputs.policy_chosen_raw.clone().sum().neg() / tokens;
             nll.expand([n])
         }
         LossType::SigmoidNorm => ls(per_token(), beta).neg(),

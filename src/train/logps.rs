@@ -102,6 +102,33 @@ impl SequenceBatch {
         Self::new(&rows, pad_id, max_len)
     }
 
+    /// LD-DPO's split of the completion tokens of `n_pairs` concatenated pairs (rows `i` and
+    /// `n + i` are one pair): the first `min(chosen, rejected)` tokens of each row are shared,
+    /// the rest its tail. `[rows, len - 1]` masks each, as [`SequenceBatch::mask`].
+    pub fn ld_masks(&self, n_pairs: usize) -> (Vec<f32>, Vec<f32>) {
+        let width = self.len - 1;
+        let counts = self.counts();
+        let (mut shared, mut tail) = (vec![0.0; self.mask.len()], vec![0.0; self.mask.len()]);
+        for r in 0..self.rows {
+            let pair = r % n_pairs;
+            let common = counts[pair].min(counts[n_pairs + pair]);
+            let mut seen = 0.0;
+            for t in 0..width {
+                let k = r * width + t;
+                if self.mask[k] == 0.0 {
+                    continue;
+                }
+                seen += 1.0;
+                if seen <= common {
+                    shared[k] = 1.0;
+                } else {
+                    tail[k] = 1.0;
+                }
+            }
+        }
+        (shared, tail)
+    }
+
     /// Completion-token count of each row (TRL's `size_completion`).
     pub fn counts(&self) -> Vec<f32> {
         self.mask

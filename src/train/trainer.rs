@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::hf::peft::adapter_safetensors;
 use crate::hf::safetensors::{self, Dtype};
 use crate::model::CausalLm;
-use crate::runtime::{read_all, read_f32};
+use crate::runtime::read_all;
 use crate::train::config::TrainConfig;
 use crate::train::dpo::{DpoInputs, dpo_loss};
 use crate::train::logps::{
@@ -31,6 +31,8 @@ pub struct PreparedBatch {
     pub n_pairs: usize,
     /// Summed completion log-probs under the reference, `[2n]` (chosen then rejected).
     pub reference_logps: Vec<f32>,
+    /// The same sums over each pair's shared tokens and over the rest (LD-DPO), `[2n]` each.
+    pub reference_split: [Vec<f32>; 2],
 }
 
 impl PreparedBatch {
@@ -40,18 +42,25 @@ impl PreparedBatch {
             .iter()
             .flat_map(|b| b.pairs.iter().cloned())
             .collect();
-        let chosen = batches
-            .iter()
-            .flat_map(|b| b.reference_logps[..b.n_pairs].iter().copied());
-        let rejected = batches
-            .iter()
-            .flat_map(|b| b.reference_logps[b.n_pairs..].iter().copied());
-        let reference_logps = chosen.chain(rejected).collect();
+        // Chosen rows of every batch, then rejected rows.
+        let rows = |of: fn(&PreparedBatch) -> &[f32]| -> Vec<f32> {
+            let chosen = batches
+                .iter()
+                .flat_map(|b| of(b)[..b.n_pairs].iter().copied());
+            let rejected = batches
+                .iter()
+                .flat_map(|b| of(b)[b.n_pairs..].iter().copied());
+            chosen.chain(rejected).collect()
+        };
         Ok(Self {
             sequences: SequenceBatch::concatenated(&pairs, pad_id, max_len)?,
             n_pairs: pairs.len(),
             pairs,
-            reference_logps,
+            reference_logps: rows(|b| &b.reference_logps),
+            reference_split: [
+                rows(|b| &b.reference_split[0]),
+                rows(|b| &b.reference_split[1]),
+            ],
         })
     }
 }
@@ -245,12 +254,16 @@ impl DpoTrainer {
     /// Tokenised pairs → sequences, with the reference log-probs computed once.
     pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
         let sequences = SequenceBatch::concatenated(pairs, pad_id, self.max_len())?;
-        let reference_logps = read_f32(self.frozen_logps(&self.reference, &sequences)).await?;
+        let tokens = self.frozen_token_logps(&self.reference, &sequences);
+        let [shared, tail] = self.ld_split(tokens.clone(), &sequences, pairs.len(), &self.device);
+        let sum = tokens.sum_dim(1).reshape([sequences.rows]);
+        let [reference_logps, shared, tail] = read_all([sum, shared, tail]).await?;
         Ok(PreparedBatch {
             pairs: pairs.to_vec(),
             sequences,
             n_pairs: pairs.len(),
             reference_logps,
+            reference_split: [shared, tail],
         })
     }
 
@@ -282,31 +295,59 @@ impl DpoTrainer {
         &self.history
     }
 
-    /// What the objectives read of `batch`: the four sequence log-probs `[n]` (policy
-    /// chosen/rejected from `policy_logps`, the reference's as prepared), the token counts, and
-    /// with WPO the pairs' weights from the policy's `log_sum_sq_probs` (summed per row).
+    /// The sums of `token_logps` `[rows, len - 1]` over each pair's shared tokens and over the
+    /// rest (LD-DPO), `[rows]` each.
+    fn ld_split(
+        &self,
+        token_logps: Tensor<2>,
+        sequences: &SequenceBatch,
+        n_pairs: usize,
+        device: &Device,
+    ) -> [Tensor<1>; 2] {
+        let (shared, tail) = sequences.ld_masks(n_pairs);
+        let shape = [sequences.rows, sequences.len - 1];
+        let sum = |mask: Vec<f32>| {
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, shape), device);
+            (token_logps.clone() * mask)
+                .sum_dim(1)
+                .reshape([sequences.rows])
+        };
+        [sum(shared), sum(tail)]
+    }
+
+    /// What the objectives read of `batch`, from the policy's per-token log-probs and
+    /// `log_sum_sq_probs` (summed per row): the four sequence log-probs `[n]` (LD-weighted with
+    /// `ld_alpha`; the reference's as prepared), the token counts, and WPO's pair weights.
     fn dpo_inputs(
         &self,
-        policy_logps: Tensor<1>,
+        token_logps: Tensor<2>,
         log_sum_sq_probs: Tensor<1>,
         batch: &PreparedBatch,
         device: &Device,
     ) -> DpoInputs {
         let (n, rows) = (batch.n_pairs, 2 * batch.n_pairs);
-        let reference = Tensor::<1>::from_data(
-            TensorData::new(batch.reference_logps.clone(), [rows]),
-            device,
-        );
-        let counts =
-            Tensor::<1>::from_data(TensorData::new(batch.sequences.counts(), [rows]), device);
+        let upload =
+            |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [rows]), device);
+        let raw = token_logps.clone().sum_dim(1).reshape([rows]);
+        let (policy, reference) = match self.config.dpo.ld_alpha {
+            None => (raw.clone(), upload(&batch.reference_logps)),
+            Some(alpha) => {
+                let [shared, tail] = self.ld_split(token_logps, &batch.sequences, n, device);
+                let [ref_shared, ref_tail] = &batch.reference_split;
+                let reference = upload(ref_shared) + upload(ref_tail).mul_scalar(alpha);
+                (shared + tail.mul_scalar(alpha), reference)
+            }
+        };
+        let counts = upload(&batch.sequences.counts());
         let pair_weights = self.config.dpo.use_weighting.then(|| {
-            let aligned = policy_logps.clone().detach() - log_sum_sq_probs;
+            let aligned = raw.clone().detach() - log_sum_sq_probs;
             let rows = aligned.div(counts.clone().clamp_min(1.0)).exp();
             rows.clone().slice(0..n) * rows.slice(n..2 * n)
         });
         DpoInputs {
-            policy_chosen: policy_logps.clone().slice(0..n),
-            policy_rejected: policy_logps.slice(n..rows),
+            policy_chosen: policy.clone().slice(0..n),
+            policy_chosen_raw: raw.slice(0..n),
+            policy_rejected: policy.slice(n..rows),
             reference_chosen: reference.clone().slice(0..n),
             reference_rejected: reference.slice(n..rows),
             chosen_tokens: counts.clone().slice(0..n),
@@ -315,15 +356,9 @@ impl DpoTrainer {
         }
     }
 
-    /// Log-probs through the same (autodiff-device) kernels as a training step, but recording no
-    /// graph. Policy = reference then gives bit-identical log-probs: rewards exactly 0 at step 1.
-    fn frozen_logps(&self, model: &CausalLm, sequences: &SequenceBatch) -> Tensor<1> {
-        self.frozen_token_logps(model, sequences)
-            .sum_dim(1)
-            .reshape([sequences.rows])
-    }
-
-    /// Per-token log-probs `[rows, len - 1]`, frozen as [`DpoTrainer::frozen_logps`].
+    /// Per-token log-probs `[rows, len - 1]` through the same (autodiff-device) kernels as a
+    /// training step, but recording no graph. Policy = reference then gives bit-identical
+    /// log-probs: rewards exactly 0 at step 1.
     fn frozen_token_logps(&self, model: &CausalLm, sequences: &SequenceBatch) -> Tensor<2> {
         let ad = self.device.clone().autodiff();
         token_logps(&model.valid().fork(&ad).no_grad(), sequences, &ad).inner()
@@ -334,12 +369,8 @@ impl DpoTrainer {
         let ad = self.device.clone().autodiff();
         let policy = self.policy.valid().fork(&ad).no_grad();
         let (token_logps, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
-        let logps = token_logps
-            .inner()
-            .sum_dim(1)
-            .reshape([batch.sequences.rows]);
         let log_sum_sq = stats.log_sum_sq_probs.clone().inner();
-        let inputs = self.dpo_inputs(logps, log_sum_sq, batch, &self.device);
+        let inputs = self.dpo_inputs(token_logps.inner(), log_sum_sq, batch, &self.device);
         let out = dpo_loss(&inputs, &self.config.dpo);
         let [
             losses,
@@ -377,16 +408,16 @@ impl DpoTrainer {
         let ad = self.device.clone().autodiff();
         // Forward: chosen and rejected through the policy as one concatenated batch.
         let (token_logps, stats) = token_logps_and_stats(&self.policy, &batch.sequences, &ad);
-        let logps = token_logps.sum_dim(1).reshape([batch.sequences.rows]);
         let log_sum_sq = stats.log_sum_sq_probs.clone();
-        let inputs = self.dpo_inputs(logps.clone(), log_sum_sq, batch, &ad);
+        let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad);
         // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
         let out = dpo_loss(&inputs, &self.config.dpo);
         let alpha = self.config.rpo_alpha;
         let nll = (alpha > 0.0).then(|| {
             let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
-            logps
-                .slice(0..batch.n_pairs)
+            inputs
+                .policy_chosen_raw
+                .clone()
                 .sum()
                 .neg()
                 .div_scalar(chosen_tokens)

@@ -49,6 +49,9 @@ pub struct DpoArgs {
     /// WPO: weigh each pair by the policy's length-normalised probability of both responses.
     #[arg(long)]
     pub use_weighting: bool,
+    /// LD-DPO: tokens beyond the pair's shared length count this much (0 to 1).
+    #[arg(long)]
+    pub ld_alpha: Option<f64>,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = TrainConfig::default().max_length)]
@@ -123,6 +126,7 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         f_alpha_divergence_coef: a.f_alpha,
         discopop_tau: a.discopop_tau,
         use_weighting: a.use_weighting,
+        ld_alpha: a.ld_alpha,
     };
     dpo.validate()?;
     if a.batch_size == 0 {

@@ -12,6 +12,8 @@ use common::*;
 use webdpo::model::CausalLm;
 use webdpo::train::dpo::{DpoConfig, DpoInputs, LossType, dpo_loss};
 use webdpo::train::logps::{SequenceBatch, sequence_logps};
+use webdpo::train::reference_free::{cpo_loss, orpo_loss};
+use webdpo::train::{CpoConfig, CpoLoss, OrpoConfig};
 
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
@@ -40,11 +42,50 @@ fn build(w: &Weights, device: &Device) -> CausalLm {
     .unwrap()
 }
 
+/// The objectives checked: every DPO loss type, CPO (sigmoid, SimPO, AlphaPO, hinge, IPO), ORPO.
+#[derive(Debug)]
+enum Objective {
+    Dpo(DpoConfig),
+    Cpo(CpoConfig),
+    Orpo(OrpoConfig),
+}
+
+fn objectives() -> Vec<Objective> {
+    let dpo = LossType::ALL.into_iter().map(|loss_type| {
+        let smooths = matches!(
+            loss_type,
+            LossType::ExoPair | LossType::Robust | LossType::Aot | LossType::AotUnpaired
+        );
+        Objective::Dpo(DpoConfig {
+            label_smoothing: if smooths { 0.1 } else { 0.0 },
+            ..DpoConfig::new(0.5, loss_type)
+        })
+    });
+    let cpo = [
+        (CpoLoss::Sigmoid, 0.0),
+        (CpoLoss::Simpo, 0.0),
+        (CpoLoss::Simpo, 0.5),
+        (CpoLoss::Hinge, 0.0),
+        (CpoLoss::Ipo, 0.0),
+    ]
+    .map(|(loss_type, alpha)| {
+        Objective::Cpo(CpoConfig {
+            beta: 0.5,
+            loss_type,
+            alpha,
+            ..CpoConfig::default()
+        })
+    });
+    dpo.chain(cpo)
+        .chain([Objective::Orpo(OrpoConfig { beta: 0.5 })])
+        .collect()
+}
+
 fn loss(
     policy: &CausalLm,
     reference: &CausalLm,
     batch: &SequenceBatch,
-    config: &DpoConfig,
+    objective: &Objective,
     device: &Device,
 ) -> Tensor<1> {
     let n = batch.rows / 2;
@@ -61,7 +102,12 @@ fn loss(
         rejected_tokens: counts.slice(n..2 * n),
         pair_weights: None,
     };
-    dpo_loss(&inputs, config).losses.mean()
+    let losses = match objective {
+        Objective::Dpo(c) => dpo_loss(&inputs, c).losses,
+        Objective::Cpo(c) => cpo_loss(&inputs, c).out.losses,
+        Objective::Orpo(c) => orpo_loss(&inputs, c).out.losses,
+    };
+    losses.mean()
 }
 
 /// The gradient of a parameter itself (a reshaped view would be a new graph node).
@@ -118,15 +164,7 @@ fn dpo_gradient_matches_central_differences() {
     // Policy ≠ reference, so every loss type is away from its kinks.
     let policy_w = weights(&tiny_model(1, &device));
     let reference = tiny_model(2, &device);
-    for loss_type in LossType::ALL {
-        let smooths = matches!(
-            loss_type,
-            LossType::ExoPair | LossType::Robust | LossType::Aot | LossType::AotUnpaired
-        );
-        let config = DpoConfig {
-            label_smoothing: if smooths { 0.1 } else { 0.0 },
-            ..DpoConfig::new(0.5, loss_type)
-        };
+    for config in objectives() {
         let ad = device.clone().autodiff();
         let policy = build(&policy_w, &device).fork(&ad).train();
         let grads = loss(&policy, &reference, &batch, &config, &ad).backward();
@@ -158,7 +196,7 @@ fn dpo_gradient_matches_central_differences() {
                 let tol = 1e-6 + 1e-4 * numeric.abs();
                 assert!(
                     (grad[k] - numeric).abs() <= tol,
-                    "{loss_type}: ∂L/∂{name}[{k}] analytic {} vs numeric {numeric}",
+                    "{config:?}: ∂L/∂{name}[{k}] analytic {} vs numeric {numeric}",
                     grad[k]
                 );
             }

@@ -111,22 +111,20 @@ async fn dpo_update_on_webgpu_and_cpu_agree() {
     assert!(g[1].metrics.rewards_margins > 0.0 && c[1].metrics.rewards_margins > 0.0);
 }
 
-/// One update with `dpo` from a policy that differs from its reference: its loss and gradient norm.
-async fn one_step(device: &ComputeDevice, dpo: webdpo::DpoConfig) -> (f64, f64) {
+/// One update with `train`'s objective from a policy that differs from its reference: its loss
+/// and gradient norm.
+async fn one_step(device: &ComputeDevice, train: TrainConfig) -> (f64, f64) {
     let policy = CausalLm::init(&config(), 1, &device.device).unwrap();
     let reference = CausalLm::init(&config(), 0, &device.device).unwrap();
-    let train = TrainConfig {
-        dpo,
-        ..TrainConfig::default()
-    };
     let mut trainer = DpoTrainer::new(policy, Some(reference), train, &device.device).unwrap();
     let batch = trainer.prepare(&pairs(), 0).await.unwrap();
     let m = trainer.step(&batch).await.unwrap().metrics;
     (m.loss, m.grad_norm.unwrap())
 }
 
-/// Objectives beyond DPO's sigmoid (length-normalised, sorted, modulated, unpaired-style, and a
-/// weighted list) give the same loss and gradient on WebGPU and on the CPU fallback.
+/// Objectives beyond DPO's sigmoid (length-normalised, sorted, modulated, unpaired-style, a
+/// weighted list, and the reference-free SimPO and ORPO) give the same loss and gradient on
+/// WebGPU and on the CPU fallback.
 #[wasm_bindgen_test]
 async fn objectives_agree_on_webgpu_and_cpu() {
     use webdpo::LossType;
@@ -139,15 +137,36 @@ async fn objectives_agree_on_webgpu_and_cpu() {
         loss_weights: Some(vec![0.8, 0.2, 1.0]),
         ..webdpo::DpoConfig::default()
     };
-    for dpo in [
-        one(LossType::Ipo),
-        one(LossType::Aot),
-        one(LossType::Discopop),
-        one(LossType::ApoZero),
-        mpo,
+    let dpo = |dpo| TrainConfig {
+        dpo,
+        ..TrainConfig::default()
+    };
+    let simpo = TrainConfig {
+        trainer: webdpo::train::Trainer::Cpo,
+        cpo: webdpo::train::CpoConfig {
+            loss_type: webdpo::train::CpoLoss::Simpo,
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
+    let orpo = TrainConfig {
+        trainer: webdpo::train::Trainer::Orpo,
+        ..TrainConfig::default()
+    };
+    for train in [
+        dpo(one(LossType::Ipo)),
+        dpo(one(LossType::Aot)),
+        dpo(one(LossType::Discopop)),
+        dpo(one(LossType::ApoZero)),
+        dpo(mpo),
+        simpo,
+        orpo,
     ] {
-        let what = format!("{:?}", dpo.loss_type);
-        let (g, c) = (one_step(&gpu, dpo.clone()).await, one_step(&cpu, dpo).await);
+        let what = format!("{} {:?}", train.trainer, train.dpo.loss_type);
+        let (g, c) = (
+            one_step(&gpu, train.clone()).await,
+            one_step(&cpu, train).await,
+        );
         close(g.0, c.0, &format!("{what} loss"));
         close(g.1, c.1, &format!("{what} grad_norm"));
     }

@@ -6,11 +6,64 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::train::dpo::DpoConfig;
 use crate::train::optimizer::{Optim, OptimizerConfig};
+use crate::train::reference_free::{CpoConfig, OrpoConfig};
+
+/// Which of TRL's trainers the update follows: DPO (with a frozen reference), or the
+/// reference-free CPO (also SimPO, AlphaPO) and ORPO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(rename_all = "lowercase")]
+pub enum Trainer {
+    #[default]
+    Dpo,
+    Cpo,
+    Orpo,
+}
+
+impl std::fmt::Display for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Trainer::Dpo => "dpo",
+            Trainer::Cpo => "cpo",
+            Trainer::Orpo => "orpo",
+        })
+    }
+}
+
+impl std::str::FromStr for Trainer {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "dpo" => Ok(Trainer::Dpo),
+            "cpo" => Ok(Trainer::Cpo),
+            "orpo" => Ok(Trainer::Orpo),
+            _ => Err(Error::Setting(format!(
+                "unknown trainer {s:?}; expected dpo, cpo or orpo"
+            ))),
+        }
+    }
+}
+
+impl Trainer {
+    /// Whether the objective compares the policy with a reference model.
+    pub fn needs_reference(self) -> bool {
+        self == Trainer::Dpo
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct TrainConfig {
+    #[serde(default)]
+    pub trainer: Trainer,
+    /// DPO's objective (`trainer` dpo).
     pub dpo: DpoConfig,
+    /// CPO's, SimPO's or AlphaPO's (`trainer` cpo).
+    #[serde(default)]
+    pub cpo: CpoConfig,
+    /// ORPO's (`trainer` orpo).
+    #[serde(default)]
+    pub orpo: OrpoConfig,
     pub learning_rate: f64,
     pub adam_beta1: f64,
     pub adam_beta2: f64,
@@ -37,7 +90,10 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            trainer: Trainer::Dpo,
             dpo: DpoConfig::default(),
+            cpo: CpoConfig::default(),
+            orpo: OrpoConfig::default(),
             // SGD: on the story-world model it steers within a session's picks, where AdamW at
             // its usual rate barely moves it (model card, "Steering").
             learning_rate: Optim::Sgd.default_learning_rate(),
@@ -57,8 +113,28 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The β of the trainer's objective.
+    pub fn beta(&self) -> f64 {
+        match self.trainer {
+            Trainer::Dpo => self.dpo.beta,
+            Trainer::Cpo => self.cpo.beta,
+            Trainer::Orpo => self.orpo.beta,
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
-        self.dpo.validate()?;
+        match self.trainer {
+            Trainer::Dpo => self.dpo.validate()?,
+            Trainer::Cpo => self.cpo.validate()?,
+            Trainer::Orpo => self.orpo.validate()?,
+        }
+        if !self.trainer.needs_reference() && self.rpo_alpha > 0.0 {
+            return Err(Error::Setting(
+                "rpo_alpha adds an NLL term to DPO; CPO weighs its own with cpo_alpha and ORPO \
+                 always has one"
+                    .into(),
+            ));
+        }
         let bad = |m: String| Err(Error::Setting(m));
         if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
             return bad(format!(

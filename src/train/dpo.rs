@@ -31,6 +31,7 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
+use crate::train::reference_free::chosen_nll;
 
 /// TRL 1.16's `loss_type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -495,11 +496,7 @@ fn loss_of(
             let m = sigmoid(z.clone().div_scalar(config.discopop_tau));
             log_sigmoid(z.clone()).neg() * m.clone().neg().add_scalar(1.0) + z.neg().exp() * m
         }
-        LossType::Sft => {
-            let tokens = inputs.chosen_tokens.clone().sum();
-            let nll = inputs.policy_chosen_raw.clone().sum().neg() / tokens;
-            nll.expand([n])
-        }
+        LossType::Sft => chosen_nll(inputs).expand([n]),
         LossType::SigmoidNorm => ls(per_token(), beta).neg(),
     }
 }

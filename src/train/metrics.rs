@@ -22,22 +22,36 @@ pub struct DpoMetrics {
     pub logps_rejected: f64,
     /// The policy's logit averaged over the vocabulary, then over the chosen (rejected)
     /// completion tokens of the batch.
-    #[serde(rename = "logits/chosen", default)]
-    pub logits_chosen: f64,
-    #[serde(rename = "logits/rejected", default)]
-    pub logits_rejected: f64,
+    /// (DPO's; CPO and ORPO log theirs over whole sequences, which this crate does not.)
+    #[serde(
+        rename = "logits/chosen",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub logits_chosen: Option<f64>,
+    #[serde(
+        rename = "logits/rejected",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub logits_rejected: Option<f64>,
     /// The policy's next-token entropy, averaged over every completion token of the batch.
-    #[serde(default)]
-    pub entropy: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entropy: Option<f64>,
     /// The share of chosen completion tokens that are the policy's most likely token.
-    #[serde(default)]
-    pub mean_token_accuracy: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub mean_token_accuracy: Option<f64>,
     /// Global L2 norm of the gradient before clipping (training steps only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grad_norm: Option<f64>,
-    /// NLL per chosen token, when the RPO term is on (training steps only).
+    /// NLL per chosen token (CPO, ORPO, and DPO with the RPO term).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub nll_loss: Option<f64>,
+    /// ORPO's mean log σ(log odds) and mean log odds of the chosen over the rejected response.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_odds_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub log_odds_chosen: Option<f64>,
 }
 
 /// Host-side values of one batch, from which [`DpoMetrics`] follow.
@@ -60,6 +74,12 @@ pub struct PairValues {
     pub sigma: Vec<f32>,
     #[serde(default)]
     pub tokens: TokenSums,
+    /// The mean NLL of the chosen tokens, where the objective has one (CPO, ORPO, RPO).
+    #[serde(default)]
+    pub nll_loss: Option<f64>,
+    /// ORPO's log odds of each pair.
+    #[serde(default)]
+    pub log_odds: Option<Vec<f32>>,
 }
 
 /// The batch's sums over completion tokens of what TRL logs per token (the policy's mean logit,
@@ -114,6 +134,8 @@ impl PairValues {
             h,
             sigma,
             tokens,
+            nll_loss: None,
+            log_odds: None,
         }
     }
 }
@@ -123,8 +145,11 @@ impl PairValues {
         let mean = |v: &[f32]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let (c, r) = (&self.chosen_rewards, &self.rejected_rewards);
         let t = &self.tokens;
-        // As TRL: 0 when there are no tokens.
-        let per_token = |sum: f64, n: f64| if n > 0.0 { sum / n } else { 0.0 };
+        // Absent for objectives that do not log them (no token counts), as TRL: 0 without tokens.
+        let logged = t.chosen_tokens > 0.0;
+        let per_token = |sum: f64, n: f64| logged.then_some(if n > 0.0 { sum / n } else { 0.0 });
+        let log_sigmoid = |x: f64| -(1.0 + (-x).exp()).ln();
+        let log_odds = self.log_odds.as_deref();
         DpoMetrics {
             loss: mean(&self.losses),
             rewards_chosen: mean(c),
@@ -140,7 +165,11 @@ impl PairValues {
             entropy: per_token(t.entropy, t.chosen_tokens + t.rejected_tokens),
             mean_token_accuracy: per_token(t.chosen_top1, t.chosen_tokens),
             grad_norm: None,
-            nll_loss: None,
+            nll_loss: self.nll_loss,
+            log_odds_ratio: log_odds
+                .map(|o| o.iter().map(|&x| log_sigmoid(x as f64)).sum::<f64>() / o.len() as f64),
+            log_odds_chosen: log_odds
+                .map(|o| o.iter().map(|&x| x as f64).sum::<f64>() / o.len() as f64),
         }
     }
 }
@@ -148,6 +177,7 @@ impl PairValues {
 impl PairValues {
     /// Appends the pairs of another batch.
     pub fn extend(&mut self, other: PairValues) {
+        let (a, b) = (self.losses.len() as f64, other.losses.len() as f64);
         self.losses.extend(other.losses);
         self.chosen_rewards.extend(other.chosen_rewards);
         self.rejected_rewards.extend(other.rejected_rewards);
@@ -157,6 +187,14 @@ impl PairValues {
         self.reference_rejected.extend(other.reference_rejected);
         self.h.extend(other.h);
         self.sigma.extend(other.sigma);
+        // The NLL is a batch mean: weighted by pairs across batches.
+        self.nll_loss = match (self.nll_loss, other.nll_loss) {
+            (Some(x), Some(y)) => Some((x * a + y * b) / (a + b)),
+            (x, y) => x.or(y),
+        };
+        if let (Some(mine), Some(theirs)) = (&mut self.log_odds, other.log_odds) {
+            mine.extend(theirs);
+        }
         self.tokens.add(other.tokens);
     }
 }

@@ -8,14 +8,16 @@ pub mod logps;
 pub mod metrics;
 pub mod optimizer;
 pub mod pretrain;
+pub mod reference_free;
 pub mod step;
 pub mod trainer;
 
-pub use config::TrainConfig;
+pub use config::{TrainConfig, Trainer};
 pub use data::{Message, PreferencePair, Turns, parse_jsonl};
 pub use dpo::{DpoConfig, LossType};
 pub use logps::{SequenceBatch, TokenizedPair};
 pub use metrics::{DpoMetrics, PairValues};
 pub use optimizer::Optim;
 pub use pretrain::{PretrainConfig, PretrainState, Pretrainer};
+pub use reference_free::{CpoConfig, CpoLoss, OrpoConfig};
 pub use trainer::{DpoTrainer, StepReport, TrainerSnapshot};

@@ -9,18 +9,19 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hf::peft::adapter_safetensors;
 use crate::hf::safetensors::{self, Dtype};
 use crate::model::CausalLm;
 use crate::runtime::read_all;
-use crate::train::config::TrainConfig;
-use crate::train::dpo::{DpoInputs, dpo_loss};
+use crate::train::config::{TrainConfig, Trainer};
+use crate::train::dpo::{DpoInputs, DpoOutput, dpo_loss};
 use crate::train::logps::{
     SequenceBatch, TokenStats, TokenizedPair, token_logps, token_logps_and_stats,
 };
 use crate::train::metrics::{DpoMetrics, PairValues, TokenSums};
 use crate::train::optimizer::Optimizer;
+use crate::train::reference_free::{ReferenceFreeOutput, chosen_nll, cpo_loss, orpo_loss};
 use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
 
 /// A batch of pairs ready to train on: the concatenated sequences and the reference log-probs.
@@ -33,6 +34,8 @@ pub struct PreparedBatch {
     pub reference_logps: Vec<f32>,
     /// The same sums over each pair's shared tokens and over the rest (LD-DPO), `[2n]` each.
     pub reference_split: [Vec<f32>; 2],
+    /// False when prepared for a reference-free trainer (the reference's values are zeros).
+    pub reference_run: bool,
 }
 
 impl PreparedBatch {
@@ -61,6 +64,7 @@ impl PreparedBatch {
                 rows(|b| &b.reference_split[0]),
                 rows(|b| &b.reference_split[1]),
             ],
+            reference_run: batches.iter().all(|b| b.reference_run),
         })
     }
 }
@@ -254,6 +258,17 @@ impl DpoTrainer {
     /// Tokenised pairs → sequences, with the reference log-probs computed once.
     pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
         let sequences = SequenceBatch::concatenated(pairs, pad_id, self.max_len())?;
+        if !self.config.trainer.needs_reference() {
+            let zeros = vec![0.0; sequences.rows];
+            return Ok(PreparedBatch {
+                pairs: pairs.to_vec(),
+                sequences,
+                n_pairs: pairs.len(),
+                reference_logps: zeros.clone(),
+                reference_split: [zeros.clone(), zeros],
+                reference_run: false,
+            });
+        }
         let tokens = self.frozen_token_logps(&self.reference, &sequences);
         let [shared, tail] = self.ld_split(tokens.clone(), &sequences, pairs.len(), &self.device);
         let sum = tokens.sum_dim(1).reshape([sequences.rows]);
@@ -264,6 +279,7 @@ impl DpoTrainer {
             n_pairs: pairs.len(),
             reference_logps,
             reference_split: [shared, tail],
+            reference_run: true,
         })
     }
 
@@ -324,7 +340,13 @@ impl DpoTrainer {
         log_sum_sq_probs: Tensor<1>,
         batch: &PreparedBatch,
         device: &Device,
-    ) -> DpoInputs {
+    ) -> Result<DpoInputs> {
+        if self.config.trainer.needs_reference() && !batch.reference_run {
+            return Err(Error::Setting(
+                "this batch was prepared for a reference-free trainer; prepare it again for DPO"
+                    .into(),
+            ));
+        }
         let (n, rows) = (batch.n_pairs, 2 * batch.n_pairs);
         let upload =
             |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [rows]), device);
@@ -344,7 +366,7 @@ impl DpoTrainer {
             let rows = aligned.div(counts.clone().clamp_min(1.0)).exp();
             rows.clone().slice(0..n) * rows.slice(n..2 * n)
         });
-        DpoInputs {
+        Ok(DpoInputs {
             policy_chosen: policy.clone().slice(0..n),
             policy_chosen_raw: raw.slice(0..n),
             policy_rejected: policy.slice(n..rows),
@@ -353,6 +375,30 @@ impl DpoTrainer {
             chosen_tokens: counts.clone().slice(0..n),
             rejected_tokens: counts.slice(n..rows),
             pair_weights,
+        })
+    }
+
+    /// The trainer's objective on `inputs`.
+    fn objective(&self, inputs: DpoInputs) -> Objective {
+        match self.config.trainer {
+            Trainer::Dpo => {
+                let out = dpo_loss(&inputs, &self.config.dpo);
+                let alpha = self.config.rpo_alpha;
+                let nll = (alpha > 0.0).then(|| chosen_nll(&inputs));
+                Objective {
+                    out,
+                    rpo: nll.clone().map(|nll| (alpha, nll)),
+                    nll,
+                    chosen: inputs.policy_chosen,
+                    rejected: inputs.policy_rejected,
+                    reference_chosen: inputs.reference_chosen,
+                    reference_rejected: inputs.reference_rejected,
+                    log_odds: None,
+                    token_metrics: true,
+                }
+            }
+            Trainer::Cpo => Objective::reference_free(cpo_loss(&inputs, &self.config.cpo)),
+            Trainer::Orpo => Objective::reference_free(orpo_loss(&inputs, &self.config.orpo)),
         }
     }
 
@@ -370,35 +416,11 @@ impl DpoTrainer {
         let policy = self.policy.valid().fork(&ad).no_grad();
         let (token_logps, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone().inner();
-        let inputs = self.dpo_inputs(token_logps.inner(), log_sum_sq, batch, &self.device);
-        let out = dpo_loss(&inputs, &self.config.dpo);
-        let [
-            losses,
-            chosen_rewards,
-            rejected_rewards,
-            pc,
-            pr,
-            rc,
-            rr,
-            sums,
-        ] = read_all([
-            out.losses,
-            out.chosen_rewards,
-            out.rejected_rewards,
-            inputs.policy_chosen,
-            inputs.policy_rejected,
-            inputs.reference_chosen,
-            inputs.reference_rejected,
-            stat_sums(stats, batch.n_pairs).inner(),
-        ])
-        .await?;
-        Ok(PairValues::new(
-            losses,
-            [chosen_rewards, rejected_rewards],
-            [pc, pr, rc, rr],
-            token_sums(&sums, batch),
-            self.config.dpo.beta,
-        ))
+        let inputs = self.dpo_inputs(token_logps.inner(), log_sum_sq, batch, &self.device)?;
+        let objective = self.objective(inputs);
+        let n = batch.n_pairs;
+        let read = read_all(objective.tensors(stat_sums(stats, n).inner(), n, &self.device));
+        Ok(objective.values(read.await?, batch, &self.config))
     }
 
     /// One optimizer update on `batch`. A non-finite loss or gradient leaves weights and optimizer
@@ -409,68 +431,38 @@ impl DpoTrainer {
         // Forward: chosen and rejected through the policy as one concatenated batch.
         let (token_logps, stats) = token_logps_and_stats(&self.policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone();
-        let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad);
+        let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad)?;
         // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
-        let out = dpo_loss(&inputs, &self.config.dpo);
-        let alpha = self.config.rpo_alpha;
-        let nll = (alpha > 0.0).then(|| {
-            let chosen_tokens: f32 = batch.sequences.counts()[..batch.n_pairs].iter().sum();
-            inputs
-                .policy_chosen_raw
-                .clone()
-                .sum()
-                .neg()
-                .div_scalar(chosen_tokens)
-        });
-        let loss = match &nll {
-            Some(nll) => out.losses.clone().mean() + nll.clone().mul_scalar(alpha),
-            None => out.losses.clone().mean(),
+        let objective = self.objective(inputs);
+        let rpo = objective.rpo.clone();
+        let loss = match &rpo {
+            Some((alpha, nll)) => {
+                objective.out.losses.clone().mean() + nll.clone().mul_scalar(*alpha)
+            }
+            None => objective.out.losses.clone().mean(),
         };
         // Backward: gradients of the loss w.r.t. every policy parameter.
         let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
         let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
-        let [
-            losses,
-            chosen_rewards,
-            rejected_rewards,
-            pc,
-            pr,
-            rc,
-            rr,
-            nll,
-            sq_norm,
-            sums,
-        ] = read_all([
-            out.losses.inner(),
-            out.chosen_rewards.inner(),
-            out.rejected_rewards.inner(),
-            inputs.policy_chosen.inner(),
-            inputs.policy_rejected.inner(),
-            inputs.reference_chosen.inner(),
-            inputs.reference_rejected.inner(),
-            nll.map_or_else(|| Tensor::zeros([1], &self.device), Tensor::inner),
-            sq_norm,
-            stat_sums(stats, batch.n_pairs).inner(),
-        ])
-        .await?;
+        let n = batch.n_pairs;
+        let plain = objective.inner();
+        let mut tensors = plain
+            .tensors(stat_sums(stats, n).inner(), n, &self.device)
+            .to_vec();
+        tensors.push(sq_norm);
+        let tensors: [Tensor<1>; 11] = tensors.try_into().expect("ten values and the norm");
+        let read = read_all(tensors).await?;
+        let [read @ .., sq_norm] = read;
         let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
-        let beta = self.config.dpo.beta;
-        let values = PairValues::new(
-            losses,
-            [chosen_rewards, rejected_rewards],
-            [pc, pr, rc, rr],
-            token_sums(&sums, batch),
-            beta,
-        );
+        let values = plain.values(read, batch, &self.config);
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();
         metrics.grad_norm = Some(grad_norm);
-        if alpha > 0.0 {
-            // As TRL logs it: `loss` includes the NLL term, `nll_loss` is the term alone.
-            metrics.nll_loss = Some(nll[0] as f64);
-            metrics.loss += alpha * nll[0] as f64;
+        if let Some((alpha, _)) = rpo {
+            // As TRL logged it: `loss` includes the NLL term, `nll_loss` is the term alone.
+            metrics.loss += alpha * metrics.nll_loss.expect("RPO reads its NLL back");
         }
         // Guard: never let a NaN/inf into the weights or the Adam moments.
         let skipped = skip_reason(metrics.loss, grad_norm);
@@ -534,5 +526,114 @@ fn token_sums(sums: &[f32], batch: &PreparedBatch) -> TokenSums {
         chosen_top1: sums[3] as f64,
         chosen_tokens: total(&counts[..n]),
         rejected_tokens: total(&counts[n..]),
+    }
+}
+
+/// An objective computed on a batch: per-pair losses and rewards, the log-probs it compared (for
+/// the metrics), and the terms some objectives log.
+struct Objective {
+    out: DpoOutput,
+    chosen: Tensor<1>,
+    rejected: Tensor<1>,
+    reference_chosen: Tensor<1>,
+    reference_rejected: Tensor<1>,
+    /// The NLL of the chosen tokens `[1]` (CPO, ORPO, and DPO with RPO).
+    nll: Option<Tensor<1>>,
+    /// RPO's weight and NLL, added to DPO's mean loss.
+    rpo: Option<(f64, Tensor<1>)>,
+    /// ORPO's log odds `[n]`.
+    log_odds: Option<Tensor<1>>,
+    /// Whether the trainer logs the token metrics (DPO does; CPO and ORPO log others).
+    token_metrics: bool,
+}
+
+impl Objective {
+    fn reference_free(o: ReferenceFreeOutput) -> Self {
+        let zeros = || Tensor::zeros(o.chosen_logps.dims(), &o.chosen_logps.device());
+        Self {
+            reference_chosen: zeros(),
+            reference_rejected: zeros(),
+            out: o.out,
+            chosen: o.chosen_logps,
+            rejected: o.rejected_logps,
+            nll: Some(o.nll),
+            rpo: None,
+            log_odds: o.log_odds,
+            token_metrics: false,
+        }
+    }
+
+    /// The same values on the plain device, for reading back.
+    fn inner(self) -> Self {
+        Self {
+            out: DpoOutput {
+                losses: self.out.losses.inner(),
+                chosen_rewards: self.out.chosen_rewards.inner(),
+                rejected_rewards: self.out.rejected_rewards.inner(),
+            },
+            chosen: self.chosen.inner(),
+            rejected: self.rejected.inner(),
+            reference_chosen: self.reference_chosen.inner(),
+            reference_rejected: self.reference_rejected.inner(),
+            nll: self.nll.map(Tensor::inner),
+            rpo: None,
+            log_odds: self.log_odds.map(Tensor::inner),
+            token_metrics: self.token_metrics,
+        }
+    }
+
+    /// What is read back, in one transfer: losses, rewards, the four log-probs, the NLL and log
+    /// odds (zeros where the objective has none), and the token statistics' `sums`.
+    fn tensors(&self, sums: Tensor<1>, n: usize, device: &Device) -> [Tensor<1>; 10] {
+        let or_zeros =
+            |t: &Option<Tensor<1>>, len| t.clone().unwrap_or(Tensor::zeros([len], device));
+        [
+            self.out.losses.clone(),
+            self.out.chosen_rewards.clone(),
+            self.out.rejected_rewards.clone(),
+            self.chosen.clone(),
+            self.rejected.clone(),
+            self.reference_chosen.clone(),
+            self.reference_rejected.clone(),
+            or_zeros(&self.nll, 1),
+            or_zeros(&self.log_odds, n),
+            sums,
+        ]
+    }
+
+    /// The values of [`Objective::tensors`] as read back.
+    fn values(
+        &self,
+        read: [Vec<f32>; 10],
+        batch: &PreparedBatch,
+        config: &TrainConfig,
+    ) -> PairValues {
+        let [
+            losses,
+            chosen_rewards,
+            rejected_rewards,
+            pc,
+            pr,
+            rc,
+            rr,
+            nll,
+            log_odds,
+            sums,
+        ] = read;
+        let tokens = if self.token_metrics {
+            token_sums(&sums, batch)
+        } else {
+            TokenSums::default()
+        };
+        let mut values = PairValues::new(
+            losses,
+            [chosen_rewards, rejected_rewards],
+            [pc, pr, rc, rr],
+            tokens,
+            config.beta(),
+        );
+        values.nll_loss = self.nll.is_some().then(|| nll[0] as f64);
+        values.log_odds = self.log_odds.is_some().then_some(log_odds);
+        values
     }
 }

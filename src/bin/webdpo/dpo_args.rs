@@ -7,9 +7,10 @@ use clap::Args;
 use webdpo::hf::peft::from_peft;
 use webdpo::train::dpo::FDivergence;
 use webdpo::train::parse_jsonl;
+use webdpo::train::{CpoConfig, CpoLoss, OrpoConfig, Trainer};
 use webdpo::{
-    CausalLm, ComputeDevice, DpoConfig, Error, LoraConfig, LossType, ModelDir, PreferencePair,
-    Result, TextTokenizer, TokenizedPair, TrainConfig,
+    CausalLm, ComputeDevice, DpoConfig, Error, LoraConfig, ModelDir, PreferencePair, Result,
+    TextTokenizer, TokenizedPair, TrainConfig,
 };
 
 #[derive(Args)]
@@ -23,13 +24,17 @@ pub struct DpoArgs {
     /// JSONL of preference pairs.
     #[arg(long)]
     pub data: PathBuf,
+    /// dpo (with the reference), or the reference-free cpo (also SimPO, AlphaPO) or orpo.
+    #[arg(long, default_value = "dpo")]
+    pub trainer: Trainer,
     #[arg(long, default_value_t = DpoConfig::default().beta)]
     pub beta: f64,
-    /// One of TRL's loss types, or several separated by commas (summed with --loss-weights):
-    /// sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, aot_unpaired,
-    /// apo_zero, apo_down, discopop, sft, sigmoid_norm.
+    /// DPO: one of TRL's loss types, or several separated by commas (summed with
+    /// --loss-weights): sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard,
+    /// aot, aot_unpaired, apo_zero, apo_down, discopop, sft, sigmoid_norm. CPO: sigmoid, hinge,
+    /// ipo, simpo or alphapo (simpo without the NLL term, as TRL).
     #[arg(long, value_delimiter = ',', default_value = "sigmoid")]
-    pub loss: Vec<LossType>,
+    pub loss: Vec<String>,
     /// A weight per loss type (1 each by default), e.g. MPO: --loss sigmoid,bco_pair,sft
     /// --loss-weights 0.8,0.2,1.0.
     #[arg(long, value_delimiter = ',')]
@@ -52,6 +57,15 @@ pub struct DpoArgs {
     /// LD-DPO: tokens beyond the pair's shared length count this much (0 to 1).
     #[arg(long)]
     pub ld_alpha: Option<f64>,
+    /// SimPO's target margin γ (CPO).
+    #[arg(long, default_value_t = CpoConfig::default().simpo_gamma)]
+    pub simpo_gamma: f64,
+    /// Weight of CPO's NLL term.
+    #[arg(long, default_value_t = CpoConfig::default().cpo_alpha)]
+    pub cpo_alpha: f64,
+    /// AlphaPO's reward shape α (CPO); 0 is CPO's.
+    #[arg(long, default_value_t = CpoConfig::default().alpha)]
+    pub alpha: f64,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = TrainConfig::default().max_length)]
@@ -113,22 +127,66 @@ pub struct Setup {
     pub lora: Option<LoraConfig>,
     pub tokenizer: TextTokenizer,
     pub pairs: Vec<TokenizedPair>,
-    pub dpo: DpoConfig,
+    /// The objective's settings and the length; the rest is the command's.
+    pub train: TrainConfig,
+}
+
+/// The objective the arguments ask for, with TRL's defaults for what they leave out.
+fn objective(a: &DpoArgs) -> Result<TrainConfig> {
+    let mut train = TrainConfig {
+        trainer: a.trainer,
+        max_length: a.max_length,
+        ..TrainConfig::default()
+    };
+    let one_loss = || match a.loss.as_slice() {
+        [loss] => Ok(loss.as_str()),
+        _ => Err(Error::Setting(format!(
+            "--trainer {} takes one --loss, got {:?}",
+            a.trainer, a.loss
+        ))),
+    };
+    match a.trainer {
+        Trainer::Dpo => {
+            train.dpo = DpoConfig {
+                beta: a.beta,
+                loss_type: a.loss.iter().map(|l| l.parse()).collect::<Result<_>>()?,
+                loss_weights: a.loss_weights.clone(),
+                label_smoothing: a.label_smoothing,
+                f_divergence_type: a.f_divergence,
+                f_alpha_divergence_coef: a.f_alpha,
+                discopop_tau: a.discopop_tau,
+                use_weighting: a.use_weighting,
+                ld_alpha: a.ld_alpha,
+            }
+        }
+        Trainer::Cpo => {
+            let (loss_type, cpo_alpha) = match one_loss()? {
+                "alphapo" => (CpoLoss::Simpo, 0.0),
+                loss => (loss.parse()?, a.cpo_alpha),
+            };
+            train.cpo = CpoConfig {
+                beta: a.beta,
+                loss_type,
+                label_smoothing: a.label_smoothing,
+                simpo_gamma: a.simpo_gamma,
+                cpo_alpha,
+                alpha: a.alpha,
+            }
+        }
+        Trainer::Orpo => train.orpo = OrpoConfig { beta: a.beta },
+    }
+    train.validate()?;
+    Ok(train)
 }
 
 pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
-    let dpo = DpoConfig {
-        beta: a.beta,
-        loss_type: a.loss.clone(),
-        loss_weights: a.loss_weights.clone(),
-        label_smoothing: a.label_smoothing,
-        f_divergence_type: a.f_divergence,
-        f_alpha_divergence_coef: a.f_alpha,
-        discopop_tau: a.discopop_tau,
-        use_weighting: a.use_weighting,
-        ld_alpha: a.ld_alpha,
-    };
-    dpo.validate()?;
+    let train = objective(a)?;
+    if a.reference.is_some() && !a.trainer.needs_reference() {
+        return Err(Error::Setting(format!(
+            "--trainer {} is reference-free; drop --ref",
+            a.trainer
+        )));
+    }
     if a.batch_size == 0 {
         return Err(Error::Setting("--batch-size must be at least 1".into()));
     }
@@ -173,6 +231,6 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         lora,
         tokenizer,
         pairs: tokenized,
-        dpo,
+        train,
     })
 }

@@ -1,6 +1,7 @@
-//! `webdpo eval`: TRL's DPO metrics of the policy against the reference, without updating.
+//! `webdpo eval`: the metrics TRL logs for the chosen trainer (DPO against the reference, or
+//! reference-free CPO/ORPO) on a JSONL, without updating.
 
-use webdpo::{ComputeDevice, DpoTrainer, PairValues, Result, TrainConfig, block_on};
+use webdpo::{ComputeDevice, DpoTrainer, PairValues, Result, block_on};
 
 use crate::dpo_args::{DpoArgs, Setup, setup};
 use crate::output::progress;
@@ -20,15 +21,10 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         reference,
         tokenizer,
         pairs,
-        dpo,
+        train,
         ..
     } = setup(&a.dpo, device)?;
-    let config = TrainConfig {
-        dpo,
-        max_length: a.dpo.max_length,
-        ..TrainConfig::default()
-    };
-    let trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
+    let trainer = DpoTrainer::new(policy, reference, train, &device.device)?;
     let bar = progress(pairs.len(), "eval");
     let mut all: Option<PairValues> = None;
     for chunk in pairs.chunks(a.dpo.batch_size) {

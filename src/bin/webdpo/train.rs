@@ -38,18 +38,16 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         lora,
         tokenizer,
         pairs,
-        dpo,
+        train,
     } = setup(&a.dpo, device)?;
-    // AdamW, as TRL's DPOTrainer (the app's SGD default is tuned for single picks).
+    // AdamW, as TRL's trainers (the app's SGD default is tuned for single picks).
     let config = TrainConfig {
-        dpo,
         learning_rate: a.lr,
         optim: Optim::AdamW,
         weight_decay: a.weight_decay,
         max_grad_norm: a.max_grad_norm,
         steps_per_pair: a.steps,
-        max_length: a.dpo.max_length,
-        ..TrainConfig::default()
+        ..train
     };
     let mut trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
     let bar = progress(pairs.len() * a.epochs, "train");

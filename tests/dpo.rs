@@ -616,6 +616,16 @@ fn reference_free_objectives_follow_trl() {
             );
         }
         assert_close(v.metrics().nll_loss.unwrap(), nll, 1e-5, "CPO nll_loss");
+        let alphapo = TrainConfig {
+            trainer: Trainer::Cpo,
+            cpo: CpoConfig {
+                cpo_alpha: 0.0,
+                ..cpo.clone()
+            },
+            ..TrainConfig::default()
+        };
+        let logged = evaluate(alphapo).metrics().nll_loss;
+        assert_eq!(logged, Some(0.0), "TRL logs nll_loss 0 without the term");
         assert!(
             v.metrics().entropy.is_none(),
             "CPO logs no DPO token metrics"

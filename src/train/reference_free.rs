@@ -219,7 +219,12 @@ pub fn cpo_loss(inputs: &DpoInputs, config: &CpoConfig) -> ReferenceFreeOutput {
         CpoLoss::Hinge => relu(z.mul_scalar(-beta).add_scalar(1.0)),
         CpoLoss::Ipo => z.sub_scalar(1.0 / (2.0 * beta)).square(),
     };
-    let nll = chosen_nll(inputs);
+    // As TRL: without the NLL term (`cpo_alpha` 0) the logged `nll_loss` is 0.
+    let nll = if config.cpo_alpha == 0.0 {
+        Tensor::zeros([1], &losses.device())
+    } else {
+        chosen_nll(inputs)
+    };
     let [n] = losses.dims();
     let losses = losses + nll.clone().mul_scalar(config.cpo_alpha).expand([n]);
     ReferenceFreeOutput {

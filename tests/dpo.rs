@@ -671,6 +671,31 @@ fn reference_free_objectives_follow_trl() {
     assert_close(m.nll_loss.unwrap(), nll, 1e-5, "ORPO nll_loss");
 }
 
+/// The app's RPO term: the update's loss is DPO's plus α times the chosen tokens' mean NLL, which
+/// the report logs as `nll_loss`.
+#[test]
+fn rpo_adds_the_chosen_nll_to_the_loss() {
+    let device = Device::flex();
+    let policy = tiny_model(1, &device);
+    let alpha = 0.5;
+    let config = TrainConfig {
+        rpo_alpha: alpha,
+        ..TrainConfig::default()
+    };
+    let reference = Some(tiny_model(2, &device));
+    let mut trainer = DpoTrainer::new(policy.clone(), reference, config, &device).unwrap();
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    let report = block_on(trainer.step(&batch)).unwrap();
+    let rows = row_sums(&policy, &batch.sequences, &device);
+    let n = batch.n_pairs;
+    let nll = -rows[..n].iter().map(|r| r.logp).sum::<f64>()
+        / rows[..n].iter().map(|r| r.tokens).sum::<f64>();
+    let dpo = report.values.losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64;
+    let m = report.metrics;
+    assert_close(m.nll_loss.unwrap(), nll, 1e-5, "nll_loss");
+    assert_close(m.loss, dpo + alpha * nll, 1e-5, "loss = DPO + α·NLL");
+}
+
 #[test]
 fn metrics_follow_trl_definitions() {
     let device = Device::flex();

@@ -1,6 +1,7 @@
 //! Hugging Face checkpoints against transformers' own numbers: the fixtures in
 //! tests/fixtures/hf/ were written by tools/hf_fixtures.py (transformers `save_pretrained`,
-//! logits of fixed token ids, TRL's DPO formulas for fixed pairs).
+//! logits of fixed token ids, TRL's DPO formulas for fixed pairs). One file, long: the
+//! architectures share its fixture readers.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
 //! In a real browser (wasm-pack test --headless --chrome): the DPO update on WebGPU and on the
-//! wasm CPU fallback, the step-1 invariant, and agreement between the two devices.
+//! wasm CPU fallback, the step-1 invariant, and agreement between the two devices. One file, long,
+//! because each test file is its own wasm build (minutes each on two cores).
 #![cfg(target_arch = "wasm32")]
 
 use wasm_bindgen::JsCast;

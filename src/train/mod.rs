@@ -6,6 +6,7 @@ pub mod data;
 pub mod dpo;
 pub mod logps;
 pub mod metrics;
+mod objective;
 pub mod optimizer;
 pub mod pretrain;
 pub mod reference_free;

@@ -14,14 +14,12 @@ use crate::hf::peft::adapter_safetensors;
 use crate::hf::safetensors::{self, Dtype};
 use crate::model::CausalLm;
 use crate::runtime::read_all;
-use crate::train::config::{TrainConfig, Trainer};
-use crate::train::dpo::{DpoInputs, DpoOutput, dpo_loss};
-use crate::train::logps::{
-    SequenceBatch, TokenStats, TokenizedPair, token_logps, token_logps_and_stats,
-};
-use crate::train::metrics::{DpoMetrics, PairValues, TokenSums};
+use crate::train::config::TrainConfig;
+use crate::train::dpo::DpoInputs;
+use crate::train::logps::{SequenceBatch, TokenizedPair, token_logps, token_logps_and_stats};
+use crate::train::metrics::{DpoMetrics, PairValues};
+use crate::train::objective::{Objective, stat_sums};
 use crate::train::optimizer::Optimizer;
-use crate::train::reference_free::{ReferenceFreeOutput, chosen_nll, cpo_loss, orpo_loss};
 use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
 
 /// A batch of pairs ready to train on: the concatenated sequences and the reference log-probs.
@@ -378,30 +376,6 @@ impl DpoTrainer {
         })
     }
 
-    /// The trainer's objective on `inputs`.
-    fn objective(&self, inputs: DpoInputs) -> Objective {
-        match self.config.trainer {
-            Trainer::Dpo => {
-                let out = dpo_loss(&inputs, &self.config.dpo);
-                let alpha = self.config.rpo_alpha;
-                let nll = (alpha > 0.0).then(|| chosen_nll(&inputs));
-                Objective {
-                    out,
-                    rpo: nll.clone().map(|nll| (alpha, nll)),
-                    nll,
-                    chosen: inputs.policy_chosen,
-                    rejected: inputs.policy_rejected,
-                    reference_chosen: inputs.reference_chosen,
-                    reference_rejected: inputs.reference_rejected,
-                    log_odds: None,
-                    token_metrics: true,
-                }
-            }
-            Trainer::Cpo => Objective::reference_free(cpo_loss(&inputs, &self.config.cpo)),
-            Trainer::Orpo => Objective::reference_free(orpo_loss(&inputs, &self.config.orpo)),
-        }
-    }
-
     /// Per-token log-probs `[rows, len - 1]` through the same (autodiff-device) kernels as a
     /// training step, but recording no graph. Policy = reference then gives bit-identical
     /// log-probs: rewards exactly 0 at step 1.
@@ -417,7 +391,7 @@ impl DpoTrainer {
         let (token_logps, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone().inner();
         let inputs = self.dpo_inputs(token_logps.inner(), log_sum_sq, batch, &self.device)?;
-        let objective = self.objective(inputs);
+        let objective = Objective::of(&self.config, inputs);
         let n = batch.n_pairs;
         let read = read_all(objective.tensors(stat_sums(stats, n).inner(), n, &self.device));
         Ok(objective.values(read.await?, batch, &self.config))
@@ -433,7 +407,7 @@ impl DpoTrainer {
         let log_sum_sq = stats.log_sum_sq_probs.clone();
         let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad)?;
         // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
-        let objective = self.objective(inputs);
+        let objective = Objective::of(&self.config, inputs);
         let rpo = objective.rpo.clone();
         let loss = match &rpo {
             Some((alpha, nll)) => {
@@ -491,149 +465,5 @@ impl DpoTrainer {
             reports.push(self.step(batch).await?);
         }
         Ok(reports)
-    }
-}
-
-/// The batch's sums of the policy's token statistics, `[4]`: mean logits over the chosen and
-/// over the rejected completion tokens, entropy over all of them, top-1 hits over the chosen.
-fn stat_sums(stats: TokenStats, n: usize) -> Tensor<1> {
-    let TokenStats {
-        mean_logits,
-        entropy,
-        top1,
-        ..
-    } = stats;
-    Tensor::cat(
-        vec![
-            mean_logits.clone().slice(0..n).sum(),
-            mean_logits.slice(n..2 * n).sum(),
-            entropy.sum(),
-            top1.slice(0..n).sum(),
-        ],
-        0,
-    )
-}
-
-/// [`stat_sums`] read back, with the token counts they average over.
-fn token_sums(sums: &[f32], batch: &PreparedBatch) -> TokenSums {
-    let counts = batch.sequences.counts();
-    let total = |rows: &[f32]| rows.iter().map(|&c| c as f64).sum();
-    let n = batch.n_pairs;
-    TokenSums {
-        chosen_logits: sums[0] as f64,
-        rejected_logits: sums[1] as f64,
-        entropy: sums[2] as f64,
-        chosen_top1: sums[3] as f64,
-        chosen_tokens: total(&counts[..n]),
-        rejected_tokens: total(&counts[n..]),
-    }
-}
-
-/// An objective computed on a batch: per-pair losses and rewards, the log-probs it compared (for
-/// the metrics), and the terms some objectives log.
-struct Objective {
-    out: DpoOutput,
-    chosen: Tensor<1>,
-    rejected: Tensor<1>,
-    reference_chosen: Tensor<1>,
-    reference_rejected: Tensor<1>,
-    /// The NLL of the chosen tokens `[1]` (CPO, ORPO, and DPO with RPO).
-    nll: Option<Tensor<1>>,
-    /// RPO's weight and NLL, added to DPO's mean loss.
-    rpo: Option<(f64, Tensor<1>)>,
-    /// ORPO's log odds `[n]`.
-    log_odds: Option<Tensor<1>>,
-    /// Whether the trainer logs the token metrics (DPO does; CPO and ORPO log others).
-    token_metrics: bool,
-}
-
-impl Objective {
-    fn reference_free(o: ReferenceFreeOutput) -> Self {
-        let zeros = || Tensor::zeros(o.chosen_logps.dims(), &o.chosen_logps.device());
-        Self {
-            reference_chosen: zeros(),
-            reference_rejected: zeros(),
-            out: o.out,
-            chosen: o.chosen_logps,
-            rejected: o.rejected_logps,
-            nll: Some(o.nll),
-            rpo: None,
-            log_odds: o.log_odds,
-            token_metrics: false,
-        }
-    }
-
-    /// The same values on the plain device, for reading back.
-    fn inner(self) -> Self {
-        Self {
-            out: DpoOutput {
-                losses: self.out.losses.inner(),
-                chosen_rewards: self.out.chosen_rewards.inner(),
-                rejected_rewards: self.out.rejected_rewards.inner(),
-            },
-            chosen: self.chosen.inner(),
-            rejected: self.rejected.inner(),
-            reference_chosen: self.reference_chosen.inner(),
-            reference_rejected: self.reference_rejected.inner(),
-            nll: self.nll.map(Tensor::inner),
-            rpo: None,
-            log_odds: self.log_odds.map(Tensor::inner),
-            token_metrics: self.token_metrics,
-        }
-    }
-
-    /// What is read back, in one transfer: losses, rewards, the four log-probs, the NLL and log
-    /// odds (zeros where the objective has none), and the token statistics' `sums`.
-    fn tensors(&self, sums: Tensor<1>, n: usize, device: &Device) -> [Tensor<1>; 10] {
-        let or_zeros =
-            |t: &Option<Tensor<1>>, len| t.clone().unwrap_or(Tensor::zeros([len], device));
-        [
-            self.out.losses.clone(),
-            self.out.chosen_rewards.clone(),
-            self.out.rejected_rewards.clone(),
-            self.chosen.clone(),
-            self.rejected.clone(),
-            self.reference_chosen.clone(),
-            self.reference_rejected.clone(),
-            or_zeros(&self.nll, 1),
-            or_zeros(&self.log_odds, n),
-            sums,
-        ]
-    }
-
-    /// The values of [`Objective::tensors`] as read back.
-    fn values(
-        &self,
-        read: [Vec<f32>; 10],
-        batch: &PreparedBatch,
-        config: &TrainConfig,
-    ) -> PairValues {
-        let [
-            losses,
-            chosen_rewards,
-            rejected_rewards,
-            pc,
-            pr,
-            rc,
-            rr,
-            nll,
-            log_odds,
-            sums,
-        ] = read;
-        let tokens = if self.token_metrics {
-            token_sums(&sums, batch)
-        } else {
-            TokenSums::default()
-        };
-        let mut values = PairValues::new(
-            losses,
-            [chosen_rewards, rejected_rewards],
-            [pc, pr, rc, rr],
-            tokens,
-            config.beta(),
-        );
-        values.nll_loss = self.nll.is_some().then(|| nll[0] as f64);
-        values.log_odds = self.log_odds.is_some().then_some(log_odds);
-        values
     }
 }

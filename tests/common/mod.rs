@@ -51,3 +51,8 @@ pub fn tokenized_pairs() -> Vec<TokenizedPair> {
 pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
     assert!((a - b).abs() <= tol, "{what}: {a} vs {b} (tolerance {tol})");
 }
+
+/// `log σ(x)` in f64.
+pub fn ln_sigmoid(x: f64) -> f64 {
+    -(1.0 + (-x).exp()).ln()
+}

@@ -234,6 +234,32 @@ try {
   );
   await page.screenshot({ path: join(out, "04-end.png") });
   await shot("05-end-full");
+  // Another of TRL's objectives from the menu: the next pick trains with IPO, is taught with
+  // IPO's loss, and the setting is kept as TRL's loss list; undo then removes that pick.
+  const beforeIpo = await learnt();
+  await page.selectOption("#loss", "ipo");
+  await pickOne("key");
+  check(
+    await page.$eval("#formula", (e) => e.textContent.includes("− 1/(2β))²")),
+    "a pick under IPO is taught with IPO's loss",
+  );
+  const storedLoss = await page.evaluate(
+    () => JSON.parse(localStorage.getItem("webdpo.train")).dpo.loss_type,
+  );
+  check(
+    JSON.stringify(storedLoss) === '["ipo"]',
+    `the objective is kept as a loss list (${storedLoss})`,
+  );
+  await page.click("#undo");
+  await page.waitForFunction(
+    (n) =>
+      Number(document.getElementById("picks-count").dataset.learnt) === n &&
+      !document.getElementById("generate").disabled,
+    beforeIpo,
+    WAIT,
+  );
+  await page.selectOption("#loss", "sigmoid");
+  check((await pairs()) === 4, "undo removed the IPO pick");
 
   // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
   // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.

@@ -5,15 +5,13 @@
 
 mod common;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use webdpo::CausalLm;
 use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, to_safetensors};
-use webdpo::train::dpo::{DpoConfig, DpoInputs, FDivergence, LossType, dpo_loss};
-use webdpo::train::logps::SequenceBatch;
+use webdpo::train::dpo::{DpoConfig, LossType};
 use webdpo::train::optimizer::Optim;
-use webdpo::train::{CpoConfig, CpoLoss, DpoTrainer, TrainConfig, Trainer};
+use webdpo::train::{DpoTrainer, TrainConfig};
 
 #[test]
 fn step_one_with_policy_equal_to_reference() {

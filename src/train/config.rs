@@ -20,31 +20,11 @@ pub enum Trainer {
     Orpo,
 }
 
-impl std::fmt::Display for Trainer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Trainer::Dpo => "dpo",
-            Trainer::Cpo => "cpo",
-            Trainer::Orpo => "orpo",
-        })
-    }
-}
-
-impl std::str::FromStr for Trainer {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "dpo" => Ok(Trainer::Dpo),
-            "cpo" => Ok(Trainer::Cpo),
-            "orpo" => Ok(Trainer::Orpo),
-            _ => Err(Error::Setting(format!(
-                "unknown trainer {s:?}; expected dpo, cpo or orpo"
-            ))),
-        }
-    }
-}
+serde_names!(Trainer, "trainer");
 
 impl Trainer {
+    const ALL: [Trainer; 3] = [Trainer::Dpo, Trainer::Cpo, Trainer::Orpo];
+
     /// Whether the objective compares the policy with a reference model.
     pub fn needs_reference(self) -> bool {
         self == Trainer::Dpo

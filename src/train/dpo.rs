@@ -23,9 +23,6 @@
 //! A list of losses is their weighted sum (`loss_weights`, 1 each by default): MPO is
 //! `sigmoid, bco_pair, sft` with `0.8, 0.2, 1.0`. Implicit rewards are `β·c` and `β·r`, detached.
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::tensor::activation::{log_sigmoid, relu, sigmoid};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -74,26 +71,6 @@ impl LossType {
         LossType::SigmoidNorm,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            LossType::Sigmoid => "sigmoid",
-            LossType::Hinge => "hinge",
-            LossType::Ipo => "ipo",
-            LossType::ExoPair => "exo_pair",
-            LossType::NcaPair => "nca_pair",
-            LossType::Robust => "robust",
-            LossType::BcoPair => "bco_pair",
-            LossType::SppoHard => "sppo_hard",
-            LossType::Aot => "aot",
-            LossType::AotUnpaired => "aot_unpaired",
-            LossType::ApoZero => "apo_zero",
-            LossType::ApoDown => "apo_down",
-            LossType::Discopop => "discopop",
-            LossType::Sft => "sft",
-            LossType::SigmoidNorm => "sigmoid_norm",
-        }
-    }
-
     /// The losses built on the chosen − rejected score difference, the only ones with an
     /// f-divergence generalisation (the β·log Z(x) term cancels only there).
     pub fn has_f_divergence(self) -> bool {
@@ -111,27 +88,7 @@ impl LossType {
     }
 }
 
-impl fmt::Display for LossType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for LossType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        LossType::ALL
-            .into_iter()
-            .find(|l| l.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = LossType::ALL.iter().map(|l| l.name()).collect();
-                Error::Setting(format!(
-                    "unknown loss type {s:?}; expected one of {}",
-                    names.join(", ")
-                ))
-            })
-    }
-}
+serde_names!(LossType, "loss type");
 
 /// TRL's `f_divergence_type`: the divergence from the reference that the loss regularises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -152,37 +109,9 @@ impl FDivergence {
         FDivergence::JsDivergence,
         FDivergence::AlphaDivergence,
     ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            FDivergence::ReverseKl => "reverse_kl",
-            FDivergence::ForwardKl => "forward_kl",
-            FDivergence::JsDivergence => "js_divergence",
-            FDivergence::AlphaDivergence => "alpha_divergence",
-        }
-    }
 }
 
-impl fmt::Display for FDivergence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for FDivergence {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        FDivergence::ALL
-            .into_iter()
-            .find(|d| d.name() == s)
-            .ok_or_else(|| {
-                Error::Setting(format!(
-                    "unknown f-divergence {s:?}; expected one of reverse_kl, forward_kl, \
-                     js_divergence, alpha_divergence"
-                ))
-            })
-    }
-}
+serde_names!(FDivergence, "f-divergence");
 
 /// One loss name or a list of them, as TRL's `loss_type` accepts.
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<LossType>, D::Error> {
@@ -296,13 +225,13 @@ impl DpoConfig {
         if self.f_divergence_type != FDivergence::ReverseKl
             && !self.loss_type.iter().all(|l| l.has_f_divergence())
         {
-            let mut allowed: Vec<&str> = LossType::ALL
+            let mut allowed: Vec<String> = LossType::ALL
                 .iter()
                 .filter(|l| l.has_f_divergence())
-                .map(|l| l.name())
+                .map(|l| l.to_string())
                 .collect();
             allowed.sort();
-            let given: Vec<&str> = self.loss_type.iter().map(|l| l.name()).collect();
+            let given: Vec<String> = self.loss_type.iter().map(|l| l.to_string()).collect();
             return bad(format!(
                 "`f_divergence_type='{}'` is only supported for the following loss types: \
                  {allowed:?}. You provided {given:?}. Use the default \

@@ -11,9 +11,6 @@
 //! NLL is the mean negative log-likelihood of the batch's chosen completion tokens; rewards are
 //! `β·c` and `β·r` (AlphaPO: `β·u(c)`, `β·u(r)`).
 
-use std::fmt;
-use std::str::FromStr;
-
 use burn::tensor::Tensor;
 use burn::tensor::activation::{log_sigmoid, relu};
 use serde::{Deserialize, Serialize};
@@ -41,40 +38,13 @@ impl CpoLoss {
         CpoLoss::Simpo,
     ];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            CpoLoss::Sigmoid => "sigmoid",
-            CpoLoss::Hinge => "hinge",
-            CpoLoss::Ipo => "ipo",
-            CpoLoss::Simpo => "simpo",
-        }
-    }
-
     /// IPO and SimPO compare log-probs averaged over each response's tokens.
     fn averaged(self) -> bool {
         matches!(self, CpoLoss::Ipo | CpoLoss::Simpo)
     }
 }
 
-impl fmt::Display for CpoLoss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for CpoLoss {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        CpoLoss::ALL
-            .into_iter()
-            .find(|l| l.name() == s)
-            .ok_or_else(|| {
-                Error::Setting(format!(
-                    "Unknown loss type: {s}. Should be one of ['sigmoid', 'hinge', 'ipo', 'simpo']"
-                ))
-            })
-    }
-}
+serde_names!(CpoLoss, "CPO loss type");
 
 /// TRL's `CPOConfig`: CPO, SimPO (`loss_type` simpo, `simpo_gamma`) and AlphaPO (`alpha`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -24,8 +24,9 @@ pub use hf::{Dtype, ModelFiles, TextTokenizer};
 pub use model::{Arch, CausalLm, LoraConfig, ModelConfig};
 pub use runtime::{ComputeDevice, MemoryEstimate, MemoryLimits};
 pub use train::{
-    DpoConfig, DpoMetrics, DpoTrainer, LossType, Message, Optim, PairValues, PreferencePair,
-    PretrainConfig, PretrainState, Pretrainer, StepReport, TokenizedPair, TrainConfig, Turns,
+    DpoConfig, DpoMetrics, DpoTrainer, KtoConfig, KtoMetrics, LossType, Message, Optim, PairValues,
+    PreferencePair, PretrainConfig, PretrainState, Pretrainer, RatedResponse, RatingReport,
+    RatingValues, StepReport, TokenizedPair, TokenizedRating, TrainConfig, Turns,
 };
 
 /// Runs a core future to completion on native targets.

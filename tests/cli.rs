@@ -144,6 +144,94 @@ fn train_then_eval_raises_the_margin() {
     assert_eq!(out.lines().count(), 2);
 }
 
+/// `--trainer kto` on rated rows (and on pairs, unpaired as TRL does): at the reference every
+/// loss is ½ and the reference point 0; training raises the desirable rows' reward; a batch of
+/// one is refused with TRL's reason.
+#[test]
+fn kto_evaluates_and_trains_on_rated_rows() {
+    let dir = workdir("kto");
+    let model = init_model(&dir);
+    let rated = dir.join("rated.jsonl");
+    std::fs::write(
+        &rated,
+        concat!(
+            r#"{"prompt": "Q: Is the sky blue?\nA:", "completion": " Yes.", "label": true}"#,
+            "\n",
+            r#"{"prompt": "Say something kind:", "completion": " Whatever.", "label": false}"#,
+            "\n",
+            r#"{"prompt": "The end:", "completion": " they lived happily.", "label": true}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let pairs = dir.join("pairs.jsonl");
+    std::fs::write(&pairs, PAIRS).unwrap();
+    let kto_eval = |model: &str, data: &Path, extra: &[&str]| {
+        let data = data.to_str().unwrap();
+        let args = [
+            &["eval", "--trainer", "kto", "--model", model, "--data", data],
+            extra,
+        ];
+        let (ok, out, err) = webdpo(&args.concat());
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    for data in [&rated, &pairs] {
+        let m = kto_eval(&model, data, &[]);
+        assert_eq!(
+            (m["loss"].as_f64(), m["kl"].as_f64()),
+            (Some(0.5), Some(0.0)),
+            "{m}"
+        );
+        for key in [
+            "rewards/chosen",
+            "rewards/rejected",
+            "logps/chosen",
+            "logits/rejected",
+            "entropy",
+        ] {
+            assert!(m[key].is_number(), "{key} missing: {m}");
+        }
+    }
+    let (ok, _, err) = webdpo(&[
+        "eval",
+        "--trainer",
+        "kto",
+        "--model",
+        &model,
+        "--data",
+        rated.to_str().unwrap(),
+        "--batch-size",
+        "1",
+    ]);
+    assert!(!ok && err.contains("at least 2 ratings"), "{err}");
+
+    let trained = dir.join("trained");
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--trainer",
+        "kto",
+        "--model",
+        &model,
+        "--data",
+        rated.to_str().unwrap(),
+        "--out",
+        trained.to_str().unwrap(),
+        "--lr",
+        "1e-3",
+        "--steps",
+        "4",
+        "--batch-size",
+        "3",
+        "--desirable-weight",
+        "1.5",
+    ]);
+    assert!(ok, "{err}");
+    let after = kto_eval(trained.to_str().unwrap(), &rated, &["--ref", &model]);
+    assert!(after["rewards/chosen"].as_f64().unwrap() > 0.0, "{after}");
+    assert!(after["loss"].as_f64().unwrap() < 0.5, "{after}");
+}
+
 #[test]
 fn bad_files_are_named_and_nothing_is_overwritten() {
     let dir = workdir("bad");

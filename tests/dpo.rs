@@ -1,6 +1,6 @@
 //! The DPO update against independent truth: the step-1 invariant of every objective, TRL's
-//! metric definitions, the skip guard, replay, and training that moves the margin. The
-//! objectives' formulas are in `objectives.rs`.
+//! metric definitions, the skip guard, replay, KTO's rating batches, and training that moves the
+//! margin. The objectives' formulas are in `objectives.rs`.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -11,7 +11,9 @@ use webdpo::block_on;
 use webdpo::hf::safetensors::{Dtype, to_safetensors};
 use webdpo::train::dpo::{DpoConfig, LossType};
 use webdpo::train::optimizer::Optim;
-use webdpo::train::{DpoTrainer, TrainConfig};
+use webdpo::train::{
+    DpoTrainer, KtoConfig, KtoLoss, TokenizedRating, TrainConfig, Trainer, unpair,
+};
 
 #[test]
 fn step_one_with_policy_equal_to_reference() {
@@ -293,4 +295,89 @@ fn a_pick_trains_on_itself_and_recent_picks() {
         alone.reference_logps[0]
     );
     assert_eq!(trainer.history().len(), 2);
+}
+
+/// The app's 👍/👎: with `kto` a first rating waits for a second (TRL's reference point needs two
+/// rows), then each rating trains on a batch of itself and the most recent ones; the desirable
+/// responses' reward rises, the undesirable's falls; undo forgets the rating.
+#[test]
+fn ratings_train_kto_on_a_batch_of_recent_ratings() {
+    let device = Device::flex();
+    let config = TrainConfig {
+        trainer: Trainer::Kto,
+        kto: KtoConfig {
+            beta: 0.5,
+            ..KtoConfig::default()
+        },
+        rating_batch: 3,
+        learning_rate: 0.5,
+        ..TrainConfig::default()
+    };
+    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, config, &device).unwrap();
+    let t = tokenizer();
+    let ratings: Vec<TokenizedRating> = unpair(&pairs())
+        .iter()
+        .map(|r| TokenizedRating::new(&t, r).unwrap())
+        .collect();
+    // Desirable, undesirable, desirable, undesirable.
+    let order = [0, 2, 1, 3].map(|i| ratings[i].clone());
+    assert!(
+        block_on(trainer.learn_rated(order[0].clone(), 0))
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(trainer.ratings().len(), 1, "kept for the next batch");
+    let second = block_on(trainer.learn_rated(order[1].clone(), 0)).unwrap();
+    assert_eq!(
+        second[0].values.labels,
+        [false, true],
+        "the new rating first"
+    );
+    let before = trainer.snapshot();
+    let third = block_on(trainer.learn_rated(order[2].clone(), 0)).unwrap();
+    assert_eq!(third[0].values.labels.len(), 3);
+    trainer.restore(before);
+    assert_eq!(trainer.ratings().len(), 2, "undo forgets the rating");
+    for rating in &order[2..] {
+        block_on(trainer.learn_rated(rating.clone(), 0)).unwrap();
+    }
+    for _ in 0..5 {
+        let batch = block_on(trainer.prepare_rated(&ratings, 0)).unwrap();
+        block_on(trainer.train_rated(&batch)).unwrap();
+    }
+    let batch = block_on(trainer.prepare_rated(&ratings, 0)).unwrap();
+    let m = block_on(trainer.evaluate_rated(&batch)).unwrap().metrics();
+    assert!(
+        m.rewards_chosen.unwrap() > 0.0 && m.rewards_rejected.unwrap() < 0.0,
+        "{m:?}"
+    );
+
+    let mut pairwise = DpoTrainer::new(
+        tiny_model(0, &device),
+        None,
+        TrainConfig::default(),
+        &device,
+    )
+    .unwrap();
+    let err = block_on(pairwise.learn_rated(order[0].clone(), 0)).unwrap_err();
+    assert!(err.to_string().contains("ratings train with KTO"), "{err}");
+    assert!(
+        pairwise.ratings().is_empty(),
+        "a refused rating is not kept"
+    );
+    let apo = TrainConfig {
+        trainer: Trainer::Kto,
+        kto: KtoConfig {
+            loss_type: KtoLoss::ApoZeroUnpaired,
+            ..KtoConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    pairwise.set_config(apo).unwrap();
+    let alone = block_on(pairwise.learn_rated(order[0].clone(), 0)).unwrap();
+    assert_eq!(
+        alone[0].values.labels,
+        [true],
+        "apo_zero_unpaired trains on one"
+    );
 }

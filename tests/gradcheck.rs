@@ -11,9 +11,10 @@ use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use common::*;
 use webdpo::model::CausalLm;
 use webdpo::train::dpo::{DpoConfig, DpoInputs, LossType, dpo_loss};
+use webdpo::train::kto::{KtoInputs, kto_loss};
 use webdpo::train::logps::{SequenceBatch, sequence_logps};
 use webdpo::train::reference_free::{cpo_loss, orpo_loss};
-use webdpo::train::{CpoConfig, CpoLoss, OrpoConfig};
+use webdpo::train::{CpoConfig, CpoLoss, KtoConfig, KtoLoss, OrpoConfig, TokenizedRating, unpair};
 
 type Weights = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
@@ -42,12 +43,14 @@ fn build(w: &Weights, device: &Device) -> CausalLm {
     .unwrap()
 }
 
-/// The objectives checked: every DPO loss type, CPO (sigmoid, SimPO, AlphaPO, hinge, IPO), ORPO.
+/// The objectives checked: every DPO loss type, CPO (sigmoid, SimPO, AlphaPO, hinge, IPO), ORPO,
+/// KTO (kto, apo_zero_unpaired).
 #[derive(Debug)]
 enum Objective {
     Dpo(DpoConfig),
     Cpo(CpoConfig),
     Orpo(OrpoConfig),
+    Kto(KtoConfig),
 }
 
 fn objectives() -> Vec<Objective> {
@@ -76,9 +79,64 @@ fn objectives() -> Vec<Objective> {
             ..CpoConfig::default()
         })
     });
+    let kto = [KtoLoss::Kto, KtoLoss::ApoZeroUnpaired].map(|loss_type| {
+        Objective::Kto(KtoConfig {
+            beta: 0.5,
+            loss_type,
+            desirable_weight: 1.5,
+            ..KtoConfig::default()
+        })
+    });
     dpo.chain(cpo)
         .chain([Objective::Orpo(OrpoConfig { beta: 0.5 })])
+        .chain(kto)
         .collect()
+}
+
+/// The rows an objective reads: concatenated pairs, or (KTO) the pairs unpaired with their KL
+/// rows.
+fn batch(objective: &Objective) -> SequenceBatch {
+    match objective {
+        Objective::Kto(c) => {
+            let t = tokenizer();
+            let ratings: Vec<TokenizedRating> = unpair(&pairs())
+                .iter()
+                .map(|r| TokenizedRating::new(&t, r).unwrap())
+                .collect();
+            SequenceBatch::rated(&ratings, c.loss_type.uses_kl(), 0, 128).unwrap()
+        }
+        _ => SequenceBatch::concatenated(&tokenized_pairs(), 0, 128).unwrap(),
+    }
+}
+
+/// KTO's loss with its KL rows' log-probs under `frozen` (TRL computes them without gradient,
+/// so the finite differences hold them at the unperturbed policy's values).
+fn kto(
+    policy: &CausalLm,
+    frozen: &CausalLm,
+    reference: &CausalLm,
+    batch: &SequenceBatch,
+    config: &KtoConfig,
+    device: &Device,
+) -> Tensor<1> {
+    let n = if config.loss_type.uses_kl() {
+        batch.rows / 2
+    } else {
+        batch.rows
+    };
+    let p = sequence_logps(policy, batch, device);
+    let f = sequence_logps(frozen, batch, device).detach();
+    let r = sequence_logps(reference, batch, device).detach();
+    let inputs = KtoInputs {
+        policy: p.slice(0..n),
+        reference: r.clone().slice(0..n),
+        kl_rows: config
+            .loss_type
+            .uses_kl()
+            .then(|| (f.slice(n..2 * n), r.slice(n..2 * n))),
+        labels: (0..n).map(|i| i < n / 2).collect(),
+    };
+    kto_loss(&inputs, config).losses.mean()
 }
 
 fn loss(
@@ -106,6 +164,7 @@ fn loss(
         Objective::Dpo(c) => dpo_loss(&inputs, c).losses,
         Objective::Cpo(c) => cpo_loss(&inputs, c).out.losses,
         Objective::Orpo(c) => orpo_loss(&inputs, c).out.losses,
+        Objective::Kto(_) => unreachable!("KTO's loss is `kto`"),
     };
     losses.mean()
 }
@@ -160,14 +219,19 @@ fn dpo_gradient_matches_central_differences() {
     device
         .configure(FloatDType::F64)
         .expect("flex computes in f64");
-    let batch = SequenceBatch::concatenated(&tokenized_pairs(), 0, 128).unwrap();
     // Policy ≠ reference, so every loss type is away from its kinks.
     let policy_w = weights(&tiny_model(1, &device));
     let reference = tiny_model(2, &device);
+    let frozen = build(&policy_w, &device);
     for config in objectives() {
+        let batch = batch(&config);
+        let objective = |policy: &CausalLm, device: &Device| match &config {
+            Objective::Kto(c) => kto(policy, &frozen, &reference, &batch, c, device),
+            _ => loss(policy, &reference, &batch, &config, device),
+        };
         let ad = device.clone().autodiff();
         let policy = build(&policy_w, &device).fork(&ad).train();
-        let grads = loss(&policy, &reference, &batch, &config, &ad).backward();
+        let grads = objective(&policy, &ad).backward();
         for name in [
             "model.embed_tokens.weight",
             "model.layers.0.self_attn.q_proj.weight",
@@ -186,7 +250,7 @@ fn dpo_gradient_matches_central_differences() {
                 let at = |delta: f64| {
                     let mut w = policy_w.clone();
                     w.get_mut(name).unwrap().1[k] += delta;
-                    loss(&build(&w, &device), &reference, &batch, &config, &device)
+                    objective(&build(&w, &device), &device)
                         .into_data()
                         .convert::<f64>()
                         .try_to_vec::<f64>()

@@ -1,6 +1,6 @@
 //! Every objective against TRL 1.16's source written again in f64: the 15 DPO losses, loss lists,
-//! f-divergences, TRL's refusals, the token metrics, WPO, LD-DPO, CPO/SimPO/AlphaPO, ORPO and the
-//! app's RPO term. One file, long, because the objectives share its f64 helpers (`trl_loss`,
+//! f-divergences, TRL's refusals, the token metrics, WPO, LD-DPO, CPO/SimPO/AlphaPO, ORPO, KTO and
+//! the app's RPO term. One file, long, because the objectives share its f64 helpers (`trl_loss`,
 //! `row_sums`).
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -12,7 +12,10 @@ use webdpo::CausalLm;
 use webdpo::block_on;
 use webdpo::train::dpo::{DpoConfig, DpoInputs, FDivergence, LossType, dpo_loss};
 use webdpo::train::logps::SequenceBatch;
-use webdpo::train::{CpoConfig, CpoLoss, DpoTrainer, TrainConfig, Trainer};
+use webdpo::train::{
+    CpoConfig, CpoLoss, DpoTrainer, KtoConfig, KtoLoss, KtoMetrics, TokenizedRating, TrainConfig,
+    Trainer, unpair,
+};
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -622,4 +625,251 @@ fn rpo_adds_the_chosen_nll_to_the_loss() {
     let m = report.metrics;
     assert_close(m.nll_loss.unwrap(), nll, 1e-5, "nll_loss");
     assert_close(m.loss, dpo + alpha * nll, 1e-5, "loss = DPO + α·NLL");
+}
+
+/// The fixture's pairs as TRL's KTO sees them: unpaired, the chosen before the rejected.
+fn tokenized_ratings() -> Vec<TokenizedRating> {
+    let t = tokenizer();
+    unpair(&pairs())
+        .iter()
+        .map(|r| TokenizedRating::new(&t, r).unwrap())
+        .collect()
+}
+
+/// KTO as TRL 1.16's `KTOTrainer` computes it, written again in f64 from the logits: each row's
+/// log-ratio, the reference point from the KL rows (each prompt with the previous row's
+/// completion, the first with the last's; mean, clamped at 0), the weighted losses and every
+/// logged metric; `apo_zero_unpaired` without a reference point.
+#[test]
+fn kto_follows_trl() {
+    let device = Device::flex();
+    let (policy, reference) = (tiny_model(1, &device), tiny_model(2, &device));
+    let ratings = tokenized_ratings();
+    let n = ratings.len();
+    let labels: Vec<bool> = ratings.iter().map(|r| r.label).collect();
+    assert_eq!(
+        labels,
+        [true, true, false, false],
+        "unpaired as TRL orders it"
+    );
+    let rows: Vec<(&[u32], &[u32])> = ratings
+        .iter()
+        .map(|r| (&r.prompt[..], &r.completion[..]))
+        .collect();
+    let kl_rows: Vec<(&[u32], &[u32])> = (0..n)
+        .map(|i| {
+            (
+                &ratings[i].prompt[..],
+                &ratings[(i + n - 1) % n].completion[..],
+            )
+        })
+        .collect();
+    let sums = |model: &CausalLm, rows: &[(&[u32], &[u32])]| {
+        row_sums(model, &SequenceBatch::new(rows, 0, 512).unwrap(), &device)
+    };
+    let (p, r) = (sums(&policy, &rows), sums(&reference, &rows));
+    let (pk, rk) = (sums(&policy, &kl_rows), sums(&reference, &kl_rows));
+    let log_ratio: Vec<f64> = (0..n).map(|i| p[i].logp - r[i].logp).collect();
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+    for (loss_type, beta, weights) in [
+        (KtoLoss::Kto, 0.1, (1.0, 1.0)),
+        (KtoLoss::Kto, 0.5, (1.33, 0.75)),
+        (KtoLoss::ApoZeroUnpaired, 0.3, (1.0, 2.0)),
+    ] {
+        let kto = KtoConfig {
+            beta,
+            loss_type,
+            desirable_weight: weights.0,
+            undesirable_weight: weights.1,
+        };
+        let config = TrainConfig {
+            trainer: Trainer::Kto,
+            kto,
+            ..TrainConfig::default()
+        };
+        let trainer = DpoTrainer::new(policy.clone(), Some(reference.clone()), config, &device);
+        let trainer = trainer.unwrap();
+        let batch = block_on(trainer.prepare_rated(&ratings, 0)).unwrap();
+        let m = block_on(trainer.evaluate_rated(&batch)).unwrap().metrics();
+        let z0 = match loss_type {
+            KtoLoss::Kto => mean((0..n).map(|i| pk[i].logp - rk[i].logp).collect()).max(0.0),
+            KtoLoss::ApoZeroUnpaired => 0.0,
+        };
+        let loss = |i: usize| match (loss_type, labels[i]) {
+            (KtoLoss::Kto, true) => weights.0 * (1.0 - sigmoid(beta * (log_ratio[i] - z0))),
+            (KtoLoss::Kto, false) => weights.1 * (1.0 - sigmoid(beta * (z0 - log_ratio[i]))),
+            (KtoLoss::ApoZeroUnpaired, true) => weights.0 * (1.0 - sigmoid(beta * log_ratio[i])),
+            (KtoLoss::ApoZeroUnpaired, false) => weights.1 * sigmoid(beta * log_ratio[i]),
+        };
+        let of = |label: bool, f: &dyn Fn(usize) -> f64| {
+            mean((0..n).filter(|&i| labels[i] == label).map(f).collect())
+        };
+        let pooled = |label: bool, f: fn(&RowSums) -> f64| {
+            let picked = || p.iter().zip(&labels).filter(|&(_, &l)| l == label);
+            picked().map(|(r, _)| f(r)).sum::<f64>() / picked().map(|(r, _)| r.tokens).sum::<f64>()
+        };
+        let reward = |i: usize| beta * log_ratio[i];
+        let expect = [
+            ("loss", Some(m.loss), mean((0..n).map(loss).collect())),
+            ("kl", Some(m.kl), z0),
+            ("rewards/chosen", m.rewards_chosen, of(true, &reward)),
+            ("rewards/rejected", m.rewards_rejected, of(false, &reward)),
+            (
+                "rewards/margins",
+                m.rewards_margins,
+                of(true, &reward) - of(false, &reward),
+            ),
+            ("logps/chosen", m.logps_chosen, of(true, &|i| p[i].logp)),
+            (
+                "logps/rejected",
+                m.logps_rejected,
+                of(false, &|i| p[i].logp),
+            ),
+            (
+                "logits/chosen",
+                m.logits_chosen,
+                pooled(true, |r| r.mean_logit),
+            ),
+            (
+                "logits/rejected",
+                m.logits_rejected,
+                pooled(false, |r| r.mean_logit),
+            ),
+            (
+                "entropy",
+                Some(m.entropy),
+                p.iter().map(|r| r.entropy).sum::<f64>() / p.iter().map(|r| r.tokens).sum::<f64>(),
+            ),
+        ];
+        for (name, got, want) in expect {
+            let got = got.unwrap_or_else(|| panic!("KTO logs {name}"));
+            let what = format!("{loss_type} β={beta} {name}");
+            assert_close(got, want, 1e-4 * want.abs().max(1.0), &what);
+        }
+        let expected_rows = if loss_type.uses_kl() { 2 * n } else { n };
+        assert_eq!(batch.sequences.rows, expected_rows, "KL rows only for kto");
+    }
+}
+
+/// Policy = reference: every log-ratio and the reference point are 0, so each KTO loss is
+/// 1 − σ(0) = ½ times its weight; and the metrics TRL leaves out of a batch without undesirable
+/// rows are absent.
+#[test]
+fn kto_at_the_reference_and_on_one_label() {
+    let device = Device::flex();
+    let config = TrainConfig {
+        trainer: Trainer::Kto,
+        kto: KtoConfig {
+            desirable_weight: 2.0,
+            ..KtoConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let trainer = DpoTrainer::new(tiny_model(1, &device), None, config, &device).unwrap();
+    let ratings = tokenized_ratings();
+    let batch = block_on(trainer.prepare_rated(&ratings, 0)).unwrap();
+    let m = block_on(trainer.evaluate_rated(&batch)).unwrap().metrics();
+    assert_close(m.loss, (2.0 * 0.5 + 0.5) / 2.0, 1e-6, "weighted ½ losses");
+    assert_eq!((m.kl, m.rewards_margins), (0.0, Some(0.0)));
+
+    let desirable = block_on(trainer.prepare_rated(&ratings[..2], 0)).unwrap();
+    let m = block_on(trainer.evaluate_rated(&desirable))
+        .unwrap()
+        .metrics();
+    assert!(m.rewards_chosen.is_some() && m.logits_chosen.is_some());
+    assert_eq!(
+        (
+            m.rewards_rejected,
+            m.rewards_margins,
+            m.logps_rejected,
+            m.logits_rejected
+        ),
+        (None, None, None, None),
+        "TRL logs no undesirable metrics without undesirable rows"
+    );
+    let json = serde_json::to_value(m).unwrap();
+    assert!(json.get("rewards/rejected").is_none() && json["kl"].is_number());
+
+    // Over batches, as TRL's evaluation: each metric the mean of the batches that logged it.
+    let both = KtoMetrics::over_batches(&[(m, 2), (KtoMetrics { loss: 1.0, ..m }, 6)]);
+    assert_close(
+        both.loss,
+        (m.loss * 2.0 + 6.0) / 8.0,
+        1e-12,
+        "row-weighted loss",
+    );
+    assert_eq!(both.rewards_rejected, None);
+}
+
+/// TRL's refusals and the unpaired data: `kto` on a batch of one (its reference point would be
+/// the row's own reward), ratings under a paired trainer and pairs under KTO; a rated JSONL, and
+/// pairs unpaired as TRL orders them.
+#[test]
+fn kto_refusals_and_data() {
+    let device = Device::flex();
+    let kto = |loss_type| TrainConfig {
+        trainer: Trainer::Kto,
+        kto: KtoConfig {
+            loss_type,
+            ..KtoConfig::default()
+        },
+        ..TrainConfig::default()
+    };
+    let ratings = tokenized_ratings();
+    let trainer = DpoTrainer::new(tiny_model(1, &device), None, kto(KtoLoss::Kto), &device);
+    let trainer = trainer.unwrap();
+    let one = block_on(trainer.prepare_rated(&ratings[..1], 0)).unwrap();
+    let err = block_on(trainer.evaluate_rated(&one))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 2 ratings"), "{err}");
+    let err = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap_err();
+    assert!(
+        err.to_string().contains("rated responses, not pairs"),
+        "{err}"
+    );
+
+    let apo = kto(KtoLoss::ApoZeroUnpaired);
+    let trainer = DpoTrainer::new(tiny_model(1, &device), None, apo, &device).unwrap();
+    let one = block_on(trainer.prepare_rated(&ratings[..1], 0)).unwrap();
+    assert!(
+        block_on(trainer.evaluate_rated(&one)).is_ok(),
+        "apo_zero_unpaired has no KL"
+    );
+
+    let dpo = DpoTrainer::new(
+        tiny_model(1, &device),
+        None,
+        TrainConfig::default(),
+        &device,
+    );
+    let err = block_on(dpo.unwrap().prepare_rated(&ratings, 0)).unwrap_err();
+    assert!(err.to_string().contains("ratings train with KTO"), "{err}");
+    let bad = KtoConfig {
+        undesirable_weight: -1.0,
+        ..KtoConfig::default()
+    };
+    assert!(bad.validate().is_err());
+    assert!(
+        "kto_pair"
+            .parse::<KtoLoss>()
+            .unwrap_err()
+            .to_string()
+            .contains("apo_zero_unpaired")
+    );
+
+    let rated = concat!(
+        r#"{"prompt": "Hi", "completion": " there", "label": true}"#,
+        "\n\n",
+        r#"{"prompt": [{"role": "user", "content": "Hi"}], "#,
+        r#""completion": [{"role": "assistant", "content": "no"}], "label": false}"#,
+    );
+    let rows = webdpo::train::parse_ratings(rated, "r.jsonl").unwrap();
+    assert_eq!((rows.len(), rows[0].label, rows[1].label), (2, true, false));
+    let err = webdpo::train::parse_ratings("{\"prompt\": \"x\"}", "r.jsonl").unwrap_err();
+    assert!(err.to_string().starts_with("r.jsonl:1:"), "{err}");
+    let paired = r#"{"prompt": "a", "chosen": "b", "rejected": "c"}"#;
+    let rows = webdpo::train::parse_ratings(&format!("{paired}\n{paired}"), "p.jsonl").unwrap();
+    let labels: Vec<bool> = rows.iter().map(|r| r.label).collect();
+    assert_eq!(labels, [true, true, false, false]);
 }

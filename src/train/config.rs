@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::train::dpo::DpoConfig;
+use crate::train::kto::KtoConfig;
 use crate::train::optimizer::{Optim, OptimizerConfig};
 use crate::train::reference_free::{CpoConfig, OrpoConfig};
 
-/// Which of TRL's trainers the update follows: DPO (with a frozen reference), or the
-/// reference-free CPO (also SimPO, AlphaPO) and ORPO.
+/// Which of TRL's trainers the update follows: DPO (with a frozen reference), the
+/// reference-free CPO (also SimPO, AlphaPO) and ORPO on pairs, or KTO on rated responses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[serde(rename_all = "lowercase")]
@@ -18,16 +19,22 @@ pub enum Trainer {
     Dpo,
     Cpo,
     Orpo,
+    Kto,
 }
 
 serde_names!(Trainer, "trainer");
 
 impl Trainer {
-    const ALL: [Trainer; 3] = [Trainer::Dpo, Trainer::Cpo, Trainer::Orpo];
+    const ALL: [Trainer; 4] = [Trainer::Dpo, Trainer::Cpo, Trainer::Orpo, Trainer::Kto];
 
     /// Whether the objective compares the policy with a reference model.
     pub fn needs_reference(self) -> bool {
-        self == Trainer::Dpo
+        matches!(self, Trainer::Dpo | Trainer::Kto)
+    }
+
+    /// Whether it learns from rated responses rather than pairs.
+    pub fn unpaired(self) -> bool {
+        self == Trainer::Kto
     }
 }
 
@@ -44,6 +51,9 @@ pub struct TrainConfig {
     /// ORPO's (`trainer` orpo).
     #[serde(default)]
     pub orpo: OrpoConfig,
+    /// KTO's (`trainer` kto).
+    #[serde(default)]
+    pub kto: KtoConfig,
     pub learning_rate: f64,
     pub adam_beta1: f64,
     pub adam_beta2: f64,
@@ -59,6 +69,10 @@ pub struct TrainConfig {
     pub steps_per_pair: usize,
     /// A pick trains on a batch of itself and up to this many − 1 earlier picks.
     pub replay_pairs: usize,
+    /// A rating trains on a batch of itself and up to this many − 1 earlier ratings (KTO's
+    /// reference point needs at least 2).
+    #[serde(default = "default_rating_batch")]
+    pub rating_batch: usize,
     /// TRL's `rpo_alpha` (Pang et al. 2024): adds α · NLL per token of the chosen completions to
     /// the loss, which keeps the chosen text likely while DPO pushes the rejected text down.
     /// 0 is plain DPO.
@@ -74,6 +88,7 @@ impl Default for TrainConfig {
             dpo: DpoConfig::default(),
             cpo: CpoConfig::default(),
             orpo: OrpoConfig::default(),
+            kto: KtoConfig::default(),
             // SGD: on the story-world model it steers within a session's picks, where AdamW at
             // its usual rate barely moves it (model card, "Steering").
             learning_rate: Optim::Sgd.default_learning_rate(),
@@ -86,10 +101,15 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             steps_per_pair: 1,
             replay_pairs: 1,
+            rating_batch: default_rating_batch(),
             rpo_alpha: 0.0,
             max_length: 512,
         }
     }
+}
+
+fn default_rating_batch() -> usize {
+    4
 }
 
 impl TrainConfig {
@@ -99,6 +119,7 @@ impl TrainConfig {
             Trainer::Dpo => self.dpo.beta,
             Trainer::Cpo => self.cpo.beta,
             Trainer::Orpo => self.orpo.beta,
+            Trainer::Kto => self.kto.beta,
         }
     }
 
@@ -107,11 +128,12 @@ impl TrainConfig {
             Trainer::Dpo => self.dpo.validate()?,
             Trainer::Cpo => self.cpo.validate()?,
             Trainer::Orpo => self.orpo.validate()?,
+            Trainer::Kto => self.kto.validate()?,
         }
-        if !self.trainer.needs_reference() && self.rpo_alpha > 0.0 {
+        if self.trainer != Trainer::Dpo && self.rpo_alpha > 0.0 {
             return Err(Error::Setting(
-                "rpo_alpha adds an NLL term to DPO; CPO weighs its own with cpo_alpha and ORPO \
-                 always has one"
+                "rpo_alpha adds an NLL term to DPO; CPO weighs its own with cpo_alpha, ORPO \
+                 always has one and KTO none"
                     .into(),
             ));
         }
@@ -139,9 +161,15 @@ impl TrainConfig {
                     .into(),
             );
         }
-        if self.steps_per_pair == 0 || self.replay_pairs == 0 || self.max_length < 2 {
+        if self.steps_per_pair == 0
+            || self.replay_pairs == 0
+            || self.rating_batch == 0
+            || self.max_length < 2
+        {
             return bad(
-                "steps_per_pair and replay_pairs must be at least 1, max_length at least 2".into(),
+                "steps_per_pair, replay_pairs and rating_batch must be at least 1, max_length at \
+                 least 2"
+                    .into(),
             );
         }
         Ok(())

@@ -1,7 +1,9 @@
-//! Preference pairs in TRL's formats: JSON lines of `{"prompt", "chosen", "rejected"}`, each a
-//! string (plain text) or a list of `{"role", "content"}` messages (conversational, formatted
-//! with the model's chat template).
+//! Preference data in TRL's formats: JSON lines of pairs `{"prompt", "chosen", "rejected"}` or of
+//! rated responses `{"prompt", "completion", "label"}` (unpaired, KTO's), each text a string
+//! (plain text) or a list of `{"role", "content"}` messages (conversational, formatted with the
+//! model's chat template).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -12,6 +14,15 @@ pub struct PreferencePair {
     pub prompt: Turns,
     pub chosen: Turns,
     pub rejected: Turns,
+}
+
+/// One response and whether it is desirable: TRL's unpaired preference row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+pub struct RatedResponse {
+    pub prompt: Turns,
+    pub completion: Turns,
+    pub label: bool,
 }
 
 /// One chat message.
@@ -57,9 +68,66 @@ impl Turns {
     }
 }
 
-/// Parses JSONL, naming the file and 1-based line of the first bad line. Blank lines are skipped.
+/// Parses JSONL pairs, naming the file and 1-based line of the first bad line. Blank lines are
+/// skipped.
 pub fn parse_jsonl(text: &str, file: &str) -> Result<Vec<PreferencePair>> {
-    let pairs: Vec<PreferencePair> = text
+    parse_rows(
+        text,
+        file,
+        "{\"prompt\",\"chosen\",\"rejected\"}",
+        "preference pairs",
+    )
+}
+
+/// Parses JSONL rated responses (TRL's unpaired format), as [`parse_jsonl`].
+pub fn parse_unpaired_jsonl(text: &str, file: &str) -> Result<Vec<RatedResponse>> {
+    parse_rows(
+        text,
+        file,
+        "{\"prompt\",\"completion\",\"label\"}",
+        "rated responses",
+    )
+}
+
+/// What KTO trains on from a JSONL of either format: rated responses as they are, pairs unpaired
+/// as TRL does ([`unpair`]).
+pub fn parse_ratings(text: &str, file: &str) -> Result<Vec<RatedResponse>> {
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let paired = serde_json::from_str::<serde_json::Value>(first)
+        .is_ok_and(|row| row.get("chosen").is_some() && row.get("rejected").is_some());
+    if paired {
+        Ok(unpair(&parse_jsonl(text, file)?))
+    } else {
+        parse_unpaired_jsonl(text, file)
+    }
+}
+
+/// TRL's `unpair_preference_dataset`: each pair becomes a desirable row (its chosen response) and
+/// an undesirable one (its rejected), the chosen of every 1000 pairs (`datasets`' map batch)
+/// before their rejected. The order matters to KTO, whose KL rows pair neighbours.
+pub fn unpair(pairs: &[PreferencePair]) -> Vec<RatedResponse> {
+    pairs
+        .chunks(1000)
+        .flat_map(|chunk| {
+            let rated = |label: bool| {
+                chunk.iter().map(move |p| RatedResponse {
+                    prompt: p.prompt.clone(),
+                    completion: if label { &p.chosen } else { &p.rejected }.clone(),
+                    label,
+                })
+            };
+            rated(true).chain(rated(false)).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn parse_rows<T: DeserializeOwned>(
+    text: &str,
+    file: &str,
+    shape: &str,
+    what: &str,
+) -> Result<Vec<T>> {
+    let rows: Vec<T> = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -67,19 +135,16 @@ pub fn parse_jsonl(text: &str, file: &str) -> Result<Vec<PreferencePair>> {
             serde_json::from_str(l).map_err(|e| Error::Data {
                 file: file.into(),
                 line: i + 1,
-                msg: format!(
-                    "not a {{\"prompt\",\"chosen\",\"rejected\"}} object of strings or message \
-                     lists: {e}"
-                ),
+                msg: format!("not a {shape} object of strings or message lists: {e}"),
             })
         })
         .collect::<Result<_>>()?;
-    if pairs.is_empty() {
+    if rows.is_empty() {
         return Err(Error::Data {
             file: file.into(),
             line: 0,
-            msg: "no preference pairs in the file".into(),
+            msg: format!("no {what} in the file"),
         });
     }
-    Ok(pairs)
+    Ok(rows)
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
-use crate::train::data::PreferencePair;
+use crate::train::data::{PreferencePair, RatedResponse};
 
 /// Token ids of one pair; both completions end with EOS (with a chat template, with the end of
 /// the assistant turn the template writes).
@@ -32,6 +32,24 @@ impl TokenizedPair {
     }
 }
 
+/// Token ids of one rated response (KTO's row); the completion ends as [`TokenizedPair`]'s do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenizedRating {
+    pub prompt: Vec<u32>,
+    pub completion: Vec<u32>,
+    pub label: bool,
+}
+
+impl TokenizedRating {
+    pub fn new(tokenizer: &TextTokenizer, rated: &RatedResponse) -> Result<Self> {
+        Ok(Self {
+            prompt: tokenizer.encode_prompt_turns(&rated.prompt)?,
+            completion: tokenizer.encode_response(&rated.prompt, &rated.completion)?,
+            label: rated.label,
+        })
+    }
+}
+
 /// Right-padded (prompt ++ completion) rows and the mask of the completion tokens, on the host.
 #[derive(Debug, Clone)]
 pub struct SequenceBatch {
@@ -47,14 +65,7 @@ impl SequenceBatch {
     /// Rows of (prompt, completion). A row longer than `max_len` keeps the end of its prompt
     /// (TRL's `keep_end`) and, if the completion alone is too long, the start of the completion.
     pub fn new(rows: &[(&[u32], &[u32])], pad_id: u32, max_len: usize) -> Result<Self> {
-        if rows.is_empty() {
-            return Err(Error::Setting("a batch needs at least one sequence".into()));
-        }
-        if max_len < 2 {
-            return Err(Error::Setting(
-                "sequences need room for at least one prompt and one completion token".into(),
-            ));
-        }
+        room(max_len)?;
         let fitted: Vec<(&[u32], &[u32])> = rows
             .iter()
             .map(|&(p, c)| {
@@ -63,6 +74,47 @@ impl SequenceBatch {
                 (&p[p.len() - keep..], c)
             })
             .collect();
+        Self::padded(&fitted, pad_id)
+    }
+
+    /// KTO's rows: each rating's (prompt, completion), then with `kl` its KL row (TRL's
+    /// mismatched pair: this prompt, the previous rating's completion, the first taking the
+    /// last's). Rows longer than `max_len` lose their end (TRL's KTO truncation); a prompt that
+    /// fills `max_len` alone is refused (TRL drops it).
+    pub fn rated(
+        ratings: &[TokenizedRating],
+        kl: bool,
+        pad_id: u32,
+        max_len: usize,
+    ) -> Result<Self> {
+        room(max_len)?;
+        if let Some(i) = ratings.iter().position(|r| r.prompt.len() >= max_len) {
+            return Err(Error::Setting(format!(
+                "rating {i}: its prompt alone fills max_length ({max_len} tokens), leaving no \
+                 completion to learn from; shorten it or raise max_length"
+            )));
+        }
+        let n = ratings.len();
+        let kl_rows = (0..n).filter(|_| kl).map(|i| {
+            (
+                &ratings[i].prompt[..],
+                &ratings[(i + n - 1) % n].completion[..],
+            )
+        });
+        let fitted: Vec<(&[u32], &[u32])> = ratings
+            .iter()
+            .map(|r| (&r.prompt[..], &r.completion[..]))
+            .chain(kl_rows)
+            .map(|(p, c)| (p, &c[..c.len().min(max_len - p.len())]))
+            .collect();
+        Self::padded(&fitted, pad_id)
+    }
+
+    /// The batch of rows that already fit.
+    fn padded(fitted: &[(&[u32], &[u32])], pad_id: u32) -> Result<Self> {
+        if fitted.is_empty() {
+            return Err(Error::Setting("a batch needs at least one sequence".into()));
+        }
         if let Some(i) = fitted
             .iter()
             .position(|(p, c)| p.is_empty() || c.is_empty())
@@ -72,8 +124,8 @@ impl SequenceBatch {
             )));
         }
         let len = fitted.iter().map(|(p, c)| p.len() + c.len()).max().unwrap();
-        let mut tokens = vec![pad_id as i64; rows.len() * len];
-        let mut mask = vec![0.0; rows.len() * (len - 1)];
+        let mut tokens = vec![pad_id as i64; fitted.len() * len];
+        let mut mask = vec![0.0; fitted.len() * (len - 1)];
         for (r, (p, c)) in fitted.iter().enumerate() {
             for (t, &id) in p.iter().chain(c.iter()).enumerate() {
                 tokens[r * len + t] = id as i64;
@@ -85,7 +137,7 @@ impl SequenceBatch {
             }
         }
         Ok(Self {
-            rows: rows.len(),
+            rows: fitted.len(),
             len,
             tokens,
             mask,
@@ -136,6 +188,15 @@ impl SequenceBatch {
             .map(|m| m.iter().sum())
             .collect()
     }
+}
+
+fn room(max_len: usize) -> Result<()> {
+    if max_len < 2 {
+        return Err(Error::Setting(
+            "sequences need room for at least one prompt and one completion token".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Sum of completion-token log-probs of each row: `[rows]`. Differentiable when `model` is.

@@ -198,3 +198,137 @@ impl PairValues {
         self.tokens.add(other.tokens);
     }
 }
+
+/// TRL's `KTOTrainer` logs for a batch of rated rows: means over its desirable (`chosen`) and
+/// undesirable (`rejected`) rows, absent where the batch has none of them, as TRL omits them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+pub struct KtoMetrics {
+    pub loss: f64,
+    /// The reference point `z₀`, the clamped mean log-ratio of the KL rows (0 without them).
+    pub kl: f64,
+    #[serde(
+        rename = "rewards/chosen",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub rewards_chosen: Option<f64>,
+    #[serde(
+        rename = "rewards/rejected",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub rewards_rejected: Option<f64>,
+    #[serde(
+        rename = "rewards/margins",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub rewards_margins: Option<f64>,
+    #[serde(
+        rename = "logps/chosen",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub logps_chosen: Option<f64>,
+    #[serde(
+        rename = "logps/rejected",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub logps_rejected: Option<f64>,
+    /// The policy's logit averaged over the vocabulary, then over every desirable (undesirable)
+    /// completion token of the batch.
+    #[serde(
+        rename = "logits/chosen",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub logits_chosen: Option<f64>,
+    #[serde(
+        rename = "logits/rejected",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub logits_rejected: Option<f64>,
+    /// The policy's next-token entropy over every completion token of the rated rows.
+    pub entropy: f64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub grad_norm: Option<f64>,
+}
+
+impl KtoMetrics {
+    /// An evaluation's metrics over batches, as TRL reports them: each metric the mean of the
+    /// batches that logged it, and the loss weighted by each batch's `rows` (the Trainer's
+    /// `eval_loss`).
+    pub fn over_batches(batches: &[(KtoMetrics, usize)]) -> KtoMetrics {
+        let mean = |of: fn(&KtoMetrics) -> Option<f64>| {
+            let logged: Vec<f64> = batches.iter().filter_map(|(m, _)| of(m)).collect();
+            (!logged.is_empty()).then(|| logged.iter().sum::<f64>() / logged.len() as f64)
+        };
+        let rows: usize = batches.iter().map(|(_, n)| n).sum();
+        KtoMetrics {
+            loss: batches.iter().map(|(m, n)| m.loss * *n as f64).sum::<f64>() / rows as f64,
+            kl: mean(|m| Some(m.kl)).unwrap_or(0.0),
+            rewards_chosen: mean(|m| m.rewards_chosen),
+            rewards_rejected: mean(|m| m.rewards_rejected),
+            rewards_margins: mean(|m| m.rewards_margins),
+            logps_chosen: mean(|m| m.logps_chosen),
+            logps_rejected: mean(|m| m.logps_rejected),
+            logits_chosen: mean(|m| m.logits_chosen),
+            logits_rejected: mean(|m| m.logits_rejected),
+            entropy: mean(|m| Some(m.entropy)).unwrap_or(0.0),
+            grad_norm: mean(|m| m.grad_norm),
+        }
+    }
+}
+
+/// Host-side values of one batch of rated rows, from which [`KtoMetrics`] follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+pub struct RatingValues {
+    pub labels: Vec<bool>,
+    /// Each row's weighted loss.
+    pub losses: Vec<f32>,
+    /// `β·r`, `r = log π(y|x) − log π_ref(y|x)`.
+    pub rewards: Vec<f32>,
+    pub policy: Vec<f32>,
+    pub reference: Vec<f32>,
+    /// The reference point `z₀`.
+    pub kl: f64,
+    /// Over the desirable (`chosen_*`) and undesirable (`rejected_*`) rows.
+    pub tokens: TokenSums,
+}
+
+impl RatingValues {
+    pub fn metrics(&self) -> KtoMetrics {
+        let labels = &self.labels;
+        let mean_where = |v: &[f32], label: bool| {
+            let picked: Vec<f64> = v
+                .iter()
+                .zip(labels)
+                .filter(|&(_, &l)| l == label)
+                .map(|(&x, _)| x as f64)
+                .collect();
+            (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
+        };
+        let per_token = |sum: f64, n: f64| (n > 0.0).then(|| sum / n);
+        let t = &self.tokens;
+        let rewards_chosen = mean_where(&self.rewards, true);
+        let rewards_rejected = mean_where(&self.rewards, false);
+        let all_tokens = t.chosen_tokens + t.rejected_tokens;
+        KtoMetrics {
+            loss: self.losses.iter().map(|&x| x as f64).sum::<f64>() / self.losses.len() as f64,
+            kl: self.kl,
+            rewards_chosen,
+            rewards_rejected,
+            rewards_margins: rewards_chosen.zip(rewards_rejected).map(|(c, r)| c - r),
+            logps_chosen: mean_where(&self.policy, true),
+            logps_rejected: mean_where(&self.policy, false),
+            logits_chosen: per_token(t.chosen_logits, t.chosen_tokens),
+            logits_rejected: per_token(t.rejected_logits, t.rejected_tokens),
+            entropy: per_token(t.entropy, all_tokens).unwrap_or(0.0),
+            grad_norm: None,
+        }
+    }
+}

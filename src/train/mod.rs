@@ -34,6 +34,7 @@ macro_rules! serde_names {
 pub mod config;
 pub mod data;
 pub mod dpo;
+pub mod kto;
 pub mod logps;
 pub mod metrics;
 mod objective;
@@ -44,11 +45,15 @@ pub mod step;
 pub mod trainer;
 
 pub use config::{TrainConfig, Trainer};
-pub use data::{Message, PreferencePair, Turns, parse_jsonl};
+pub use data::{
+    Message, PreferencePair, RatedResponse, Turns, parse_jsonl, parse_ratings,
+    parse_unpaired_jsonl, unpair,
+};
 pub use dpo::{DpoConfig, LossType};
-pub use logps::{SequenceBatch, TokenizedPair};
-pub use metrics::{DpoMetrics, PairValues};
+pub use kto::{KtoConfig, KtoLoss};
+pub use logps::{SequenceBatch, TokenizedPair, TokenizedRating};
+pub use metrics::{DpoMetrics, KtoMetrics, PairValues, RatingValues};
 pub use optimizer::Optim;
 pub use pretrain::{PretrainConfig, PretrainState, Pretrainer};
 pub use reference_free::{CpoConfig, CpoLoss, OrpoConfig};
-pub use trainer::{DpoTrainer, StepReport, TrainerSnapshot};
+pub use trainer::{DpoTrainer, RatedBatch, RatingReport, StepReport, TrainerSnapshot};

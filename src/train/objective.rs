@@ -4,12 +4,13 @@
 
 use burn::tensor::{Device, Tensor};
 
+use crate::error::Result;
 use crate::train::config::{TrainConfig, Trainer};
 use crate::train::dpo::{DpoInputs, DpoOutput, dpo_loss};
 use crate::train::logps::TokenStats;
 use crate::train::metrics::{PairValues, TokenSums};
 use crate::train::reference_free::{ReferenceFreeOutput, chosen_nll, cpo_loss, orpo_loss};
-use crate::train::trainer::PreparedBatch;
+use crate::train::trainer::{PreparedBatch, pairs_refused};
 
 /// The batch's sums of the policy's token statistics, `[4]`: mean logits over the chosen and
 /// over the rejected completion tokens, entropy over all of them, top-1 hits over the chosen.
@@ -66,8 +67,8 @@ pub(super) struct Objective {
 
 impl Objective {
     /// The objective `config` asks for, on `inputs`.
-    pub(super) fn of(config: &TrainConfig, inputs: DpoInputs) -> Self {
-        match config.trainer {
+    pub(super) fn of(config: &TrainConfig, inputs: DpoInputs) -> Result<Self> {
+        Ok(match config.trainer {
             Trainer::Dpo => {
                 let out = dpo_loss(&inputs, &config.dpo);
                 let alpha = config.rpo_alpha;
@@ -86,7 +87,8 @@ impl Objective {
             }
             Trainer::Cpo => Self::reference_free(cpo_loss(&inputs, &config.cpo)),
             Trainer::Orpo => Self::reference_free(orpo_loss(&inputs, &config.orpo)),
-        }
+            Trainer::Kto => return Err(pairs_refused()),
+        })
     }
 
     fn reference_free(o: ReferenceFreeOutput) -> Self {

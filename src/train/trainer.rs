@@ -16,8 +16,11 @@ use crate::model::CausalLm;
 use crate::runtime::read_all;
 use crate::train::config::TrainConfig;
 use crate::train::dpo::DpoInputs;
-use crate::train::logps::{SequenceBatch, TokenizedPair, token_logps, token_logps_and_stats};
-use crate::train::metrics::{DpoMetrics, PairValues};
+use crate::train::kto::{KtoInputs, kto_loss};
+use crate::train::logps::{
+    SequenceBatch, TokenizedPair, TokenizedRating, token_logps, token_logps_and_stats,
+};
+use crate::train::metrics::{DpoMetrics, KtoMetrics, PairValues, RatingValues, TokenSums};
 use crate::train::objective::{Objective, stat_sums};
 use crate::train::optimizer::Optimizer;
 use crate::train::step::{clipped_step, grad_norm_squared, skip_reason};
@@ -67,6 +70,27 @@ impl PreparedBatch {
     }
 }
 
+/// A batch of rated responses ready for KTO: their rows (and KL rows) and the reference's
+/// summed log-probs of each row.
+#[derive(Debug, Clone)]
+pub struct RatedBatch {
+    pub ratings: Vec<TokenizedRating>,
+    pub sequences: SequenceBatch,
+    /// `[n]`, then `[n]` for the KL rows when the objective has them.
+    pub reference_logps: Vec<f32>,
+}
+
+/// What one update on ratings saw, as [`StepReport`] for pairs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]
+pub struct RatingReport {
+    pub metrics: KtoMetrics,
+    pub values: RatingValues,
+    pub skipped: Option<String>,
+    pub forward_backward_ms: f64,
+}
+
 /// What one update saw (metrics are from before the update), and whether it was applied.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
@@ -91,6 +115,8 @@ pub struct DpoTrainer {
     config: TrainConfig,
     device: Device,
     history: Vec<PreparedBatch>,
+    /// The ratings seen so far, oldest first (a rating waits here for a KTO batch to fill).
+    ratings: Vec<TokenizedRating>,
 }
 
 /// Everything an update changes, captured before it: restoring it undoes the update exactly.
@@ -100,6 +126,7 @@ pub struct TrainerSnapshot {
     policy: CausalLm,
     optim: Optimizer,
     history_len: usize,
+    ratings_len: usize,
 }
 
 /// Per-token log-probs of one completion (EOS included) under the policy and the reference.
@@ -129,6 +156,7 @@ impl DpoTrainer {
             config,
             device: device.clone(),
             history: Vec::new(),
+            ratings: Vec::new(),
         })
     }
 
@@ -151,6 +179,7 @@ impl DpoTrainer {
             policy: self.policy.clone(),
             optim: self.optim.clone(),
             history_len: self.history.len(),
+            ratings_len: self.ratings.len(),
         }
     }
 
@@ -160,6 +189,7 @@ impl DpoTrainer {
         self.policy = snapshot.policy;
         self.optim = snapshot.optim;
         self.history.truncate(snapshot.history_len);
+        self.ratings.truncate(snapshot.ratings_len);
     }
 
     /// The policy back to the reference (with LoRA: the adapters as they started), a fresh
@@ -172,6 +202,7 @@ impl DpoTrainer {
         self.policy = start.fork(&self.device.clone().autodiff()).train();
         self.optim = Optimizer::new(self.config.optimizer());
         self.history.clear();
+        self.ratings.clear();
     }
 
     /// Updates applied so far.
@@ -207,6 +238,7 @@ impl DpoTrainer {
         self.policy = policy.fork(&self.device.clone().autodiff()).train();
         self.optim = optim;
         self.history.clear();
+        self.ratings.clear();
         Ok(())
     }
 
@@ -255,6 +287,9 @@ impl DpoTrainer {
 
     /// Tokenised pairs → sequences, with the reference log-probs computed once.
     pub async fn prepare(&self, pairs: &[TokenizedPair], pad_id: u32) -> Result<PreparedBatch> {
+        if self.config.trainer.unpaired() {
+            return Err(pairs_refused());
+        }
         let sequences = SequenceBatch::concatenated(pairs, pad_id, self.max_len())?;
         if !self.config.trainer.needs_reference() {
             let zeros = vec![0.0; sequences.rows];
@@ -391,7 +426,7 @@ impl DpoTrainer {
         let (token_logps, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone().inner();
         let inputs = self.dpo_inputs(token_logps.inner(), log_sum_sq, batch, &self.device)?;
-        let objective = Objective::of(&self.config, inputs);
+        let objective = Objective::of(&self.config, inputs)?;
         let n = batch.n_pairs;
         let read = read_all(objective.tensors(stat_sums(stats, n).inner(), n, &self.device));
         Ok(objective.values(read.await?, batch, &self.config))
@@ -407,7 +442,7 @@ impl DpoTrainer {
         let log_sum_sq = stats.log_sum_sq_probs.clone();
         let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad)?;
         // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
-        let objective = Objective::of(&self.config, inputs);
+        let objective = Objective::of(&self.config, inputs)?;
         let rpo = objective.rpo.clone();
         let loss = match &rpo {
             Some((alpha, nll)) => {
@@ -416,19 +451,16 @@ impl DpoTrainer {
             None => objective.out.losses.clone().mean(),
         };
         // Backward: gradients of the loss w.r.t. every policy parameter.
-        let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
+        let (grads, sq_norm) = self.backward(loss);
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
         // tensors); they decide whether to step.
-        let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
         let n = batch.n_pairs;
         let plain = objective.inner();
-        let mut tensors = plain
-            .tensors(stat_sums(stats, n).inner(), n, &self.device)
-            .to_vec();
-        tensors.push(sq_norm);
-        let tensors: [Tensor<1>; 11] = tensors.try_into().expect("ten values and the norm");
-        let read = read_all(tensors).await?;
-        let [read @ .., sq_norm] = read;
+        let [read @ .., sq_norm]: [_; 11] = read_all(push(
+            plain.tensors(stat_sums(stats, n).inner(), n, &self.device),
+            sq_norm,
+        ))
+        .await?;
         let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
         let values = plain.values(read, batch, &self.config);
         let grad_norm = (sq_norm[0] as f64).sqrt();
@@ -438,8 +470,26 @@ impl DpoTrainer {
             // As TRL logged it: `loss` includes the NLL term, `nll_loss` is the term alone.
             metrics.loss += alpha * metrics.nll_loss.expect("RPO reads its NLL back");
         }
-        // Guard: never let a NaN/inf into the weights or the Adam moments.
-        let skipped = skip_reason(metrics.loss, grad_norm);
+        let skipped = self.apply(grads, metrics.loss, grad_norm);
+        Ok(StepReport {
+            metrics,
+            values,
+            skipped,
+            forward_backward_ms,
+        })
+    }
+
+    /// The gradients of `loss` w.r.t. every policy parameter, and their squared global norm.
+    fn backward(&self, loss: Tensor<1>) -> (GradientsParams, Tensor<1>) {
+        let grads = GradientsParams::from_grads(loss.backward(), &self.policy);
+        let sq_norm = grad_norm_squared(&self.policy, &grads, &self.device);
+        (grads, sq_norm)
+    }
+
+    /// The optimizer step with `grads`, unless the loss or gradient read back is non-finite
+    /// (never let a NaN/inf into the weights or the Adam moments): then why it was skipped.
+    fn apply(&mut self, grads: GradientsParams, loss: f64, grad_norm: f64) -> Option<String> {
+        let skipped = skip_reason(loss, grad_norm);
         if skipped.is_none() {
             self.policy = clipped_step(
                 &mut self.optim,
@@ -450,12 +500,7 @@ impl DpoTrainer {
                 self.config.learning_rate,
             );
         }
-        Ok(StepReport {
-            metrics,
-            values,
-            skipped,
-            forward_backward_ms,
-        })
+        skipped
     }
 
     /// `steps_per_pair` updates on one prepared batch; one report per update.
@@ -466,4 +511,223 @@ impl DpoTrainer {
         }
         Ok(reports)
     }
+
+    /// Tokenised ratings → KTO's rows (with the KL rows its loss type needs), with the
+    /// reference's log-probs computed once.
+    pub async fn prepare_rated(
+        &self,
+        ratings: &[TokenizedRating],
+        pad_id: u32,
+    ) -> Result<RatedBatch> {
+        self.takes_ratings()?;
+        let kl = self.config.kto.loss_type.uses_kl();
+        let sequences = SequenceBatch::rated(ratings, kl, pad_id, self.max_len())?;
+        let sums = self
+            .frozen_token_logps(&self.reference, &sequences)
+            .sum_dim(1)
+            .reshape([sequences.rows]);
+        let [reference_logps] = read_all([sums]).await?;
+        Ok(RatedBatch {
+            ratings: ratings.to_vec(),
+            sequences,
+            reference_logps,
+        })
+    }
+
+    /// What KTO reads of `batch` from the policy's per-token log-probs.
+    fn kto_inputs(
+        &self,
+        token_logps: Tensor<2>,
+        batch: &RatedBatch,
+        device: &Device,
+    ) -> Result<KtoInputs> {
+        let kto = &self.config.kto;
+        let n = batch.ratings.len();
+        let has_kl = batch.sequences.rows == 2 * n;
+        if !self.config.trainer.unpaired() || kto.loss_type.uses_kl() != has_kl {
+            return Err(Error::Setting(
+                "this batch of ratings was prepared for another objective; prepare it again".into(),
+            ));
+        }
+        kto.check_batch(n)?;
+        let rows = batch.sequences.rows;
+        let policy = token_logps.sum_dim(1).reshape([rows]);
+        let reference = Tensor::<1>::from_data(
+            TensorData::new(batch.reference_logps.clone(), [rows]),
+            device,
+        );
+        Ok(KtoInputs {
+            kl_rows: has_kl.then(|| {
+                (
+                    policy.clone().slice(n..rows),
+                    reference.clone().slice(n..rows),
+                )
+            }),
+            policy: policy.slice(0..n),
+            reference: reference.slice(0..n),
+            labels: batch.ratings.iter().map(|r| r.label).collect(),
+        })
+    }
+
+    /// The forward on `policy` (autodiff or not) and the objective on `batch`: the loss, and what
+    /// is read back for the metrics: losses, rewards, log-probs `[n]`, z₀ `[1]`, and the rated
+    /// rows' summed mean logits and entropies `[n]`.
+    fn kto_objective(
+        &self,
+        policy: &CausalLm,
+        batch: &RatedBatch,
+        device: &Device,
+    ) -> Result<(Tensor<1>, [Tensor<1>; 6])> {
+        let (token_logps, stats) = token_logps_and_stats(policy, &batch.sequences, device);
+        let inputs = self.kto_inputs(token_logps, batch, device)?;
+        let out = kto_loss(&inputs, &self.config.kto);
+        let n = batch.ratings.len();
+        let loss = out.losses.clone().mean();
+        let read = [
+            out.losses.inner(),
+            out.rewards.inner(),
+            inputs.policy.detach().inner(),
+            out.kl.inner(),
+            stats.mean_logits.slice(0..n).inner(),
+            stats.entropy.slice(0..n).inner(),
+        ];
+        Ok((loss, read))
+    }
+
+    /// [`DpoTrainer::kto_objective`]'s values as read back.
+    fn rating_values(&self, read: [Vec<f32>; 6], batch: &RatedBatch) -> RatingValues {
+        let [losses, rewards, policy, kl, mean_logits, entropy] = read;
+        let n = batch.ratings.len();
+        let labels: Vec<bool> = batch.ratings.iter().map(|r| r.label).collect();
+        let counts = batch.sequences.counts();
+        let sum_where = |v: &[f32], label: bool| {
+            (0..n)
+                .filter(|&i| labels[i] == label)
+                .map(|i| v[i] as f64)
+                .sum::<f64>()
+        };
+        let tokens = TokenSums {
+            chosen_logits: sum_where(&mean_logits, true),
+            rejected_logits: sum_where(&mean_logits, false),
+            entropy: entropy.iter().map(|&x| x as f64).sum(),
+            chosen_top1: 0.0,
+            chosen_tokens: sum_where(&counts, true),
+            rejected_tokens: sum_where(&counts, false),
+        };
+        RatingValues {
+            labels,
+            losses,
+            rewards,
+            policy,
+            reference: batch.reference_logps[..n].to_vec(),
+            kl: kl[0] as f64,
+            tokens,
+        }
+    }
+
+    /// KTO's metrics of the current policy on `batch`, without updating.
+    pub async fn evaluate_rated(&self, batch: &RatedBatch) -> Result<RatingValues> {
+        let ad = self.device.clone().autodiff();
+        let policy = self.policy.valid().fork(&ad).no_grad();
+        let (_, read) = self.kto_objective(&policy, batch, &ad)?;
+        Ok(self.rating_values(read_all(read).await?, batch))
+    }
+
+    /// One optimizer update on a batch of ratings, as [`DpoTrainer::step`] on pairs.
+    pub async fn step_rated(&mut self, batch: &RatedBatch) -> Result<RatingReport> {
+        let started = web_time::Instant::now();
+        let ad = self.device.clone().autodiff();
+        // Forward and loss: the rated rows with gradients, the KL rows without.
+        let (loss, read) = self.kto_objective(&self.policy, batch, &ad)?;
+        // Backward, then the metrics and the gradient norm in one transfer.
+        let (grads, sq_norm) = self.backward(loss);
+        let [read @ .., sq_norm]: [_; 7] = read_all(push(read, sq_norm)).await?;
+        let forward_backward_ms = started.elapsed().as_secs_f64() * 1e3;
+        let values = self.rating_values(read, batch);
+        let grad_norm = (sq_norm[0] as f64).sqrt();
+        let mut metrics = values.metrics();
+        metrics.grad_norm = Some(grad_norm);
+        let skipped = self.apply(grads, metrics.loss, grad_norm);
+        Ok(RatingReport {
+            metrics,
+            values,
+            skipped,
+            forward_backward_ms,
+        })
+    }
+
+    /// `steps_per_pair` updates on one batch of ratings.
+    pub async fn train_rated(&mut self, batch: &RatedBatch) -> Result<Vec<RatingReport>> {
+        let mut reports = Vec::with_capacity(self.config.steps_per_pair);
+        for _ in 0..self.config.steps_per_pair {
+            reports.push(self.step_rated(batch).await?);
+        }
+        Ok(reports)
+    }
+
+    /// Learns from one new rating, as the app does on every 👍/👎: `steps_per_pair` updates on a
+    /// batch of this rating (first) and up to `rating_batch − 1` earlier ones, most recent first.
+    /// With `kto`, a first rating alone cannot train (see [`KtoConfig::check_batch`]): it is kept
+    /// and learnt with the next; then no reports come back.
+    ///
+    /// [`KtoConfig::check_batch`]: crate::train::kto::KtoConfig::check_batch
+    pub async fn learn_rated(
+        &mut self,
+        rating: TokenizedRating,
+        pad_id: u32,
+    ) -> Result<Vec<RatingReport>> {
+        let earlier = self
+            .ratings
+            .len()
+            .saturating_sub(self.config.rating_batch.saturating_sub(1));
+        let batch: Vec<TokenizedRating> = std::iter::once(rating.clone())
+            .chain(self.ratings[earlier..].iter().rev().cloned())
+            .collect();
+        if self.config.kto.check_batch(batch.len()).is_err() {
+            // Kept only if it could train once the batch fills.
+            self.takes_ratings()?;
+            SequenceBatch::rated(&batch, false, pad_id, self.max_len())?;
+            self.ratings.push(rating);
+            return Ok(Vec::new());
+        }
+        let prepared = self.prepare_rated(&batch, pad_id).await?;
+        let reports = self.train_rated(&prepared).await?;
+        self.ratings.push(rating);
+        Ok(reports)
+    }
+
+    fn takes_ratings(&self) -> Result<()> {
+        if !self.config.trainer.unpaired() {
+            return Err(Error::Setting(format!(
+                "ratings train with KTO (kto or apo_zero_unpaired), not {}: choose KTO, or pick \
+                 between two responses",
+                self.config.trainer
+            )));
+        }
+        Ok(())
+    }
+
+    /// The ratings seen so far, oldest first.
+    pub fn ratings(&self) -> &[TokenizedRating] {
+        &self.ratings
+    }
+}
+
+/// `tensors` with one more.
+fn push<const N: usize, const M: usize>(
+    tensors: [Tensor<1>; N],
+    last: Tensor<1>,
+) -> [Tensor<1>; M] {
+    let mut all = tensors.to_vec();
+    all.push(last);
+    all.try_into().expect("M is N + 1")
+}
+
+/// Why a batch of pairs cannot train with KTO.
+pub(super) fn pairs_refused() -> Error {
+    Error::Setting(
+        "KTO learns from rated responses, not pairs: rate responses (👍/👎), or unpair the pairs \
+         as TRL does (one desirable and one undesirable row each)"
+            .into(),
+    )
 }

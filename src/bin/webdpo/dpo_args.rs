@@ -1,16 +1,15 @@
-//! The arguments `train` and `eval` share (model, reference, data, DPO, LoRA) and what they
-//! load from them.
+//! The arguments `train` and `eval` share (model, reference, data, the objective, LoRA) and
+//! what they load from them.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use webdpo::hf::peft::from_peft;
 use webdpo::train::dpo::FDivergence;
-use webdpo::train::parse_jsonl;
-use webdpo::train::{CpoConfig, CpoLoss, OrpoConfig, Trainer};
+use webdpo::train::{CpoConfig, CpoLoss, OrpoConfig, Trainer, parse_jsonl, parse_ratings};
 use webdpo::{
-    CausalLm, ComputeDevice, DpoConfig, Error, LoraConfig, ModelDir, PreferencePair, Result,
-    TextTokenizer, TokenizedPair, TrainConfig,
+    CausalLm, ComputeDevice, DpoConfig, Error, KtoConfig, LoraConfig, ModelDir, Result,
+    TextTokenizer, TokenizedPair, TokenizedRating, TrainConfig,
 };
 
 #[derive(Args)]
@@ -21,10 +20,12 @@ pub struct DpoArgs {
     /// The reference model directory; defaults to --model.
     #[arg(long = "ref")]
     pub reference: Option<PathBuf>,
-    /// JSONL of preference pairs.
+    /// JSONL of preference pairs; for kto, of rated responses {"prompt","completion","label"}
+    /// (pairs are unpaired as TRL does).
     #[arg(long)]
     pub data: PathBuf,
-    /// dpo (with the reference), or the reference-free cpo (also SimPO, AlphaPO) or orpo.
+    /// dpo (with the reference), the reference-free cpo (also SimPO, AlphaPO) or orpo, or kto
+    /// (rated responses, with the reference).
     #[arg(long, default_value = "dpo")]
     pub trainer: Trainer,
     #[arg(long, default_value_t = DpoConfig::default().beta)]
@@ -32,8 +33,9 @@ pub struct DpoArgs {
     /// DPO: one of TRL's loss types, or several separated by commas (summed with
     /// --loss-weights): sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard,
     /// aot, aot_unpaired, apo_zero, apo_down, discopop, sft, sigmoid_norm. CPO: sigmoid, hinge,
-    /// ipo, simpo or alphapo (simpo without the NLL term, as TRL).
-    #[arg(long, value_delimiter = ',', default_value = "sigmoid")]
+    /// ipo, simpo or alphapo (simpo without the NLL term, as TRL). KTO: kto or
+    /// apo_zero_unpaired. Defaults to sigmoid (kto for KTO).
+    #[arg(long, value_delimiter = ',')]
     pub loss: Vec<String>,
     /// A weight per loss type (1 each by default), e.g. MPO: --loss sigmoid,bco_pair,sft
     /// --loss-weights 0.8,0.2,1.0.
@@ -66,6 +68,12 @@ pub struct DpoArgs {
     /// AlphaPO's reward shape α (CPO); 0 is CPO's.
     #[arg(long, default_value_t = CpoConfig::default().alpha)]
     pub alpha: f64,
+    /// KTO: the weight of the desirable rows' losses.
+    #[arg(long, default_value_t = KtoConfig::default().desirable_weight)]
+    pub desirable_weight: f64,
+    /// KTO: the weight of the undesirable rows' losses.
+    #[arg(long, default_value_t = KtoConfig::default().undesirable_weight)]
+    pub undesirable_weight: f64,
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     #[arg(long, default_value_t = TrainConfig::default().max_length)]
@@ -114,19 +122,29 @@ impl LoraArgs {
     }
 }
 
-pub fn read_pairs(path: &Path) -> Result<Vec<PreferencePair>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_jsonl(&text, &path.display().to_string())
+/// The data, tokenised: pairs, or rated responses for KTO.
+pub enum Rows {
+    Pairs(Vec<TokenizedPair>),
+    Ratings(Vec<TokenizedRating>),
 }
 
-/// Policy, reference, tokenizer and tokenised pairs: what `train` and `eval` work on.
+impl Rows {
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Pairs(p) => p.len(),
+            Rows::Ratings(r) => r.len(),
+        }
+    }
+}
+
+/// Policy, reference, tokenizer and tokenised data: what `train` and `eval` work on.
 pub struct Setup {
     pub dir: ModelDir,
     pub policy: CausalLm,
     pub reference: Option<CausalLm>,
     pub lora: Option<LoraConfig>,
     pub tokenizer: TextTokenizer,
-    pub pairs: Vec<TokenizedPair>,
+    pub rows: Rows,
     /// The objective's settings and the length; the rest is the command's.
     pub train: TrainConfig,
 }
@@ -138,7 +156,8 @@ fn objective(a: &DpoArgs) -> Result<TrainConfig> {
         max_length: a.max_length,
         ..TrainConfig::default()
     };
-    let one_loss = || match a.loss.as_slice() {
+    let one_loss = |default: &'static str| match a.loss.as_slice() {
+        [] => Ok(default),
         [loss] => Ok(loss.as_str()),
         _ => Err(Error::Setting(format!(
             "--trainer {} takes one --loss, got {:?}",
@@ -147,9 +166,13 @@ fn objective(a: &DpoArgs) -> Result<TrainConfig> {
     };
     match a.trainer {
         Trainer::Dpo => {
+            let losses = match a.loss.as_slice() {
+                [] => vec![DpoConfig::default().loss_type[0]],
+                names => names.iter().map(|l| l.parse()).collect::<Result<_>>()?,
+            };
             train.dpo = DpoConfig {
                 beta: a.beta,
-                loss_type: a.loss.iter().map(|l| l.parse()).collect::<Result<_>>()?,
+                loss_type: losses,
                 loss_weights: a.loss_weights.clone(),
                 label_smoothing: a.label_smoothing,
                 f_divergence_type: a.f_divergence,
@@ -160,7 +183,7 @@ fn objective(a: &DpoArgs) -> Result<TrainConfig> {
             }
         }
         Trainer::Cpo => {
-            let (loss_type, cpo_alpha) = match one_loss()? {
+            let (loss_type, cpo_alpha) = match one_loss("sigmoid")? {
                 "alphapo" => (CpoLoss::Simpo, 0.0),
                 loss => (loss.parse()?, a.cpo_alpha),
             };
@@ -174,6 +197,15 @@ fn objective(a: &DpoArgs) -> Result<TrainConfig> {
             }
         }
         Trainer::Orpo => train.orpo = OrpoConfig { beta: a.beta },
+        Trainer::Kto => {
+            train.kto = KtoConfig {
+                beta: a.beta,
+                loss_type: one_loss("kto")?.parse()?,
+                desirable_weight: a.desirable_weight,
+                undesirable_weight: a.undesirable_weight,
+            };
+            train.kto.check_batch(a.batch_size)?;
+        }
     }
     train.validate()?;
     Ok(train)
@@ -195,7 +227,8 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
             "with LoRA the reference is the model without its adapters; drop --ref".into(),
         ));
     }
-    let pairs = read_pairs(&a.data)?;
+    let text = std::fs::read_to_string(&a.data).map_err(|e| Error::io(&a.data, e))?;
+    let file = a.data.display().to_string();
     let policy = ModelDir::load(&a.model, &device.device)?;
     let reference = match &a.reference {
         Some(dir) => {
@@ -211,18 +244,33 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         None => None,
     };
     let tokenizer = policy.tokenizer()?;
-    let file = a.data.display().to_string();
-    let tokenized = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            TokenizedPair::new(&tokenizer, p).map_err(|e| Error::Data {
-                file: file.clone(),
-                line: i + 1,
-                msg: e.to_string(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let at_line = |i: usize| {
+        let file = file.clone();
+        move |e: Error| Error::Data {
+            file,
+            line: i + 1,
+            msg: e.to_string(),
+        }
+    };
+    let rows = if a.trainer.unpaired() {
+        let rated = parse_ratings(&text, &file)?;
+        Rows::Ratings(
+            rated
+                .iter()
+                .enumerate()
+                .map(|(i, r)| TokenizedRating::new(&tokenizer, r).map_err(at_line(i)))
+                .collect::<Result<_>>()?,
+        )
+    } else {
+        let pairs = parse_jsonl(&text, &file)?;
+        Rows::Pairs(
+            pairs
+                .iter()
+                .enumerate()
+                .map(|(i, p)| TokenizedPair::new(&tokenizer, p).map_err(at_line(i)))
+                .collect::<Result<_>>()?,
+        )
+    };
     let (model, lora) = a.lora.apply(policy.model.clone())?;
     Ok(Setup {
         dir: policy,
@@ -230,7 +278,7 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
         reference,
         lora,
         tokenizer,
-        pairs: tokenized,
+        rows,
         train,
     })
 }

@@ -1,12 +1,12 @@
-//! `webdpo train`: DPO on a TRL-format JSONL, written as a model directory (and a PEFT
-//! adapter with LoRA).
+//! `webdpo train`: the chosen objective on a TRL-format JSONL, written as a model directory (and
+//! a PEFT adapter with LoRA).
 
 use std::path::PathBuf;
 
 use webdpo::hf::peft::to_peft;
 use webdpo::{ComputeDevice, DpoTrainer, Error, Optim, Result, TrainConfig, block_on};
 
-use crate::dpo_args::{DpoArgs, Setup, setup};
+use crate::dpo_args::{DpoArgs, Rows, Setup, setup};
 use crate::output::{progress, write_file};
 
 #[derive(clap::Args)]
@@ -37,7 +37,7 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         reference,
         lora,
         tokenizer,
-        pairs,
+        rows,
         train,
     } = setup(&a.dpo, device)?;
     // AdamW, as TRL's trainers (the app's SGD default is tuned for single picks).
@@ -50,22 +50,42 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         ..train
     };
     let mut trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
-    let bar = progress(pairs.len() * a.epochs, "train");
+    let bar = progress(rows.len() * a.epochs, "train");
     let mut skipped = 0;
+    let pad_id = tokenizer.pad_id();
+    // (loss, margin, why skipped) of each update on the next batch of `size` rows.
+    let mut train_chunk = |start: usize, size: usize| -> Result<Vec<(f64, f64, Option<String>)>> {
+        Ok(match &rows {
+            Rows::Pairs(pairs) => {
+                let batch = block_on(trainer.prepare(&pairs[start..start + size], pad_id))?;
+                block_on(trainer.train_batch(&batch))?
+                    .into_iter()
+                    .map(|r| (r.metrics.loss, r.metrics.rewards_margins, r.skipped))
+                    .collect()
+            }
+            Rows::Ratings(ratings) => {
+                let batch = block_on(trainer.prepare_rated(&ratings[start..start + size], pad_id))?;
+                block_on(trainer.train_rated(&batch))?
+                    .into_iter()
+                    .map(|r| {
+                        let margin = r.metrics.rewards_margins.unwrap_or(f64::NAN);
+                        (r.metrics.loss, margin, r.skipped)
+                    })
+                    .collect()
+            }
+        })
+    };
     for _ in 0..a.epochs {
-        for chunk in pairs.chunks(a.dpo.batch_size) {
-            let batch = block_on(trainer.prepare(chunk, tokenizer.pad_id()))?;
-            for report in block_on(trainer.train_batch(&batch))? {
-                if let Some(why) = &report.skipped {
+        for start in (0..rows.len()).step_by(a.dpo.batch_size) {
+            let size = a.dpo.batch_size.min(rows.len() - start);
+            for (loss, margin, why) in train_chunk(start, size)? {
+                if let Some(why) = why {
                     skipped += 1;
                     bar.suspend(|| eprintln!("warning: {why}"));
                 }
-                bar.set_prefix(format!(
-                    "loss {:.4} margin {:.4}",
-                    report.metrics.loss, report.metrics.rewards_margins
-                ));
+                bar.set_prefix(format!("loss {loss:.4} margin {margin:.4}"));
             }
-            bar.inc(chunk.len() as u64);
+            bar.inc(size as u64);
         }
     }
     bar.finish();

@@ -117,15 +117,31 @@ async fn dpo_update_on_webgpu_and_cpu_agree() {
 async fn one_step(device: &ComputeDevice, train: TrainConfig) -> (f64, f64) {
     let policy = CausalLm::init(&config(), 1, &device.device).unwrap();
     let reference = CausalLm::init(&config(), 0, &device.device).unwrap();
+    let unpaired = train.trainer.unpaired();
     let mut trainer = DpoTrainer::new(policy, Some(reference), train, &device.device).unwrap();
+    if unpaired {
+        // The pairs unpaired as TRL does: the chosen rows, then the rejected.
+        let rated = |label: bool| {
+            pairs().into_iter().map(move |p| webdpo::TokenizedRating {
+                completion: if label { p.chosen } else { p.rejected },
+                prompt: p.prompt,
+                label,
+            })
+        };
+        let ratings: Vec<_> = rated(true).chain(rated(false)).collect();
+        let batch = trainer.prepare_rated(&ratings, 0).await.unwrap();
+        let m = trainer.step_rated(&batch).await.unwrap().metrics;
+        assert!(m.kl >= 0.0);
+        return (m.loss, m.grad_norm.unwrap());
+    }
     let batch = trainer.prepare(&pairs(), 0).await.unwrap();
     let m = trainer.step(&batch).await.unwrap().metrics;
     (m.loss, m.grad_norm.unwrap())
 }
 
 /// Objectives beyond DPO's sigmoid (length-normalised, sorted, modulated, unpaired-style, a
-/// weighted list, and the reference-free SimPO and ORPO) give the same loss and gradient on
-/// WebGPU and on the CPU fallback.
+/// weighted list, the reference-free SimPO and ORPO, and KTO on rated rows) give the same loss
+/// and gradient on WebGPU and on the CPU fallback.
 #[wasm_bindgen_test]
 async fn objectives_agree_on_webgpu_and_cpu() {
     use webdpo::LossType;
@@ -154,6 +170,15 @@ async fn objectives_agree_on_webgpu_and_cpu() {
         trainer: webdpo::train::Trainer::Orpo,
         ..TrainConfig::default()
     };
+    let kto = |loss_type| TrainConfig {
+        trainer: webdpo::train::Trainer::Kto,
+        kto: webdpo::KtoConfig {
+            loss_type,
+            undesirable_weight: 1.5,
+            ..Default::default()
+        },
+        ..TrainConfig::default()
+    };
     for train in [
         dpo(one(LossType::Ipo)),
         dpo(one(LossType::Aot)),
@@ -162,8 +187,13 @@ async fn objectives_agree_on_webgpu_and_cpu() {
         dpo(mpo),
         simpo,
         orpo,
+        kto(webdpo::train::KtoLoss::Kto),
+        kto(webdpo::train::KtoLoss::ApoZeroUnpaired),
     ] {
-        let what = format!("{} {:?}", train.trainer, train.dpo.loss_type);
+        let what = match train.trainer {
+            webdpo::train::Trainer::Kto => format!("kto {}", train.kto.loss_type),
+            trainer => format!("{trainer} {:?}", train.dpo.loss_type),
+        };
         let (g, c) = (
             one_step(&gpu, train.clone()).await,
             one_step(&cpu, train).await,

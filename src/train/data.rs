@@ -89,17 +89,34 @@ pub fn parse_unpaired_jsonl(text: &str, file: &str) -> Result<Vec<RatedResponse>
     )
 }
 
-/// What KTO trains on from a JSONL of either format: rated responses as they are, pairs unpaired
-/// as TRL does ([`unpair`]).
-pub fn parse_ratings(text: &str, file: &str) -> Result<Vec<RatedResponse>> {
+/// The rows of a JSONL in either of TRL's preference formats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(tag = "kind", content = "rows", rename_all = "lowercase")]
+pub enum PreferenceRows {
+    Pairs(Vec<PreferencePair>),
+    Ratings(Vec<RatedResponse>),
+}
+
+/// A JSONL of pairs or of rated responses, told apart by the first row's keys.
+pub fn parse_preferences(text: &str, file: &str) -> Result<PreferenceRows> {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     let paired = serde_json::from_str::<serde_json::Value>(first)
         .is_ok_and(|row| row.get("chosen").is_some() && row.get("rejected").is_some());
-    if paired {
-        Ok(unpair(&parse_jsonl(text, file)?))
+    Ok(if paired {
+        PreferenceRows::Pairs(parse_jsonl(text, file)?)
     } else {
-        parse_unpaired_jsonl(text, file)
-    }
+        PreferenceRows::Ratings(parse_unpaired_jsonl(text, file)?)
+    })
+}
+
+/// What KTO trains on from a JSONL of either format: rated responses as they are, pairs unpaired
+/// as TRL does ([`unpair`]).
+pub fn parse_ratings(text: &str, file: &str) -> Result<Vec<RatedResponse>> {
+    Ok(match parse_preferences(text, file)? {
+        PreferenceRows::Pairs(pairs) => unpair(&pairs),
+        PreferenceRows::Ratings(ratings) => ratings,
+    })
 }
 
 /// TRL's `unpair_preference_dataset`: each pair becomes a desirable row (its chosen response) and

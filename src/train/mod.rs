@@ -46,8 +46,8 @@ pub mod trainer;
 
 pub use config::{TrainConfig, Trainer};
 pub use data::{
-    Message, PreferencePair, RatedResponse, Turns, parse_jsonl, parse_ratings,
-    parse_unpaired_jsonl, unpair,
+    Message, PreferencePair, PreferenceRows, RatedResponse, Turns, parse_jsonl, parse_preferences,
+    parse_ratings, parse_unpaired_jsonl, unpair,
 };
 pub use dpo::{DpoConfig, LossType};
 pub use kto::{KtoConfig, KtoLoss};

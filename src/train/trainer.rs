@@ -711,6 +711,11 @@ impl DpoTrainer {
     pub fn ratings(&self) -> &[TokenizedRating] {
         &self.ratings
     }
+
+    /// Ratings from before (a reload), as the oldest: the next rating's batch draws on them.
+    pub fn recall_ratings(&mut self, earlier: Vec<TokenizedRating>) {
+        self.ratings.splice(0..0, earlier);
+    }
 }
 
 /// `tensors` with one more.

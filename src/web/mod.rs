@@ -100,6 +100,13 @@ pub fn parse_pairs(text: &str, file: &str) -> Result<JsValue, Error> {
     Ok(to_js(&parse_jsonl(text, file)?))
 }
 
+/// The rows of a TRL JSONL file of either preference format: `{kind: "pairs", rows}` or
+/// `{kind: "ratings", rows}` (`{"prompt","completion","label"}` per line).
+#[wasm_bindgen(js_name = parsePreferences, unchecked_return_type = "PreferenceRows")]
+pub fn parse_preferences(text: &str, file: &str) -> Result<JsValue, Error> {
+    Ok(to_js(&crate::train::parse_preferences(text, file)?))
+}
+
 /// A prompt in the format the built-in story model was trained on (the story world's); other
 /// models take the text as it is, formatted by their chat template when they have one.
 #[wasm_bindgen(js_name = storyPrompt)]

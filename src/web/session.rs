@@ -13,9 +13,9 @@ use crate::hf::safetensors::{self, Dtype};
 use crate::hf::{ModelFiles, TextTokenizer};
 use crate::model::{CausalLm, LoraConfig, ModelConfig};
 use crate::runtime::{ComputeDevice, MemoryEstimate, MemoryLimits};
-use crate::train::TokenizedPair;
-use crate::train::data::{PreferencePair, Turns};
+use crate::train::data::{PreferencePair, RatedResponse, Turns};
 use crate::train::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
+use crate::train::{RatingReport, TokenizedPair, TokenizedRating};
 
 /// A completion split into tokens (EOS included, shown as "</s>") with each token's log-prob
 /// under the policy and under the reference.
@@ -279,6 +279,67 @@ impl Session {
             .prepare(&[pair], self.tokenizer.pad_id())
             .await?;
         Ok(to_js(&self.trainer.train_batch(&batch).await?))
+    }
+
+    /// Learns from one rated response (👍 `label` true, 👎 false) with KTO: `steps_per_pair`
+    /// updates on a batch of it and up to `rating_batch − 1` recent ratings, `values` listing it
+    /// first. Empty when, with `kto`, a first rating waits for a second to form a batch.
+    #[wasm_bindgen(unchecked_return_type = "RatingReport[]")]
+    pub async fn rate(
+        &mut self,
+        prompt: String,
+        completion: String,
+        label: bool,
+    ) -> Result<JsValue, Error> {
+        let rating = self.tokenize_rating(RatedResponse {
+            prompt: prompt.into(),
+            completion: completion.into(),
+            label,
+        })?;
+        let reports: Vec<RatingReport> = self
+            .trainer
+            .learn_rated(rating, self.tokenizer.pad_id())
+            .await?;
+        Ok(to_js(&reports))
+    }
+
+    /// `steps_per_pair` updates on `ratings` as one batch, without adding them to the recent
+    /// ratings (imported ratings, or training again).
+    #[wasm_bindgen(js_name = trainOnRatings, unchecked_return_type = "RatingReport[]")]
+    pub async fn train_on_ratings(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "RatedResponse[]")] ratings: JsValue,
+    ) -> Result<JsValue, Error> {
+        let ratings: Vec<RatedResponse> = from_js(ratings, "ratings")?;
+        let ratings = self.tokenize_ratings(ratings)?;
+        let batch = self
+            .trainer
+            .prepare_rated(&ratings, self.tokenizer.pad_id())
+            .await?;
+        Ok(to_js(&self.trainer.train_rated(&batch).await?))
+    }
+
+    /// Ratings stored before a reload, oldest first: the next rating's batch draws on them.
+    #[wasm_bindgen(js_name = recallRatings)]
+    pub fn recall_ratings(
+        &mut self,
+        #[wasm_bindgen(unchecked_param_type = "RatedResponse[]")] ratings: JsValue,
+    ) -> Result<(), Error> {
+        let ratings: Vec<RatedResponse> = from_js(ratings, "ratings")?;
+        let ratings = self.tokenize_ratings(ratings)?;
+        self.trainer.recall_ratings(ratings);
+        Ok(())
+    }
+
+    fn tokenize_rating(&self, rating: RatedResponse) -> Result<TokenizedRating, Error> {
+        TokenizedRating::new(&self.tokenizer, &rating)
+    }
+
+    fn tokenize_ratings(&self, ratings: Vec<RatedResponse>) -> Result<Vec<TokenizedRating>, Error> {
+        ratings
+            .into_iter()
+            .map(|r| self.tokenize_rating(r))
+            .collect()
     }
 
     /// Each token of `completion` with its log-prob under the policy and the reference.

@@ -801,8 +801,8 @@ fn kto_at_the_reference_and_on_one_label() {
     assert_eq!(both.rewards_rejected, None);
 }
 
-/// TRL's refusals and the unpaired data: `kto` on a batch of one (its reference point would be
-/// the row's own reward), ratings under a paired trainer and pairs under KTO; a rated JSONL, and
+/// TRL's refusals and the unpaired data: `kto` with a batch size of one (its reference point
+/// would be the row's own reward), ratings under a paired trainer and pairs under KTO; a rated JSONL, and
 /// pairs unpaired as TRL orders them.
 #[test]
 fn kto_refusals_and_data() {
@@ -816,13 +816,21 @@ fn kto_refusals_and_data() {
         ..TrainConfig::default()
     };
     let ratings = tokenized_ratings();
-    let trainer = DpoTrainer::new(tiny_model(1, &device), None, kto(KtoLoss::Kto), &device);
+    let reference = Some(tiny_model(2, &device));
+    let trainer = DpoTrainer::new(
+        tiny_model(1, &device),
+        reference,
+        kto(KtoLoss::Kto),
+        &device,
+    );
     let trainer = trainer.unwrap();
-    let one = block_on(trainer.prepare_rated(&ratings[..1], 0)).unwrap();
-    let err = block_on(trainer.evaluate_rated(&one))
-        .unwrap_err()
-        .to_string();
+    let err = KtoConfig::default().check_batch(1).unwrap_err().to_string();
     assert!(err.contains("at least 2 ratings"), "{err}");
+    // A last, partial batch of one trains as in TRL: its KL row is the row itself.
+    let one = block_on(trainer.prepare_rated(&ratings[..1], 0)).unwrap();
+    let v = block_on(trainer.evaluate_rated(&one)).unwrap();
+    let own = (v.policy[0] - v.reference[0]) as f64;
+    assert_close(v.kl, own.max(0.0), 1e-5, "z₀ of a lone row");
     let err = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap_err();
     assert!(
         err.to_string().contains("rated responses, not pairs"),

@@ -76,8 +76,9 @@ impl KtoConfig {
         Ok(())
     }
 
-    /// TRL refuses `kto` on batches of one: the KL row would be the row itself, so the reference
-    /// point would equal the implied reward.
+    /// TRL refuses `kto` with a batch size of one: the KL row would be the row itself, so the
+    /// reference point would equal the implied reward. (A last, partial batch of one still trains,
+    /// as in TRL.)
     pub fn check_batch(&self, rows: usize) -> Result<()> {
         if self.loss_type.uses_kl() && rows <= 1 {
             return Err(Error::Setting(

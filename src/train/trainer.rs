@@ -549,7 +549,6 @@ impl DpoTrainer {
                 "this batch of ratings was prepared for another objective; prepare it again".into(),
             ));
         }
-        kto.check_batch(n)?;
         let rows = batch.sequences.rows;
         let policy = token_logps.sum_dim(1).reshape([rows]);
         let reference = Tensor::<1>::from_data(

@@ -1,6 +1,6 @@
 //! Every objective against TRL 1.16's source written again in f64: the 15 DPO losses, loss lists,
 //! f-divergences, TRL's refusals, the token metrics, WPO, LD-DPO, CPO/SimPO/AlphaPO, ORPO, KTO and
-//! the app's RPO term. One file, long, because the objectives share its f64 helpers (`trl_loss`,
+//! RPO as the sft loss. One file, long, because the objectives share its f64 helpers (`trl_loss`,
 //! `row_sums`).
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -602,15 +602,19 @@ fn reference_free_objectives_follow_trl() {
     assert_close(m.nll_loss.unwrap(), nll, 1e-5, "ORPO nll_loss");
 }
 
-/// The app's RPO term: the update's loss is DPO's plus α times the chosen tokens' mean NLL, which
-/// the report logs as `nll_loss`.
+/// RPO as TRL 1.16 spells it (`rpo_alpha` is gone): the `sft` loss after DPO's in the list,
+/// weighted α, so the loss is DPO's plus α times the chosen tokens' mean NLL.
 #[test]
-fn rpo_adds_the_chosen_nll_to_the_loss() {
+fn rpo_is_sft_in_the_loss_list() {
     let device = Device::flex();
     let policy = tiny_model(1, &device);
     let alpha = 0.5;
     let config = TrainConfig {
-        rpo_alpha: alpha,
+        dpo: DpoConfig {
+            loss_type: vec![LossType::Sigmoid, LossType::Sft],
+            loss_weights: Some(vec![1.0, alpha]),
+            ..DpoConfig::default()
+        },
         ..TrainConfig::default()
     };
     let reference = Some(tiny_model(2, &device));
@@ -621,10 +625,19 @@ fn rpo_adds_the_chosen_nll_to_the_loss() {
     let n = batch.n_pairs;
     let nll = -rows[..n].iter().map(|r| r.logp).sum::<f64>()
         / rows[..n].iter().map(|r| r.tokens).sum::<f64>();
-    let dpo = report.values.losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64;
-    let m = report.metrics;
-    assert_close(m.nll_loss.unwrap(), nll, 1e-5, "nll_loss");
-    assert_close(m.loss, dpo + alpha * nll, 1e-5, "loss = DPO + α·NLL");
+    let dpo = report
+        .values
+        .h
+        .iter()
+        .map(|&h| -ln_sigmoid(0.1 * h as f64))
+        .sum::<f64>()
+        / n as f64;
+    assert_close(
+        report.metrics.loss,
+        dpo + alpha * nll,
+        1e-5,
+        "loss = DPO + α·NLL",
+    );
 }
 
 /// The fixture's pairs as TRL's KTO sees them: unpaired, the chosen before the rejected.

@@ -1,13 +1,14 @@
-// What the user does: generate a pair, pick one, undo, reset, train on stored pairs, import and
-// export pairs and weights, change settings. Each changes the state, then the views show it.
-// Every pick is in IndexedDB before its update runs.
+// What the user does: generate a pair and pick one (or one response and rate it 👍/👎), undo,
+// reset, train on stored data, import and export pairs, ratings and weights, change settings.
+// Each changes the state, then the views show it. Every pick and rating is in IndexedDB before
+// its update runs.
 import { call } from "./client.js";
 import { callWithFallback, saveState } from "./models.js";
 import { showLast, showPick } from "./shown.js";
-import { learnt, state } from "./state.js";
+import { learnt, rating, state } from "./state.js";
 import { download, fmt, notice, plural, status } from "./views/dom.js";
 import { renderCharts } from "./views/charts.js";
-import { toJsonl } from "./views/data.js";
+import { ratingsJsonl, toJsonl } from "./views/data.js";
 import { renderMetrics } from "./views/metrics.js";
 import { promptText, renderComparison, renderPair } from "./views/pair.js";
 import {
@@ -30,18 +31,24 @@ export function generate() {
   const text = promptOrNotice();
   if (!text) return;
   notice(null);
+  // A rating objective (KTO) asks about one response, a pairwise one about two.
+  const n = rating() ? 1 : 2;
   return run("Generating", async () => {
-    state.current = { prompt: null, texts: ["", ""], done: false };
+    state.current = { prompt: null, texts: Array(n).fill(""), done: false };
     renderPair(state.current.texts);
-    status("Writing two responses…");
+    status(n === 1 ? "Writing a response…" : "Writing two responses…");
     const { prompt, texts } = await callWithFallback(
       "generate",
-      { text, n: 2, sampling: sampling(), reference: false },
+      { text, n, sampling: sampling(), reference: false },
       renderPair,
     );
     state.current = { prompt, texts, done: true };
     renderPair(texts);
-    status("Which one is better? Press A or B (or S to skip).");
+    status(
+      n === 1
+        ? "Is it good? Press Y (👍) or N (👎), or S to skip."
+        : "Which one is better? Press A or B (or S to skip).",
+    );
   });
 }
 
@@ -75,6 +82,7 @@ function pickValues(report) {
     h: v.h[0],
     sigma: v.sigma[0],
     loss: v.losses[0],
+    logOdds: v.log_odds?.[0],
   };
   // Both responses were sampled from the policy: their mean log-ratio estimates KL(π‖π_ref).
   const kl = (values.pc - values.rc + values.pr - values.rr) / 2;
@@ -123,6 +131,78 @@ export function pick(winner) {
   });
 }
 
+/** What the update of a rating computed, from its first report (the rating is row 0). */
+function ratingValues(report) {
+  const v = report.values;
+  const [policy, reference] = [v.policy[0], v.reference[0]];
+  return {
+    metrics: report.metrics,
+    values: {
+      policy,
+      reference,
+      r: policy - reference,
+      kl: v.kl,
+      loss: v.losses[0],
+      batch: v.labels.length,
+    },
+  };
+}
+
+/** Rates the response on show: 👍 (`label` true) or 👎. Stored first, then learnt with KTO on a
+ *  batch of it and recent ratings; with `kto` a first rating waits for a second. */
+export function rate(label) {
+  const current = state.current;
+  if (!current?.done) return;
+  const [completion] = current.texts;
+  const prompt = current.prompt;
+  return run("Learning from the rating", async () => {
+    const rated = await state.store.addPick({
+      model: state.model.name,
+      prompt,
+      completion,
+      label,
+      source: "rating",
+      time: Date.now(),
+    });
+    state.ratings.push(rated);
+    state.current = null;
+    notice(null);
+    status("Updating the policy…");
+    const reply = await callWithFallback("rate", { prompt, completion, label, pick: rated.id });
+    const { reports, scores, saved } = reply;
+    state.canUndo = reply.canUndo;
+    if (reports.length === 0) {
+      rated.waiting = true;
+      await state.store.putPick(rated);
+      status(
+        "Kept. KTO compares each rating with the others in its batch (its reference point " +
+          "z₀), so it learns once there is a second rating: rate one more.",
+      );
+      return;
+    }
+    // Ratings that waited for this batch are learnt with it.
+    for (const r of state.ratings.filter((r) => r.waiting)) {
+      delete r.waiting;
+      await state.store.putPick(r);
+    }
+    Object.assign(rated, ratingValues(reports[0]), { config: state.info.trainConfig });
+    const skipped = reports.find((r) => r.skipped)?.skipped;
+    if (!saved) rated.skipped = skipped;
+    await state.store.putPick(rated);
+    await saveState(saved);
+    showPick(rated, scores, reports[reports.length - 1].metrics, reports.length);
+    if (skipped)
+      notice(`${saved ? "An update of this rating was" : "Update"} skipped: ${skipped}`, "error");
+    const batch = reports[0].values.labels.length;
+    status(
+      !saved
+        ? "The update was skipped; your rating is kept."
+        : `Learned from your rating with ${plural(batch - 1, "earlier rating")} ` +
+            `(${plural(reports.length, "update")}). Generate again to see the change.`,
+    );
+  });
+}
+
 export function skip() {
   if (!state.current?.done) return;
   state.current = null;
@@ -133,15 +213,16 @@ export function skip() {
 export function undo() {
   return run("Undo", async () => {
     const { saved, canUndo, pick } = await call("undo");
-    // The pick whose update the worker undid is removed with it.
+    // The pick (or rating) whose update the worker undid is removed with it.
     await state.store.deletePick(pick);
     state.picks = state.picks.filter((p) => p.id !== pick);
+    state.ratings = state.ratings.filter((r) => r.id !== pick);
     await saveState(saved);
     state.canUndo = canUndo;
     await showLast();
     renderCharts(learnt());
     status(
-      "Undone: the policy and optimizer are exactly as before the last update, and that pick is removed.",
+      "Undone: the policy and optimizer are exactly as before the last update, and what it learnt from is removed.",
     );
   });
 }
@@ -183,7 +264,34 @@ export function trainOn(pairs, label) {
   });
 }
 
-export const trainOnAll = () => trainOn(state.picks, "Training again on all pairs");
+/** One pass over `ratings` with KTO, in batches of `rating_batch`, with progress. */
+export function trainOnRatings(ratings, label) {
+  return run(label, async () => {
+    const batch = state.info.trainConfig.rating_batch;
+    status(`${label}: 0 of ${ratings.length} ratings`, { progress: 0 });
+    const { reports, saved, canUndo } = await callWithFallback(
+      "trainOnRatings",
+      {
+        ratings: ratings.map(({ prompt, completion, label }) => ({ prompt, completion, label })),
+        batch,
+      },
+      ({ done, total, metrics }) =>
+        status(`${label}: ${done} of ${total} ratings (loss ${fmt(metrics.loss)})`, {
+          progress: done / total,
+        }),
+    );
+    await saveState(saved);
+    state.canUndo = canUndo;
+    renderMetrics({ metrics: reports[reports.length - 1].metrics, updates: reports.length });
+    status(`${label}: done, ${plural(reports.length, "batch", "batches")} of up to ${batch}.`);
+  });
+}
+
+/** Trains again on everything stored that the objective reads: ratings for KTO, else pairs. */
+export const trainOnAll = () =>
+  rating()
+    ? trainOnRatings(state.ratings, "Training again on all ratings")
+    : trainOn(state.picks, "Training again on all pairs");
 
 export function exportPairs() {
   download(toJsonl(state.picks), "webdpo-pairs.jsonl", "application/jsonl");
@@ -191,23 +299,42 @@ export function exportPairs() {
   status(`Exported ${n} pairs as TRL JSONL ({"prompt","chosen","rejected"} per line).`);
 }
 
-/** Stores the pairs of a TRL JSONL file (text or conversational rows) and trains on them; a bad
- *  line refuses the whole file. */
+export function exportRatings() {
+  download(ratingsJsonl(state.ratings), "webdpo-ratings.jsonl", "application/jsonl");
+  const n = state.ratings.length;
+  status(
+    `Exported ${plural(n, "rating")} as TRL's unpaired JSONL ({"prompt","completion","label"} per line).`,
+  );
+}
+
+/** Stores the pairs or ratings of a TRL JSONL file (text or conversational rows) and trains on
+ *  them (ratings only with KTO); a bad line refuses the whole file. */
 export async function importPairs(file) {
-  let pairs;
+  let parsed;
   try {
-    pairs = await call("parsePairs", { text: await file.text(), name: file.name });
+    parsed = await call("parsePreferences", { text: await file.text(), name: file.name });
   } catch (e) {
     notice(`Nothing imported: ${e.message}`, "error");
     return;
   }
   notice(null);
   const added = await state.store.addPicks(
-    pairs.map((p) => ({ ...p, model: state.model.name, source: "import", time: Date.now() })),
+    parsed.rows.map((p) => ({ ...p, model: state.model.name, source: "import", time: Date.now() })),
   );
-  state.picks.push(...added);
+  if (parsed.kind === "pairs") {
+    state.picks.push(...added);
+    render();
+    return trainOn(added, `Imported ${added.length} pairs; training on them`);
+  }
+  state.ratings.push(...added);
   render();
-  await trainOn(added, `Imported ${added.length} pairs; training on them`);
+  if (!rating()) {
+    status(
+      `Imported ${plural(added.length, "rating")}; choose KTO (Objective) and "Train again" to learn from them.`,
+    );
+    return;
+  }
+  return trainOnRatings(added, `Imported ${plural(added.length, "rating")}; training on them`);
 }
 
 /** A model.safetensors (or adapter) from the user becomes the policy. */
@@ -243,14 +370,26 @@ export function downloadAdapter() {
 /** Applies the form's settings, or says why not and shows the settings in use. */
 export async function applySettings() {
   settingsError("");
+  const wasRating = rating();
   try {
     const wanted = readSettings(state.info.trainConfig);
     state.info.trainConfig = await call("setTrainConfig", wanted.train);
     storeSettings(wanted);
   } catch (e) {
     settingsError(`Not applied: ${e.message}`);
-    renderSettings(state.info.trainConfig);
   }
+  renderSettings(state.info.trainConfig);
+  if (rating() !== wasRating) {
+    // A pair cannot be rated, nor one response picked from: ask again.
+    state.current = null;
+    renderPair(["", ""]);
+    status(
+      rating()
+        ? "Rate one response: Generate (G), then 👍 (Y) or 👎 (N)."
+        : "Pick between two responses: Generate (G), then A or B.",
+    );
+  }
+  render();
 }
 
 /** The learning rate that goes with an optimizer, as the core says. */

@@ -1,5 +1,5 @@
-// The page: prompt → two streamed responses → a pick → a DPO update in the worker → the
-// teaching view, charts and metrics. This module wires the controls to the actions and starts
+// The page: prompt → two streamed responses → a pick (or one response → 👍/👎) → an update in
+// the worker → the teaching view, charts and metrics. This module wires the controls to the actions and starts
 // the app; the state is in state.js, what changes it in actions.js and models.js, and what shows
 // it in views/.
 import * as act from "./actions.js";
@@ -21,7 +21,16 @@ const PRESETS = [
   "Can you tell me a story about a clever turtle who loses a yellow map?",
 ];
 
-const KEYS = { g: "generate", c: "compare", a: "pick-a", b: "pick-b", s: "skip", u: "undo" };
+const KEYS = {
+  g: "generate",
+  c: "compare",
+  a: "pick-a",
+  b: "pick-b",
+  y: "rate-up",
+  n: "rate-down",
+  s: "skip",
+  u: "undo",
+};
 
 /** Runs `body` on the first file chosen in a file input, then clears the input. */
 const onFile = (id, body) =>
@@ -43,11 +52,17 @@ function wire() {
   $("compare").addEventListener("click", act.compare);
   $("pick-a").addEventListener("click", async () => (await act.pick(0), $("generate").focus()));
   $("pick-b").addEventListener("click", async () => (await act.pick(1), $("generate").focus()));
+  $("rate-up").addEventListener("click", async () => (await act.rate(true), $("generate").focus()));
+  $("rate-down").addEventListener(
+    "click",
+    async () => (await act.rate(false), $("generate").focus()),
+  );
   $("skip").addEventListener("click", act.skip);
   $("undo").addEventListener("click", act.undo);
   $("reset").addEventListener("click", act.reset);
   $("train-all").addEventListener("click", act.trainOnAll);
   $("export").addEventListener("click", act.exportPairs);
+  $("export-ratings").addEventListener("click", act.exportRatings);
   $("download").addEventListener("click", act.downloadPolicy);
   $("download-adapter").addEventListener("click", act.downloadAdapter);
   onFile("import", act.importPairs);

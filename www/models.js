@@ -2,7 +2,7 @@
 // training state of each, and the fallback to the CPU when the GPU fails.
 import { call, hasWorker, startWorker } from "./client.js";
 import { isGpuFailure } from "./errors.js";
-import { learnt, state } from "./state.js";
+import { isRating, learnt, state } from "./state.js";
 import { openStore } from "./store.js";
 import { notice, status } from "./views/dom.js";
 import { forgetTrainConfig, renderSettings, storedTrainConfig } from "./views/settings.js";
@@ -87,6 +87,14 @@ async function startModel(saved, { restart = true } = {}) {
   renderModel(state);
 }
 
+/** Tells the worker the stored ratings, so that the next rating's batch draws on them (KTO's
+ *  batches are of recent ratings, across reloads too). */
+async function recallRatings() {
+  const recent = state.ratings.slice(-32);
+  const ratings = recent.map(({ prompt, completion, label }) => ({ prompt, completion, label }));
+  if (ratings.length) await call("recallRatings", { ratings });
+}
+
 /** Stores the worker's training state (absent when nothing changed). */
 export async function saveState(saved) {
   if (!saved) return;
@@ -109,6 +117,7 @@ export async function callWithFallback(op, args, onProgress) {
     const reason = e.message;
     state.backend = "cpu";
     await startModel(await state.store.loadState());
+    await recallRatings();
     notice(
       `The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks are kept.`,
       "error",
@@ -178,7 +187,10 @@ export async function activate(next, { restart = false } = {}) {
     throw e;
   }
   state.store = nextStore;
-  state.picks = await nextStore.picks();
+  const stored = await nextStore.picks();
+  state.picks = stored.filter((p) => !isRating(p));
+  state.ratings = stored.filter(isRating);
+  await recallRatings();
   state.current = null;
   renderSettings(state.info.trainConfig);
   renderCharts(learnt());

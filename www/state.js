@@ -15,7 +15,9 @@ export const state = {
   cache: null,
   /** Every stored pair of this model, oldest first. */
   picks: [],
-  /** The two responses awaiting a pick: { prompt, texts, done }. */
+  /** Every stored rating (👍/👎 of one response: { prompt, completion, label }), oldest first. */
+  ratings: [],
+  /** The responses awaiting a pick (two) or a rating (one): { prompt, texts, done }. */
   current: null,
   busy: true,
   canUndo: false,
@@ -28,3 +30,9 @@ export const state = {
 
 /** The picks that trained the policy, oldest first. */
 export const learnt = () => state.picks.filter((p) => p.metrics);
+
+/** Whether the objective learns from ratings of one response (KTO) rather than pairs. */
+export const rating = () => state.info?.trainConfig.trainer === "kto";
+
+/** Whether a stored row is a rating (the picks store holds both kinds). */
+export const isRating = (row) => "label" in row;

@@ -1,10 +1,10 @@
 // One piece of work at a time: while it runs the controls are off; if it fails, the user reads
 // why in the notice and nothing else changes.
-import { learnt, state } from "./state.js";
+import { learnt, rating, state } from "./state.js";
 import { notice, status } from "./views/dom.js";
 import { renderControls } from "./views/controls.js";
 
-export const render = () => renderControls(state, learnt().length);
+export const render = () => renderControls(state, learnt().length, rating());
 
 /** Runs `body` as the page's one piece of work; `what` names it in a failure. */
 export async function run(what, body) {

@@ -1,10 +1,10 @@
-// The model lives here, off the page's thread: generation and DPO updates never freeze the UI.
+// The model lives here, off the page's thread: generation and updates never freeze the UI.
 // Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done.
 import init, {
   Session,
   checkMemory,
   defaultLearningRate,
-  parsePairs,
+  parsePreferences,
   selectModelFiles,
   storyPrompt,
 } from "./pkg/webdpo.js";
@@ -24,11 +24,30 @@ const UNDO_DEPTH = 10;
 const clearUndo = () => undoStack.splice(0).forEach(({ snapshot }) => snapshot.free());
 const canUndo = () => undoStack.length > 0;
 
-async function scores(prompt, chosen, rejected) {
+/** Token scores of a pair's two responses, or of a rating's one (as `chosen`). */
+async function scores({ prompt, chosen, rejected, completion }) {
+  if (completion !== undefined) return { chosen: await session.tokenScores(prompt, completion) };
   return {
     chosen: await session.tokenScores(prompt, chosen),
     rejected: await session.tokenScores(prompt, rejected),
   };
+}
+
+/** Keeps `before` to undo an update that applied (`pick` names what it learnt from). */
+function keepUndo(before, applied, pick) {
+  if (!applied) return before.free();
+  undoStack.push({ snapshot: before, pick });
+  if (undoStack.length > UNDO_DEPTH) undoStack.shift().snapshot.free();
+}
+
+/** `?simulate-gpu-failure`: the first update on the GPU fails as a lost device would. */
+function simulatedFailure() {
+  if (simulateGpuFailure && session.isGpu)
+    // Worded unlike any real message: the page must recognise it by its kind alone.
+    throw Object.assign(
+      new Error("the adapter stopped answering (simulated with ?simulate-gpu-failure)"),
+      { kind: "device" },
+    );
 }
 
 /** Weights and optimizer state, to be written to IndexedDB by the page. */
@@ -105,28 +124,50 @@ const ops = {
   /** The update of pick `pick`: its step reports, its tokens' scores after it, and the state to
    *  save (null when every step was skipped, and then nothing to undo either). */
   async prefer({ prompt, chosen, rejected, pick }) {
-    if (simulateGpuFailure && session.isGpu) {
-      // Worded unlike any real message: the page must recognise it by its kind alone.
-      throw Object.assign(
-        new Error("the adapter stopped answering (simulated with ?simulate-gpu-failure)"),
-        { kind: "device" },
-      );
-    }
+    simulatedFailure();
     const before = session.snapshot();
     const reports = await session.prefer(prompt, chosen, rejected);
     const applied = reports.some((r) => !r.skipped);
-    if (applied) {
-      undoStack.push({ snapshot: before, pick });
-      if (undoStack.length > UNDO_DEPTH) undoStack.shift().snapshot.free();
-    } else {
-      before.free();
-    }
+    keepUndo(before, applied, pick);
     return {
       reports,
-      scores: await scores(prompt, chosen, rejected),
+      scores: await scores({ prompt, chosen, rejected }),
       saved: applied ? await trainingState() : null,
       canUndo: canUndo(),
     };
+  },
+
+  /** The update of rating `pick` (KTO), as `prefer`; no reports when it waits for a batch. */
+  async rate({ prompt, completion, label, pick }) {
+    simulatedFailure();
+    const before = session.snapshot();
+    const reports = await session.rate(prompt, completion, label);
+    const applied = reports.some((r) => !r.skipped);
+    keepUndo(before, applied, pick);
+    return {
+      reports,
+      scores: await scores({ prompt, completion }),
+      saved: applied ? await trainingState() : null,
+      canUndo: canUndo(),
+    };
+  },
+
+  /** Stored ratings, for the next rating's batch. */
+  recallRatings({ ratings }) {
+    session.recallRatings(ratings);
+  },
+
+  /** One pass over `ratings` in batches of `batch`; not undoable rating by rating. */
+  async trainOnRatings({ ratings, batch }, progress) {
+    const reports = [];
+    for (let i = 0; i < ratings.length; i += batch) {
+      const r = await session.trainOnRatings(ratings.slice(i, i + batch));
+      reports.push(r[r.length - 1]);
+      const done = Math.min(i + batch, ratings.length);
+      progress({ done, total: ratings.length, metrics: r[r.length - 1].metrics });
+    }
+    clearUndo();
+    return { reports, saved: await trainingState(), canUndo: canUndo() };
   },
 
   /** Restores the state before the last pick's update; says which pick that was. */
@@ -172,14 +213,15 @@ const ops = {
     return Object.fromEntries(optims.map((optim) => [optim, defaultLearningRate(optim)]));
   },
 
-  /** The pairs of a TRL JSONL file (text or conversational rows); a bad line is a "data" error. */
-  async parsePairs({ text, name }) {
+  /** The pairs or ratings of a TRL JSONL file (text or conversational rows): `{kind, rows}`; a
+   *  bad line is a "data" error. */
+  async parsePreferences({ text, name }) {
     await init();
-    return parsePairs(text, name);
+    return parsePreferences(text, name);
   },
 
-  async scores({ prompt, chosen, rejected }) {
-    return scores(prompt, chosen, rejected);
+  async scores(row) {
+    return scores(row);
   },
 
   async policyWeights() {
@@ -197,7 +239,7 @@ const ops = {
 self.onmessage = async ({ data: { id, op, args } }) => {
   try {
     if (
-      !["load", "checkMemory", "parsePairs", "modelFiles", "learningRates"].includes(op) &&
+      !["load", "checkMemory", "parsePreferences", "modelFiles", "learningRates"].includes(op) &&
       !session
     )
       throw new Error("the model is not loaded yet");

@@ -73,10 +73,6 @@ pub struct TrainConfig {
     /// reference point needs at least 2).
     #[serde(default = "default_rating_batch")]
     pub rating_batch: usize,
-    /// TRL's `rpo_alpha` (Pang et al. 2024): adds α · NLL per token of the chosen completions to
-    /// the loss, which keeps the chosen text likely while DPO pushes the rejected text down.
-    /// 0 is plain DPO.
-    pub rpo_alpha: f64,
     /// Longest prompt + completion, in tokens; longer rows are truncated (prompt start first).
     pub max_length: usize,
 }
@@ -102,7 +98,6 @@ impl Default for TrainConfig {
             steps_per_pair: 1,
             replay_pairs: 1,
             rating_batch: default_rating_batch(),
-            rpo_alpha: 0.0,
             max_length: 512,
         }
     }
@@ -130,13 +125,6 @@ impl TrainConfig {
             Trainer::Orpo => self.orpo.validate()?,
             Trainer::Kto => self.kto.validate()?,
         }
-        if self.trainer != Trainer::Dpo && self.rpo_alpha > 0.0 {
-            return Err(Error::Setting(
-                "rpo_alpha adds an NLL term to DPO; CPO weighs its own with cpo_alpha, ORPO \
-                 always has one and KTO none"
-                    .into(),
-            ));
-        }
         let bad = |m: String| Err(Error::Setting(m));
         if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
             return bad(format!(
@@ -150,15 +138,9 @@ impl TrainConfig {
         if !(0.0..1.0).contains(&self.momentum) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
         }
-        if !(self.adam_epsilon > 0.0
-            && self.weight_decay >= 0.0
-            && self.max_grad_norm >= 0.0
-            && self.rpo_alpha >= 0.0)
-        {
+        if !(self.adam_epsilon > 0.0 && self.weight_decay >= 0.0 && self.max_grad_norm >= 0.0) {
             return bad(
-                "adam_epsilon must be positive; weight_decay, max_grad_norm and rpo_alpha \
-                non-negative"
-                    .into(),
+                "adam_epsilon must be positive; weight_decay and max_grad_norm non-negative".into(),
             );
         }
         if self.steps_per_pair == 0

@@ -44,7 +44,7 @@ pub struct DpoMetrics {
     /// Global L2 norm of the gradient before clipping (training steps only).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub grad_norm: Option<f64>,
-    /// NLL per chosen token (CPO, ORPO, and DPO with the RPO term).
+    /// NLL per chosen token (CPO, ORPO).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub nll_loss: Option<f64>,
     /// ORPO's mean log σ(log odds) and mean log odds of the chosen over the rejected response.

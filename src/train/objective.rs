@@ -9,7 +9,7 @@ use crate::train::config::{TrainConfig, Trainer};
 use crate::train::dpo::{DpoInputs, DpoOutput, dpo_loss};
 use crate::train::logps::TokenStats;
 use crate::train::metrics::{PairValues, TokenSums};
-use crate::train::reference_free::{ReferenceFreeOutput, chosen_nll, cpo_loss, orpo_loss};
+use crate::train::reference_free::{ReferenceFreeOutput, cpo_loss, orpo_loss};
 use crate::train::trainer::{PreparedBatch, pairs_refused};
 
 /// The batch's sums of the policy's token statistics, `[4]`: mean logits over the chosen and
@@ -55,10 +55,8 @@ pub(super) struct Objective {
     pub(super) rejected: Tensor<1>,
     pub(super) reference_chosen: Tensor<1>,
     pub(super) reference_rejected: Tensor<1>,
-    /// The NLL of the chosen tokens `[1]` (CPO, ORPO, and DPO with RPO).
+    /// The NLL of the chosen tokens `[1]` (CPO, ORPO).
     pub(super) nll: Option<Tensor<1>>,
-    /// RPO's weight and NLL, added to DPO's mean loss.
-    pub(super) rpo: Option<(f64, Tensor<1>)>,
     /// ORPO's log odds `[n]`.
     pub(super) log_odds: Option<Tensor<1>>,
     /// Whether the trainer logs the token metrics (DPO does; CPO and ORPO log others).
@@ -71,12 +69,9 @@ impl Objective {
         Ok(match config.trainer {
             Trainer::Dpo => {
                 let out = dpo_loss(&inputs, &config.dpo);
-                let alpha = config.rpo_alpha;
-                let nll = (alpha > 0.0).then(|| chosen_nll(&inputs));
                 Self {
                     out,
-                    rpo: nll.clone().map(|nll| (alpha, nll)),
-                    nll,
+                    nll: None,
                     chosen: inputs.policy_chosen,
                     rejected: inputs.policy_rejected,
                     reference_chosen: inputs.reference_chosen,
@@ -100,7 +95,6 @@ impl Objective {
             chosen: o.chosen_logps,
             rejected: o.rejected_logps,
             nll: Some(o.nll),
-            rpo: None,
             log_odds: o.log_odds,
             token_metrics: false,
         }
@@ -119,7 +113,6 @@ impl Objective {
             reference_chosen: self.reference_chosen.inner(),
             reference_rejected: self.reference_rejected.inner(),
             nll: self.nll.map(Tensor::inner),
-            rpo: None,
             log_odds: self.log_odds.map(Tensor::inner),
             token_metrics: self.token_metrics,
         }

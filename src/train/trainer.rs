@@ -441,15 +441,9 @@ impl DpoTrainer {
         let (token_logps, stats) = token_logps_and_stats(&self.policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone();
         let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad)?;
-        // Loss: the mean of the objective over the pairs (+ α · NLL of the chosen tokens for RPO).
+        // Loss: the mean of the objective over the pairs.
         let objective = Objective::of(&self.config, inputs)?;
-        let rpo = objective.rpo.clone();
-        let loss = match &rpo {
-            Some((alpha, nll)) => {
-                objective.out.losses.clone().mean() + nll.clone().mul_scalar(*alpha)
-            }
-            None => objective.out.losses.clone().mean(),
-        };
+        let loss = objective.out.losses.clone().mean();
         // Backward: gradients of the loss w.r.t. every policy parameter.
         let (grads, sq_norm) = self.backward(loss);
         // Read the metrics and the gradient norm in one transfer (of plain, non-autodiff
@@ -466,10 +460,6 @@ impl DpoTrainer {
         let grad_norm = (sq_norm[0] as f64).sqrt();
         let mut metrics = values.metrics();
         metrics.grad_norm = Some(grad_norm);
-        if let Some((alpha, _)) = rpo {
-            // As TRL logged it: `loss` includes the NLL term, `nll_loss` is the term alone.
-            metrics.loss += alpha * metrics.nll_loss.expect("RPO reads its NLL back");
-        }
         let skipped = self.apply(grads, metrics.loss, grad_norm);
         Ok(StepReport {
             metrics,

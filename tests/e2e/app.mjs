@@ -48,6 +48,7 @@ try {
     );
   const learnt = () => page.$eval("#picks-count", (e) => Number(e.dataset.learnt));
   const pairs = () => page.$eval("#picks-count", (e) => Number(e.dataset.pairs));
+  const ratings = () => page.$eval("#picks-count", (e) => Number(e.dataset.ratings));
   const metrics = () => page.$eval("#metrics", (e) => e.textContent);
   const noError = async (what) =>
     check(
@@ -237,7 +238,7 @@ try {
   // Another of TRL's objectives from the menu: the next pick trains with IPO, is taught with
   // IPO's loss, and the setting is kept as TRL's loss list; undo then removes that pick.
   const beforeIpo = await learnt();
-  await page.selectOption("#loss", "ipo");
+  await page.selectOption("#objective", "dpo:ipo");
   await pickOne("key");
   check(
     await page.$eval("#formula", (e) => e.textContent.includes("− 1/(2β))²")),
@@ -258,8 +259,80 @@ try {
     beforeIpo,
     WAIT,
   );
-  await page.selectOption("#loss", "sigmoid");
   check((await pairs()) === 4, "undo removed the IPO pick");
+
+  // Rate one (KTO from the menu's unpaired group): one response with 👍/👎 by key. The first
+  // rating waits for a second (KTO's reference point needs a batch); the second trains on both.
+  await page.selectOption("#objective", "kto:kto");
+  check(
+    (await page.isVisible("#rate-up")) && !(await page.isVisible("#card-b")),
+    "KTO shows one response to rate, with 👍/👎",
+  );
+  const rateOne = async (key) => {
+    const before = await ratings();
+    await page.click("#generate");
+    await page.waitForFunction(() => !document.getElementById("rate-up").disabled, null, WAIT);
+    const text = await page.textContent("#text-a");
+    check(text.length > 0, `one response generated (${text.length} characters)`);
+    await page.keyboard.press(key);
+    await page.waitForFunction(
+      (n) =>
+        Number(document.getElementById("picks-count").dataset.ratings) === n + 1 &&
+        !document.getElementById("generate").disabled,
+      before,
+      WAIT,
+    );
+    await noError(`rating ${key}`);
+  };
+  await rateOne("y");
+  check(
+    /learns once there is a second rating/.test(await page.textContent("#status-text")),
+    "a first KTO rating waits for a second",
+  );
+  await rateOne("n");
+  const kto = await metrics();
+  check(
+    /^loss/.test(kto) &&
+      /kl/.test(kto) &&
+      /rewards\/chosen/.test(kto) &&
+      /rewards\/rejected/.test(kto),
+    `the ratings trained with KTO, its metrics shown (${kto.slice(0, 60)}…)`,
+  );
+  check(
+    await page.$eval("#formula", (e) => /z₀/.test(e.textContent) && /1 − σ/.test(e.textContent)),
+    "the rating is taught with KTO's loss and reference point",
+  );
+  await shot("05b-kto-rating");
+  const rated = (await download("#export-ratings", "ratings.jsonl"))
+    .toString()
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  check(
+    rated.length === 2 &&
+      rated.every((r) => Object.keys(r).join() === "prompt,completion,label") &&
+      rated[0].label === true &&
+      rated[1].label === false,
+    "ratings export as TRL's unpaired rows (👍 true, 👎 false)",
+  );
+  await page.setInputFiles("#import", join(out, "ratings.jsonl"));
+  await page.waitForFunction(
+    () =>
+      /Imported 2 ratings; training on them: done/.test(
+        document.getElementById("status-text").textContent,
+      ) ||
+      (!document.getElementById("notice").hidden &&
+        document.getElementById("notice").classList.contains("error")),
+    null,
+    WAIT,
+  );
+  await noError("ratings import");
+  check(
+    (await ratings()) === 4 && (await pairs()) === 4,
+    "imported ratings are kept apart from pairs",
+  );
+  await page.selectOption("#objective", "dpo:sigmoid");
+  check(await page.isVisible("#card-b"), "back to pairs with a pairwise objective");
 
   // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
   // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.

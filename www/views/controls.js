@@ -1,17 +1,34 @@
-// Which controls can be used now: none while work runs; picking only once both responses are
-// written; undo only while the worker holds history.
+// Which controls can be used now: none while work runs; picking (or rating) only once the
+// responses are written; undo only while the worker holds history. A rating objective (KTO)
+// shows one response with 👍/👎 in place of the pair.
 import { $ } from "./dom.js";
 import { renderCounts } from "./data.js";
 
-export function renderControls(state, learnt) {
-  const { busy, info, current, canUndo, picks } = state;
+export function renderControls(state, learnt, rating) {
+  const { busy, info, current, canUndo, picks, ratings } = state;
   const ready = !busy && !!info;
   for (const id of ["generate", "compare", "export", "download", "reset"]) $(id).disabled = !ready;
   for (const id of ["import", "load", "folder", "builtin"]) $(id).disabled = !ready;
   $("download-adapter").hidden = !info?.lora;
   $("download-adapter").disabled = !ready;
-  $("pick-a").disabled = $("pick-b").disabled = $("skip").disabled = !ready || !current?.done;
+  const answerable = ready && !!current?.done;
+  $("card-b").hidden = $("pick-a").hidden = rating;
+  $("rate-row").hidden = $("rate-note").hidden = !rating;
+  $("pick-a").disabled = $("pick-b").disabled = !answerable || rating;
+  $("rate-up").disabled = $("rate-down").disabled = !answerable || !rating;
+  $("skip").disabled = !answerable;
+  $("generate").lastChild.textContent = rating ? " Generate one" : " Generate two";
+  if (rating) {
+    const { kto, rating_batch } = info.trainConfig;
+    $("rate-note").textContent =
+      `Each rating trains with up to ${rating_batch - 1} earlier ones as one batch` +
+      (kto.loss_type === "kto"
+        ? "; KTO's reference point z₀ is the batch's mean log π/π_ref of each prompt with " +
+          "another rating's response, so a first rating waits for a second."
+        : ".");
+  }
   $("undo").disabled = !ready || !canUndo;
-  $("train-all").disabled = !ready || picks.length === 0;
+  $("export-ratings").disabled = !ready || ratings.length === 0;
+  $("train-all").disabled = !ready || (rating ? ratings : picks).length === 0;
   renderCounts(state, learnt);
 }

@@ -1,14 +1,19 @@
-// The data: how many pairs are stored, exporting them as TRL JSONL, and the files of a dropped or
-// picked folder.
+// The data: how many pairs and ratings are stored, exporting them as TRL JSONL, and the files of
+// a dropped or picked folder.
 import { $, plural } from "./dom.js";
 
-/** The count line ("3 pairs stored · policy after 2 updates"); its data attributes are what tests
- *  read. */
-export function renderCounts({ picks, info }, learnt) {
+/** The count line ("3 pairs, 2 ratings stored · policy after 2 updates"); its data attributes
+ *  are what tests read. */
+export function renderCounts({ picks, ratings, info }, learnt) {
+  const stored = [
+    plural(picks.length, "pair"),
+    ...(ratings.length ? [plural(ratings.length, "rating")] : []),
+  ];
   $("picks-count").textContent = info
-    ? `${plural(picks.length, "pair")} stored · policy after ${plural(info.steps, "update")}`
+    ? `${stored.join(", ")} stored · policy after ${plural(info.steps, "update")}`
     : "";
   $("picks-count").dataset.pairs = String(picks.length);
+  $("picks-count").dataset.ratings = String(ratings.length);
   $("picks-count").dataset.learnt = String(learnt);
 }
 
@@ -16,6 +21,14 @@ export function renderCounts({ picks, info }, learnt) {
 export function toJsonl(picks) {
   const lines = picks.map(({ prompt, chosen, rejected }) =>
     JSON.stringify({ prompt, chosen, rejected }),
+  );
+  return lines.join("\n") + (lines.length ? "\n" : "");
+}
+
+/** TRL's unpaired JSONL (KTO's): {"prompt","completion","label"} per line. */
+export function ratingsJsonl(ratings) {
+  const lines = ratings.map(({ prompt, completion, label }) =>
+    JSON.stringify({ prompt, completion, label }),
   );
   return lines.join("\n") + (lines.length ? "\n" : "");
 }

@@ -15,7 +15,7 @@ export function el(tag, attrs = {}, ...children) {
 export const fmt = (x, digits = 4) => (Number.isFinite(x) ? x.toFixed(digits) : String(x));
 
 /** "1 pair", "2 pairs". */
-export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+export const plural = (n, word, many = `${word}s`) => `${n} ${n === 1 ? word : many}`;
 
 /** The status line under the controls, with a progress bar when `progress` is given (`null`:
  *  work of unknown length, an indeterminate bar). */

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use webdpo::storyworld::report;
 use webdpo::storyworld::simulate::{Attribute, PAIRS_PER_PICK, simulate};
 use webdpo::{
-    ComputeDevice, DpoConfig, DpoTrainer, ModelDir, Optim, Result, SamplingConfig, TrainConfig,
-    block_on,
+    ComputeDevice, DpoConfig, DpoTrainer, LossType, ModelDir, Optim, Result, SamplingConfig,
+    TrainConfig, block_on,
 };
 
 use crate::output::write_file;
@@ -37,7 +37,7 @@ pub struct Args {
     /// Picks per update batch (the new one and recent ones); defaults to the app's.
     #[arg(long)]
     replay: Option<usize>,
-    /// Weight of the NLL-of-chosen term (TRL's rpo_alpha); defaults to the app's.
+    /// RPO: adds TRL 1.16's `sft` loss (the chosen tokens' NLL) with this weight to the loss.
     #[arg(long)]
     rpo_alpha: Option<f64>,
     /// AdamW epsilon; defaults to the app's.
@@ -66,28 +66,37 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
     let dir = ModelDir::load(&a.model, &device.device)?;
     let tokenizer = dir.tokenizer()?;
     let app = TrainConfig::default();
+    let mut dpo = DpoConfig {
+        beta: a.beta.unwrap_or(app.dpo.beta),
+        ..app.dpo.clone()
+    };
+    if let Some(alpha) = a.rpo_alpha.filter(|&a| a > 0.0) {
+        dpo.loss_weights = Some(
+            vec![1.0; dpo.loss_type.len()]
+                .into_iter()
+                .chain([alpha])
+                .collect(),
+        );
+        dpo.loss_type.push(LossType::Sft);
+    }
     let config = TrainConfig {
-        dpo: DpoConfig {
-            beta: a.beta.unwrap_or(app.dpo.beta),
-            ..app.dpo.clone()
-        },
+        dpo,
         learning_rate: a.lr.unwrap_or(app.learning_rate),
         steps_per_pair: a.steps.unwrap_or(app.steps_per_pair),
         replay_pairs: a.replay.unwrap_or(app.replay_pairs),
-        rpo_alpha: a.rpo_alpha.unwrap_or(app.rpo_alpha),
         adam_epsilon: a.adam_epsilon.unwrap_or(app.adam_epsilon),
         optim: a.optim.unwrap_or(app.optim),
         momentum: a.momentum.unwrap_or(app.momentum),
         ..app
     };
     eprintln!(
-        "{:?}, beta {}, lr {}, {} update(s) per pick on up to {} picks, rpo_alpha {}",
+        "{:?}, beta {}, lr {}, {} update(s) per pick on up to {} picks, losses {:?}",
         config.optim,
         config.dpo.beta,
         config.learning_rate,
         config.steps_per_pair,
         config.replay_pairs,
-        config.rpo_alpha
+        config.dpo.loss_type
     );
     let mut trainer = DpoTrainer::new(dir.model, None, config, &device.device)?;
     let sampling = SamplingConfig {

@@ -23,6 +23,7 @@ const APP = [
   "views/pair.js",
   "views/settings.js",
   "views/teaching.js",
+  "views/weighing.js",
   "views/your-model.js",
   "style.css",
   "vendor/uPlot.iife.min.js",

@@ -126,6 +126,13 @@ try {
     ),
     "loss chart has one point",
   );
+  check(
+    await page.$eval(
+      "#chart-weighing",
+      (e) => e.dataset.x === "0" && e.querySelector("canvas") !== null,
+    ),
+    "the loss and gradient-weight curve marks this pick at h = 0",
+  );
   await shot("02-first-pick");
 
   // Second pick, then reload: pairs and weights come back from IndexedDB.
@@ -264,6 +271,7 @@ try {
   // Rate one (KTO from the menu's unpaired group): one response with 👍/👎 by key. The first
   // rating waits for a second (KTO's reference point needs a batch); the second trains on both.
   await page.selectOption("#objective", "kto:kto");
+  await page.waitForFunction(() => !document.getElementById("rate-row").hidden, null, WAIT);
   check(
     (await page.isVisible("#rate-up")) && !(await page.isVisible("#card-b")),
     "KTO shows one response to rate, with 👍/👎",
@@ -302,6 +310,10 @@ try {
     await page.$eval("#formula", (e) => /z₀/.test(e.textContent) && /1 − σ/.test(e.textContent)),
     "the rating is taught with KTO's loss and reference point",
   );
+  check(
+    await page.$eval("#weighing-caption", (e) => /functions of r/.test(e.textContent)),
+    "the rating's loss is drawn as a function of its log-ratio r",
+  );
   await shot("05b-kto-rating");
   const rated = (await download("#export-ratings", "ratings.jsonl"))
     .toString()
@@ -332,7 +344,8 @@ try {
     "imported ratings are kept apart from pairs",
   );
   await page.selectOption("#objective", "dpo:sigmoid");
-  check(await page.isVisible("#card-b"), "back to pairs with a pairwise objective");
+  await page.waitForFunction(() => !document.getElementById("card-b").hidden, null, WAIT);
+  check(await page.isVisible("#pick-b"), "back to pairs with a pairwise objective");
 
   // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
   // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.

@@ -1,6 +1,7 @@
 // The teaching view: the objective written out with one pick's (or rating's) numbers as the update
 // computed them, from its step report, and log π − log π_ref of every token of the responses.
 import { $, el, fmt } from "./dom.js";
+import { renderWeighing } from "./weighing.js";
 
 /** Shows `teaching` ({ pick, scores }) or, when null, the empty view. A pick stored by an older
  *  version of the app lacks h, and is not taught again. */
@@ -19,6 +20,7 @@ export function renderTeaching(teaching) {
       ? formula(pick, scores)
       : referenceFreeFormula(pick, scores);
   $("formula").replaceChildren(...lines);
+  renderWeighing(pick, scores);
   $("tokens-chosen-title").textContent = rated
     ? `The rated response (${pick.label ? "👍 desirable" : "👎 undesirable"}), token by token`
     : "Chosen, token by token";

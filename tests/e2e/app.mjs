@@ -270,6 +270,9 @@ try {
 
   // Rate one (KTO from the menu's unpaired group): one response with 👍/👎 by key. The first
   // rating waits for a second (KTO's reference point needs a batch); the second trains on both.
+  // Short responses: what is checked here is the rating loop, not the stories.
+  await page.fill("#max-tokens", "48");
+  await page.dispatchEvent("#max-tokens", "change");
   await page.selectOption("#objective", "kto:kto");
   await page.waitForFunction(() => !document.getElementById("rate-row").hidden, null, WAIT);
   check(
@@ -343,6 +346,8 @@ try {
     (await ratings()) === 4 && (await pairs()) === 4,
     "imported ratings are kept apart from pairs",
   );
+  await page.fill("#max-tokens", "160");
+  await page.dispatchEvent("#max-tokens", "change");
   await page.selectOption("#objective", "dpo:sigmoid");
   await page.waitForFunction(() => !document.getElementById("card-b").hidden, null, WAIT);
   check(await page.isVisible("#pick-b"), "back to pairs with a pairwise objective");

@@ -61,14 +61,15 @@ try {
     writeFileSync(join(out, name), bytes);
     return bytes;
   };
-  /** Generates a pair and picks one (by keyboard or by clicking). */
-  const pickOne = async (how) => {
+  /** Generates a pair and picks one (by keyboard or by clicking). The random fixture model may
+   *  sample its end token first, so `written` (the built-in model's stories) is not asked of it. */
+  const pickOne = async (how, { written = true } = {}) => {
     const before = await learnt();
     await page.click("#generate");
     await page.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
     const [a, b] = [await page.textContent("#text-a"), await page.textContent("#text-b")];
     check(
-      a.length > 0 && b.length > 0,
+      !written || (a.length > 0 && b.length > 0),
       `two responses generated (${a.length} and ${b.length} characters)`,
     );
     if (how === "key") await page.keyboard.press("a");
@@ -405,7 +406,7 @@ try {
     `memory estimate shown: ${memory}`,
   );
   check((await pairs()) === 0, "the folder's model starts with its own (empty) pairs");
-  await pickOne("key");
+  await pickOne("key", { written: false });
   check(
     /loss\s*0\.6931/.test(await metrics()),
     "LoRA's first update on the folder's model has loss ln 2",

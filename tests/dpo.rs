@@ -381,3 +381,40 @@ fn ratings_train_kto_on_a_batch_of_recent_ratings() {
         "apo_zero_unpaired trains on one"
     );
 }
+
+/// CPO and ORPO without LoRA keep no reference: the policy's initial weights are not held twice,
+/// and what would need them (reset, DPO, the reference's token scores) is refused with the reason;
+/// the update itself runs.
+#[test]
+fn reference_free_training_holds_no_reference() {
+    let device = Device::flex();
+    let cpo = TrainConfig {
+        trainer: Trainer::Cpo,
+        ..TrainConfig::default()
+    };
+    let mut trainer = DpoTrainer::new(tiny_model(0, &device), None, cpo, &device).unwrap();
+    let err = trainer.reference().unwrap_err().to_string();
+    assert!(err.contains("reference-free"), "{err}");
+    let batch = block_on(trainer.prepare(&tokenized_pairs(), 0)).unwrap();
+    assert!(!batch.reference_run);
+    assert!(block_on(trainer.step(&batch)).unwrap().skipped.is_none());
+    assert!(trainer.reset().is_err(), "nothing to reset to");
+    assert!(
+        trainer.set_config(TrainConfig::default()).is_err(),
+        "DPO needs a reference"
+    );
+    let rows = [(&[1u32, 2][..], &[3u32][..])];
+    assert!(block_on(trainer.token_logps(&rows, 0)).is_err());
+    // Given one (or with LoRA, where it is the shared base), it is kept.
+    let orpo = TrainConfig {
+        trainer: Trainer::Orpo,
+        ..TrainConfig::default()
+    };
+    let with = DpoTrainer::new(
+        tiny_model(0, &device),
+        Some(tiny_model(0, &device)),
+        orpo,
+        &device,
+    );
+    assert!(with.unwrap().reference().is_ok());
+}

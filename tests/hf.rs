@@ -271,7 +271,10 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
                 == base_weights,
             "{name}: base weights changed"
         );
-        assert!(block_on(to_safetensors(trainer.reference(), Dtype::F32)).unwrap() == base_weights);
+        assert!(
+            block_on(to_safetensors(trainer.reference().unwrap(), Dtype::F32)).unwrap()
+                == base_weights
+        );
         // The saved state is the adapter (PEFT's file) and optimizer state for the adapters only;
         // the adapter file puts the trained policy back on the base.
         let (weights_state, optimizer) = block_on(trainer.save_state()).unwrap();
@@ -281,9 +284,14 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
                 .all(|(n, _, _)| n.contains(".lora_")),
             "{name}: optimizer state outside the adapters"
         );
-        let restored =
-            attach_peft_weights(trainer.reference().clone(), 4, 8.0, &weights_state, "state")
-                .unwrap();
+        let restored = attach_peft_weights(
+            trainer.reference().unwrap().clone(),
+            4,
+            8.0,
+            &weights_state,
+            "state",
+        )
+        .unwrap();
         assert_eq!(
             logits(&restored, &input_ids(&expected), &device),
             logits(&trained, &input_ids(&expected), &device)
@@ -335,10 +343,10 @@ fn lora_dpo_starts_at_ln2_trains_only_the_adapters_and_exports_as_peft() {
             logits(&trained, &rows, &device)
         );
         // Reset: the adapters as they started (B = 0), i.e. the reference's function.
-        trainer.reset();
+        trainer.reset().unwrap();
         assert_eq!(
             logits(&trainer.policy(), &rows, &device),
-            logits(trainer.reference(), &rows, &device)
+            logits(trainer.reference().unwrap(), &rows, &device)
         );
         assert!(trainer.policy().has_adapters());
     }

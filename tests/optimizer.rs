@@ -248,9 +248,9 @@ fn undo_restores_weights_and_optimizer_exactly() {
 #[test]
 fn reset_returns_to_the_reference() {
     let mut trainer = trained(2);
-    let reference = block_on(to_safetensors(trainer.reference(), Dtype::F32)).unwrap();
+    let reference = block_on(to_safetensors(trainer.reference().unwrap(), Dtype::F32)).unwrap();
     assert!(policy_bytes(&trainer) != reference);
-    trainer.reset();
+    trainer.reset().unwrap();
     assert!(policy_bytes(&trainer) == reference);
     assert_eq!(trainer.steps(), 0);
     assert!(trainer.history().is_empty());

@@ -309,7 +309,7 @@ async fn session_loop(backend: &str) {
         (session.steps(), session.policy_weights().await.unwrap()),
         (0.0, before)
     );
-    reloaded.reset();
+    reloaded.reset().unwrap();
     assert_eq!(reloaded.policy_weights().await.unwrap(), weights);
 }
 

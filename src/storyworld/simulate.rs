@@ -248,7 +248,7 @@ pub async fn simulate(
             .await?;
             let rates = Rates::of(&samples);
             let kl =
-                kl_estimate(&policy, trainer.reference(), tokenizer, &samples, &device).await?;
+                kl_estimate(&policy, trainer.reference()?, tokenizer, &samples, &device).await?;
             let point = SimulationPoint {
                 picks: done,
                 rate: rates.get(attribute),

@@ -107,7 +107,9 @@ pub struct StepReport {
 
 pub struct DpoTrainer {
     policy: CausalLm,
-    reference: CausalLm,
+    /// `None` for a reference-free trainer built without one and without LoRA: full fine-tuning
+    /// then holds no second copy of the weights (nothing to reset to or compare with).
+    reference: Option<CausalLm>,
     /// With LoRA, the policy as it started (the base is the reference's, so only the adapters
     /// are held twice): what [`DpoTrainer::reset`] returns to.
     initial_adapters: Option<CausalLm>,
@@ -138,7 +140,8 @@ pub struct TokenLogps {
 
 impl DpoTrainer {
     /// `policy` and `reference` live on `device` (plain). Without a reference, the policy's
-    /// initial weights are the reference; with LoRA adapters, its weights without them.
+    /// initial weights are the reference (with LoRA adapters, its weights without them, which
+    /// cost nothing); a reference-free trainer (CPO, ORPO) without LoRA keeps none.
     pub fn new(
         policy: CausalLm,
         reference: Option<CausalLm>,
@@ -146,7 +149,8 @@ impl DpoTrainer {
         device: &Device,
     ) -> Result<Self> {
         config.validate()?;
-        let reference = reference.unwrap_or_else(|| policy.without_adapters());
+        let keep = config.trainer.needs_reference() || policy.has_adapters();
+        let reference = reference.or_else(|| keep.then(|| policy.without_adapters()));
         let initial_adapters = policy.has_adapters().then(|| policy.clone());
         Ok(Self {
             policy: policy.fork(&device.clone().autodiff()).train(),
@@ -168,6 +172,9 @@ impl DpoTrainer {
     /// (AdamW's moments mean nothing to SGD and the reverse).
     pub fn set_config(&mut self, config: TrainConfig) -> Result<()> {
         config.validate()?;
+        if config.trainer.needs_reference() {
+            self.reference()?;
+        }
         self.optim.set_config(config.optimizer());
         self.config = config;
         Ok(())
@@ -194,15 +201,16 @@ impl DpoTrainer {
 
     /// The policy back to the reference (with LoRA: the adapters as they started), a fresh
     /// optimizer, no picks learnt.
-    pub fn reset(&mut self) {
-        let start = self
-            .initial_adapters
-            .clone()
-            .unwrap_or_else(|| self.reference.clone());
+    pub fn reset(&mut self) -> Result<()> {
+        let start = match &self.initial_adapters {
+            Some(adapters) => adapters.clone(),
+            None => self.reference()?.clone(),
+        };
         self.policy = start.fork(&self.device.clone().autodiff()).train();
         self.optim = Optimizer::new(self.config.optimizer());
         self.history.clear();
         self.ratings.clear();
+        Ok(())
     }
 
     /// Updates applied so far.
@@ -254,7 +262,7 @@ impl DpoTrainer {
             self.frozen_token_logps(model, &batch)
                 .reshape([batch.rows * (batch.len - 1)])
         };
-        let [policy, reference] = read_all([flat(&self.policy), flat(&self.reference)]).await?;
+        let [policy, reference] = read_all([flat(&self.policy), flat(self.reference()?)]).await?;
         let width = batch.len - 1;
         Ok((0..batch.rows)
             .map(|r| {
@@ -277,8 +285,16 @@ impl DpoTrainer {
         self.policy.valid()
     }
 
-    pub fn reference(&self) -> &CausalLm {
-        &self.reference
+    /// The frozen reference; refused for a reference-free trainer that keeps none.
+    pub fn reference(&self) -> Result<&CausalLm> {
+        self.reference.as_ref().ok_or_else(|| {
+            Error::Setting(
+                "this trainer is reference-free (CPO/ORPO without LoRA) and keeps no copy of the \
+                 initial weights: there is no reference to compare with, reset to or train DPO \
+                 or KTO against; load the model again with a reference"
+                    .into(),
+            )
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -302,7 +318,7 @@ impl DpoTrainer {
                 reference_run: false,
             });
         }
-        let tokens = self.frozen_token_logps(&self.reference, &sequences);
+        let tokens = self.frozen_token_logps(self.reference()?, &sequences);
         let [shared, tail] = self.ld_split(tokens.clone(), &sequences, pairs.len(), &self.device);
         let sum = tokens.sum_dim(1).reshape([sequences.rows]);
         let [reference_logps, shared, tail] = read_all([sum, shared, tail]).await?;
@@ -317,7 +333,7 @@ impl DpoTrainer {
     }
 
     fn max_len(&self) -> usize {
-        self.config.max_length.min(self.reference.max_positions())
+        self.config.max_length.min(self.policy.max_positions())
     }
 
     /// Learns from one new preference, as the app does on every pick: `steps_per_pair` updates
@@ -513,7 +529,7 @@ impl DpoTrainer {
         let kl = self.config.kto.loss_type.uses_kl();
         let sequences = SequenceBatch::rated(ratings, kl, pad_id, self.max_len())?;
         let sums = self
-            .frozen_token_logps(&self.reference, &sequences)
+            .frozen_token_logps(self.reference()?, &sequences)
             .sum_dim(1)
             .reshape([sequences.rows]);
         let [reference_logps] = read_all([sums]).await?;

@@ -139,7 +139,10 @@ impl Session {
         if let Some(lora) = &lora {
             model = lora.apply(model, 0)?;
         }
-        let trainer = DpoTrainer::new(model, None, train, &device.device)?;
+        // The page switches objectives, resets and compares with the reference: it keeps one
+        // whatever the objective (with LoRA, the base weights the policy shares).
+        let reference = model.without_adapters();
+        let trainer = DpoTrainer::new(model, Some(reference), train, &device.device)?;
         Ok(Session {
             trainer,
             tokenizer,
@@ -197,7 +200,7 @@ impl Session {
     #[wasm_bindgen(getter, js_name = parameterCount)]
     pub fn parameter_count(&self) -> usize {
         use burn::module::Module;
-        self.trainer.reference().num_params()
+        self.trainer.policy().without_adapters().num_params()
     }
 
     #[wasm_bindgen(js_name = trainConfig, unchecked_return_type = "TrainConfig")]
@@ -227,7 +230,7 @@ impl Session {
         let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
         let ids = self.tokenizer.encode_prompt(&prompt)?;
         let model: CausalLm = if reference {
-            self.trainer.reference().clone()
+            self.trainer.reference()?.clone()
         } else {
             self.trainer.policy()
         };
@@ -386,8 +389,8 @@ impl Session {
     }
 
     /// The policy back to the reference with a fresh optimizer.
-    pub fn reset(&mut self) {
-        self.trainer.reset();
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.trainer.reset()
     }
 
     /// Updates applied to the policy so far.
@@ -414,7 +417,7 @@ impl Session {
     ) -> Result<(), Error> {
         let policy = match &self.lora {
             Some(lora) => attach_peft_weights(
-                self.trainer.reference().clone(),
+                self.trainer.reference()?.clone(),
                 lora.r,
                 lora.alpha,
                 &weights,
@@ -445,7 +448,7 @@ impl Session {
         #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue,
     ) -> Result<JsValue, Error> {
         let config: crate::bench::BenchConfig = from_js(config, "benchmark settings")?;
-        let model = self.trainer.reference().clone();
+        let model = self.trainer.reference()?.clone();
         let report = crate::bench::BenchReport::run(
             model,
             self.config.clone(),

@@ -280,6 +280,13 @@ try {
     (await page.isVisible("#rate-up")) && !(await page.isVisible("#card-b")),
     "KTO shows one response to rate, with 👍/👎",
   );
+  check(
+    (await page.isVisible("#w-good")) &&
+      (await page.isVisible("#rating-batch")) &&
+      !(await page.isVisible("#eps")) &&
+      !(await page.isVisible("#rpo")),
+    "KTO's knobs (desirable/undesirable weights, batch) are shown, DPO's are not",
+  );
   const rateOne = async (key) => {
     const before = await ratings();
     await page.click("#generate");
@@ -352,6 +359,28 @@ try {
   await page.selectOption("#objective", "dpo:sigmoid");
   await page.waitForFunction(() => !document.getElementById("card-b").hidden, null, WAIT);
   check(await page.isVisible("#pick-b"), "back to pairs with a pairwise objective");
+  // A setting saved by an older version with `rpo_alpha` (gone from TRL) comes back as RPO α:
+  // TRL 1.16's sft loss in the list, weighted α.
+  await page.evaluate(() => {
+    const train = JSON.parse(localStorage.getItem("webdpo.train"));
+    const dpo = { ...train.dpo, loss_type: ["sigmoid"], loss_weights: null };
+    localStorage.setItem("webdpo.train", JSON.stringify({ ...train, dpo, rpo_alpha: 0.5 }));
+  });
+  await page.reload();
+  await ready();
+  await noError("reload with an old rpo_alpha setting");
+  check(
+    (await page.inputValue("#rpo")) === "0.5" &&
+      (await page.inputValue("#objective")) === "dpo:sigmoid",
+    "an old rpo_alpha setting is migrated to RPO α (the sft loss weighted 0.5)",
+  );
+  await page.fill("#rpo", "0");
+  await page.dispatchEvent("#rpo", "change");
+  await page.waitForFunction(
+    () => JSON.parse(localStorage.getItem("webdpo.train")).dpo.loss_type.join() === "sigmoid",
+    null,
+    WAIT,
+  );
 
   // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
   // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.

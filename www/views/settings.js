@@ -64,17 +64,42 @@ export function renderSettings(trainConfig) {
   $("objective-about").textContent = $("objective").selectedOptions[0]?.title ?? "";
   $("optim").value = trainConfig.optim;
   $("rpo").value = rpo;
-  $("rpo").disabled = trainer !== "dpo";
+  const { dpo, cpo, kto } = trainConfig;
+  $("eps").value = trainer === "cpo" ? cpo.label_smoothing : dpo.label_smoothing;
+  $("tau").value = dpo.discopop_tau;
+  $("gamma").value = cpo.simpo_gamma;
+  $("cpo-alpha").value = cpo.cpo_alpha;
+  $("w-good").value = kto.desirable_weight;
+  $("w-bad").value = kto.undesirable_weight;
   $("rating-batch").value = trainConfig.rating_batch;
+  showKnobs($("objective").value);
   $("temperature").value = s.temperature;
   $("max-tokens").value = s.max_new_tokens;
+}
+
+/** Whether the knob `id` is read by the objective `chosen` ("trainer:loss"). */
+const knobOf = (id, chosen) =>
+  $(id)
+    .dataset.for.split(" ")
+    .some((f) => f === chosen || f === chosen.split(":")[0]);
+
+/** Shows the knobs the objective `chosen` reads, hides the others. */
+export function showKnobs(chosen) {
+  for (const e of document.querySelectorAll("#settings input[data-for]")) {
+    e.hidden = !knobOf(e.id, chosen);
+    document.querySelector(`label[for="${e.id}"]`).hidden = e.hidden;
+  }
 }
 
 /** What the form asks for: the training settings over `trainConfig`, and the sampling settings.
  *  Throws (with a message for the user) on what the page checks itself; the core checks the rest. */
 export function readSettings(trainConfig) {
   const num = (id) => Number($(id).value);
-  const [trainer, loss] = $("objective").value.split(":");
+  const chosen = $("objective").value;
+  const [trainer, loss] = chosen.split(":");
+  // EXO is undefined at ε = 0 (TRL refuses it); the EXO paper recommends 1e-3.
+  if (chosen === "dpo:exo_pair" && num("eps") === 0) $("eps").value = 0.001;
+  const eps = knobOf("eps", chosen) ? num("eps") : 0;
   const beta = num("beta");
   const rpo = trainer === "dpo" ? num("rpo") : 0;
   // RPO's NLL term is TRL 1.16's `sft` loss in the list, weighted α.
@@ -86,15 +111,36 @@ export function readSettings(trainConfig) {
     steps_per_pair: num("steps"),
     rating_batch: num("rating-batch"),
     optim: $("optim").value,
-    rpo_alpha: 0,
     dpo: {
       ...trainConfig.dpo,
       loss_type: rpo > 0 ? [...dpoLosses, "sft"] : dpoLosses,
       loss_weights: rpo > 0 ? [...dpoLosses.map(() => 1), rpo] : null,
     },
-    cpo: trainer === "cpo" ? { ...trainConfig.cpo, loss_type: loss } : trainConfig.cpo,
-    kto: trainer === "kto" ? { ...trainConfig.kto, loss_type: loss } : trainConfig.kto,
+    cpo:
+      trainer === "cpo"
+        ? {
+            ...trainConfig.cpo,
+            loss_type: loss,
+            label_smoothing: eps,
+            simpo_gamma: num("gamma"),
+            cpo_alpha: num("cpo-alpha"),
+          }
+        : trainConfig.cpo,
+    kto:
+      trainer === "kto"
+        ? {
+            ...trainConfig.kto,
+            loss_type: loss,
+            desirable_weight: num("w-good"),
+            undesirable_weight: num("w-bad"),
+          }
+        : trainConfig.kto,
   };
+  if (trainer === "dpo") {
+    // ε and τ are read by some DPO losses only; with the others ε is 0, as TRL's default.
+    train.dpo.label_smoothing = eps;
+    if (knobOf("tau", chosen)) train.dpo.discopop_tau = num("tau");
+  }
   train[trainer] = { ...train[trainer], beta };
   const sampling = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
   if (!(Number.isFinite(sampling.temperature) && sampling.temperature >= 0))

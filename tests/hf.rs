@@ -475,6 +475,46 @@ fn chat_templates_format_prompts_and_completions_as_transformers_and_trl_do() {
     }
 }
 
+/// Text rows are tokenized as TRL 1.16 does: without the chat template even when the model has
+/// one, the prompt and each prompt + completion whole, the completions starting where they first
+/// differ from the prompt (so a token merging across the boundary belongs to the completion).
+#[test]
+fn text_rows_are_tokenized_whole_and_without_the_template() {
+    let device = Device::flex();
+    let (dir, _) = fixture("gpt2");
+    let tokenizer = ModelDir::load(&dir, &device).unwrap().tokenizer().unwrap();
+    assert!(tokenizer.chat_template().is_some());
+    let plain = tokenizer.clone().with_chat_template(None);
+    let eos = tokenizer.eos_id();
+    // "Hello " + "a fox": the fixture's BPE merges " a" (Ġ a) across the boundary.
+    let pair = parse_jsonl(
+        r#"{"prompt": "Hello ", "chosen": "a fox", "rejected": "a cat, friend"}"#,
+        "pairs.jsonl",
+    )
+    .unwrap()
+    .remove(0);
+    let t = TokenizedPair::new(&tokenizer, &pair).unwrap();
+    let whole = |text: &str| [plain.encode_prompt(text).unwrap(), vec![eos]].concat();
+    assert_eq!(
+        [t.prompt.clone(), t.chosen.clone()].concat(),
+        whole("Hello a fox")
+    );
+    assert_eq!(
+        [t.prompt.clone(), t.rejected.clone()].concat(),
+        whole("Hello a cat, friend")
+    );
+    let prompt = plain.encode_prompt("Hello ").unwrap();
+    assert!(
+        prompt.starts_with(&t.prompt),
+        "the prompt is the shared start of its tokens"
+    );
+    assert!(
+        t.prompt.len() < prompt.len(),
+        "the boundary's merged token went to the completions: {:?} vs {prompt:?}",
+        t.prompt
+    );
+}
+
 #[test]
 fn conversational_pairs_without_a_chat_template_are_refused() {
     let config = webdpo::ModelConfig::byte_level(32, 1, 4, 64);

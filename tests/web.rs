@@ -256,7 +256,14 @@ async fn session_loop(backend: &str) {
     let undo = session.snapshot();
     let reports: Vec<StepReport> = serde_wasm_bindgen::from_value(
         session
-            .prefer("Hello".into(), texts[0].clone(), texts[1].clone())
+            .prefer(
+                serde_wasm_bindgen::to_value(&webdpo::PreferencePair {
+                    prompt: "Hello".into(),
+                    chosen: texts[0].clone().into(),
+                    rejected: texts[1].clone().into(),
+                })
+                .unwrap(),
+            )
             .await
             .unwrap(),
     )

@@ -5,7 +5,7 @@
 import { call } from "./client.js";
 import { callWithFallback, saveState } from "./models.js";
 import { showLast, showPick } from "./shown.js";
-import { learnt, rating, state } from "./state.js";
+import { learnt, rating, state, turn } from "./state.js";
 import { download, fmt, notice, plural, status } from "./views/dom.js";
 import { renderCharts } from "./views/charts.js";
 import { ratingsJsonl, toJsonl } from "./views/data.js";
@@ -92,9 +92,9 @@ function pickValues(report) {
 export function pick(winner) {
   const current = state.current;
   if (!current?.done) return;
-  const [a, b] = current.texts;
+  const [a, b] = current.texts.map((t) => turn("assistant", t));
   const [chosen, rejected] = winner === 0 ? [a, b] : [b, a];
-  const prompt = current.prompt;
+  const prompt = turn("user", current.prompt);
   return run("Learning from the pick", async () => {
     // The pick is stored before the update runs: whatever happens next, it is not lost.
     const pick = await state.store.addPick({
@@ -153,8 +153,8 @@ function ratingValues(report) {
 export function rate(label) {
   const current = state.current;
   if (!current?.done) return;
-  const [completion] = current.texts;
-  const prompt = current.prompt;
+  const completion = turn("assistant", current.texts[0]);
+  const prompt = turn("user", current.prompt);
   return run("Learning from the rating", async () => {
     const rated = await state.store.addPick({
       model: state.model.name,

@@ -36,3 +36,7 @@ export const rating = () => state.info?.trainConfig.trainer === "kto";
 
 /** Whether a stored row is a rating (the picks store holds both kinds). */
 export const isRating = (row) => "label" in row;
+
+/** A prompt or response as the stored row holds it: for a model with a chat template, TRL's
+ *  conversational form (the core formats it with the template, as TRL would), else the text. */
+export const turn = (role, text) => (state.info?.chat ? [{ role, content: text }] : text);

@@ -126,7 +126,7 @@ const ops = {
   async prefer({ prompt, chosen, rejected, pick }) {
     simulatedFailure();
     const before = session.snapshot();
-    const reports = await session.prefer(prompt, chosen, rejected);
+    const reports = await session.prefer({ prompt, chosen, rejected });
     const applied = reports.some((r) => !r.skipped);
     keepUndo(before, applied, pick);
     return {
@@ -141,7 +141,7 @@ const ops = {
   async rate({ prompt, completion, label, pick }) {
     simulatedFailure();
     const before = session.snapshot();
-    const reports = await session.rate(prompt, completion, label);
+    const reports = await session.rate({ prompt, completion, label });
     const applied = reports.some((r) => !r.skipped);
     keepUndo(before, applied, pick);
     return {

@@ -159,41 +159,61 @@ impl TextTokenizer {
         self.chat.as_ref()
     }
 
-    /// Prompt ids: plain text as [`TextTokenizer::encode_prompt`] encodes it; messages through
-    /// the chat template, ending with the assistant's turn opening.
-    pub fn encode_prompt_turns(&self, prompt: &Turns) -> Result<Vec<u32>> {
-        match (&self.chat, prompt) {
-            (Some(chat), _) => self.encode(&chat.render(&prompt.messages("user"), true)?, false),
-            (None, Turns::Text(text)) => self.encode(text, true),
-            (None, Turns::Messages(_)) => Err(no_template()),
-        }
-    }
-
-    /// Completion ids of `completion` answering `prompt`: text + EOS without a chat template;
-    /// with one, the text the template adds for the assistant's turn (TRL: the conversation
-    /// rendered with the completion, less the prompt rendered with the generation prompt).
-    pub fn encode_response(&self, prompt: &Turns, completion: &Turns) -> Result<Vec<u32>> {
-        match (&self.chat, completion) {
-            (Some(chat), _) => {
-                let messages = prompt.messages("user");
-                let prompt_text = chat.render(&messages, true)?;
-                let full = chat.render(
-                    &[messages, completion.messages("assistant")].concat(),
-                    false,
-                )?;
-                let text = full.strip_prefix(&prompt_text).ok_or_else(|| {
-                    Error::Tokenizer(
-                        "the chat template renders the prompt \
-                        differently once the completion follows it; cannot find where the \
-                        completion starts"
-                            .into(),
-                    )
-                })?;
-                self.encode(text, false)
+    /// TRL 1.16's tokenization of a row (`DPOTrainer`'s and `KTOTrainer`'s `tokenize_fn`): the
+    /// prompt alone and the prompt followed by each completion are each tokenized whole, and the
+    /// completions start where the prompt and every prompt + completion first differ
+    /// (`common_prefix_length`), so tokens that merge across the boundary belong to the
+    /// completions. Plain text is tokenized with the tokenizer's special tokens and never
+    /// templated (TRL adds the EOS token's text to each completion: here its id); messages go
+    /// through the chat template, the prompt with the assistant's turn opening.
+    pub fn encode_row(
+        &self,
+        prompt: &Turns,
+        completions: &[&Turns],
+    ) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+        let (prompt_ids, whole) = match prompt {
+            Turns::Text(p) => {
+                let whole = completions
+                    .iter()
+                    .map(|c| match c {
+                        Turns::Text(c) => {
+                            let mut ids = self.encode(&format!("{p}{c}"), true)?;
+                            ids.push(self.eos);
+                            Ok(ids)
+                        }
+                        Turns::Messages(_) => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (self.encode(p, true)?, whole)
             }
-            (None, Turns::Text(text)) => self.encode_completion(text),
-            (None, Turns::Messages(_)) => Err(no_template()),
-        }
+            Turns::Messages(m) => {
+                let chat = self.chat.as_ref().ok_or_else(no_template)?;
+                let whole = completions
+                    .iter()
+                    .map(|c| match c {
+                        Turns::Messages(reply) => {
+                            let conversation = [m.clone(), reply.clone()].concat();
+                            self.encode(&chat.render(&conversation, false)?, false)
+                        }
+                        Turns::Text(_) => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                (self.encode(&chat.render(m, true)?, false)?, whole)
+            }
+        };
+        let shared = whole
+            .iter()
+            .map(|ids| {
+                prompt_ids
+                    .iter()
+                    .zip(ids)
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .min()
+            .unwrap_or(prompt_ids.len());
+        let completions = whole.iter().map(|ids| ids[shared..].to_vec()).collect();
+        Ok((prompt_ids[..shared].to_vec(), completions))
     }
 
     pub fn eos_id(&self) -> u32 {
@@ -208,7 +228,13 @@ impl TextTokenizer {
     /// Prompt ids, with the special tokens the tokenizer's post-processor adds (e.g. BOS), or
     /// formatted as a user's turn by the chat template.
     pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
-        self.encode_prompt_turns(&Turns::Text(text.to_string()))
+        match &self.chat {
+            Some(chat) => {
+                let turn = Turns::Text(text.to_string()).messages("user");
+                self.encode(&chat.render(&turn, true)?, false)
+            }
+            None => self.encode(text, true),
+        }
     }
 
     /// Completion ids without special tokens, followed by EOS.
@@ -233,6 +259,14 @@ impl TextTokenizer {
             .decode(ids, true)
             .map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
     }
+}
+
+fn mixed() -> Error {
+    Error::Tokenizer(
+        "a row mixes plain text and message lists; TRL's rows are all text or all \
+         conversational"
+            .into(),
+    )
 }
 
 fn no_template() -> Error {

@@ -23,11 +23,16 @@ pub struct TokenizedPair {
 }
 
 impl TokenizedPair {
+    /// Tokenised as TRL does ([`TextTokenizer::encode_row`]): the prompt is what chosen and
+    /// rejected share.
     pub fn new(tokenizer: &TextTokenizer, pair: &PreferencePair) -> Result<Self> {
+        let (prompt, completions) =
+            tokenizer.encode_row(&pair.prompt, &[&pair.chosen, &pair.rejected])?;
+        let [chosen, rejected] = <[Vec<u32>; 2]>::try_from(completions).expect("two completions");
         Ok(Self {
-            prompt: tokenizer.encode_prompt_turns(&pair.prompt)?,
-            chosen: tokenizer.encode_response(&pair.prompt, &pair.chosen)?,
-            rejected: tokenizer.encode_response(&pair.prompt, &pair.rejected)?,
+            prompt,
+            chosen,
+            rejected,
         })
     }
 }
@@ -42,9 +47,11 @@ pub struct TokenizedRating {
 
 impl TokenizedRating {
     pub fn new(tokenizer: &TextTokenizer, rated: &RatedResponse) -> Result<Self> {
+        let (prompt, mut completions) =
+            tokenizer.encode_row(&rated.prompt, &[&rated.completion])?;
         Ok(Self {
-            prompt: tokenizer.encode_prompt_turns(&rated.prompt)?,
-            completion: tokenizer.encode_response(&rated.prompt, &rated.completion)?,
+            prompt,
+            completion: completions.remove(0),
             label: rated.label,
         })
     }

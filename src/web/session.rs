@@ -249,19 +249,14 @@ impl Session {
     }
 
     /// Learns from one preference (`steps_per_pair` updates on it and recent picks); one report
-    /// per update, `values[0]` being this pick.
+    /// per update, `values[0]` being this pick. Text rows are tokenized as TRL does, without the
+    /// chat template: the page sends a chat model's picks as messages.
     #[wasm_bindgen(unchecked_return_type = "StepReport[]")]
     pub async fn prefer(
         &mut self,
-        prompt: String,
-        chosen: String,
-        rejected: String,
+        #[wasm_bindgen(unchecked_param_type = "PreferencePair")] pair: JsValue,
     ) -> Result<JsValue, Error> {
-        let pair = PreferencePair {
-            prompt: prompt.into(),
-            chosen: chosen.into(),
-            rejected: rejected.into(),
-        };
+        let pair: PreferencePair = from_js(pair, "preference pair")?;
         let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
         let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await?;
         Ok(to_js(&reports))
@@ -284,21 +279,15 @@ impl Session {
         Ok(to_js(&self.trainer.train_batch(&batch).await?))
     }
 
-    /// Learns from one rated response (👍 `label` true, 👎 false) with KTO: `steps_per_pair`
+    /// Learns from one rated response (`{prompt, completion, label}`: 👍 true, 👎 false) with KTO: `steps_per_pair`
     /// updates on a batch of it and up to `rating_batch − 1` recent ratings, `values` listing it
     /// first. Empty when, with `kto`, a first rating waits for a second to form a batch.
     #[wasm_bindgen(unchecked_return_type = "RatingReport[]")]
     pub async fn rate(
         &mut self,
-        prompt: String,
-        completion: String,
-        label: bool,
+        #[wasm_bindgen(unchecked_param_type = "RatedResponse")] rating: JsValue,
     ) -> Result<JsValue, Error> {
-        let rating = self.tokenize_rating(RatedResponse {
-            prompt: prompt.into(),
-            completion: completion.into(),
-            label,
-        })?;
+        let rating = self.tokenize_rating(from_js(rating, "rating")?)?;
         let reports: Vec<RatingReport> = self
             .trainer
             .learn_rated(rating, self.tokenizer.pad_id())
@@ -354,8 +343,8 @@ impl Session {
     ) -> Result<JsValue, Error> {
         let prompt: Turns = from_js(prompt, "prompt")?;
         let completion: Turns = from_js(completion, "completion")?;
-        let completion = self.tokenizer.encode_response(&prompt, &completion)?;
-        let prompt = self.tokenizer.encode_prompt_turns(&prompt)?;
+        let (prompt, mut completions) = self.tokenizer.encode_row(&prompt, &[&completion])?;
+        let completion = completions.remove(0);
         let rows = self
             .trainer
             .token_logps(&[(&prompt, &completion)], self.tokenizer.pad_id())

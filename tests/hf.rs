@@ -513,6 +513,17 @@ fn text_rows_are_tokenized_whole_and_without_the_template() {
         "the boundary's merged token went to the completions: {:?} vs {prompt:?}",
         t.prompt
     );
+    // A completion that already ends with the EOS token's text gets no second EOS, as in TRL.
+    let eos_text = plain.eos_token().unwrap();
+    let ended = parse_jsonl(
+        &serde_json::json!({"prompt": "Hi", "chosen": format!("a fox{eos_text}"), "rejected": "a cat"})
+            .to_string(),
+        "pairs.jsonl",
+    )
+    .unwrap()
+    .remove(0);
+    let t = TokenizedPair::new(&tokenizer, &ended).unwrap();
+    assert_eq!([t.prompt, t.chosen].concat(), whole("Hia fox"));
 }
 
 #[test]

@@ -164,8 +164,8 @@ impl TextTokenizer {
     /// completions start where the prompt and every prompt + completion first differ
     /// (`common_prefix_length`), so tokens that merge across the boundary belong to the
     /// completions. Plain text is tokenized with the tokenizer's special tokens and never
-    /// templated (TRL adds the EOS token's text to each completion: here its id); messages go
-    /// through the chat template, the prompt with the assistant's turn opening.
+    /// templated (TRL adds the EOS token's text to each completion that lacks it: here its id);
+    /// messages go through the chat template, the prompt with the assistant's turn opening.
     pub fn encode_row(
         &self,
         prompt: &Turns,
@@ -178,7 +178,10 @@ impl TextTokenizer {
                     .map(|c| match c {
                         Turns::Text(c) => {
                             let mut ids = self.encode(&format!("{p}{c}"), true)?;
-                            ids.push(self.eos);
+                            // TRL appends the EOS text unless the completion ends with it.
+                            if !self.eos_token().is_some_and(|eos| c.ends_with(&eos)) {
+                                ids.push(self.eos);
+                            }
                             Ok(ids)
                         }
                         Turns::Messages(_) => Err(mixed()),
@@ -218,6 +221,11 @@ impl TextTokenizer {
 
     pub fn eos_id(&self) -> u32 {
         self.eos
+    }
+
+    /// The EOS token's text (`tokenizer.eos_token`), when the vocabulary names it.
+    pub fn eos_token(&self) -> Option<String> {
+        self.inner.id_to_token(self.eos)
     }
 
     /// Id used to right-pad batches; padded positions are masked, so any valid id works.

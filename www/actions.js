@@ -71,8 +71,9 @@ export function compare() {
   });
 }
 
-/** What the update of a pick computed, from its first step report (before the update). */
-function pickValues(report) {
+/** What the update of a pick computed, from its first step report (before the update), and the
+ *  KL(π‖π_ref) of its two samples (`kl`: the core's full-vocabulary estimate). */
+function pickValues(report, kl) {
   const v = report.values;
   const values = {
     pc: v.policy_chosen[0],
@@ -84,9 +85,7 @@ function pickValues(report) {
     loss: v.losses[0],
     logOdds: v.log_odds?.[0],
   };
-  // Both responses were sampled from the policy: their mean log-ratio estimates KL(π‖π_ref).
-  const kl = (values.pc - values.rc + values.pr - values.rr) / 2;
-  return { metrics: report.metrics, values, kl };
+  return { metrics: report.metrics, values, kl: kl.mean, klStderr: kl.stderr };
 }
 
 export function pick(winner) {
@@ -111,7 +110,7 @@ export function pick(winner) {
     status("Updating the policy…");
     const reply = await callWithFallback("prefer", { prompt, chosen, rejected, pick: pick.id });
     const { reports, scores, saved } = reply;
-    Object.assign(pick, pickValues(reports[0]), { config: state.info.trainConfig });
+    Object.assign(pick, pickValues(reports[0], reply.kl), { config: state.info.trainConfig });
     // The worker returns state (and keeps an undo snapshot) only when at least one step applied.
     const skipped = reports.find((r) => r.skipped)?.skipped;
     if (!saved) pick.skipped = skipped;

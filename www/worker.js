@@ -125,12 +125,15 @@ const ops = {
    *  save (null when every step was skipped, and then nothing to undo either). */
   async prefer({ prompt, chosen, rejected, pick }) {
     simulatedFailure();
+    // Both responses were sampled from the policy as it is now, before the update.
+    const kl = await session.sequenceKl(prompt, [chosen, rejected]);
     const before = session.snapshot();
     const reports = await session.prefer({ prompt, chosen, rejected });
     const applied = reports.some((r) => !r.skipped);
     keepUndo(before, applied, pick);
     return {
       reports,
+      kl,
       scores: await scores({ prompt, chosen, rejected }),
       saved: applied ? await trainingState() : null,
       canUndo: canUndo(),

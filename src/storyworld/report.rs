@@ -5,11 +5,11 @@ use crate::storyworld::simulate::SimulationPoint;
 
 /// One row per measurement, headed by the attribute's name.
 pub fn csv(points: &[SimulationPoint], name: &str) -> String {
-    let mut csv = format!("picks,{name},well_formed,kl,loss,margin\n");
+    let mut csv = format!("picks,{name},well_formed,kl,kl_stderr,loss,margin\n");
     for p in points {
         csv += &format!(
-            "{},{},{},{},{},{}\n",
-            p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin
+            "{},{},{},{},{},{},{}\n",
+            p.picks, p.rate, p.well_formed, p.kl, p.kl_stderr, p.loss, p.margin
         );
     }
     csv

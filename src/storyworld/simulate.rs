@@ -9,10 +9,10 @@ use crate::error::{Error, Result};
 use crate::generate::{SamplingConfig, generate};
 use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
-use crate::runtime::read_all;
 use crate::train::DpoTrainer;
 use crate::train::data::PreferencePair;
-use crate::train::logps::{SequenceBatch, TokenizedPair, sequence_logps};
+use crate::train::kl::{KlEstimate, sequence_kl};
+use crate::train::logps::TokenizedPair;
 
 /// A steerable attribute of a story.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,15 +155,15 @@ impl Rates {
     }
 }
 
-/// Monte-Carlo KL(π ‖ π_ref): the mean over the policy's own samples of
-/// log π(y|x) − log π_ref(y|x) (sequence log-probs of the sampled completions, EOS included).
+/// KL(π ‖ π_ref) of the policy's own samples ([`sequence_kl`]: per sample, the full-vocabulary
+/// KL of each position summed, EOS included).
 pub async fn kl_estimate(
     policy: &CausalLm,
     reference: &CausalLm,
     tokenizer: &TextTokenizer,
     samples: &[Sample],
     device: &burn::tensor::Device,
-) -> Result<f64> {
+) -> Result<KlEstimate> {
     let mut rows = Vec::with_capacity(samples.len());
     for s in samples {
         rows.push((
@@ -172,17 +172,7 @@ pub async fn kl_estimate(
         ));
     }
     let refs: Vec<(&[u32], &[u32])> = rows.iter().map(|(p, c)| (&p[..], &c[..])).collect();
-    let mut total = 0.0;
-    for chunk in refs.chunks(16) {
-        let batch = SequenceBatch::new(chunk, tokenizer.pad_id(), policy.max_positions())?;
-        let [p, r] = read_all([
-            sequence_logps(policy, &batch, device),
-            sequence_logps(reference, &batch, device),
-        ])
-        .await?;
-        total += p.iter().zip(&r).map(|(p, r)| (p - r) as f64).sum::<f64>();
-    }
-    Ok(total / samples.len() as f64)
+    sequence_kl(policy, reference, &refs, tokenizer.pad_id(), device).await
 }
 
 /// One row of a simulation: after `picks` preferences, the attribute's rate and the KL.
@@ -192,6 +182,8 @@ pub struct SimulationPoint {
     pub rate: f64,
     pub well_formed: f64,
     pub kl: f64,
+    /// The standard error of `kl` over the samples.
+    pub kl_stderr: f64,
     pub loss: f64,
     pub margin: f64,
 }
@@ -253,7 +245,8 @@ pub async fn simulate(
                 picks: done,
                 rate: rates.get(attribute),
                 well_formed: rates.well_formed,
-                kl,
+                kl: kl.mean,
+                kl_stderr: kl.stderr,
                 loss: last_loss,
                 margin: last_margin,
             };

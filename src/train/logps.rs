@@ -260,6 +260,17 @@ pub fn token_logps_and_stats(
     (token_logps, stats)
 }
 
+/// The model's log-softmax over the vocabulary at every position `[rows, len − 1, vocab]`, and the
+/// mask of those that predict a completion token `[rows, len − 1]`.
+pub fn next_token_logps(
+    model: &CausalLm,
+    batch: &SequenceBatch,
+    device: &Device,
+) -> (Tensor<3>, Tensor<2>) {
+    let (_, _, logp, mask) = forward(model, batch, device);
+    (logp, mask)
+}
+
 /// The masked label log-probs `[rows, len - 1]`, with the logits and log-softmax they came from
 /// (`[rows, len - 1, vocab]`) and the completion mask.
 fn forward(

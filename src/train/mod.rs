@@ -34,6 +34,7 @@ macro_rules! serde_names {
 pub mod config;
 pub mod data;
 pub mod dpo;
+pub mod kl;
 pub mod kto;
 pub mod logps;
 pub mod metrics;
@@ -50,6 +51,7 @@ pub use data::{
     parse_ratings, parse_unpaired_jsonl, unpair,
 };
 pub use dpo::{DpoConfig, LossType};
+pub use kl::{KlEstimate, sequence_kl};
 pub use kto::{KtoConfig, KtoLoss};
 pub use logps::{SequenceBatch, TokenizedPair, TokenizedRating};
 pub use metrics::{DpoMetrics, KtoMetrics, PairValues, RatingValues};

@@ -334,6 +334,29 @@ impl Session {
             .collect()
     }
 
+    /// KL(π ‖ π_ref) of `completions` to `prompt` (rows as TRL's), sampled from the current
+    /// policy: per completion, the full-vocabulary KL at each of its positions, summed; their
+    /// mean and standard error.
+    #[wasm_bindgen(js_name = sequenceKl, unchecked_return_type = "KlEstimate")]
+    pub async fn sequence_kl(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Turns")] prompt: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "Turns[]")] completions: JsValue,
+    ) -> Result<JsValue, Error> {
+        let prompt: Turns = from_js(prompt, "prompt")?;
+        let completions: Vec<Turns> = from_js(completions, "completions")?;
+        let refs: Vec<&Turns> = completions.iter().collect();
+        let (prompt, completions) = self.tokenizer.encode_row(&prompt, &refs)?;
+        let rows: Vec<(&[u32], &[u32])> =
+            completions.iter().map(|c| (&prompt[..], &c[..])).collect();
+        Ok(to_js(
+            &self
+                .trainer
+                .sequence_kl(&rows, self.tokenizer.pad_id())
+                .await?,
+        ))
+    }
+
     /// Each token of `completion` with its log-prob under the policy and the reference.
     #[wasm_bindgen(js_name = tokenScores, unchecked_return_type = "TokenScores")]
     pub async fn token_scores(

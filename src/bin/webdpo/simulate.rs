@@ -104,11 +104,11 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         ..SamplingConfig::default()
     };
     println!(
-        "{:>6} {:>8} {:>12} {:>8} {:>8} {:>8}",
+        "{:>6} {:>8} {:>12} {:>14} {:>8} {:>8}",
         "picks",
         attribute.name(),
         "well_formed",
-        "kl",
+        "kl ± se",
         "loss",
         "margin"
     );
@@ -122,9 +122,10 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         &sampling,
         a.seed,
         |p| {
+            let kl = format!("{:.3} ± {:.3}", p.kl, p.kl_stderr);
             println!(
-                "{:>6} {:>8.3} {:>12.3} {:>8.3} {:>8.4} {:>8.4}",
-                p.picks, p.rate, p.well_formed, p.kl, p.loss, p.margin
+                "{:>6} {:>8.3} {:>12.3} {:>14} {:>8.4} {:>8.4}",
+                p.picks, p.rate, p.well_formed, kl, p.loss, p.margin
             );
         },
     ))?;

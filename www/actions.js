@@ -6,9 +6,10 @@ import { call } from "./client.js";
 import { callWithFallback, saveState } from "./models.js";
 import { showLast, showPick } from "./shown.js";
 import { learnt, rating, state, turn } from "./state.js";
-import { download, fmt, notice, plural, status } from "./views/dom.js";
+import { $, download, fmt, notice, plural, status } from "./views/dom.js";
 import { renderCharts } from "./views/charts.js";
 import { ratingsJsonl, toJsonl } from "./views/data.js";
+import { askGuess, reveal } from "./views/guided.js";
 import { renderMetrics } from "./views/metrics.js";
 import { promptText, renderComparison, renderPair } from "./views/pair.js";
 import {
@@ -107,8 +108,13 @@ export function pick(winner) {
     state.picks.push(pick);
     state.current = null;
     notice(null);
+    // Guided mode: the guess comes first, with the responses' token scores before the update.
+    const guided = $("guided").checked;
+    const before = guided && (await call("scores", { prompt, chosen, rejected }));
+    const guess = guided && (status("Your guess first."), await askGuess());
     status("Updating the policy…");
     const reply = await callWithFallback("prefer", { prompt, chosen, rejected, pick: pick.id });
+    if (guided) reveal(guess, before, reply.scores);
     const { reports, scores, saved } = reply;
     Object.assign(pick, pickValues(reports[0], reply.kl), { config: state.info.trainConfig });
     // The worker returns state (and keeps an undo snapshot) only when at least one step applied.

@@ -4,6 +4,7 @@
 // it in views/.
 import * as act from "./actions.js";
 import { call } from "./client.js";
+import { applyLink, lessonLink } from "./link.js";
 import { importFolder, restoreLast, useBuiltIn } from "./models.js";
 import { state } from "./state.js";
 import { modelCache } from "./store.js";
@@ -88,6 +89,15 @@ function wire() {
     (e) => ($("lr").value = act.learningRateFor(e.target.value)),
   );
   $("settings").addEventListener("change", act.applySettings);
+  $("copy-link").addEventListener("click", () => {
+    const link = lessonLink();
+    $("copy-link").dataset.link = link;
+    status(`Lesson link: ${link}`);
+    navigator.clipboard
+      ?.writeText(link)
+      .then(() => status(`Lesson link copied: ${link}`))
+      .catch(() => {});
+  });
   $("settings").addEventListener("submit", (e) => e.preventDefault());
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, select, textarea")) return;
@@ -110,6 +120,8 @@ async function main() {
     state.learningRates = await call("learningRates", {
       optims: [...$("optim").options].map((o) => o.value),
     });
+    // A lesson link's setup, applied as if the user had set it (only settings, never data).
+    if (applyLink()) await act.applySettings();
     // Without saved state any notice about why (a changed or unreadable policy) stays up.
     if (saved) {
       const { model, picks, info } = state;

@@ -382,6 +382,59 @@ try {
     WAIT,
   );
 
+  // A lesson link: its setup is applied on load (and again on reload), the same seed gives the
+  // same responses in another browser, and guided mode asks for a guess before the update.
+  const lesson =
+    `http://127.0.0.1:${port}/?objective=dpo:ipo&beta=0.2&temperature=0.8&tokens=32&seed=7` +
+    `&prompt=${encodeURIComponent("Write a story about a sleepy bear who finds a green ball.")}` +
+    `&hide=charts&guided=1`;
+  const students = [];
+  for (let i = 0; i < 2; i++) {
+    const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const student = await context.newPage();
+    student.on("pageerror", (e) => errors.push(e.message));
+    await student.goto(lesson);
+    await student.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    await student.click("#generate");
+    await student.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+    students.push({ context, student, text: await student.textContent("#text-a") });
+  }
+  const { student } = students[0];
+  check(
+    (await student.inputValue("#beta")) === "0.2" &&
+      (await student.inputValue("#objective")) === "dpo:ipo" &&
+      (await student.inputValue("#max-tokens")) === "32" &&
+      !(await student.isVisible("#charts")) &&
+      /sleepy bear/.test(await student.inputValue("#prompt")),
+    "a lesson link sets the objective, β, length, prompt and hidden panels",
+  );
+  check(
+    students[0].text.length > 0 && students[0].text === students[1].text,
+    "the link's seed gives every student the same responses",
+  );
+  await student.click("#pick-a");
+  await student.waitForFunction(() => !document.getElementById("guess").hidden, null, WAIT);
+  await student.click('[data-guess="chosen"]');
+  await student.waitForFunction(() => !document.getElementById("reveal").hidden, null, WAIT);
+  const revealed = await student.textContent("#reveal");
+  check(
+    /log π\(chosen\).*log π\(rejected\)/.test(revealed),
+    `guided mode asks, then reveals with the numbers (${revealed.slice(0, 80)}…)`,
+  );
+  await student.click("#copy-link");
+  const link = await student.$eval("#copy-link", (e) => e.dataset.link);
+  check(
+    /objective=dpo%3Aipo/.test(link) && /beta=0.2/.test(link) && /hide=charts/.test(link),
+    "copy lesson link writes the setup back into a link",
+  );
+  await student.reload();
+  await student.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+  check(
+    (await student.inputValue("#beta")) === "0.2" && !(await student.isVisible("#charts")),
+    "a reload of the link reproduces its setup",
+  );
+  for (const { context } of students) await context.close();
+
   // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
   // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.
   const folder = join(out, "llama");

@@ -20,15 +20,24 @@ export function storedTrainConfig() {
 }
 export const forgetTrainConfig = () => localStorage.removeItem(TRAIN_KEY);
 
-/** The sampling settings of one generation, with a fresh seed. */
+// `?seed=` (a lesson link) makes the page's samples reproducible: its n-th generation uses
+// seed + n; without it every generation draws a fresh seed.
+const linkSeed = new URLSearchParams(location.search).get("seed");
+let generations = 0;
+
+/** The sampling settings of one generation, with its seed. */
 export function sampling() {
   const s = storedSampling();
+  const seed =
+    linkSeed !== null && Number.isInteger(Number(linkSeed))
+      ? (Number(linkSeed) + generations++) >>> 0
+      : crypto.getRandomValues(new Uint32Array(1))[0];
   return {
     temperature: s.temperature,
     top_k: 0,
     top_p: 1.0,
     max_new_tokens: s.max_new_tokens,
-    seed: crypto.getRandomValues(new Uint32Array(1))[0],
+    seed,
   };
 }
 

@@ -416,6 +416,7 @@ try {
   await student.waitForFunction(() => !document.getElementById("guess").hidden, null, WAIT);
   await student.click('[data-guess="chosen"]');
   await student.waitForFunction(() => !document.getElementById("reveal").hidden, null, WAIT);
+  await student.screenshot({ path: join(out, "05c-lesson-guided.png"), fullPage: true });
   const revealed = await student.textContent("#reveal");
   check(
     /log π\(chosen\).*log π\(rejected\)/.test(revealed),

@@ -23,7 +23,7 @@ pub struct RatedBatch {
     pub reference_logps: Vec<f32>,
 }
 
-/// What one update on ratings saw, as [`StepReport`] for pairs.
+/// What one update on ratings saw, as [`StepReport`](super::StepReport) for pairs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 #[cfg_attr(target_arch = "wasm32", tsify(missing_as_null))]

@@ -32,6 +32,7 @@ export function generate() {
   const text = promptOrNotice();
   if (!text) return;
   notice(null);
+  $("reveal").hidden = true;
   // A rating objective (KTO) asks about one response, a pairwise one about two.
   const n = rating() ? 1 : 2;
   return run("Generating", async () => {

@@ -61,6 +61,18 @@ try {
     writeFileSync(join(out, name), bytes);
     return bytes;
   };
+  /** Imports `name` (in the artifacts) and waits until the status says `done`, or an error shows. */
+  const importAndWait = async (name, done) => {
+    await page.setInputFiles("#import", join(out, name));
+    await page.waitForFunction(
+      (done) =>
+        document.getElementById("status-text").textContent.includes(done) ||
+        (!document.getElementById("notice").hidden &&
+          document.getElementById("notice").classList.contains("error")),
+      done,
+      WAIT,
+    );
+  };
   /** Generates a pair and picks one (by keyboard or by clicking). The random fixture model may
    *  sample its end token first, so `written` (the built-in model's stories) is not asked of it. */
   const pickOne = async (how, { written = true } = {}) => {
@@ -201,15 +213,7 @@ try {
     rows.length === 2 && rows.every((r) => Object.keys(r).join() === "prompt,chosen,rejected"),
     "export is TRL JSONL with 2 pairs",
   );
-  await page.setInputFiles("#import", join(out, "pairs.jsonl"));
-  await page.waitForFunction(
-    () =>
-      /Imported 2 pairs; training on them: done/.test(
-        document.getElementById("status-text").textContent,
-      ),
-    null,
-    WAIT,
-  );
+  await importAndWait("pairs.jsonl", "Imported 2 pairs; training on them: done");
   await noError("import");
   check((await pairs()) === 4, "import added the 2 pairs");
   const again = (await download("#export", "pairs-after-import.jsonl")).toString();
@@ -338,17 +342,7 @@ try {
       rated[1].label === false,
     "ratings export as TRL's unpaired rows (👍 true, 👎 false)",
   );
-  await page.setInputFiles("#import", join(out, "ratings.jsonl"));
-  await page.waitForFunction(
-    () =>
-      /Imported 2 ratings; training on them: done/.test(
-        document.getElementById("status-text").textContent,
-      ) ||
-      (!document.getElementById("notice").hidden &&
-        document.getElementById("notice").classList.contains("error")),
-    null,
-    WAIT,
-  );
+  await importAndWait("ratings.jsonl", "Imported 2 ratings; training on them: done");
   await noError("ratings import");
   check(
     (await ratings()) === 4 && (await pairs()) === 4,
@@ -510,17 +504,7 @@ try {
     },
   ];
   writeFileSync(join(out, "chat.jsonl"), chat.map((r) => JSON.stringify(r)).join("\n") + "\n");
-  await page.setInputFiles("#import", join(out, "chat.jsonl"));
-  await page.waitForFunction(
-    () =>
-      /Imported 2 pairs; training on them: done/.test(
-        document.getElementById("status-text").textContent,
-      ) ||
-      (!document.getElementById("notice").hidden &&
-        document.getElementById("notice").classList.contains("error")),
-    null,
-    WAIT,
-  );
+  await importAndWait("chat.jsonl", "Imported 2 pairs; training on them: done");
   await noError("conversational import");
   check(
     (await pairs()) === 3,

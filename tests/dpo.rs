@@ -380,6 +380,14 @@ fn ratings_train_kto_on_a_batch_of_recent_ratings() {
         [true],
         "apo_zero_unpaired trains on one"
     );
+    // A rating batch of one would keep every `kto` rating waiting: refused.
+    let lone = TrainConfig {
+        trainer: Trainer::Kto,
+        rating_batch: 1,
+        ..TrainConfig::default()
+    };
+    let err = lone.validate().unwrap_err().to_string();
+    assert!(err.contains("at least 2 ratings"), "{err}");
 }
 
 /// CPO and ORPO without LoRA keep no reference: the policy's initial weights are not held twice,

@@ -123,7 +123,11 @@ impl TrainConfig {
             Trainer::Dpo => self.dpo.validate()?,
             Trainer::Cpo => self.cpo.validate()?,
             Trainer::Orpo => self.orpo.validate()?,
-            Trainer::Kto => self.kto.validate()?,
+            Trainer::Kto => {
+                self.kto.validate()?;
+                // A rating batch of one could never hold KTO's reference point.
+                self.kto.check_batch(self.rating_batch)?;
+            }
         }
         let bad = |m: String| Err(Error::Setting(m));
         if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {

@@ -9,6 +9,7 @@
 //! object the prompt asked for; drifting ones hand the story to the second character and its
 //! own object.
 
+pub mod measure;
 pub mod oracle;
 pub mod report;
 pub mod simulate;

@@ -4,6 +4,7 @@
 
 mod options;
 mod session;
+mod story;
 
 use std::sync::Once;
 
@@ -19,6 +20,7 @@ use crate::train::parse_jsonl;
 
 pub use options::{Backend, LoadOptions, LoraOptions, MemoryReport, check_memory};
 pub use session::{Generation, PeftAdapter, Session, Snapshot, TokenScores, TrainingState};
+pub use story::{Measurement, Sweep, default_sweep_config};
 
 unsafe extern "C" {
     fn __wasm_call_ctors();
@@ -76,6 +78,15 @@ fn object(fields: &[(&str, JsValue)]) -> JsValue {
         let _ = js_sys::Reflect::set(&out, &(*name).into(), value);
     }
     out.into()
+}
+
+/// The built-in model's files, from their bytes.
+fn builtin_files(config_json: String, tokenizer_json: Vec<u8>, weights: Vec<u8>) -> ModelFiles {
+    ModelFiles::new([
+        ("config.json".to_string(), config_json.into_bytes()),
+        ("tokenizer.json".to_string(), tokenizer_json),
+        ("model.safetensors".to_string(), weights),
+    ])
 }
 
 /// A randomly initialised model's safetensors bytes, for demos and tests without a download.

@@ -5,7 +5,8 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use super::options::{Admission, LoadOptions, MemoryReport};
-use super::{bytes, from_js, init_runtime, object, to_js};
+use super::story::Measurement;
+use super::{builtin_files, bytes, from_js, init_runtime, object, to_js};
 use crate::error::Error;
 use crate::generate::{Decoder, SamplingConfig};
 use crate::hf::peft::{attach_peft_weights, to_peft};
@@ -13,6 +14,7 @@ use crate::hf::safetensors::{self, Dtype};
 use crate::hf::{ModelFiles, TextTokenizer};
 use crate::model::{CausalLm, LoraConfig, ModelConfig};
 use crate::runtime::{ComputeDevice, MemoryEstimate, MemoryLimits};
+use crate::storyworld::measure::Meter;
 use crate::train::data::{PreferencePair, RatedResponse, Turns};
 use crate::train::{DpoTrainer, StepReport, TrainConfig, TrainerSnapshot};
 use crate::train::{RatingReport, TokenizedPair, TokenizedRating};
@@ -79,13 +81,8 @@ impl Session {
         #[wasm_bindgen(unchecked_param_type = "Backend")] backend: JsValue,
     ) -> Result<Session, Error> {
         let backend = from_js(backend, "backend")?;
-        let files = ModelFiles::new([
-            ("config.json".to_string(), config_json.into_bytes()),
-            ("tokenizer.json".to_string(), tokenizer_json),
-            ("model.safetensors".to_string(), weights),
-        ]);
         Self::open(
-            files,
+            builtin_files(config_json, tokenizer_json, weights),
             LoadOptions {
                 backend,
                 lora: None,
@@ -246,6 +243,35 @@ impl Session {
             decoder,
             tokenizer: self.tokenizer.clone(),
         })
+    }
+
+    /// Starts measuring the built-in model's behaviour on `n` fresh stories for prompts drawn
+    /// with `prompt_seed` (the same prompts each time): the oracle's rates and the KL to the
+    /// reference; `reference = true` measures the reference itself.
+    #[wasm_bindgen(js_name = startMeasurement)]
+    pub fn start_measurement(
+        &self,
+        n: usize,
+        prompt_seed: u64,
+        #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue,
+        reference: bool,
+    ) -> Result<Measurement, Error> {
+        let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
+        let frozen = self.trainer.reference()?.clone();
+        let model = if reference {
+            frozen.clone()
+        } else {
+            self.trainer.policy()
+        };
+        Ok(Measurement(Meter::new(
+            model,
+            frozen,
+            self.tokenizer.clone(),
+            n,
+            prompt_seed,
+            sampling,
+            &self.device.device,
+        )?))
     }
 
     /// Learns from one preference (`steps_per_pair` updates on it and recent picks); one report

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use webdpo::storyworld::StoryWorld;
-use webdpo::storyworld::simulate::{Rates, sample_stories};
+use webdpo::storyworld::measure::{Rates, sample_stories};
 use webdpo::{ComputeDevice, ModelDir, Result, SamplingConfig, block_on};
 
 #[derive(clap::Args)]

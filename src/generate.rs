@@ -135,6 +135,10 @@ pub struct Decoder {
     input: Tensor<2, Int>,
     samples: Vec<Vec<u32>>,
     done: Vec<bool>,
+    /// Per sample, the entropy of each token's sampling distribution (EOS's included).
+    entropies: Vec<Vec<f64>>,
+    /// A token the first step may not sample.
+    exclude: Option<u32>,
 }
 
 impl Decoder {
@@ -171,7 +175,15 @@ impl Decoder {
             input,
             samples: vec![Vec::new(); n],
             done: vec![false; n],
+            entropies: vec![Vec::new(); n],
+            exclude: None,
         })
+    }
+
+    /// The first token sampled will not be `token`.
+    pub fn excluding(mut self, token: u32) -> Self {
+        self.exclude = Some(token);
+        self
     }
 
     /// Re-runs the whole prefix for every token instead of caching keys and values: the
@@ -215,7 +227,12 @@ impl Decoder {
                 next.push(None);
                 continue;
             }
-            let token = sample_token(row, &self.config, &mut self.rng);
+            let mut row = row.to_vec();
+            if let Some(t) = self.exclude {
+                row[t as usize] = f32::NEG_INFINITY;
+            }
+            self.entropies[i].push(entropy(&row, self.config.temperature));
+            let token = sample_token(&row, &self.config, &mut self.rng);
             if token == self.eos {
                 self.done[i] = true;
             } else {
@@ -223,6 +240,7 @@ impl Decoder {
             }
             next.push(Some(token));
         }
+        self.exclude = None;
         let ids: Vec<i64> = next.iter().map(|t| t.unwrap_or(self.eos) as i64).collect();
         self.input = Tensor::from_data(TensorData::new(ids, [n, 1]), &self.device);
         Ok(Some(next))
@@ -235,6 +253,155 @@ impl Decoder {
 
     pub fn into_samples(self) -> Vec<Vec<u32>> {
         self.samples
+    }
+
+    /// Whether sample `i` ended with EOS.
+    pub fn ended(&self, i: usize) -> bool {
+        self.done[i]
+    }
+}
+
+/// The entropy (nats) of the distribution `logits` are sampled from at `temperature` (that of
+/// the logits themselves when greedy).
+fn entropy(logits: &[f32], temperature: f64) -> f64 {
+    let t = if temperature > 0.0 { temperature } else { 1.0 };
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&l| ((l as f64 - max) / t).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    -weights
+        .iter()
+        .filter(|&&w| w > 0.0)
+        .map(|w| w / total * (w / total).ln())
+        .sum::<f64>()
+}
+
+/// How the two responses of a pair are drawn.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
+#[serde(rename_all = "snake_case")]
+pub enum PairStyle {
+    /// Two samples of their own.
+    #[default]
+    Independent,
+    /// The first sampled whole; the second shares its start up to the position where the model
+    /// was least sure (the highest entropy of a token's distribution), takes another token there
+    /// and goes on as a sample of its own: the two differ from one point on.
+    Branched,
+}
+
+impl std::str::FromStr for PairStyle {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "independent" => Ok(Self::Independent),
+            "branched" => Ok(Self::Branched),
+            _ => Err(Error::Setting(format!(
+                "unknown pair style {s:?}; expected independent or branched"
+            ))),
+        }
+    }
+}
+
+/// Two responses to one prompt, sampled in steps as [`Decoder`] does.
+pub struct PairDecoder {
+    first: Decoder,
+    second: Option<Decoder>,
+    style: PairStyle,
+    prompt: Vec<u32>,
+    /// The tokens the second response shares with the first (branched).
+    shared: usize,
+}
+
+impl PairDecoder {
+    pub fn new(
+        model: CausalLm,
+        prompt: &[u32],
+        style: PairStyle,
+        config: SamplingConfig,
+        eos: u32,
+        device: &Device,
+    ) -> Result<Self> {
+        let n = match style {
+            PairStyle::Independent => 2,
+            PairStyle::Branched => 1,
+        };
+        Ok(Self {
+            first: Decoder::new(model, prompt, n, config, eos, device)?,
+            second: None,
+            style,
+            prompt: prompt.to_vec(),
+            shared: 0,
+        })
+    }
+
+    /// Samples the next token (of the first response, then of the second); `false` once both
+    /// have ended.
+    pub async fn step(&mut self) -> Result<bool> {
+        if let Some(second) = &mut self.second {
+            return Ok(second.step().await?.is_some());
+        }
+        if self.first.step().await?.is_some() {
+            return Ok(true);
+        }
+        if self.style == PairStyle::Independent {
+            return Ok(false);
+        }
+        // The branch: the position of the first response with the most uncertain token.
+        let first = &self.first;
+        let (tokens, entropies) = (&first.samples[0], &first.entropies[0]);
+        let at = (0..entropies.len())
+            .max_by(|&a, &b| entropies[a].total_cmp(&entropies[b]))
+            .unwrap_or(0);
+        let taken = tokens.get(at).copied().unwrap_or(first.eos);
+        let mut prefix = self.prompt.clone();
+        prefix.extend(&tokens[..at]);
+        let config = SamplingConfig {
+            seed: first.config.seed ^ 0x0B4A_2C4E_D000_0001,
+            max_new_tokens: first.config.max_new_tokens - at,
+            ..first.config.clone()
+        };
+        let second = Decoder::new(
+            first.model.clone(),
+            &prefix,
+            1,
+            config,
+            first.eos,
+            &first.device,
+        )?
+        .excluding(taken);
+        self.shared = at;
+        self.second = Some(second);
+        Ok(true)
+    }
+
+    /// The two responses so far, EOS excluded.
+    pub fn samples(&self) -> [Vec<u32>; 2] {
+        match (&self.style, &self.second) {
+            (PairStyle::Independent, _) => {
+                [self.first.samples[0].clone(), self.first.samples[1].clone()]
+            }
+            (PairStyle::Branched, second) => {
+                let first = self.first.samples[0].clone();
+                let mut other = first[..self.shared].to_vec();
+                other.extend(second.iter().flat_map(|d| d.samples[0].iter()));
+                [first, other]
+            }
+        }
+    }
+
+    /// How many tokens the two responses share at their start (branched, once it branched).
+    pub fn shared(&self) -> usize {
+        self.shared
+    }
+
+    /// Both responses, at once.
+    pub async fn run(mut self) -> Result<[Vec<u32>; 2]> {
+        while self.step().await? {}
+        Ok(self.samples())
     }
 }
 

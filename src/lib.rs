@@ -17,7 +17,7 @@ pub mod train;
 pub mod web;
 
 pub use error::{Error, ErrorKind, Result};
-pub use generate::{Decoder, SamplingConfig, generate};
+pub use generate::{Decoder, PairDecoder, PairStyle, SamplingConfig, generate};
 #[cfg(not(target_arch = "wasm32"))]
 pub use hf::ModelDir;
 pub use hf::{Dtype, ModelFiles, TextTokenizer};

@@ -8,7 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
-use webdpo::generate::{SamplingConfig, generate, sample_token};
+use webdpo::generate::{PairDecoder, PairStyle, SamplingConfig, generate, sample_token};
 use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
 use webdpo::model::{CausalLm, KvCache};
 use webdpo::rng::Rng;
@@ -184,6 +184,56 @@ fn greedy_generation_follows_the_argmax_of_full_forwards() {
         );
     }
     assert_eq!(got, ids[prompt.len()..]);
+}
+
+#[test]
+fn a_branched_pair_differs_from_the_first_responses_most_uncertain_token() {
+    let device = Device::flex();
+    let model = tiny_model(4, &device);
+    let prompt = tokenizer().encode_prompt("Tell me").unwrap();
+    let eos = 2;
+    let sampling = SamplingConfig {
+        seed: 3,
+        max_new_tokens: 24,
+        ..SamplingConfig::default()
+    };
+    let mut decoder = PairDecoder::new(
+        model.clone(),
+        &prompt,
+        PairStyle::Branched,
+        sampling,
+        eos,
+        &device,
+    )
+    .unwrap();
+    while block_on(decoder.step()).unwrap() {}
+    let shared = decoder.shared();
+    let [a, b] = decoder.samples();
+    // The entropy of each of the first response's next-token distributions, by full forwards.
+    let vocab = tiny_config().vocab_size;
+    let mut ids = prompt.clone();
+    ids.extend(&a);
+    let logits = values(model.forward(tokens(&ids, &device), None));
+    let positions = (a.len() + 1).min(24);
+    let entropy: Vec<f64> = (0..positions)
+        .map(|t| {
+            let row = &logits[(prompt.len() - 1 + t) * vocab..][..vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let z: f64 = row.iter().map(|&l| (l as f64 - max).exp()).sum();
+            row.iter()
+                .map(|&l| (l as f64 - max).exp() / z)
+                .map(|p| if p > 0.0 { -p * p.ln() } else { 0.0 })
+                .sum()
+        })
+        .collect();
+    let most = (0..positions)
+        .max_by(|&x, &y| entropy[x].total_cmp(&entropy[y]))
+        .unwrap();
+    assert_eq!(shared, most, "entropies {entropy:?}");
+    assert_eq!(a[..shared], b[..shared]);
+    // From there on the second is its own: another token (or the end) where the first went on.
+    assert_ne!(a.get(shared), b.get(shared));
+    assert!(b.len() <= 24 && !b.contains(&eos));
 }
 
 #[test]

@@ -3,16 +3,19 @@
 // Each changes the state, then the views show it. Every pick and rating is in IndexedDB before
 // its update runs.
 import { call } from "./client.js";
-import { callWithFallback, saveState } from "./models.js";
+import { callWithFallback, saveState, startMeter } from "./models.js";
 import { showLast, showPick } from "./shown.js";
 import { learnt, rating, state, turn } from "./state.js";
 import { $, download, fmt, notice, plural, status } from "./views/dom.js";
+import { renderBehaviour } from "./views/behaviour.js";
 import { renderCharts } from "./views/charts.js";
 import { ratingsJsonl, toJsonl } from "./views/data.js";
 import { askGuess, reveal } from "./views/guided.js";
 import { renderMetrics } from "./views/metrics.js";
 import { promptText, renderComparison, renderPair } from "./views/pair.js";
 import {
+  meterSettings,
+  pairStyle,
   readSettings,
   renderSettings,
   sampling,
@@ -39,13 +42,13 @@ export function generate() {
     state.current = { prompt: null, texts: Array(n).fill(""), done: false };
     renderPair(state.current.texts);
     status(n === 1 ? "Writing a response…" : "Writing two responses…");
-    const { prompt, texts } = await callWithFallback(
+    const { prompt, texts, shared } = await callWithFallback(
       "generate",
-      { text, n, sampling: sampling(), reference: false },
+      { text, n, sampling: sampling(), reference: false, pairs: pairStyle() },
       renderPair,
     );
     state.current = { prompt, texts, done: true };
-    renderPair(texts);
+    renderPair(texts, shared);
     status(
       n === 1
         ? "Is it good? Press Y (👍) or N (👎), or S to skip."
@@ -125,7 +128,7 @@ export function pick(winner) {
     await saveState(saved);
     state.canUndo = reply.canUndo;
     showPick(pick, scores, reports[reports.length - 1].metrics, reports.length);
-    renderCharts(learnt());
+    renderCharts(learnt(), state.behaviour.reference);
     if (skipped)
       notice(`${saved ? "An update of this pick was" : "Update"} skipped: ${skipped}`, "error");
     status(
@@ -226,7 +229,7 @@ export function undo() {
     await saveState(saved);
     state.canUndo = canUndo;
     await showLast();
-    renderCharts(learnt());
+    renderCharts(learnt(), state.behaviour.reference);
     status(
       "Undone: the policy and optimizer are exactly as before the last update, and what it learnt from is removed.",
     );
@@ -381,6 +384,7 @@ export async function applySettings() {
     const wanted = readSettings(state.info.trainConfig);
     state.info.trainConfig = await call("setTrainConfig", wanted.train);
     storeSettings(wanted);
+    if (JSON.stringify(meterSettings()) !== state.behaviour.settings) await startMeter();
   } catch (e) {
     settingsError(`Not applied: ${e.message}`);
   }
@@ -400,3 +404,27 @@ export async function applySettings() {
 
 /** The learning rate that goes with an optimizer, as the core says. */
 export const learningRateFor = (optim) => state.learningRates[optim];
+
+/** A report of the behaviour meter (worker.js): progress, a finished measurement (a policy's
+ *  after a pick is kept with the pick, for the chart), or why it stopped. */
+export async function behaviourMeasured(report) {
+  const meter = state.behaviour;
+  if (report.error) {
+    Object.assign(meter, { measuring: null, error: report.error });
+  } else if (!report.done) {
+    const { reference, measured, total } = report;
+    Object.assign(meter, { measuring: { reference, measured, total }, error: null });
+  } else {
+    meter.measuring = null;
+    if (report.reference) meter.reference = report.behaviour;
+    else meter.policy = report.steps > 0 ? report : null;
+    const pick = report.pick !== null && learnt().find((p) => p.id === report.pick);
+    if (pick && !report.reference) {
+      const { rates, kl } = report.behaviour;
+      pick.behaviour = { rates, kl: { mean: kl.mean, stderr: kl.stderr } };
+      await state.store.putPick(pick);
+    }
+    renderCharts(learnt(), meter.reference);
+  }
+  renderBehaviour(meter);
+}

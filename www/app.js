@@ -3,7 +3,7 @@
 // the app; the state is in state.js, what changes it in actions.js and models.js, and what shows
 // it in views/.
 import * as act from "./actions.js";
-import { call } from "./client.js";
+import { call, listenBehaviour } from "./client.js";
 import { applyLink, lessonLink } from "./link.js";
 import { importFolder, restoreLast, useBuiltIn } from "./models.js";
 import { state } from "./state.js";
@@ -108,6 +108,7 @@ function wire() {
     }
   });
   makeCharts();
+  listenBehaviour(act.behaviourMeasured);
 }
 
 async function main() {

@@ -1,16 +1,22 @@
 // The page's side of the worker protocol: {id, op, args} out; {id, progress} while working;
-// {id, ok, value | error} when done. A crashed worker rejects every pending call as fatal.
+// {id, ok, value | error} when done; {behaviour} unasked, from the behaviour meter. A crashed
+// worker rejects every pending call as fatal.
 import { fromMessage } from "./errors.js";
 
 let worker = null;
 let nextId = 1;
 const pending = new Map();
+let onBehaviour = () => {};
+
+/** `listener` receives the behaviour meter's reports. */
+export const listenBehaviour = (listener) => (onBehaviour = listener);
 
 /** A fresh worker (the old one, if any, is terminated with its model). */
 export function startWorker() {
   worker?.terminate();
   worker = new Worker("worker.js", { type: "module" });
   worker.onmessage = ({ data }) => {
+    if ("behaviour" in data) return onBehaviour(data.behaviour);
     const call = pending.get(data.id);
     if (!call) return;
     if ("progress" in data) return call.onProgress?.(data.progress);

@@ -1,12 +1,18 @@
-// A lesson as one link: the setup in the URL (objective, β, learning rate, temperature, seed,
-// prompt, which panels are hidden, guided mode) is applied after the model loads, on every load,
+// A lesson as one link: the setup in the URL (objective, β, learning rate, temperature, pair
+// style, seed, prompt, which panels are hidden, guided mode) is applied after the model loads, on every load,
 // so a reload reproduces it. Only settings come from a link; the stored pairs and ratings are
 // never touched by it. "Copy lesson link" writes the current setup back into one.
 import { state } from "./state.js";
 import { $ } from "./views/dom.js";
 
 /** The panels `?hide=` can hide, by name. */
-const PANELS = { controls: "controls", charts: "charts", teach: "teach", presets: "presets" };
+const PANELS = {
+  controls: "controls",
+  charts: "charts",
+  teach: "teach",
+  behaviour: "behaviour",
+  presets: "presets",
+};
 
 /** The form inputs a link sets, by parameter. */
 const FIELDS = {
@@ -15,6 +21,7 @@ const FIELDS = {
   lr: "lr",
   temperature: "temperature",
   tokens: "max-tokens",
+  pairs: "pairs",
 };
 
 /** Puts the link's setup on the page: the form's fields (applied by the caller, as if the user

@@ -5,7 +5,13 @@ import { isGpuFailure } from "./errors.js";
 import { isRating, learnt, state } from "./state.js";
 import { openStore } from "./store.js";
 import { notice, status } from "./views/dom.js";
-import { forgetTrainConfig, renderSettings, storedTrainConfig } from "./views/settings.js";
+import { renderBehaviour } from "./views/behaviour.js";
+import {
+  forgetTrainConfig,
+  meterSettings,
+  renderSettings,
+  storedTrainConfig,
+} from "./views/settings.js";
 import { renderCharts } from "./views/charts.js";
 import { renderModel, loraChoice } from "./views/your-model.js";
 import { showLast } from "./shown.js";
@@ -85,6 +91,17 @@ async function startModel(saved, { restart = true } = {}) {
   state.info = info;
   state.canUndo = info.canUndo;
   renderModel(state);
+  await startMeter();
+}
+
+/** Turns the behaviour meter on (built-in model, at least one story) with the current settings;
+ *  the worker measures the reference, then the policy. */
+export async function startMeter() {
+  const settings = state.model.builtIn ? meterSettings() : { n: 0, sampling: null };
+  state.behaviour = { on: settings.n > 0, reference: null, policy: null, measuring: null };
+  state.behaviour.settings = JSON.stringify(settings);
+  renderBehaviour(state.behaviour);
+  await call("setMeter", settings);
 }
 
 /** Tells the worker the stored ratings, so that the next rating's batch draws on them (KTO's
@@ -193,7 +210,7 @@ export async function activate(next, { restart = false } = {}) {
   await recallRatings();
   state.current = null;
   renderSettings(state.info.trainConfig);
-  renderCharts(learnt());
+  renderCharts(learnt(), state.behaviour.reference);
   await showLast();
   return saved;
 }

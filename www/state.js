@@ -19,6 +19,9 @@ export const state = {
   ratings: [],
   /** The responses awaiting a pick (two) or a rating (one): { prompt, texts, done }. */
   current: null,
+  /** The behaviour meter (built-in model): `on`; the reference's and the policy's last finished
+   *  measurements (`policy` null while the policy is the reference); what is being measured. */
+  behaviour: { on: false, reference: null, policy: null, measuring: null, error: null },
   busy: true,
   canUndo: false,
   /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */

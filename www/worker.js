@@ -1,5 +1,6 @@
 // The model lives here, off the page's thread: generation and updates never freeze the UI.
-// Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done.
+// Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done;
+// and, unasked, {behaviour} while the behaviour meter measures in the background.
 import init, {
   Session,
   checkMemory,
@@ -23,6 +24,65 @@ const undoStack = [];
 const UNDO_DEPTH = 10;
 const clearUndo = () => undoStack.splice(0).forEach(({ snapshot }) => snapshot.free());
 const canUndo = () => undoStack.length > 0;
+
+// One operation on the models at a time, in the order asked: each waits for the one before (and
+// for at most one story of the behaviour meter's).
+let queue = Promise.resolve();
+let waiting = 0;
+function exclusive(body) {
+  waiting++;
+  const run = queue.then(() => (waiting--, body()));
+  queue = run.catch(() => {});
+  return run;
+}
+
+// The behaviour meter (built-in model): after each change of the policy, `n` fresh stories for
+// preset prompts are sampled and judged by the oracle, one prompt at a time between the page's
+// operations, so the next pick never waits for more than one prompt's stories. A newer change
+// abandons a measurement under way. The reference is measured once per load and setting.
+const meter = { n: 0, sampling: null, version: 0, reference: null };
+// The seed of the preset prompts: the same prompts measure every policy.
+const METER_PROMPTS = 2024;
+const nextTask = () => new Promise((resolve) => setTimeout(resolve));
+
+/** Measures the policy (or the reference) while `current()`, posting `{behaviour}` as it goes;
+ *  `pick` names the pick the policy learnt last. Returns whether it finished. */
+async function measure(reference, pick, current) {
+  const measurement = session.startMeasurement(meter.n, METER_PROMPTS, meter.sampling, reference);
+  const tag = { reference, pick, steps: session.steps, total: measurement.total };
+  try {
+    self.postMessage({ behaviour: { ...tag, measured: 0, done: false } });
+    for (;;) {
+      // The page's operations first: messages are read between tasks.
+      await nextTask();
+      while (waiting > 0) await queue.then(nextTask);
+      if (!current()) return false;
+      const more = await exclusive(() => measurement.next());
+      const behaviour = measurement.behaviour();
+      const done = !more;
+      self.postMessage({ behaviour: { ...tag, measured: measurement.measured, done, behaviour } });
+      if (done) return true;
+    }
+  } catch (e) {
+    self.postMessage({ behaviour: { ...tag, error: toMessage(e).error } });
+    return false;
+  } finally {
+    measurement.free();
+  }
+}
+
+/** A fresh measurement of the policy as it is now, after the reference's (once). */
+async function remeasure(pick = null) {
+  const version = ++meter.version;
+  if (!storyModel || meter.n === 0) return;
+  const referenceSession = session;
+  meter.reference ??= measure(true, null, () => session === referenceSession).then(
+    (done) => done || (meter.reference = null),
+  );
+  await meter.reference;
+  if (version === meter.version && session.steps > 0)
+    await measure(false, pick, () => version === meter.version);
+}
 
 /** Token scores of a pair's two responses, or of a rating's one (as `chosen`). */
 async function scores({ prompt, chosen, rejected, completion }) {
@@ -74,6 +134,7 @@ const ops = {
     session?.free();
     session = next;
     storyModel = !files;
+    meter.reference = null;
     clearUndo();
     return {
       device: session.device,
@@ -99,26 +160,34 @@ const ops = {
     return session.adapter();
   },
 
+  /** The behaviour meter's settings: `n` stories per measurement (0: off), sampled so. */
+  setMeter({ n, sampling }) {
+    meter.n = n;
+    meter.sampling = sampling;
+    meter.reference = null;
+  },
+
   setTrainConfig(config) {
     session.setTrainConfig(config);
     return session.trainConfig();
   },
 
-  /** `n` responses to `text`, streamed through `progress`; returns them with the prompt as the
-   *  model saw it (what a pick stores). */
-  async generate({ text, n, sampling, reference }, progress) {
+  /** `n` responses to `text` (a pair drawn as `pairs` says), streamed through `progress`;
+   *  returns them with the prompt as the model saw it (what a pick stores) and, for a branched
+   *  pair, the text both start with. */
+  async generate({ text, n, sampling, reference, pairs }, progress) {
     const prompt = storyModel ? storyPrompt(text) : text;
-    const generation = session.startGeneration(prompt, n, sampling, reference);
+    const generation = session.startGeneration(prompt, n, sampling, reference, pairs);
     let texts = Array(n).fill("");
     try {
       for (let next; (next = await generation.next()) !== undefined;) {
         texts = next;
         progress(texts);
       }
+      return { prompt, texts, shared: generation.shared };
     } finally {
       generation.free();
     }
-    return { prompt, texts };
   },
 
   /** The update of pick `pick`: its step reports, its tokens' scores after it, and the state to
@@ -239,6 +308,19 @@ const ops = {
   },
 };
 
+// The operations after which the policy is measured again (when the meter is on).
+const CHANGES = [
+  "load",
+  "setMeter",
+  "prefer",
+  "rate",
+  "undo",
+  "reset",
+  "trainOn",
+  "trainOnRatings",
+  "loadWeights",
+];
+
 self.onmessage = async ({ data: { id, op, args } }) => {
   try {
     if (
@@ -246,7 +328,16 @@ self.onmessage = async ({ data: { id, op, args } }) => {
       !session
     )
       throw new Error("the model is not loaded yet");
-    const value = await ops[op](args ?? {}, (progress) => self.postMessage({ id, progress }));
+    const progress = (progress) => self.postMessage({ id, progress });
+    const value = await exclusive(() => ops[op](args ?? {}, progress));
+    // A pick's or rating's update that was skipped (or waits for a batch) changed nothing.
+    const changed = CHANGES.includes(op) && !(["prefer", "rate"].includes(op) && !value.saved);
+    if (changed)
+      setTimeout(() =>
+        remeasure(args?.pick ?? null).catch((e) =>
+          self.postMessage({ behaviour: { error: toMessage(e).error } }),
+        ),
+      );
     const transfer = value?.saved
       ? [value.saved.weights.buffer, value.saved.optimizer.buffer]
       : value instanceof Uint8Array

@@ -102,16 +102,17 @@ pub fn sweep_svg(runs: &[SweepRun], name: &str) -> String {
         .into_iter()
         .find(|s| max_kl / s <= 8.0)
         .unwrap_or(100.0);
-    let mut tick = 0.0;
-    while tick <= max_kl {
+    for i in 0..=(max_kl / step) as usize {
+        let tick = i as f64 * step;
+        // Rounded so that 3 × 0.1 reads 0.3.
+        let label = (tick * 100.0).round() / 100.0;
         write!(
             svg,
-            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{tick}</text>",
+            "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
             x(tick),
             bottom + 16.0
         )
         .expect("writing to a String");
-        tick += step;
     }
     write!(
         svg,

@@ -9,7 +9,7 @@ use super::measure::{Attribute, Meter};
 use super::oracle::Oracle;
 use super::{StoryWorld, format_prompt};
 use crate::error::{Error, Result};
-use crate::generate::{SamplingConfig, generate};
+use crate::generate::{PairDecoder, PairStyle, SamplingConfig};
 use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
 use crate::train::data::PreferencePair;
@@ -29,6 +29,9 @@ pub struct SimulationConfig {
     pub eval_samples: usize,
     /// How the user's pairs and the measurements are sampled.
     pub sampling: SamplingConfig,
+    /// How the two stories of a pair are drawn.
+    #[serde(default)]
+    pub pairs: PairStyle,
     pub seed: u64,
 }
 
@@ -43,6 +46,7 @@ impl Default for SimulationConfig {
                 max_new_tokens: 160,
                 ..SamplingConfig::default()
             },
+            pairs: PairStyle::default(),
             seed: 0,
         }
     }
@@ -94,6 +98,10 @@ pub enum Progress {
         point: SimulationPoint,
     },
 }
+
+/// Mixed into a simulation's seed for the prompts it measures on, so that they are not the
+/// user's.
+const EVAL_PROMPTS: u64 = 0x005E_ED0F_E7A1;
 
 /// Pairs a simulation may sample per pick asked for before it ends for want of differing pairs.
 pub const PAIRS_PER_PICK: usize = 10;
@@ -204,7 +212,7 @@ impl Simulation {
             self.trainer.reference()?.clone(),
             self.tokenizer.clone(),
             self.config.eval_samples,
-            self.config.seed ^ 0x5EED_0F_E7A1,
+            self.config.seed ^ EVAL_PROMPTS,
             sampling,
             self.trainer.device(),
         )?;
@@ -235,7 +243,10 @@ impl Simulation {
         };
         let device = self.trainer.device().clone();
         let eos = self.tokenizer.eos_id();
-        let pair = generate(self.trainer.policy(), &ids, 2, sampling, eos, &device).await?;
+        let style = self.config.pairs;
+        let pair = PairDecoder::new(self.trainer.policy(), &ids, style, sampling, eos, &device)?
+            .run()
+            .await?;
         let stories = [
             self.tokenizer.decode(&pair[0])?,
             self.tokenizer.decode(&pair[1])?,

@@ -8,7 +8,7 @@ use super::options::{Admission, LoadOptions, MemoryReport};
 use super::story::Measurement;
 use super::{builtin_files, bytes, from_js, init_runtime, object, to_js};
 use crate::error::Error;
-use crate::generate::{Decoder, SamplingConfig};
+use crate::generate::{Decoder, PairDecoder, PairStyle, SamplingConfig};
 use crate::hf::peft::{attach_peft_weights, to_peft};
 use crate::hf::safetensors::{self, Dtype};
 use crate::hf::{ModelFiles, TextTokenizer};
@@ -215,7 +215,8 @@ impl Session {
     }
 
     /// Starts sampling `n` responses to `prompt` from the current policy (`reference = true`:
-    /// from the reference); [`Generation::next`] yields them token by token.
+    /// from the reference); [`Generation::next`] yields them token by token. Two responses are
+    /// drawn as `pairs` says (independent when absent).
     #[wasm_bindgen(js_name = startGeneration)]
     pub fn start_generation(
         &self,
@@ -223,24 +224,28 @@ impl Session {
         n: usize,
         #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue,
         reference: bool,
+        #[wasm_bindgen(unchecked_param_type = "PairStyle | undefined")] pairs: JsValue,
     ) -> Result<Generation, Error> {
         let sampling: SamplingConfig = from_js(sampling, "sampling settings")?;
+        let style: PairStyle = if pairs.is_undefined() {
+            PairStyle::default()
+        } else {
+            from_js(pairs, "pair style")?
+        };
         let ids = self.tokenizer.encode_prompt(&prompt)?;
         let model: CausalLm = if reference {
             self.trainer.reference()?.clone()
         } else {
             self.trainer.policy()
         };
-        let decoder = Decoder::new(
-            model,
-            &ids,
-            n,
-            sampling,
-            self.tokenizer.eos_id(),
-            &self.device.device,
-        )?;
+        let (eos, device) = (self.tokenizer.eos_id(), &self.device.device);
+        let sampler = if n == 2 && style == PairStyle::Branched {
+            Sampler::Pair(PairDecoder::new(model, &ids, style, sampling, eos, device)?)
+        } else {
+            Sampler::Samples(Decoder::new(model, &ids, n, sampling, eos, device)?)
+        };
         Ok(Generation {
-            decoder,
+            sampler,
             tokenizer: self.tokenizer.clone(),
         })
     }
@@ -252,7 +257,7 @@ impl Session {
     pub fn start_measurement(
         &self,
         n: usize,
-        prompt_seed: u64,
+        prompt_seed: u32,
         #[wasm_bindgen(unchecked_param_type = "SamplingConfig")] sampling: JsValue,
         reference: bool,
     ) -> Result<Measurement, Error> {
@@ -268,7 +273,7 @@ impl Session {
             frozen,
             self.tokenizer.clone(),
             n,
-            prompt_seed,
+            prompt_seed.into(),
             sampling,
             &self.device.device,
         )?))
@@ -501,10 +506,16 @@ impl Session {
     }
 }
 
+/// What a [`Generation`] samples with: independent samples, or a branched pair.
+enum Sampler {
+    Samples(Decoder),
+    Pair(PairDecoder),
+}
+
 /// Responses being sampled; see [`Session::start_generation`].
 #[wasm_bindgen]
 pub struct Generation {
-    decoder: Decoder,
+    sampler: Sampler,
     tokenizer: TextTokenizer,
 }
 
@@ -514,16 +525,31 @@ impl Generation {
     /// once every response has ended.
     #[wasm_bindgen(unchecked_return_type = "string[] | undefined")]
     pub async fn next(&mut self) -> Result<JsValue, Error> {
-        if self.decoder.step().await?.is_none() {
-            return Ok(JsValue::UNDEFINED);
-        }
-        let texts = self
-            .decoder
-            .samples()
+        let samples = match &mut self.sampler {
+            Sampler::Samples(d) => match d.step().await? {
+                Some(_) => d.samples().to_vec(),
+                None => return Ok(JsValue::UNDEFINED),
+            },
+            Sampler::Pair(p) => match p.step().await? {
+                true => p.samples().to_vec(),
+                false => return Ok(JsValue::UNDEFINED),
+            },
+        };
+        let texts = samples
             .iter()
             .map(|s| self.tokenizer.decode(s))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(to_js(&texts))
+    }
+
+    /// The text a branched pair's responses share at their start ("" otherwise, or before the
+    /// second response begins).
+    #[wasm_bindgen(getter)]
+    pub fn shared(&self) -> Result<String, Error> {
+        match &self.sampler {
+            Sampler::Pair(p) => self.tokenizer.decode(&p.samples()[0][..p.shared()]),
+            Sampler::Samples(_) => Ok(String::new()),
+        }
     }
 }
 

@@ -119,6 +119,11 @@ try {
       `loaded in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
   await shot("01-loaded");
+  if (mode === "webgpu") {
+    // SwiftShader samples slowly: a smaller behaviour measurement (the setting, applied).
+    await page.fill("#meter-n", "4");
+    await page.dispatchEvent("#settings", "change");
+  }
 
   // First pick: loss is ln 2 (policy = reference), metrics, teaching view and charts update.
   await pickOne("key");
@@ -147,6 +152,39 @@ try {
     "the loss and gradient-weight curve marks this pick at h = 0",
   );
   await shot("02-first-pick");
+
+  // The behaviour meter: after the load the reference's stories, after the pick the policy's,
+  // measured in the background while the page takes the next action.
+  const meterText = () => page.textContent("#behaviour-status");
+  await page.waitForFunction(
+    () =>
+      /stopped/.test(document.getElementById("behaviour-status").textContent) ||
+      (/Measuring the (reference|policy)/.test(
+        document.getElementById("behaviour-status").textContent,
+      ) &&
+        !document.getElementById("generate").disabled),
+    null,
+    WAIT,
+  );
+  check(
+    /Measuring/.test(await meterText()),
+    `the meter measures while the page is free (${await meterText()})`,
+  );
+  await page.waitForFunction(
+    () => /after 1 update|stopped/.test(document.getElementById("behaviour-status").textContent),
+    null,
+    WAIT,
+  );
+  const happy = await page.textContent('#behaviour-table tr[data-behaviour="happy"]');
+  const klRow = await page.textContent('#behaviour-table tr[data-behaviour="kl"]');
+  check(
+    /\d+ % \(\d+–\d+ %\)\d+ % → \d+ % \(\d+–\d+ %\)/.test(happy) && /nats/.test(klRow),
+    `the meter shows the reference's and the policy's rates with intervals: ${happy}; ${klRow}`,
+  );
+  check(
+    await page.$eval("#chart-behaviour", (e) => e.dataset.points === "2"),
+    "the behaviour chart has the reference and the first pick",
+  );
 
   // Second pick, then reload: pairs and weights come back from IndexedDB.
   await pickOne("click");
@@ -591,6 +629,86 @@ try {
       (await pairs()) === 4,
     `a policy saved from other weights is not restored: ${stale}`,
   );
+
+  if (mode === "cpu") {
+    // Branched pairs: the second response starts as the first and differs from one token on;
+    // the shared start is shown muted.
+    await page.selectOption("#pairs", "branched");
+    await page.dispatchEvent("#settings", "change");
+    await page.click("#generate");
+    await page.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+    const shared = await page.$$eval("#text-a .shared, #text-b .shared", (s) =>
+      s.map((e) => e.textContent),
+    );
+    const [ta, tb] = [await page.textContent("#text-a"), await page.textContent("#text-b")];
+    check(
+      ta !== tb &&
+        (shared.length === 0 || (shared.length === 2 && shared[0] === shared[1])) &&
+        ta.startsWith(shared[0] ?? "") &&
+        tb.startsWith(shared[0] ?? ""),
+      `a branched pair shares its start (${(shared[0] ?? "").length} characters) and differs after`,
+    );
+    await page.click("#skip");
+    await page.selectOption("#pairs", "independent");
+    await page.dispatchEvent("#settings", "change");
+
+    // The experiment page: a short sweep (2 β values, 2 picks each) with its figure and CSV,
+    // then one cancelled.
+    const sweep = await context.newPage();
+    sweep.on("pageerror", (e) => errors.push(e.message));
+    await sweep.goto(`http://127.0.0.1:${port}/sweep.html?betas=0.1,1&picks=2&every=2&samples=4`);
+    await sweep.waitForFunction(() => !document.getElementById("sweep-run").disabled, null, WAIT);
+    const t0 = Date.now();
+    await sweep.click("#sweep-run");
+    await sweep.waitForFunction(
+      () =>
+        document.getElementById("sweep-status").dataset.done === "1" ||
+        !document.getElementById("sweep-error").hidden,
+      null,
+      WAIT,
+    );
+    const rows = await sweep.$$eval("#sweep-table tbody tr", (r) => r.map((e) => e.textContent));
+    check(
+      rows.length === 2 && /β = 0\.1/.test(rows[0]) && /β = 1/.test(rows[1]),
+      `the sweep ran 2 runs in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${rows.join(" | ")}`,
+    );
+    check(
+      await sweep.$eval("#sweep-figure", (img) => img.complete && img.naturalWidth > 0),
+      "the sweep's figure is drawn",
+    );
+    const [csvDownload] = await Promise.all([
+      sweep.waitForEvent("download", WAIT),
+      sweep.click("#sweep-csv"),
+    ]);
+    const csv = readFileSync(await csvDownload.path(), "utf8");
+    writeFileSync(join(out, "sweep.csv"), csv);
+    const lines = csv.trim().split("\n");
+    check(
+      lines[0].startsWith("attribute,objective,beta,picks,rate") &&
+        lines.filter((l) => l.startsWith("happy,sigmoid,")).length === 4 &&
+        lines.some((l) => l.startsWith("happy,best_of_2,")),
+      `the sweep's CSV has both runs' measurements and the baselines (${lines.length} lines)`,
+    );
+    const [pngDownload] = await Promise.all([
+      sweep.waitForEvent("download", WAIT),
+      sweep.click("#sweep-png"),
+    ]);
+    const png = readFileSync(await pngDownload.path());
+    writeFileSync(join(out, "sweep.png"), png);
+    check(
+      png.subarray(1, 4).toString() === "PNG",
+      `the figure exports as PNG (${png.length} bytes)`,
+    );
+    await sweep.screenshot({ path: join(out, "07-sweep.png"), fullPage: true });
+    await sweep.click("#sweep-run");
+    await sweep.click("#sweep-cancel");
+    check(
+      /Cancelled/.test(await sweep.textContent("#sweep-status")) &&
+        !(await sweep.$eval("#sweep-run", (b) => b.disabled)),
+      "a sweep can be cancelled",
+    );
+    await sweep.close();
+  }
 
   if (mode === "webgpu") {
     // A GPU that fails mid-update: the app continues on the CPU from the saved state, pick kept.

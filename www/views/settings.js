@@ -2,12 +2,21 @@
 // localStorage) and the sampling settings (the page's own).
 import { $ } from "./dom.js";
 
-const SAMPLING_DEFAULTS = { temperature: 1.0, max_new_tokens: 160 };
+// `meter`: stories per behaviour measurement, sized to take about a second on the CPU fallback.
+// `pairs`: how a pair's two responses are drawn (the core's PairStyle).
+const SAMPLING_DEFAULTS = {
+  temperature: 1.0,
+  max_new_tokens: 160,
+  meter: 16,
+  pairs: "independent",
+};
 const TRAIN_KEY = "webdpo.train";
 const SAMPLING_KEY = "webdpo.sampling";
 
-const storedSampling = () =>
-  JSON.parse(localStorage.getItem(SAMPLING_KEY) ?? "null") ?? SAMPLING_DEFAULTS;
+const storedSampling = () => ({
+  ...SAMPLING_DEFAULTS,
+  ...JSON.parse(localStorage.getItem(SAMPLING_KEY) ?? "null"),
+});
 
 /** The training settings the user chose before (in today's terms), or null. */
 export function storedTrainConfig() {
@@ -39,6 +48,17 @@ export function sampling() {
     max_new_tokens: s.max_new_tokens,
     seed,
   };
+}
+
+/** How the two responses of a pair are drawn: "independent" or "branched". */
+export const pairStyle = () => storedSampling().pairs;
+
+/** The behaviour meter's settings: stories per measurement (0: off), sampled as the pairs are
+ *  but with a fixed seed, so that measurements differ by the policy alone. */
+export function meterSettings() {
+  const s = storedSampling();
+  const sampling = { temperature: s.temperature, top_k: 0, top_p: 1.0, seed: 0 };
+  return { n: s.meter, sampling: { ...sampling, max_new_tokens: s.max_new_tokens } };
 }
 
 /** The objective menu's value for `trainConfig`: "trainer:loss" ("" for a DPO loss list, which
@@ -84,6 +104,8 @@ export function renderSettings(trainConfig) {
   showKnobs($("objective").value);
   $("temperature").value = s.temperature;
   $("max-tokens").value = s.max_new_tokens;
+  $("meter-n").value = s.meter;
+  $("pairs").value = s.pairs;
 }
 
 /** Whether the knob `id` is read by the objective `chosen` ("trainer:loss"). */
@@ -151,11 +173,18 @@ export function readSettings(trainConfig) {
     if (knobOf("tau", chosen)) train.dpo.discopop_tau = num("tau");
   }
   train[trainer] = { ...train[trainer], beta };
-  const sampling = { temperature: num("temperature"), max_new_tokens: num("max-tokens") };
+  const sampling = {
+    temperature: num("temperature"),
+    max_new_tokens: num("max-tokens"),
+    meter: num("meter-n"),
+    pairs: $("pairs").value,
+  };
   if (!(Number.isFinite(sampling.temperature) && sampling.temperature >= 0))
     throw new Error("temperature must be a number ≥ 0");
   if (!(Number.isInteger(sampling.max_new_tokens) && sampling.max_new_tokens >= 1))
     throw new Error("max new tokens must be a whole number ≥ 1");
+  if (!(Number.isInteger(sampling.meter) && sampling.meter >= 0 && sampling.meter <= 256))
+    throw new Error("stories per behaviour measurement must be a whole number from 0 to 256");
   if (!Number.isInteger(train.steps_per_pair))
     throw new Error("updates per pick must be a whole number ≥ 1");
   if (!Number.isInteger(train.rating_batch))

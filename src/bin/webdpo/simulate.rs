@@ -11,8 +11,8 @@ use webdpo::storyworld::simulate::{
     SweepConfig,
 };
 use webdpo::{
-    ComputeDevice, DpoConfig, DpoTrainer, LossType, ModelDir, Optim, Result, SamplingConfig,
-    TextTokenizer, TrainConfig, block_on,
+    ComputeDevice, DpoConfig, DpoTrainer, LossType, ModelDir, Optim, PairStyle, Result,
+    SamplingConfig, TextTokenizer, TrainConfig, block_on,
 };
 
 use crate::output::write_file;
@@ -54,10 +54,17 @@ pub struct Args {
     /// SGD momentum; defaults to the app's.
     #[arg(long)]
     momentum: Option<f64>,
+    /// Clip the gradient norm to this (0: no clipping); defaults to the app's.
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
     #[arg(long, default_value_t = SimulationConfig::default().sampling.max_new_tokens)]
     max_new_tokens: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How the two stories of a pair are drawn: independent, or branched (the second shares
+    /// the first's start up to its most uncertain token, and differs from there).
+    #[arg(long, default_value = "independent")]
+    pairs: PairStyle,
     /// Write the table as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -87,6 +94,7 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
             max_new_tokens: a.max_new_tokens,
             ..SimulationConfig::default().sampling
         },
+        pairs: a.pairs,
         seed: a.seed,
     };
     eprintln!(
@@ -141,6 +149,7 @@ fn train_config(a: &Args) -> TrainConfig {
         adam_epsilon: a.adam_epsilon.unwrap_or(app.adam_epsilon),
         optim: a.optim.unwrap_or(app.optim),
         momentum: a.momentum.unwrap_or(app.momentum),
+        max_grad_norm: a.max_grad_norm.unwrap_or(app.max_grad_norm),
         ..app
     }
 }

@@ -287,8 +287,9 @@ pub enum PairStyle {
     #[default]
     Independent,
     /// The first sampled whole; the second shares its start up to the position where the model
-    /// was least sure (the highest entropy of a token's distribution), takes another token there
-    /// and goes on as a sample of its own: the two differ from one point on.
+    /// was least sure (the highest entropy of a token's distribution, the first token aside),
+    /// takes another token there and goes on as a sample of its own: the two differ from one
+    /// point on.
     Branched,
 }
 
@@ -350,10 +351,11 @@ impl PairDecoder {
         if self.style == PairStyle::Independent {
             return Ok(false);
         }
-        // The branch: the position of the first response with the most uncertain token.
+        // The branch: the position of the first response with the most uncertain token, after
+        // the first (a branch there would make two independent samples).
         let first = &self.first;
         let (tokens, entropies) = (&first.samples[0], &first.entropies[0]);
-        let at = (0..entropies.len())
+        let at = (1..entropies.len())
             .max_by(|&a, &b| entropies[a].total_cmp(&entropies[b]))
             .unwrap_or(0);
         let taken = tokens.get(at).copied().unwrap_or(first.eos);

@@ -20,6 +20,7 @@ import {
   renderSettings,
   sampling,
   settingsError,
+  storeSampling,
   storeSettings,
 } from "./views/settings.js";
 import { render, run } from "./work.js";
@@ -382,6 +383,8 @@ export async function applySettings() {
   const wasRating = rating();
   try {
     const wanted = readSettings(state.info.trainConfig);
+    // A generation asked for meanwhile already samples with them.
+    storeSampling(wanted.sampling);
     state.info.trainConfig = await call("setTrainConfig", wanted.train);
     storeSettings(wanted);
     if (JSON.stringify(meterSettings()) !== state.behaviour.settings) await startMeter();

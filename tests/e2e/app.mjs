@@ -634,7 +634,9 @@ try {
     // Branched pairs: the second response starts as the first and differs from one token on;
     // the shared start is shown muted.
     await page.selectOption("#pairs", "branched");
+    await page.fill("#max-tokens", "160");
     await page.dispatchEvent("#settings", "change");
+    await page.fill("#prompt", "Write a story about a shy fox who finds a red kite.");
     await page.click("#generate");
     await page.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
     const shared = await page.$$eval("#text-a .shared, #text-b .shared", (s) =>
@@ -643,7 +645,9 @@ try {
     const [ta, tb] = [await page.textContent("#text-a"), await page.textContent("#text-b")];
     check(
       ta !== tb &&
-        (shared.length === 0 || (shared.length === 2 && shared[0] === shared[1])) &&
+        shared.length === 2 &&
+        shared[0].length > 0 &&
+        shared[0] === shared[1] &&
         ta.startsWith(shared[0] ?? "") &&
         tb.startsWith(shared[0] ?? ""),
       `a branched pair shares its start (${(shared[0] ?? "").length} characters) and differs after`,

@@ -193,7 +193,11 @@ export function readSettings(trainConfig) {
   return { train, sampling };
 }
 
-/** Remembers settings the session accepted. */
+/** Remembers the sampling settings (the page's own: the next generation uses them). */
+export const storeSampling = (sampling) =>
+  localStorage.setItem(SAMPLING_KEY, JSON.stringify(sampling));
+
+/** Remembers training settings the session accepted, and the sampling settings. */
 export function storeSettings({ train, sampling }) {
   const { learning_rate, steps_per_pair, rating_batch, optim, trainer, dpo, cpo, orpo, kto } =
     train;
@@ -211,7 +215,7 @@ export function storeSettings({ train, sampling }) {
       kto,
     }),
   );
-  localStorage.setItem(SAMPLING_KEY, JSON.stringify(sampling));
+  storeSampling(sampling);
 }
 
 /** Settings saved by an older version, in today's terms: its RPO α (`rpo_alpha`, gone from TRL)

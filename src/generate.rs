@@ -135,8 +135,9 @@ pub struct Decoder {
     input: Tensor<2, Int>,
     samples: Vec<Vec<u32>>,
     done: Vec<bool>,
-    /// Per sample, the entropy of each token's sampling distribution (EOS's included).
-    entropies: Vec<Vec<f64>>,
+    /// Per sample, the entropy of each token's sampling distribution (EOS's included), when
+    /// asked for ([`Decoder::with_entropies`]).
+    entropies: Option<Vec<Vec<f64>>>,
     /// A token the first step may not sample.
     exclude: Option<u32>,
 }
@@ -175,9 +176,15 @@ impl Decoder {
             input,
             samples: vec![Vec::new(); n],
             done: vec![false; n],
-            entropies: vec![Vec::new(); n],
+            entropies: None,
             exclude: None,
         })
+    }
+
+    /// Also records the entropy of every token's sampling distribution.
+    pub fn with_entropies(mut self) -> Self {
+        self.entropies = Some(vec![Vec::new(); self.samples.len()]);
+        self
     }
 
     /// The first token sampled will not be `token`.
@@ -215,24 +222,29 @@ impl Decoder {
             }
         };
         let [n, t, vocab] = logits.dims();
-        let last = read_f32(
+        let mut last = read_f32(
             logits
                 .slice([0..n, t - 1..t, 0..vocab])
                 .reshape([n * vocab]),
         )
         .await?;
+        if let Some(token) = self.exclude.take() {
+            for row in last.chunks_mut(vocab) {
+                if let Some(logit) = row.get_mut(token as usize) {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+        }
         let mut next = Vec::with_capacity(n);
         for (i, row) in last.chunks(vocab).enumerate() {
             if self.done[i] {
                 next.push(None);
                 continue;
             }
-            let mut row = row.to_vec();
-            if let Some(t) = self.exclude {
-                row[t as usize] = f32::NEG_INFINITY;
+            if let Some(entropies) = &mut self.entropies {
+                entropies[i].push(entropy(row, self.config.temperature));
             }
-            self.entropies[i].push(entropy(&row, self.config.temperature));
-            let token = sample_token(&row, &self.config, &mut self.rng);
+            let token = sample_token(row, &self.config, &mut self.rng);
             if token == self.eos {
                 self.done[i] = true;
             } else {
@@ -240,7 +252,6 @@ impl Decoder {
             }
             next.push(Some(token));
         }
-        self.exclude = None;
         let ids: Vec<i64> = next.iter().map(|t| t.unwrap_or(self.eos) as i64).collect();
         self.input = Tensor::from_data(TensorData::new(ids, [n, 1]), &self.device);
         Ok(Some(next))
@@ -326,12 +337,14 @@ impl PairDecoder {
         eos: u32,
         device: &Device,
     ) -> Result<Self> {
-        let n = match style {
-            PairStyle::Independent => 2,
-            PairStyle::Branched => 1,
+        let first = match style {
+            PairStyle::Independent => Decoder::new(model, prompt, 2, config, eos, device)?,
+            PairStyle::Branched => {
+                Decoder::new(model, prompt, 1, config, eos, device)?.with_entropies()
+            }
         };
         Ok(Self {
-            first: Decoder::new(model, prompt, n, config, eos, device)?,
+            first,
             second: None,
             style,
             prompt: prompt.to_vec(),
@@ -354,7 +367,11 @@ impl PairDecoder {
         // The branch: the position of the first response with the most uncertain token, after
         // the first (a branch there would make two independent samples).
         let first = &self.first;
-        let (tokens, entropies) = (&first.samples[0], &first.entropies[0]);
+        let tokens = &first.samples[0];
+        let entropies = &first
+            .entropies
+            .as_ref()
+            .expect("a branched pair records them")[0];
         let at = (1..entropies.len())
             .max_by(|&a, &b| entropies[a].total_cmp(&entropies[b]))
             .unwrap_or(0);

@@ -40,7 +40,8 @@ function exclusive(body) {
 // preset prompts are sampled and judged by the oracle, one prompt at a time between the page's
 // operations, so the next pick never waits for more than one prompt's stories. A newer change
 // abandons a measurement under way. The reference is measured once per load and setting.
-const meter = { n: 0, sampling: null, version: 0, reference: null };
+// `generation` counts loads and settings: a reference measured under older ones is abandoned.
+const meter = { n: 0, sampling: null, version: 0, generation: 0, reference: null };
 // The seed of the preset prompts: the same prompts measure every policy.
 const METER_PROMPTS = 2024;
 const nextTask = () => new Promise((resolve) => setTimeout(resolve));
@@ -75,13 +76,20 @@ async function measure(reference, pick, current) {
 async function remeasure(pick = null) {
   const version = ++meter.version;
   if (!storyModel || meter.n === 0) return;
-  const referenceSession = session;
-  meter.reference ??= measure(true, null, () => session === referenceSession).then(
-    (done) => done || (meter.reference = null),
-  );
+  const generation = meter.generation;
+  if (!meter.reference) {
+    // Kept once finished; a run that stopped is forgotten, unless a newer one replaced it.
+    const run = measure(true, null, () => generation === meter.generation).then((done) => {
+      if (!done && meter.reference === run) meter.reference = null;
+    });
+    meter.reference = run;
+  }
   await meter.reference;
-  if (version === meter.version && session.steps > 0)
-    await measure(false, pick, () => version === meter.version);
+  if (version !== meter.version) return;
+  // With no update the policy is the reference: nothing else to measure.
+  if (session.steps === 0)
+    self.postMessage({ behaviour: { reference: false, pick, steps: 0, done: true } });
+  else await measure(false, pick, () => version === meter.version);
 }
 
 /** Token scores of a pair's two responses, or of a rating's one (as `chosen`). */
@@ -134,6 +142,7 @@ const ops = {
     session?.free();
     session = next;
     storyModel = !files;
+    meter.generation++;
     meter.reference = null;
     clearUndo();
     return {
@@ -164,6 +173,7 @@ const ops = {
   setMeter({ n, sampling }) {
     meter.n = n;
     meter.sampling = sampling;
+    meter.generation++;
     meter.reference = null;
   },
 

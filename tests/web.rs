@@ -3,7 +3,7 @@
 //! because each test file is its own wasm build (minutes each on two cores).
 #![cfg(target_arch = "wasm32")]
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
 use webdpo::hf::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::model::CausalLm;
@@ -232,7 +232,13 @@ async fn session_loop(backend: &str) {
     })
     .unwrap();
     let mut generation = session
-        .start_generation("Hello".into(), 2, sampling, false)
+        .start_generation(
+            "Hello".into(),
+            2,
+            sampling.clone(),
+            false,
+            JsValue::UNDEFINED,
+        )
         .unwrap();
     let mut texts: Vec<String> = vec![String::new(); 2];
     let mut calls = 0;
@@ -251,6 +257,25 @@ async fn session_loop(backend: &str) {
         calls += 1;
     }
     assert!((1..=12).contains(&calls));
+
+    // A branched pair: the second response starts with the first's text up to the branch.
+    let branched = serde_wasm_bindgen::to_value(&webdpo::generate::PairStyle::Branched).unwrap();
+    let mut pair = session
+        .start_generation("Hello".into(), 2, sampling, false, branched)
+        .unwrap();
+    let mut last = JsValue::UNDEFINED;
+    loop {
+        let next = pair.next().await.unwrap();
+        if next.is_undefined() {
+            break;
+        }
+        last = next;
+    }
+    let both: Vec<String> = serde_wasm_bindgen::from_value(last).unwrap();
+    // A cut inside a character's bytes decodes as U+FFFD at the end of the shared text.
+    let shared = pair.shared().unwrap();
+    let shared = shared.trim_end_matches('\u{FFFD}');
+    assert!(both.iter().all(|text| text.starts_with(shared)));
 
     let before = session.policy_weights().await.unwrap();
     let undo = session.snapshot();

@@ -3,7 +3,7 @@
 // Each changes the state, then the views show it. Every pick and rating is in IndexedDB before
 // its update runs.
 import { call } from "./client.js";
-import { callWithFallback, saveState, startMeter } from "./models.js";
+import { callWithFallback, meterOf, saveState, startMeter } from "./models.js";
 import { showLast, showPick } from "./shown.js";
 import { learnt, rating, state, turn } from "./state.js";
 import { $, download, fmt, notice, plural, status } from "./views/dom.js";
@@ -14,7 +14,6 @@ import { askGuess, reveal } from "./views/guided.js";
 import { renderMetrics } from "./views/metrics.js";
 import { promptText, renderComparison, renderPair } from "./views/pair.js";
 import {
-  meterSettings,
   pairStyle,
   readSettings,
   renderSettings,
@@ -387,7 +386,7 @@ export async function applySettings() {
     storeSampling(wanted.sampling);
     state.info.trainConfig = await call("setTrainConfig", wanted.train);
     storeSettings(wanted);
-    if (JSON.stringify(meterSettings()) !== state.behaviour.settings) await startMeter();
+    if (JSON.stringify(meterOf(state)) !== state.behaviour.settings) await startMeter();
   } catch (e) {
     settingsError(`Not applied: ${e.message}`);
   }

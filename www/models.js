@@ -94,11 +94,18 @@ async function startModel(saved, { restart = true } = {}) {
   await startMeter();
 }
 
+/** The behaviour meter's settings for the model and device in `state` (off but for the
+ *  built-in model). */
+export const meterOf = ({ model, info }) =>
+  model.builtIn ? meterSettings(info.emulatedGpu) : { n: 0, auto: false, sampling: null };
+
 /** Turns the behaviour meter on (built-in model, at least one story) with the current settings;
  *  the worker measures the reference, then the policy. */
 export async function startMeter() {
-  const settings = state.model.builtIn ? meterSettings() : { n: 0, sampling: null };
-  state.behaviour = { on: settings.n > 0, reference: null, policy: null, measuring: null };
+  const settings = meterOf(state);
+  // Off by itself on an emulated GPU: the page says so, and how to turn it on.
+  const why = settings.auto && settings.n === 0 ? state.info.device.replace(/^GPU: /, "") : null;
+  state.behaviour = { on: settings.n > 0, why, reference: null, policy: null, measuring: null };
   state.behaviour.settings = JSON.stringify(settings);
   renderBehaviour(state.behaviour);
   await call("setMeter", settings);

@@ -7,8 +7,8 @@ export const state = {
   /** The model in use: the built-in one with { config, tokenizer, weights } as fetched, or a
    *  user's folder { name, label, files: [{name, bytes}], lora }. */
   model: null,
-  /** What the worker reports of it: device, isGpu, parameterCount, steps, trainConfig, memory,
-   *  lora, chat. */
+  /** What the worker reports of it: device, isGpu, emulatedGpu, parameterCount, steps,
+   *  trainConfig, memory, lora, chat. */
   info: null,
   /** This model's IndexedDB store, and the imported model folders. */
   store: null,
@@ -19,9 +19,10 @@ export const state = {
   ratings: [],
   /** The responses awaiting a pick (two) or a rating (one): { prompt, texts, done }. */
   current: null,
-  /** The behaviour meter (built-in model): `on`; the reference's and the policy's last finished
-   *  measurements (`policy` null while the policy is the reference); what is being measured. */
-  behaviour: { on: false, reference: null, policy: null, measuring: null, error: null },
+  /** The behaviour meter (built-in model): `on`; `why` it is off by itself (the emulated GPU);
+   *  the reference's and the policy's last finished measurements (`policy` null while the
+   *  policy is the reference); what is being measured. */
+  behaviour: { on: false, why: null, reference: null, policy: null, measuring: null, error: null },
   busy: true,
   canUndo: false,
   /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */

@@ -26,7 +26,7 @@ const clearUndo = () => undoStack.splice(0).forEach(({ snapshot }) => snapshot.f
 const canUndo = () => undoStack.length > 0;
 
 // One operation on the models at a time, in the order asked: each waits for the one before (and
-// for at most one story of the behaviour meter's).
+// for at most one step of the behaviour meter's).
 let queue = Promise.resolve();
 let waiting = 0;
 function exclusive(body) {
@@ -37,8 +37,8 @@ function exclusive(body) {
 }
 
 // The behaviour meter (built-in model): after each change of the policy, `n` fresh stories for
-// preset prompts are sampled and judged by the oracle, one prompt at a time between the page's
-// operations, so the next pick never waits for more than one prompt's stories. A newer change
+// preset prompts are sampled and judged by the oracle, one token at a time between the page's
+// operations, so the next pick waits for at most one token (or one prompt's judging). A newer change
 // abandons a measurement under way. The reference is measured once per load and setting.
 // `generation` counts loads and settings: a reference measured under older ones is abandoned.
 const meter = { n: 0, sampling: null, version: 0, generation: 0, reference: null };
@@ -58,7 +58,10 @@ async function measure(reference, pick, current) {
       await nextTask();
       while (waiting > 0) await queue.then(nextTask);
       if (!current()) return false;
+      const before = measurement.measured;
       const more = await exclusive(() => measurement.next());
+      // A step is one token: the page hears of a prompt's stories once they are judged.
+      if (more && measurement.measured === before) continue;
       const behaviour = measurement.behaviour();
       const done = !more;
       self.postMessage({ behaviour: { ...tag, measured: measurement.measured, done, behaviour } });
@@ -148,6 +151,7 @@ const ops = {
     return {
       device: session.device,
       isGpu: session.isGpu,
+      emulatedGpu: session.isEmulatedGpu,
       parameterCount: session.parameterCount,
       steps: session.steps,
       trainConfig: session.trainConfig(),

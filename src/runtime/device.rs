@@ -9,6 +9,9 @@ pub struct ComputeDevice {
     /// For people: the adapter name or the CPU backend.
     pub description: String,
     pub is_gpu: bool,
+    /// A GPU emulated on the CPU (SwiftShader, lavapipe: wgpu's device type `Cpu`), where a
+    /// token takes a large fraction of a second even for the built-in model.
+    pub emulated: bool,
     /// The largest buffer a kernel may bind, as the GPU granted it (`None` on the CPU). burn
     /// requests the adapter's own limits, above WebGPU's 128 MiB default.
     pub max_buffer: Option<u64>,
@@ -20,6 +23,7 @@ impl ComputeDevice {
             device: Device::flex(),
             description: "CPU (burn flex backend)".into(),
             is_gpu: false,
+            emulated: false,
             max_buffer: None,
         }
     }
@@ -53,6 +57,7 @@ impl ComputeDevice {
             device,
             description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend),
             is_gpu: true,
+            emulated: info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu,
             max_buffer,
         };
         *GPU.lock().unwrap() = Some(gpu.clone());

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::oracle::{Judgement, Oracle};
 use super::{StoryWorld, format_prompt};
 use crate::error::{Error, Result};
-use crate::generate::{SamplingConfig, generate};
+use crate::generate::{Decoder, SamplingConfig, generate};
 use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
 use crate::train::kl::{KlEstimate, sequence_kl};
@@ -207,10 +207,11 @@ pub struct Behaviour {
 /// Stories per preset prompt: two, so that a measurement of n stories covers n / 2 prompts.
 const STORIES_PER_PROMPT: usize = 2;
 
-/// A measurement in steps, one preset prompt at a time, so that a page can run it between other
-/// work: the prompts come from a seed (the same prompts measure every policy, so differences
-/// between measurements are the policy's, not the prompts'), and each prompt's stories are
-/// sampled with a seed of their own.
+/// A measurement in steps small enough for a page to run between other work: one token of the
+/// current prompt's stories per step, then one step that judges them and takes their KL. The
+/// prompts come from a seed (the same prompts measure every policy, so differences between
+/// measurements are the policy's, not the prompts'), and each prompt's stories are sampled with
+/// a seed of their own.
 pub struct Meter {
     policy: CausalLm,
     reference: CausalLm,
@@ -218,6 +219,8 @@ pub struct Meter {
     prompts: Vec<String>,
     total: usize,
     sampling: SamplingConfig,
+    /// The stories of the prompt under way, while they are sampled.
+    decoder: Option<Decoder>,
     samples: Vec<Sample>,
     kl: Vec<f64>,
     oracle: Oracle,
@@ -253,6 +256,7 @@ impl Meter {
             prompts,
             total: n,
             sampling,
+            decoder: None,
             samples: Vec::with_capacity(n),
             kl: Vec::with_capacity(n),
             oracle: Oracle::new(),
@@ -269,35 +273,43 @@ impl Meter {
         self.total
     }
 
-    /// Samples and scores the stories of the next prompt; `false` once every story is in.
+    /// Samples the next token of the current prompt's stories, or, once they have ended, judges
+    /// them and takes their KL; `false` once every story is in.
     pub async fn step(&mut self) -> Result<bool> {
         if self.samples.len() >= self.total {
             return Ok(false);
         }
         let i = self.samples.len() / STORIES_PER_PROMPT;
-        let prompt = self.prompts[i].clone();
-        let k = STORIES_PER_PROMPT.min(self.total - self.samples.len());
-        let sampling = SamplingConfig {
-            seed: self.sampling.seed.wrapping_add(i as u64),
-            ..self.sampling.clone()
+        let decoder = match &mut self.decoder {
+            Some(decoder) => decoder,
+            None => {
+                let k = STORIES_PER_PROMPT.min(self.total - self.samples.len());
+                let sampling = SamplingConfig {
+                    seed: self.sampling.seed.wrapping_add(i as u64),
+                    ..self.sampling.clone()
+                };
+                let ids = self
+                    .tokenizer
+                    .encode_prompt(&format_prompt(&self.prompts[i]))?;
+                let (eos, device) = (self.tokenizer.eos_id(), &self.device);
+                let decoder = Decoder::new(self.policy.clone(), &ids, k, sampling, eos, device)?;
+                self.decoder.insert(decoder)
+            }
         };
-        let stories = sample_for(
-            &self.policy,
-            &self.tokenizer,
-            &prompt,
-            k,
-            sampling,
-            &self.device,
-        )
-        .await?;
-        let new: Vec<Sample> = stories
-            .into_iter()
-            .map(|story| Sample {
-                judgement: self.oracle.judge(&prompt, &story),
+        if decoder.step().await?.is_some() {
+            return Ok(true);
+        }
+        let stories = self.decoder.take().expect("sampled above").into_samples();
+        let prompt = &self.prompts[i];
+        let mut new = Vec::with_capacity(stories.len());
+        for ids in stories {
+            let story = self.tokenizer.decode(&ids)?;
+            new.push(Sample {
+                judgement: self.oracle.judge(prompt, &story),
                 prompt: prompt.clone(),
                 story,
-            })
-            .collect();
+            });
+        }
         let kl = kl_of(
             &self.policy,
             &self.reference,
@@ -308,7 +320,7 @@ impl Meter {
         .await?;
         self.kl.extend(kl.per_sample);
         self.samples.extend(new);
-        Ok(true)
+        Ok(self.samples.len() < self.total)
     }
 
     /// The behaviour over the stories measured so far.

@@ -194,6 +194,12 @@ impl Session {
         self.device.is_gpu
     }
 
+    /// Whether the GPU is emulated on the CPU (SwiftShader in a browser without a GPU).
+    #[wasm_bindgen(getter, js_name = isEmulatedGpu)]
+    pub fn is_emulated_gpu(&self) -> bool {
+        self.device.emulated
+    }
+
     #[wasm_bindgen(getter, js_name = parameterCount)]
     pub fn parameter_count(&self) -> usize {
         use burn::module::Module;

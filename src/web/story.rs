@@ -17,7 +17,8 @@ pub struct Measurement(pub(super) Meter);
 
 #[wasm_bindgen]
 impl Measurement {
-    /// Samples and judges the stories of the next preset prompt; `false` once all are in.
+    /// Samples the next token of the current prompt's stories, or judges them once they have
+    /// ended (so a step takes about one token's time); `false` once all are in.
     pub async fn next(&mut self) -> Result<bool, Error> {
         self.0.step().await
     }

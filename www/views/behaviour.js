@@ -19,9 +19,16 @@ const kl = ({ mean, stderr }) => `${mean.toFixed(2)} ± ${stderr.toFixed(2)} nat
  *  the policy is the reference), what is being measured, and any error. */
 export function renderBehaviour(meter) {
   const shown = !$("behaviour").hidden;
-  $("behaviour").hidden = !meter.on;
+  $("behaviour").hidden = !meter.on && !meter.why;
+  $("behaviour-table").hidden = !meter.on;
   $("behaviour-figure").hidden = !meter.on;
-  if (!meter.on) return;
+  if (!meter.on) {
+    $("behaviour-status").textContent = meter.why
+      ? `Off on this GPU, which is emulated on the CPU (${meter.why}): one measurement would ` +
+        "take minutes. A number under Settings → Stories per behaviour measurement turns it on."
+      : "";
+    return;
+  }
   // The chart was laid out while hidden: fit it to its place now.
   if (!shown) window.dispatchEvent(new Event("resize"));
   const { reference, policy, measuring, error } = meter;

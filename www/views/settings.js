@@ -2,14 +2,17 @@
 // localStorage) and the sampling settings (the page's own).
 import { $ } from "./dom.js";
 
-// `meter`: stories per behaviour measurement, sized to take about a second on the CPU fallback.
+// `meter`: stories per behaviour measurement; null (the field left empty) for METER_AUTO.
 // `pairs`: how a pair's two responses are drawn (the core's PairStyle).
 const SAMPLING_DEFAULTS = {
   temperature: 1.0,
   max_new_tokens: 160,
-  meter: 16,
+  meter: null,
   pairs: "independent",
 };
+// Sized to take about a second on the CPU fallback; off on a GPU emulated on the CPU, where one
+// prompt's stories take over a minute.
+const METER_AUTO = { stories: 16, emulated: 0 };
 const TRAIN_KEY = "webdpo.train";
 const SAMPLING_KEY = "webdpo.sampling";
 
@@ -53,12 +56,15 @@ export function sampling() {
 /** How the two responses of a pair are drawn: "independent" or "branched". */
 export const pairStyle = () => storedSampling().pairs;
 
-/** The behaviour meter's settings: stories per measurement (0: off), sampled as the pairs are
+/** The behaviour meter's settings on a device (`emulated`: a GPU emulated on the CPU): stories
+ *  per measurement (0: off; `auto` when the user left it to the page), sampled as the pairs are
  *  but with a fixed seed, so that measurements differ by the policy alone. */
-export function meterSettings() {
+export function meterSettings(emulated) {
   const s = storedSampling();
   const sampling = { temperature: s.temperature, top_k: 0, top_p: 1.0, seed: 0 };
-  return { n: s.meter, sampling: { ...sampling, max_new_tokens: s.max_new_tokens } };
+  const auto = s.meter === null;
+  const n = auto ? (emulated ? METER_AUTO.emulated : METER_AUTO.stories) : s.meter;
+  return { n, auto, sampling: { ...sampling, max_new_tokens: s.max_new_tokens } };
 }
 
 /** The objective menu's value for `trainConfig`: "trainer:loss" ("" for a DPO loss list, which
@@ -104,7 +110,7 @@ export function renderSettings(trainConfig) {
   showKnobs($("objective").value);
   $("temperature").value = s.temperature;
   $("max-tokens").value = s.max_new_tokens;
-  $("meter-n").value = s.meter;
+  $("meter-n").value = s.meter ?? "";
   $("pairs").value = s.pairs;
 }
 
@@ -176,15 +182,16 @@ export function readSettings(trainConfig) {
   const sampling = {
     temperature: num("temperature"),
     max_new_tokens: num("max-tokens"),
-    meter: num("meter-n"),
+    meter: $("meter-n").value.trim() === "" ? null : num("meter-n"),
     pairs: $("pairs").value,
   };
   if (!(Number.isFinite(sampling.temperature) && sampling.temperature >= 0))
     throw new Error("temperature must be a number ≥ 0");
   if (!(Number.isInteger(sampling.max_new_tokens) && sampling.max_new_tokens >= 1))
     throw new Error("max new tokens must be a whole number ≥ 1");
-  if (!(Number.isInteger(sampling.meter) && sampling.meter >= 0 && sampling.meter <= 256))
-    throw new Error("stories per behaviour measurement must be a whole number from 0 to 256");
+  const { meter } = sampling;
+  if (meter !== null && !(Number.isInteger(meter) && meter >= 0 && meter <= 256))
+    throw new Error("stories per behaviour measurement must be empty or a whole number, 0 to 256");
   if (!Number.isInteger(train.steps_per_pair))
     throw new Error("updates per pick must be a whole number ≥ 1");
   if (!Number.isInteger(train.rating_batch))

@@ -1,7 +1,7 @@
 //! The command line: the global options, one subcommand per module, and the dispatch.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use webdpo::{ComputeDevice, Error, Result};
+use webdpo::{ComputeDevice, Result};
 
 use crate::{bench, convert, eval, generate, init, judge, pretrain, simulate, train};
 
@@ -74,7 +74,7 @@ fn wgpu_device() -> Result<ComputeDevice> {
 
 #[cfg(not(feature = "wgpu"))]
 fn wgpu_device() -> Result<ComputeDevice> {
-    Err(Error::Device(
+    Err(webdpo::Error::Device(
         "this binary was built without wgpu; rebuild with \
          `cargo build --release --features wgpu`"
             .into(),

@@ -15,3 +15,4 @@ grep -q "pkg/ is up to date" <<<"$again" || { echo "test-app.sh: build-web.sh re
 
 node tests/e2e/app.mjs webgpu
 node tests/e2e/app.mjs cpu
+node tests/e2e/durability.mjs

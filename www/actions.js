@@ -1,9 +1,11 @@
 // What the user does: generate a pair and pick one (or one response and rate it 👍/👎), undo,
 // reset, train on stored data, import and export pairs, ratings and weights, change settings.
-// Each changes the state, then the views show it. Every pick and rating is in IndexedDB before
-// its update runs.
+// Each changes the state, then the views show it. Every pick and rating is in IndexedDB (as
+// pending, journal.js) before its update runs, and settled with the checkpoint after it.
 import { call } from "./client.js";
-import { callWithFallback, meterOf, saveState, startMeter } from "./models.js";
+import { explain } from "./errors.js";
+import { append, commit, learnPick, learnRating, trainOnRows } from "./journal.js";
+import { callWithFallback, meterOf, startMeter } from "./models.js";
 import { showLast, showPick } from "./shown.js";
 import { learnt, rating, state, turn } from "./state.js";
 import { $, download, fmt, notice, plural, status } from "./views/dom.js";
@@ -76,23 +78,6 @@ export function compare() {
   });
 }
 
-/** What the update of a pick computed, from its first step report (before the update), and the
- *  KL(π‖π_ref) of its two samples (`kl`: the core's full-vocabulary estimate). */
-function pickValues(report, kl) {
-  const v = report.values;
-  const values = {
-    pc: v.policy_chosen[0],
-    pr: v.policy_rejected[0],
-    rc: v.reference_chosen[0],
-    rr: v.reference_rejected[0],
-    h: v.h[0],
-    sigma: v.sigma[0],
-    loss: v.losses[0],
-    logOdds: v.log_odds?.[0],
-  };
-  return { metrics: report.metrics, values, kl: kl.mean, klStderr: kl.stderr };
-}
-
 export function pick(winner) {
   const current = state.current;
   if (!current?.done) return;
@@ -101,31 +86,21 @@ export function pick(winner) {
   const prompt = turn("user", current.prompt);
   return run("Learning from the pick", async () => {
     // The pick is stored before the update runs: whatever happens next, it is not lost.
-    const pick = await state.store.addPick({
-      model: state.model.name,
-      prompt,
-      chosen,
-      rejected,
-      source: "pick",
-      time: Date.now(),
-    });
+    const [pick] = await append([{ prompt, chosen, rejected, source: "pick" }]);
     state.picks.push(pick);
     state.current = null;
+    render();
     notice(null);
     // Guided mode: the guess comes first, with the responses' token scores before the update.
     const guided = $("guided").checked;
     const before = guided && (await call("scores", { prompt, chosen, rejected }));
     const guess = guided && (status("Your guess first."), await askGuess());
     status("Updating the policy…");
-    const reply = await callWithFallback("prefer", { prompt, chosen, rejected, pick: pick.id });
-    if (guided) reveal(guess, before, reply.scores);
-    const { reports, scores, saved } = reply;
-    Object.assign(pick, pickValues(reports[0], reply.kl), { config: state.info.trainConfig });
     // The worker returns state (and keeps an undo snapshot) only when at least one step applied.
-    const skipped = reports.find((r) => r.skipped)?.skipped;
-    if (!saved) pick.skipped = skipped;
-    await state.store.putPick(pick);
-    await saveState(saved);
+    const reply = await learnPick(pick);
+    if (guided) reveal(guess, before, reply.scores);
+    const { reports, scores, saved, skipped } = reply;
+    await commit(saved, { put: [pick] });
     state.canUndo = reply.canUndo;
     showPick(pick, scores, reports[reports.length - 1].metrics, reports.length);
     renderCharts(learnt(), state.behaviour.reference);
@@ -140,23 +115,6 @@ export function pick(winner) {
   });
 }
 
-/** What the update of a rating computed, from its first report (the rating is row 0). */
-function ratingValues(report) {
-  const v = report.values;
-  const [policy, reference] = [v.policy[0], v.reference[0]];
-  return {
-    metrics: report.metrics,
-    values: {
-      policy,
-      reference,
-      r: policy - reference,
-      kl: v.kl,
-      loss: v.losses[0],
-      batch: v.labels.length,
-    },
-  };
-}
-
 /** Rates the response on show: 👍 (`label` true) or 👎. Stored first, then learnt with KTO on a
  *  batch of it and recent ratings; with `kto` a first rating waits for a second. */
 export function rate(label) {
@@ -165,40 +123,23 @@ export function rate(label) {
   const completion = turn("assistant", current.texts[0]);
   const prompt = turn("user", current.prompt);
   return run("Learning from the rating", async () => {
-    const rated = await state.store.addPick({
-      model: state.model.name,
-      prompt,
-      completion,
-      label,
-      source: "rating",
-      time: Date.now(),
-    });
+    const [rated] = await append([{ prompt, completion, label, source: "rating" }]);
     state.ratings.push(rated);
     state.current = null;
+    render();
     notice(null);
     status("Updating the policy…");
-    const reply = await callWithFallback("rate", { prompt, completion, label, pick: rated.id });
-    const { reports, scores, saved } = reply;
+    const reply = await learnRating(rated);
+    const { reports, scores, saved, skipped, settled } = reply;
+    await commit(saved, { put: settled });
     state.canUndo = reply.canUndo;
     if (reports.length === 0) {
-      rated.waiting = true;
-      await state.store.putPick(rated);
       status(
         "Kept. KTO compares each rating with the others in its batch (its reference point " +
           "z₀), so it learns once there is a second rating: rate one more.",
       );
       return;
     }
-    // Ratings that waited for this batch are learnt with it.
-    for (const r of state.ratings.filter((r) => r.waiting)) {
-      delete r.waiting;
-      await state.store.putPick(r);
-    }
-    Object.assign(rated, ratingValues(reports[0]), { config: state.info.trainConfig });
-    const skipped = reports.find((r) => r.skipped)?.skipped;
-    if (!saved) rated.skipped = skipped;
-    await state.store.putPick(rated);
-    await saveState(saved);
     showPick(rated, scores, reports[reports.length - 1].metrics, reports.length);
     if (skipped)
       notice(`${saved ? "An update of this rating was" : "Update"} skipped: ${skipped}`, "error");
@@ -223,10 +164,9 @@ export function undo() {
   return run("Undo", async () => {
     const { saved, canUndo, pick } = await call("undo");
     // The pick (or rating) whose update the worker undid is removed with it.
-    await state.store.deletePick(pick);
+    await commit(saved, { remove: [pick] });
     state.picks = state.picks.filter((p) => p.id !== pick);
     state.ratings = state.ratings.filter((r) => r.id !== pick);
-    await saveState(saved);
     state.canUndo = canUndo;
     await showLast();
     renderCharts(learnt(), state.behaviour.reference);
@@ -242,25 +182,25 @@ export function reset() {
   if (!confirm(question)) return;
   return run("Reset", async () => {
     const { saved, canUndo } = await call("reset");
-    await saveState(saved);
+    await commit(saved);
     state.canUndo = canUndo;
     status("The policy is the reference again (fresh optimizer). Your pairs are kept.");
   });
 }
 
-/** One pass over `pairs` (stored ones, or just imported), with progress. */
+/** One pass over stored `pairs` (all of them, or just imported: pending), with progress. */
 export function trainOn(pairs, label) {
   return run(label, async () => {
     status(`${label}: 0 of ${pairs.length} pairs`, { progress: 0 });
-    const { reports, saved, canUndo } = await callWithFallback(
-      "trainOn",
-      { pairs: pairs.map(({ prompt, chosen, rejected }) => ({ prompt, chosen, rejected })) },
+    const { reports, saved, canUndo } = await trainOnRows(
+      pairs,
+      false,
       ({ done, total, metrics }) =>
         status(`${label}: ${done} of ${total} pairs (loss ${fmt(metrics.loss)})`, {
           progress: done / total,
         }),
     );
-    await saveState(saved);
+    await commit(saved, { put: pairs.filter((p) => p.pending) });
     state.canUndo = canUndo;
     const meanLoss = reports.reduce((s, r) => s + r.metrics.loss, 0) / Math.max(1, reports.length);
     const updates = state.info.trainConfig.steps_per_pair;
@@ -278,18 +218,15 @@ export function trainOnRatings(ratings, label) {
   return run(label, async () => {
     const batch = state.info.trainConfig.rating_batch;
     status(`${label}: 0 of ${ratings.length} ratings`, { progress: 0 });
-    const { reports, saved, canUndo } = await callWithFallback(
-      "trainOnRatings",
-      {
-        ratings: ratings.map(({ prompt, completion, label }) => ({ prompt, completion, label })),
-        batch,
-      },
+    const { reports, saved, canUndo } = await trainOnRows(
+      ratings,
+      true,
       ({ done, total, metrics }) =>
         status(`${label}: ${done} of ${total} ratings (loss ${fmt(metrics.loss)})`, {
           progress: done / total,
         }),
     );
-    await saveState(saved);
+    await commit(saved, { put: ratings.filter((r) => r.pending) });
     state.canUndo = canUndo;
     renderMetrics({ metrics: reports[reports.length - 1].metrics, updates: reports.length });
     status(`${label}: done, ${plural(reports.length, "batch", "batches")} of up to ${batch}.`);
@@ -327,15 +264,24 @@ export async function importPairs(file) {
     return;
   }
   notice(null);
-  const added = await state.store.addPicks(
-    parsed.rows.map((p) => ({ ...p, model: state.model.name, source: "import", time: Date.now() })),
-  );
+  // Pending until trained on: only pairs, or ratings with KTO, are.
+  const learns = parsed.kind === "pairs" || rating();
+  let added;
+  try {
+    added = await append(
+      parsed.rows.map((p) => ({ ...p, source: "import" })),
+      { pending: learns },
+    );
+  } catch (e) {
+    notice(`Nothing imported: ${explain(e)}`, "error");
+    return;
+  }
   if (parsed.kind === "pairs") {
-    state.picks.push(...added);
+    state.picks = state.picks.concat(added);
     render();
     return trainOn(added, `Imported ${added.length} pairs; training on them`);
   }
-  state.ratings.push(...added);
+  state.ratings = state.ratings.concat(added);
   render();
   if (!rating()) {
     status(
@@ -351,7 +297,7 @@ export function loadPolicy(file) {
   return run("Loading the policy", async () => {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const reply = await call("loadWeights", { weights: bytes }, null, [bytes.buffer]);
-    await saveState(reply.saved);
+    await commit(reply.saved);
     state.canUndo = reply.canUndo;
     const what = state.info.lora ? "LoRA adapter" : "policy";
     status(`Loaded ${file.name} as the ${what} (fresh optimizer); the reference is unchanged.`);
@@ -379,6 +325,7 @@ export function downloadAdapter() {
 /** Applies the form's settings, or says why not and shows the settings in use. */
 export async function applySettings() {
   settingsError("");
+  if (!state.trainer) return;
   const wasRating = rating();
   try {
     const wanted = readSettings(state.info.trainConfig);

@@ -5,13 +5,15 @@
 import * as act from "./actions.js";
 import { call, listenBehaviour } from "./client.js";
 import { applyLink, lessonLink } from "./link.js";
-import { importFolder, restoreLast, useBuiltIn } from "./models.js";
-import { state } from "./state.js";
+import { activate, importFolder, restoreLast, useBuiltIn } from "./models.js";
+import { isRating, learnt, state } from "./state.js";
 import { modelCache } from "./store.js";
+import { claim, listenTabs, takeOver } from "./tabs.js";
 import { $, el, notice, plural, status } from "./views/dom.js";
-import { makeCharts } from "./views/charts.js";
-import { droppedFiles, pickedFiles } from "./views/data.js";
-import { render } from "./work.js";
+import { makeCharts, renderCharts } from "./views/charts.js";
+import { droppedFiles, pickedFiles, renderStorage } from "./views/data.js";
+import { droppedSettings } from "./views/settings.js";
+import { render, run } from "./work.js";
 
 const PRESETS = [
   "Write a story about a shy fox who finds a red kite.",
@@ -107,15 +109,55 @@ function wire() {
       $(button).click();
     }
   });
+  $("take-over").addEventListener("click", () => takeOver());
+  listenTabs(watched);
   makeCharts();
   listenBehaviour(act.behaviourMeasured);
+}
+
+// Set once the page has started: a tab that becomes the trainer waits for it.
+let started;
+
+/** This tab trains now (the trainer's tab closed, or the user took over): the model's state is
+ *  loaded again from the checkpoint, with what the other tab left pending applied. */
+async function becomeTrainer() {
+  await started;
+  state.trainer = true;
+  await run("Taking over the training", async () => {
+    await activate(state.model);
+    status(
+      `This tab trains now: ${plural(state.picks.length, "pair")}, the policy after ` +
+        `${plural(state.info.steps, "update")}.`,
+    );
+  });
+}
+
+/** Another tab took the training over: this one watches. */
+function becomeWatcher() {
+  state.trainer = false;
+  status("Another tab took over the training; this tab shows its pairs as they come.");
+  render();
+}
+
+/** A commit in the training tab: a watching tab shows the stored pairs and ratings as they are. */
+async function watched({ changed, steps }) {
+  if (state.trainer || changed !== state.model?.name) return;
+  const stored = await state.store.picks();
+  state.picks = stored.filter((p) => !isRating(p));
+  state.ratings = stored.filter(isRating);
+  state.info.steps = steps;
+  renderCharts(learnt(), state.behaviour.reference);
+  render();
 }
 
 async function main() {
   wire();
   // Offline after the first load (sw.js); the app works without it, only not offline.
   navigator.serviceWorker?.register("sw.js").catch((e) => console.warn("no offline support:", e));
+  let begin;
+  started = new Promise((resolve) => (begin = resolve));
   try {
+    state.trainer = await claim({ becomeTrainer, becomeWatcher });
     state.cache = await modelCache();
     const saved = await restoreLast();
     state.learningRates = await call("learningRates", {
@@ -124,18 +166,32 @@ async function main() {
     // A lesson link's setup, applied as if the user had set it (only settings, never data).
     if (applyLink()) await act.applySettings();
     // Without saved state any notice about why (a changed or unreadable policy) stays up.
-    if (saved) {
-      const { model, picks, info } = state;
+    if (saved || state.replayed) {
+      const { model, picks, info, replayed } = state;
       notice(
         `Restored from this browser: ${model.builtIn ? "" : `${model.label}, `}` +
-          `${plural(picks.length, "pair")} and the policy after ${plural(info.steps, "update")}.`,
+          `${plural(picks.length, "pair")} and the policy after ${plural(info.steps, "update")}` +
+          (replayed
+            ? `; ${replayed} of them saved but not yet learnt when the page closed, learnt now.`
+            : "."),
         "info",
       );
     }
-    status("Ready. Pick a preset or write a prompt, then Generate (G).");
+    const dropped = droppedSettings();
+    if (dropped.length)
+      notice(`Not used, and forgotten: ${dropped.join("; ")}. The defaults apply.`, "error");
+    status(
+      state.trainer
+        ? "Ready. Pick a preset or write a prompt, then Generate (G)."
+        : "Another tab is training; this one shows its pairs as they come.",
+    );
     state.busy = false;
     render();
     $("generate").focus();
+    // Kept when the browser is short of space (eviction would take every pick).
+    const persisted = await navigator.storage?.persist?.().catch(() => false);
+    renderStorage(persisted);
+    begin();
   } catch (e) {
     console.error(e);
     status("Could not start.");

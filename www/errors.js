@@ -16,3 +16,13 @@ export const toMessage = (e) => ({
 /** The page's Error for a worker's message, with `kind` and `fatal` kept. */
 export const fromMessage = ({ error, kind, fatal }) =>
   Object.assign(new Error(error), { kind, fatal });
+
+/** What a failure means to the user: a full storage quota says what is kept and what to do. */
+export function explain(e) {
+  if (e?.name !== "QuotaExceededError") return e?.message ?? String(e);
+  return (
+    "this browser's storage for the page is full, so it was not saved (what was saved before " +
+    "is kept, and a pick stored as pending is learnt again at the next start). Free space: " +
+    "export your pairs, remove stored model folders, or train with LoRA (much smaller saves)"
+  );
+}

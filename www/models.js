@@ -4,6 +4,7 @@ import { call, hasWorker, startWorker } from "./client.js";
 import { isGpuFailure } from "./errors.js";
 import { isRating, learnt, state } from "./state.js";
 import { openStore } from "./store.js";
+import { replay } from "./journal.js";
 import { notice, status } from "./views/dom.js";
 import { renderBehaviour } from "./views/behaviour.js";
 import {
@@ -73,6 +74,7 @@ async function startModel(saved, { restart = true } = {}) {
     ...source,
     backend,
     simulateFailure: params.has("simulate-gpu-failure"),
+    holdUpdates: params.has("hold-updates"),
     saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null,
   };
   status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, {
@@ -84,8 +86,7 @@ async function startModel(saved, { restart = true } = {}) {
     try {
       info.trainConfig = await call("setTrainConfig", { ...info.trainConfig, ...stored });
     } catch (e) {
-      notice(`Saved settings were not valid and were reset: ${e.message}`, "error");
-      forgetTrainConfig();
+      forgetTrainConfig(e.message);
     }
   }
   state.info = info;
@@ -114,21 +115,10 @@ export async function startMeter() {
 /** Tells the worker the stored ratings, so that the next rating's batch draws on them (KTO's
  *  batches are of recent ratings, across reloads too). */
 async function recallRatings() {
-  const recent = state.ratings.slice(-32);
+  // A pending rating joins the batch when it is applied again (journal.js).
+  const recent = state.ratings.filter((r) => !r.pending).slice(-32);
   const ratings = recent.map(({ prompt, completion, label }) => ({ prompt, completion, label }));
   if (ratings.length) await call("recallRatings", { ratings });
-}
-
-/** Stores the worker's training state (absent when nothing changed). */
-export async function saveState(saved) {
-  if (!saved) return;
-  await state.store.saveState({
-    weights: saved.weights,
-    optimizer: saved.optimizer,
-    steps: saved.steps,
-    reference: state.model.fingerprint,
-  });
-  state.info.steps = saved.steps;
 }
 
 /** Runs `op` on the worker; on a GPU failure, restarts on the CPU from the last saved state and
@@ -216,6 +206,8 @@ export async function activate(next, { restart = false } = {}) {
   state.ratings = stored.filter(isRating);
   await recallRatings();
   state.current = null;
+  // What was saved but not learnt when the page last closed is learnt now, from the checkpoint.
+  state.replayed = state.trainer ? await replay() : 0;
   renderSettings(state.info.trainConfig);
   renderCharts(learnt(), state.behaviour.reference);
   await showLast();

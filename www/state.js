@@ -23,6 +23,10 @@ export const state = {
    *  the reference's and the policy's last finished measurements (`policy` null while the
    *  policy is the reference); what is being measured. */
   behaviour: { on: false, why: null, reference: null, policy: null, measuring: null, error: null },
+  /** Whether this tab trains (holds the trainer's lock, tabs.js) or watches another tab. */
+  trainer: true,
+  /** How many pending rows the last start-up applied again (journal.js). */
+  replayed: 0,
   busy: true,
   canUndo: false,
   /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */

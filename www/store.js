@@ -1,6 +1,8 @@
-// IndexedDB: every pick (written before its update runs), the latest training state (policy
-// weights or LoRA adapter + optimizer state, written after each update) and the model folders a
-// user imported. A reload restores all three without asking for anything again.
+// IndexedDB: every pick (appended as pending before its update runs), the latest checkpoint
+// (policy weights or LoRA adapter + optimizer state) and the model folders a user imported.
+// A pick's result and the checkpoint that includes it are written in one transaction, so a
+// stored pick is either pending (its update is not in the checkpoint: it is applied again at
+// start-up) or in the checkpoint; never learnt in the history but missing from the policy.
 const DB = "webdpo";
 const VERSION = 2;
 
@@ -61,23 +63,29 @@ export async function openStore(model) {
   };
   const picks = (mode, body) => run(["picks"], mode, (tx) => body(tx.objectStore("picks")));
   return {
-    /** Adds a pick; returns it with its id. */
-    addPick: (pick) =>
-      picks("readwrite", async (s) => ({ ...pick, id: await request(s.add(pick)) })),
     /** Adds several picks in one transaction (an import: all or nothing). */
     addPicks: (list) =>
       picks("readwrite", (s) =>
         Promise.all(list.map(async (p) => ({ ...p, id: await request(s.add(p)) }))),
       ),
     putPick: (pick) => picks("readwrite", (s) => request(s.put(pick))),
-    deletePick: (id) => picks("readwrite", (s) => request(s.delete(id))),
+    /** In one transaction: the rows in `put` written, the ids in `remove` deleted, and (when
+     *  given) `checkpoint` as this model's training state. */
+    commit: ({ put = [], remove = [], checkpoint = null }) =>
+      run(["picks", "state"], "readwrite", async (tx) => {
+        const rows = tx.objectStore("picks");
+        await Promise.all([
+          ...put.map((row) => request(rows.put(row))),
+          ...remove.map((id) => request(rows.delete(id))),
+          checkpoint &&
+            request(
+              tx.objectStore("state").put({ ...checkpoint, model, savedAt: Date.now() }, model),
+            ),
+        ]);
+      }),
     /** Every pick of this model, oldest first. */
     picks: async () =>
       (await picks("readonly", (s) => request(s.getAll()))).filter((p) => p.model === model),
-    saveState: (state) =>
-      run(["state"], "readwrite", (tx) =>
-        request(tx.objectStore("state").put({ ...state, model, savedAt: Date.now() }, model)),
-      ),
     loadState: () =>
       run(["state"], "readonly", (tx) => request(tx.objectStore("state").get(model))),
   };

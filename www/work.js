@@ -1,5 +1,6 @@
 // One piece of work at a time: while it runs the controls are off; if it fails, the user reads
 // why in the notice and nothing else changes.
+import { explain } from "./errors.js";
 import { learnt, rating, state } from "./state.js";
 import { notice, status } from "./views/dom.js";
 import { renderControls } from "./views/controls.js";
@@ -15,7 +16,7 @@ export async function run(what, body) {
   } catch (e) {
     console.error(e);
     status(`${what} failed.`);
-    notice(`${what} failed: ${e.message}`, "error");
+    notice(`${what} failed: ${explain(e)}`, "error");
   } finally {
     state.busy = false;
     render();

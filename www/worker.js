@@ -18,6 +18,10 @@ let storyModel = false;
 // `?simulate-gpu-failure` on the page: the first update on the GPU fails as a lost device would,
 // to show (and test) the fallback to the CPU.
 let simulateGpuFailure = false;
+// `?hold-updates`: every update waits forever, as if the page closed during it (to test the
+// journal's recovery at the next start).
+let holdUpdates = false;
+const held = () => holdUpdates && new Promise(() => {});
 // The undo history, owned here alone: a snapshot taken before each pick's update with the id of
 // the pick, newest last. Undo restores the exact previous state and says which pick it undid.
 const undoStack = [];
@@ -130,8 +134,10 @@ async function trainingState() {
 const ops = {
   /** The built-in model ({config, tokenizer, weights}) or a user's folder ({files, lora, budget});
    *  the session in use is replaced only once the new one has loaded. */
-  async load({ config, tokenizer, weights, files, lora, budget, backend, saved, simulateFailure }) {
-    simulateGpuFailure = !!simulateFailure;
+  async load(args) {
+    const { config, tokenizer, weights, files, lora, budget, backend, saved } = args;
+    simulateGpuFailure = !!args.simulateFailure;
+    holdUpdates = !!args.holdUpdates;
     await init();
     const next = files
       ? await Session.fromFiles(files, { backend, lora, budget })
@@ -207,6 +213,7 @@ const ops = {
   /** The update of pick `pick`: its step reports, its tokens' scores after it, and the state to
    *  save (null when every step was skipped, and then nothing to undo either). */
   async prefer({ prompt, chosen, rejected, pick }) {
+    await held();
     simulatedFailure();
     // Both responses were sampled from the policy as it is now, before the update.
     const kl = await session.sequenceKl(prompt, [chosen, rejected]);
@@ -225,6 +232,7 @@ const ops = {
 
   /** The update of rating `pick` (KTO), as `prefer`; no reports when it waits for a batch. */
   async rate({ prompt, completion, label, pick }) {
+    await held();
     simulatedFailure();
     const before = session.snapshot();
     const reports = await session.rate({ prompt, completion, label });
@@ -245,6 +253,7 @@ const ops = {
 
   /** One pass over `ratings` in batches of `batch`; not undoable rating by rating. */
   async trainOnRatings({ ratings, batch }, progress) {
+    await held();
     const reports = [];
     for (let i = 0; i < ratings.length; i += batch) {
       const r = await session.trainOnRatings(ratings.slice(i, i + batch));
@@ -276,6 +285,7 @@ const ops = {
 
   /** One pass over `pairs`, `steps_per_pair` updates each; not undoable pick by pick. */
   async trainOn({ pairs }, progress) {
+    await held();
     const reports = [];
     for (const [i, p] of pairs.entries()) {
       const r = await session.trainOn({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected });

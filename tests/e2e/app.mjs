@@ -490,7 +490,9 @@ try {
     JSON.stringify({ ...hfConfig, max_position_embeddings: 512 }, null, 2),
   );
   // First with a memory budget it cannot fit: refused with the figures, the story model stays.
-  const small = await context.newPage();
+  // In a context of its own: a second tab of this one would watch the first tab train.
+  const smallContext = await browser.newContext();
+  const small = await smallContext.newPage();
   small.on("pageerror", (e) => errors.push(e.message));
   await small.goto(`http://127.0.0.1:${port}/?memory-budget=1000000`);
   await small.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
@@ -508,7 +510,7 @@ try {
       !/llama/.test(await small.textContent("#device")),
     `over budget: refused, the built-in model kept (${refusal})`,
   );
-  await small.close();
+  await smallContext.close();
   await page.setInputFiles("#folder", folder);
   await page.waitForFunction(
     () =>

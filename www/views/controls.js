@@ -1,14 +1,22 @@
-// Which controls can be used now: none while work runs; picking (or rating) only once the
-// responses are written; undo only while the worker holds history. A rating objective (KTO)
-// shows one response with 👍/👎 in place of the pair.
+// Which controls can be used now: none while work runs; in a tab that watches another tab's
+// training (tabs.js), only the exports; picking (or rating) only once the responses are written;
+// undo only while the worker holds history. A rating objective (KTO) shows one response with
+// 👍/👎 in place of the pair.
 import { $ } from "./dom.js";
 import { renderCounts } from "./data.js";
 
 export function renderControls(state, learnt, rating) {
-  const { busy, info, current, canUndo, picks, ratings } = state;
-  const ready = !busy && !!info;
-  for (const id of ["generate", "compare", "export", "download", "reset"]) $(id).disabled = !ready;
+  const { busy, info, current, canUndo, picks, ratings, trainer } = state;
+  const readable = !busy && !!info;
+  const ready = readable && trainer;
+  $("export").disabled = !readable;
+  for (const id of ["generate", "compare", "download", "reset"]) $(id).disabled = !ready;
   for (const id of ["import", "load", "folder", "builtin"]) $(id).disabled = !ready;
+  $("settings").inert = !trainer;
+  $("tabs").hidden = trainer;
+  $("tabs-text").textContent =
+    "Another tab of webdpo on this site is training: this tab shows its pairs as they come " +
+    "and trains only after that tab closes, or when you take over.";
   $("download-adapter").hidden = !info?.lora;
   $("download-adapter").disabled = !ready;
   const answerable = ready && !!current?.done;
@@ -28,7 +36,7 @@ export function renderControls(state, learnt, rating) {
         : ".");
   }
   $("undo").disabled = !ready || !canUndo;
-  $("export-ratings").disabled = !ready || ratings.length === 0;
+  $("export-ratings").disabled = !readable || ratings.length === 0;
   $("train-all").disabled = !ready || (rating ? ratings : picks).length === 0;
   renderCounts(state, learnt);
 }

@@ -17,6 +17,22 @@ export function renderCounts({ picks, ratings, info }, learnt) {
   $("picks-count").dataset.learnt = String(learnt);
 }
 
+let persisted = null;
+
+/** Shows how much of this site's storage is used, and whether the browser keeps it
+ *  (`kept`, once known: navigator.storage.persist's answer). */
+export async function renderStorage(kept = persisted) {
+  persisted = kept;
+  const estimate = await navigator.storage?.estimate?.().catch(() => null);
+  if (!estimate) return;
+  const mb = (b) => `${(b / 1e6).toFixed(1)} MB`;
+  $("storage").textContent =
+    `Stored in this browser: ${mb(estimate.usage)} of ${mb(estimate.quota)} available` +
+    (persisted
+      ? " (kept: the browser will not evict it)."
+      : " (the browser may evict it when space runs low; export your pairs to keep them).");
+}
+
 /** TRL's JSONL: {"prompt","chosen","rejected"} per line. */
 export function toJsonl(picks) {
   const lines = picks.map(({ prompt, chosen, rejected }) =>

@@ -16,21 +16,70 @@ const METER_AUTO = { stories: 16, emulated: 0 };
 const TRAIN_KEY = "webdpo.train";
 const SAMPLING_KEY = "webdpo.sampling";
 
-const storedSampling = () => ({
-  ...SAMPLING_DEFAULTS,
-  ...JSON.parse(localStorage.getItem(SAMPLING_KEY) ?? "null"),
-});
+// What each sampling setting may be, and what to say when it is not.
+const SAMPLING_CHECKS = {
+  temperature: [
+    (v) => Number.isFinite(v) && v >= 0 && v <= 10,
+    "temperature must be a number from 0 to 10",
+  ],
+  max_new_tokens: [
+    (v) => Number.isInteger(v) && v >= 1 && v <= 4096,
+    "max new tokens must be a whole number from 1 to 4096",
+  ],
+  meter: [
+    (v) => v === null || (Number.isInteger(v) && v >= 0 && v <= 256),
+    "stories per behaviour measurement must be empty or a whole number from 0 to 256",
+  ],
+  pairs: [(v) => ["independent", "branched"].includes(v), "pairs must be independent or branched"],
+};
 
-/** The training settings the user chose before (in today's terms), or null. */
-export function storedTrainConfig() {
+/** Why `sampling` cannot be used (the first setting out of range), or null. */
+const samplingProblem = (sampling) =>
+  Object.entries(SAMPLING_CHECKS).find(([key, [ok]]) => !ok(sampling[key]))?.[1][1] ?? null;
+
+// Saved settings that could not be used, dropped at start-up: the page says so once.
+const dropped = [];
+
+/** Takes the saved settings `key` as `read` makes them, or drops them (with a reason in
+ *  `dropped`) when they do not parse or `read` refuses them. */
+function saved(key, what, read) {
+  const text = localStorage.getItem(key);
+  if (text === null) return null;
   try {
-    const stored = JSON.parse(localStorage.getItem(TRAIN_KEY) ?? "null");
-    return stored && migrateTrainConfig(stored);
-  } catch {
+    return read(JSON.parse(text));
+  } catch (e) {
+    localStorage.removeItem(key);
+    dropped.push(`the saved ${what} (${e.message})`);
     return null;
   }
 }
-export const forgetTrainConfig = () => localStorage.removeItem(TRAIN_KEY);
+
+/** The saved sampling settings over the defaults. */
+const storedSampling = () => ({
+  ...SAMPLING_DEFAULTS,
+  ...saved(SAMPLING_KEY, "sampling settings", (stored) => {
+    const s = { ...SAMPLING_DEFAULTS, ...stored };
+    const problem = samplingProblem(s);
+    if (problem) throw new Error(problem);
+    return s;
+  }),
+});
+
+/** Why saved settings were dropped (each once), for a notice at start-up. */
+export const droppedSettings = () => dropped.splice(0);
+
+/** The training settings the user chose before (in today's terms), or null. */
+export const storedTrainConfig = () =>
+  saved(TRAIN_KEY, "training settings", (stored) => {
+    if (typeof stored !== "object" || !stored || Array.isArray(stored))
+      throw new Error("not a set of settings");
+    return migrateTrainConfig(stored);
+  });
+/** Forgets the saved training settings, which the session refused (`why`). */
+export function forgetTrainConfig(why) {
+  localStorage.removeItem(TRAIN_KEY);
+  dropped.push(`the saved training settings (${why})`);
+}
 
 // `?seed=` (a lesson link) makes the page's samples reproducible: its n-th generation uses
 // seed + n; without it every generation draws a fresh seed.
@@ -131,7 +180,13 @@ export function showKnobs(chosen) {
 /** What the form asks for: the training settings over `trainConfig`, and the sampling settings.
  *  Throws (with a message for the user) on what the page checks itself; the core checks the rest. */
 export function readSettings(trainConfig) {
-  const num = (id) => Number($(id).value);
+  // An emptied field is refused, not read as 0.
+  const num = (id) => {
+    const text = $(id).value.trim();
+    if (text === "")
+      throw new Error(`${document.querySelector(`label[for="${id}"]`).textContent} is empty`);
+    return Number(text);
+  };
   const chosen = $("objective").value;
   const [trainer, loss] = chosen.split(":");
   // EXO is undefined at ε = 0 (TRL refuses it); the EXO paper recommends 1e-3.
@@ -185,13 +240,8 @@ export function readSettings(trainConfig) {
     meter: $("meter-n").value.trim() === "" ? null : num("meter-n"),
     pairs: $("pairs").value,
   };
-  if (!(Number.isFinite(sampling.temperature) && sampling.temperature >= 0))
-    throw new Error("temperature must be a number ≥ 0");
-  if (!(Number.isInteger(sampling.max_new_tokens) && sampling.max_new_tokens >= 1))
-    throw new Error("max new tokens must be a whole number ≥ 1");
-  const { meter } = sampling;
-  if (meter !== null && !(Number.isInteger(meter) && meter >= 0 && meter <= 256))
-    throw new Error("stories per behaviour measurement must be empty or a whole number, 0 to 256");
+  const problem = samplingProblem(sampling);
+  if (problem) throw new Error(problem);
   if (!Number.isInteger(train.steps_per_pair))
     throw new Error("updates per pick must be a whole number ≥ 1");
   if (!Number.isInteger(train.rating_batch))

@@ -1,0 +1,216 @@
+// Nothing lost under faults, on the CPU fallback in headless Chromium:
+//   node tests/e2e/durability.mjs
+// A reload during a pick's update and during an import's training (held by `?hold-updates`)
+// loses nothing: the pending rows are learnt at the next start. Two tabs: one trains, the other
+// watches its pairs arrive, takes over, and hands back when it closes. Bad saved settings are
+// dropped with a notice, never a failed start. Screenshots go to artifacts/e2e/durability/.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startApp } from "./harness.mjs";
+
+const out = join("artifacts", "e2e", "durability");
+mkdirSync(out, { recursive: true });
+const WAIT = { timeout: 300_000 };
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+
+const { url, browser, close } = await startApp({ webgpu: false });
+const errors = [];
+const started = Date.now();
+try {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const open = async (path = "/") => {
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(e.message));
+    page.on("console", (m) => m.type() === "error" && console.log(`console: ${m.text()}`));
+    await page.goto(url + path);
+    return page;
+  };
+  const text = (page, id) => page.$eval(`#${id}`, (e) => e.textContent);
+  const counts = (page) =>
+    page.$eval("#picks-count", (e) => ({
+      pairs: Number(e.dataset.pairs),
+      learnt: Number(e.dataset.learnt),
+      updates: Number(/after (\d+) update/.exec(e.textContent)?.[1]),
+    }));
+  /** Waits until the page trains and is free (or shows an error). */
+  const ready = (page) =>
+    page.waitForFunction(
+      () =>
+        !document.getElementById("generate").disabled ||
+        (!document.getElementById("notice").hidden &&
+          document.getElementById("notice").classList.contains("error")),
+      null,
+      WAIT,
+    );
+  const noError = async (page, what) =>
+    check(
+      await page.$eval("#notice", (n) => n.hidden || !n.classList.contains("error")),
+      `${what}: no error shown (${await text(page, "notice")})`,
+    );
+  const generate = async (page) => {
+    await page.click("#generate");
+    await page.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+  };
+  const statusSays = (page, words) =>
+    page.waitForFunction(
+      (words) => document.getElementById("status-text").textContent.includes(words),
+      words,
+      WAIT,
+    );
+
+  // A reload during a pick's update: the pick was stored as pending, and is learnt at the start.
+  const page = await open("/?hold-updates");
+  await ready(page);
+  await generate(page);
+  await page.keyboard.press("a");
+  await statusSays(page, "Updating the policy");
+  check(
+    (await counts(page)).pairs === 1 && (await counts(page)).learnt === 0,
+    "a pick is stored before its update (held by ?hold-updates)",
+  );
+  await page.goto(url + "/");
+  await ready(page);
+  await noError(page, "reload during an update");
+  const afterPick = await counts(page);
+  check(
+    afterPick.pairs === 1 && afterPick.learnt === 1 && afterPick.updates === 1,
+    `the pick is learnt after the reload (${await text(page, "picks-count")})`,
+  );
+  check(
+    /1 of them saved but not yet learnt/.test(await text(page, "notice")),
+    `the page says it learnt it now: ${await text(page, "notice")}`,
+  );
+  check(
+    /loss\s*0\.6931/.test(await text(page, "metrics")),
+    "its update is the first one (loss ln 2, from the reference)",
+  );
+  await page.screenshot({ path: join(out, "01-recovered-pick.png"), fullPage: true });
+
+  // A reload during an import's training: the imported pairs are learnt at the start.
+  const rows = [1, 2].map((i) =>
+    JSON.stringify({
+      prompt: `Write a story about a shy fox who finds a red kite number ${i}.`,
+      chosen: "The fox was happy. The end.",
+      rejected: "The fox was sad.",
+    }),
+  );
+  writeFileSync(join(out, "two-pairs.jsonl"), rows.join("\n") + "\n");
+  await page.goto(url + "/?hold-updates");
+  await ready(page);
+  await page.setInputFiles("#import", join(out, "two-pairs.jsonl"));
+  await statusSays(page, "training on them");
+  check((await counts(page)).pairs === 3, "an import's pairs are stored before its training");
+  await page.goto(url + "/");
+  await ready(page);
+  await noError(page, "reload during an import");
+  const afterImport = await counts(page);
+  check(
+    afterImport.pairs === 3 && afterImport.updates === 3,
+    `the imported pairs are learnt after the reload (${await text(page, "picks-count")})`,
+  );
+
+  // Two tabs: the second watches, sees the first's pick arrive, takes over, and hands back.
+  const second = await open("/");
+  await second.waitForFunction(
+    () =>
+      !document.getElementById("tabs").hidden &&
+      !!document.getElementById("picks-count").dataset.pairs,
+    null,
+    WAIT,
+  );
+  await second.waitForFunction(
+    () => document.getElementById("status-text").textContent.includes("Another tab"),
+    null,
+    WAIT,
+  );
+  check(
+    await second.$eval(
+      "body",
+      () =>
+        ["generate", "reset", "import", "load", "undo"].every(
+          (id) => document.getElementById(id).disabled,
+        ) && !document.getElementById("export").disabled,
+    ),
+    `a second tab watches: ${await text(second, "tabs-text")}`,
+  );
+  await second.screenshot({ path: join(out, "02-watching.png"), fullPage: true });
+  await generate(page);
+  await page.keyboard.press("b");
+  await page.waitForFunction(
+    () => Number(document.getElementById("picks-count").dataset.learnt) === 2,
+    null,
+    WAIT,
+  );
+  await second.waitForFunction(
+    () => Number(document.getElementById("picks-count").dataset.pairs) === 4,
+    null,
+    WAIT,
+  );
+  check(
+    (await counts(second)).updates === 4,
+    `the watching tab shows the training tab's pick as it lands (${await text(second, "picks-count")})`,
+  );
+  await second.click("#take-over");
+  await ready(second);
+  await page.waitForFunction(() => !document.getElementById("tabs").hidden, null, WAIT);
+  check(await page.$eval("#generate", (e) => e.disabled), "taking over: the first tab watches now");
+  check(
+    (await counts(second)).updates === 4,
+    "the tab that took over trains from the last checkpoint",
+  );
+  await generate(second);
+  await second.keyboard.press("a");
+  await second.waitForFunction(
+    () => Number(document.getElementById("picks-count").dataset.learnt) === 3,
+    null,
+    WAIT,
+  );
+  await noError(second, "a pick in the tab that took over");
+  await second.close();
+  await ready(page);
+  check(
+    (await page.$eval("#tabs", (e) => e.hidden)) && (await counts(page)).updates === 5,
+    `when the training tab closes the other trains again, from its checkpoint (${await text(page, "picks-count")})`,
+  );
+
+  // Saved settings that do not parse, or are out of range, are dropped with a notice.
+  await page.evaluate(() => {
+    localStorage.setItem("webdpo.sampling", "{not json");
+    localStorage.setItem("webdpo.train", "[1, 2]");
+  });
+  await page.reload();
+  await ready(page);
+  const notice = await text(page, "notice");
+  check(
+    ["Not used, and forgotten", "sampling settings (", "training settings (not a set"].every((w) =>
+      notice.includes(w),
+    ),
+    `broken saved settings: the app starts and says so (${notice})`,
+  );
+  await page.evaluate(() =>
+    localStorage.setItem("webdpo.sampling", JSON.stringify({ temperature: 1000 })),
+  );
+  await page.reload();
+  await ready(page);
+  check(
+    /temperature must be a number from 0 to 10/.test(await text(page, "notice")) &&
+      (await page.$eval("#temperature", (e) => e.value)) === "1",
+    "an out-of-range saved temperature is dropped, the default used",
+  );
+  await page.fill("#lr", "");
+  await page.dispatchEvent("#settings", "change");
+  check(
+    /Learning rate is empty/i.test(await text(page, "settings-error")) &&
+      (await page.$eval("#lr", (e) => e.value)) !== "",
+    `an emptied learning rate is refused and the old value kept (${await text(page, "settings-error")})`,
+  );
+
+  check(errors.length === 0, `no page errors ${errors.join(" | ")}`);
+  console.log(`e2e durability: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+} finally {
+  await close();
+}

@@ -40,17 +40,40 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
     _compressed = {}
 
+    def list_directory(self, path):
+        # No listings: a folder is only ever served as its index.html.
+        self.send_error(404)
+        return None
+
     def send_head(self):
+        try:
+            return self.send_file()
+        except (ValueError, OSError):
+            # A path the file system refuses (an embedded NUL, a name too long): no such file.
+            self.send_error(400 if "\0" in self.translate_path(self.path) else 404)
+            return None
+
+    def send_file(self):
         path = self.translate_path(self.path)
-        accepted = self.headers.get("Accept-Encoding", "")
-        if not os.path.isfile(path) or "gzip" not in accepted:
-            return super().send_head()
+        if "\0" in path:
+            raise ValueError("embedded null byte")
+        if os.path.isdir(path):
+            if not self.path.split("?", 1)[0].endswith("/"):
+                return super().send_head()  # the redirect to the folder's "/"
+            path = os.path.join(path, "index.html")
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return None
         stat = os.stat(path)
+        accepted = self.headers.get("Accept-Encoding", "")
         brotli = path + ".br"
         if "br" in accepted and os.path.isfile(brotli) and os.stat(brotli).st_mtime_ns >= stat.st_mtime_ns:
             encoding, load = "br", lambda: pathlib.Path(brotli).read_bytes()
-        else:
+        elif "gzip" in accepted:
             encoding, load = "gzip", lambda: gzip.compress(pathlib.Path(path).read_bytes(), 9)
+        else:
+            encoding, load = "identity", lambda: pathlib.Path(path).read_bytes()
+        # Every response has a validator, the page ("/") too: a reload revalidates (304).
         etag = f'"{stat.st_mtime_ns:x}-{stat.st_size:x}-{encoding}"'
         if self.headers.get("If-None-Match") == etag:
             self.send_response(304)
@@ -63,7 +86,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         body = Handler._compressed[key]
         self.send_response(200)
         self.send_header("Content-Type", self.guess_type(path))
-        self.send_header("Content-Encoding", encoding)
+        if encoding != "identity":
+            self.send_header("Content-Encoding", encoding)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("ETag", etag)
         self.send_header("Cache-Control", "no-cache")
@@ -91,7 +115,7 @@ def main():
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {args.host}: other machines on the network can open the app",
               flush=True)
-    print(f"serving http://{args.host}:{args.port}/  (Ctrl-C stops)", flush=True)
+    print(f"serving http://{args.host}:{server.server_address[1]}/  (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

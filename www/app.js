@@ -5,7 +5,7 @@
 import * as act from "./actions.js";
 import { call, listenBehaviour } from "./client.js";
 import { applyLink, lessonLink } from "./link.js";
-import { activate, importFolder, restoreLast, useBuiltIn } from "./models.js";
+import { activate, importFolder, restoreLast, startMeter, useBuiltIn } from "./models.js";
 import { isRating, learnt, state } from "./state.js";
 import { modelCache } from "./store.js";
 import { claim, listenTabs, takeOver } from "./tabs.js";
@@ -133,10 +133,11 @@ async function becomeTrainer() {
 }
 
 /** Another tab took the training over: this one watches. */
-function becomeWatcher() {
+async function becomeWatcher() {
   state.trainer = false;
   status("Another tab took over the training; this tab shows its pairs as they come.");
   render();
+  await startMeter();
 }
 
 /** A commit in the training tab: a watching tab shows the stored pairs and ratings as they are. */

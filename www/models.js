@@ -96,9 +96,11 @@ async function startModel(saved, { restart = true } = {}) {
 }
 
 /** The behaviour meter's settings for the model and device in `state` (off but for the
- *  built-in model). */
-export const meterOf = ({ model, info }) =>
-  model.builtIn ? meterSettings(info.emulatedGpu) : { n: 0, auto: false, sampling: null };
+ *  built-in model, and in a tab that watches another train). */
+export const meterOf = ({ model, info, trainer }) =>
+  model.builtIn && trainer
+    ? meterSettings(info.emulatedGpu)
+    : { n: 0, auto: false, sampling: null };
 
 /** Turns the behaviour meter on (built-in model, at least one story) with the current settings;
  *  the worker measures the reference, then the policy. */

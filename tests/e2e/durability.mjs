@@ -137,6 +137,10 @@ try {
     ),
     `a second tab watches: ${await text(second, "tabs-text")}`,
   );
+  check(
+    await second.$eval("#behaviour", (e) => e.hidden),
+    "a watching tab measures nothing (its behaviour meter is off)",
+  );
   await second.screenshot({ path: join(out, "02-watching.png"), fullPage: true });
   await generate(page);
   await page.keyboard.press("b");

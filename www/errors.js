@@ -21,8 +21,9 @@ export const fromMessage = ({ error, kind, fatal }) =>
 export function explain(e) {
   if (e?.name !== "QuotaExceededError") return e?.message ?? String(e);
   return (
-    "this browser's storage for the page is full, so it was not saved (what was saved before " +
-    "is kept, and a pick stored as pending is learnt again at the next start). Free space: " +
-    "export your pairs, remove stored model folders, or train with LoRA (much smaller saves)"
+    "this site's storage in the browser is full, so the last change was not saved. What was " +
+    "saved before is kept, and a pick stored before its update is learnt again at the next " +
+    "start. To free space: export your pairs, then remove stored model folders (or this " +
+    "site's data) in the browser's settings, or train with LoRA (much smaller saves)"
   );
 }

@@ -30,10 +30,16 @@ export const append = (rows, { pending = true } = {}) =>
     })),
   );
 
+// Rows whose update is in the worker's state but whose commit failed (storage full): the next
+// checkpoint includes their updates, so it settles them too (else they would apply twice).
+const unsettled = new Map();
+
 /** Commits the worker's training state `saved` (absent when nothing changed) with the rows it
  *  settles (`put`, no longer pending) and the rows it removes, in one transaction. */
 export async function commit(saved, { put = [], remove = [] } = {}) {
   writer();
+  for (const id of remove) unsettled.delete(id);
+  if (saved) put = [...new Set([...unsettled.values(), ...put])];
   const checkpoint = saved && {
     weights: saved.weights,
     optimizer: saved.optimizer,
@@ -41,7 +47,13 @@ export async function commit(saved, { put = [], remove = [] } = {}) {
     reference: state.model.fingerprint,
   };
   const settled = put.map(({ pending: _, ...row }) => row);
-  await state.store.commit({ put: settled, remove, checkpoint });
+  try {
+    await state.store.commit({ put: settled, remove, checkpoint });
+  } catch (e) {
+    if (saved) for (const row of put) unsettled.set(row.id, row);
+    throw e;
+  }
+  unsettled.clear();
   for (const row of put) delete row.pending;
   if (saved) state.info.steps = saved.steps;
   announce(state.model.name, state.info.steps);

@@ -1,7 +1,7 @@
 // Loading models: the built-in one, a folder the user brings (kept in IndexedDB), the saved
 // training state of each, and the fallback to the CPU when the GPU fails.
 import { call, hasWorker, startWorker } from "./client.js";
-import { isGpuFailure } from "./errors.js";
+import { explain, isGpuFailure } from "./errors.js";
 import { isRating, learnt, state } from "./state.js";
 import { openStore } from "./store.js";
 import { replay } from "./journal.js";
@@ -209,7 +209,13 @@ export async function activate(next, { restart = false } = {}) {
   await recallRatings();
   state.current = null;
   // What was saved but not learnt when the page last closed is learnt now, from the checkpoint.
-  state.replayed = state.trainer ? await replay() : 0;
+  try {
+    state.replayed = state.trainer ? await replay() : 0;
+  } catch (e) {
+    // The model is loaded; what could not be applied stays pending for the next start.
+    state.replayed = 0;
+    notice(`What was saved but not yet learnt could not be learnt now: ${explain(e)}`, "error");
+  }
   renderSettings(state.info.trainConfig);
   renderCharts(learnt(), state.behaviour.reference);
   await showLast();

@@ -3,7 +3,7 @@
 // A reload during a pick's update and during an import's training (held by `?hold-updates`)
 // loses nothing: the pending rows are learnt at the next start. Two tabs: one trains, the other
 // watches its pairs arrive, takes over, and hands back when it closes. Bad saved settings are
-// dropped with a notice, never a failed start. Screenshots go to artifacts/e2e/durability/.
+// dropped with a notice, never a failed start. A full storage quota keeps the pick and says so. Screenshots go to artifacts/e2e/durability/.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startApp } from "./harness.mjs";
@@ -212,6 +212,51 @@ try {
       (await page.$eval("#lr", (e) => e.value)) !== "",
     `an emptied learning rate is refused and the old value kept (${await text(page, "settings-error")})`,
   );
+
+  // A full quota (set through the DevTools protocol): the pick is kept and said so; once there
+  // is space the next checkpoint settles it, so a reload does not learn it twice.
+  const full = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const tight = await full.newPage();
+  tight.on("pageerror", (e) => errors.push(e.message));
+  await tight.goto(url + "/");
+  await ready(tight);
+  const devtools = await full.newCDPSession(tight);
+  const { usage } = await tight.evaluate(() => navigator.storage.estimate());
+  await devtools.send("Storage.overrideQuotaForOrigin", {
+    origin: url,
+    quotaSize: usage + 1_000_000,
+  });
+  await generate(tight);
+  await tight.keyboard.press("a");
+  await tight.waitForFunction(
+    () =>
+      !document.getElementById("notice").hidden && !document.getElementById("generate").disabled,
+    null,
+    WAIT,
+  );
+  const quota = await text(tight, "notice");
+  check(
+    /storage in the browser is full/.test(quota) && (await counts(tight)).pairs === 1,
+    `a full quota: the pick is kept, and the page says what to do (${quota})`,
+  );
+  await tight.screenshot({ path: join(out, "03-quota.png"), fullPage: true });
+  await devtools.send("Storage.overrideQuotaForOrigin", { origin: url });
+  await generate(tight);
+  await tight.keyboard.press("b");
+  await tight.waitForFunction(
+    () => Number(document.getElementById("picks-count").dataset.learnt) === 2,
+    null,
+    WAIT,
+  );
+  await noError(tight, "a pick once there is space again");
+  await tight.reload();
+  await ready(tight);
+  const restored = await counts(tight);
+  check(
+    restored.updates === 2 && !/learnt now/.test(await text(tight, "notice")),
+    `the checkpoint after it settled the earlier pick: ${await text(tight, "notice")}`,
+  );
+  await full.close();
 
   check(errors.length === 0, `no page errors ${errors.join(" | ")}`);
   console.log(`e2e durability: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);

@@ -39,5 +39,7 @@ else
   ls -l pkg/webdpo_bg.wasm
   bash scripts/stamp.sh write pkg/.stamp "${stamp[@]}" "text:pkg=$(outputs)"
 fi
+# The offline release's name (www/release.js): a hash of every file the service worker keeps.
+node scripts/release.mjs
 # Brotli copies: only those older than their file are written again.
 node scripts/precompress.mjs pkg www

@@ -256,6 +256,17 @@ fn settings_outside_their_range_are_refused() {
             steps_per_pair: 0,
             ..TrainConfig::default()
         },
+        TrainConfig {
+            steps_per_pair: 100_000,
+            ..TrainConfig::default()
+        },
+        TrainConfig {
+            dpo: DpoConfig {
+                beta: 1e308,
+                ..DpoConfig::default()
+            },
+            ..TrainConfig::default()
+        },
     ] {
         let err = DpoTrainer::new(tiny_model(0, &device), None, bad, &device)
             .err()

@@ -93,7 +93,7 @@ export function pick(winner) {
     notice(null);
     // Guided mode: the guess comes first, with the responses' token scores before the update.
     const guided = $("guided").checked;
-    const before = guided && (await call("scores", { prompt, chosen, rejected }));
+    const before = guided && (await callWithFallback("scores", { prompt, chosen, rejected }));
     const guess = guided && (status("Your guess first."), await askGuess());
     status("Updating the policy…");
     // The worker returns state (and keeps an undo snapshot) only when at least one step applied.
@@ -162,7 +162,7 @@ export function skip() {
 
 export function undo() {
   return run("Undo", async () => {
-    const { saved, canUndo, pick } = await call("undo");
+    const { saved, canUndo, pick } = await callWithFallback("undo");
     // The pick (or rating) whose update the worker undid is removed with it.
     await commit(saved, { remove: [pick] });
     state.picks = state.picks.filter((p) => p.id !== pick);
@@ -181,33 +181,46 @@ export function reset() {
     "Reset the policy to the reference? Your stored pairs are kept; you can train on them again.";
   if (!confirm(question)) return;
   return run("Reset", async () => {
-    const { saved, canUndo } = await call("reset");
+    const { saved, canUndo } = await callWithFallback("reset");
     await commit(saved);
     state.canUndo = canUndo;
     status("The policy is the reference again (fresh optimizer). Your pairs are kept.");
   });
 }
 
-/** One pass over stored `pairs` (all of them, or just imported: pending), with progress. */
+/** Shows Cancel while `work` (a pass over stored rows) runs: the worker stops after the pair
+ *  or batch under way, and the updates made so far are kept. */
+async function cancellable(work) {
+  const button = $("cancel");
+  Object.assign(button, { hidden: false, disabled: false });
+  button.onclick = () => ((button.disabled = true), call("cancel"));
+  try {
+    return await work();
+  } finally {
+    Object.assign(button, { hidden: true, onclick: null });
+  }
+}
+
+/** One pass over stored `pairs` (all of them, or just imported: pending), with progress; a
+ *  cancelled pass keeps its updates, and what it did not reach stays stored, untrained. */
 export function trainOn(pairs, label) {
   return run(label, async () => {
     status(`${label}: 0 of ${pairs.length} pairs`, { progress: 0 });
-    const { reports, saved, canUndo } = await trainOnRows(
-      pairs,
-      false,
-      ({ done, total, metrics }) =>
+    const { reports, saved, canUndo, cancelled } = await cancellable(() =>
+      trainOnRows(pairs, false, ({ done, total, metrics }) =>
         status(`${label}: ${done} of ${total} pairs (loss ${fmt(metrics.loss)})`, {
           progress: done / total,
         }),
+      ),
     );
     await commit(saved, { put: pairs.filter((p) => p.pending) });
     state.canUndo = canUndo;
     const meanLoss = reports.reduce((s, r) => s + r.metrics.loss, 0) / Math.max(1, reports.length);
     const updates = state.info.trainConfig.steps_per_pair;
-    renderMetrics({ metrics: reports[reports.length - 1].metrics, updates });
+    if (reports.length) renderMetrics({ metrics: reports[reports.length - 1].metrics, updates });
     const skipped = reports.filter((r) => r.skipped).length;
     status(
-      `${label}: done, ${reports.length} pairs, mean loss ${fmt(meanLoss)}` +
+      `${label}: ${cancelled ? `cancelled after ${reports.length} of ${pairs.length}` : `done, ${reports.length}`} pairs, mean loss ${fmt(meanLoss)}` +
         `${skipped ? `, ${skipped} updates skipped (non-finite)` : ""}.`,
     );
   });
@@ -218,18 +231,21 @@ export function trainOnRatings(ratings, label) {
   return run(label, async () => {
     const batch = state.info.trainConfig.rating_batch;
     status(`${label}: 0 of ${ratings.length} ratings`, { progress: 0 });
-    const { reports, saved, canUndo } = await trainOnRows(
-      ratings,
-      true,
-      ({ done, total, metrics }) =>
+    const { reports, saved, canUndo, cancelled } = await cancellable(() =>
+      trainOnRows(ratings, true, ({ done, total, metrics }) =>
         status(`${label}: ${done} of ${total} ratings (loss ${fmt(metrics.loss)})`, {
           progress: done / total,
         }),
+      ),
     );
     await commit(saved, { put: ratings.filter((r) => r.pending) });
     state.canUndo = canUndo;
-    renderMetrics({ metrics: reports[reports.length - 1].metrics, updates: reports.length });
-    status(`${label}: done, ${plural(reports.length, "batch", "batches")} of up to ${batch}.`);
+    if (reports.length)
+      renderMetrics({ metrics: reports[reports.length - 1].metrics, updates: reports.length });
+    status(
+      `${label}: ${cancelled ? "cancelled after" : "done,"} ` +
+        `${plural(reports.length, "batch", "batches")} of up to ${batch}.`,
+    );
   });
 }
 
@@ -296,7 +312,7 @@ export async function importPairs(file) {
 export function loadPolicy(file) {
   return run("Loading the policy", async () => {
     const bytes = new Uint8Array(await file.arrayBuffer());
-    const reply = await call("loadWeights", { weights: bytes }, null, [bytes.buffer]);
+    const reply = await callWithFallback("loadWeights", { weights: bytes });
     await commit(reply.saved);
     state.canUndo = reply.canUndo;
     const what = state.info.lora ? "LoRA adapter" : "policy";
@@ -306,14 +322,14 @@ export function loadPolicy(file) {
 
 export function downloadPolicy() {
   return run("Downloading the policy", async () => {
-    const weights = await call("policyWeights");
+    const weights = await callWithFallback("policyWeights");
     download(weights, "webdpo-policy.safetensors", "application/octet-stream");
   });
 }
 
 export function downloadAdapter() {
   return run("Exporting the adapter", async () => {
-    const { config, weights } = await call("adapter");
+    const { config, weights } = await callWithFallback("adapter");
     download(config, "adapter_config.json", "application/json");
     download(weights, "adapter_model.safetensors", "application/octet-stream");
     status(

@@ -5,9 +5,17 @@
 import * as act from "./actions.js";
 import { call, listenBehaviour } from "./client.js";
 import { applyLink, lessonLink } from "./link.js";
-import { activate, importFolder, restoreLast, startMeter, useBuiltIn } from "./models.js";
+import {
+  activate,
+  forgetGpuFailure,
+  importFolder,
+  rememberedGpuFailure,
+  restoreLast,
+  startMeter,
+  useBuiltIn,
+} from "./models.js";
 import { isRating, learnt, state } from "./state.js";
-import { modelCache } from "./store.js";
+import { modelCache, onVersionConflict } from "./store.js";
 import { claim, listenTabs, takeOver } from "./tabs.js";
 import { $, el, notice, plural, status } from "./views/dom.js";
 import { makeCharts, renderCharts } from "./views/charts.js";
@@ -85,11 +93,12 @@ function wire() {
     importFolder(await droppedFiles(e.dataTransfer));
   });
   $("builtin").addEventListener("click", useBuiltIn);
-  // Each optimizer with its own sensible learning rate (runs before the form's change handler).
-  $("optim").addEventListener(
-    "change",
-    (e) => ($("lr").value = act.learningRateFor(e.target.value)),
-  );
+  // Each optimizer with its own sensible learning rate, unless the user set one of their own
+  // (runs before the form's change handler).
+  $("optim").addEventListener("change", (e) => {
+    const usual = act.learningRateFor(state.info.trainConfig.optim);
+    if (Number($("lr").value) === usual) $("lr").value = act.learningRateFor(e.target.value);
+  });
   $("settings").addEventListener("change", act.applySettings);
   $("copy-link").addEventListener("click", () => {
     const link = lessonLink();
@@ -110,6 +119,13 @@ function wire() {
     }
   });
   $("take-over").addEventListener("click", () => takeOver());
+  $("retry-gpu").addEventListener("click", () => (forgetGpuFailure(), location.reload()));
+  onVersionConflict({
+    blocked: () =>
+      notice("Another tab runs an older version of webdpo: close it to continue here.", "error"),
+    replaced: () =>
+      notice("webdpo was updated in another tab: reload this one to go on saving.", "error"),
+  });
   listenTabs(watched);
   makeCharts();
   listenBehaviour(act.behaviourMeasured);
@@ -154,11 +170,21 @@ async function watched({ changed, steps }) {
 async function main() {
   wire();
   // Offline after the first load (sw.js); the app works without it, only not offline.
-  navigator.serviceWorker?.register("sw.js").catch((e) => console.warn("no offline support:", e));
+  const sw = navigator.serviceWorker;
+  const replaced = !!sw?.controller;
+  sw?.register("sw.js").catch((e) => console.warn("no offline support:", e));
+  // A release installed while this tab is open (the server has a newer app than this tab runs).
+  sw?.addEventListener("controllerchange", () => {
+    if (replaced)
+      notice("A new version of webdpo is installed: reload the page to use it.", "info");
+  });
   let begin;
   started = new Promise((resolve) => (begin = resolve));
   try {
     state.trainer = await claim({ becomeTrainer, becomeWatcher });
+    // A GPU that failed here before is not tried again until the user asks.
+    if (state.backend === "auto") state.gpuFailure = rememberedGpuFailure();
+    if (state.gpuFailure) state.backend = "cpu";
     state.cache = await modelCache();
     const saved = await restoreLast();
     state.learningRates = await call("learningRates", {

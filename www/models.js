@@ -76,19 +76,19 @@ async function startModel(saved, { restart = true } = {}) {
     simulateFailure: params.has("simulate-gpu-failure"),
     holdUpdates: params.has("hold-updates"),
     saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null,
+    trainConfig: storedTrainConfig(),
   };
   status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, {
     progress: null,
   });
   const info = await call("load", args);
-  const stored = storedTrainConfig();
-  if (stored) {
-    try {
-      info.trainConfig = await call("setTrainConfig", { ...info.trainConfig, ...stored });
-    } catch (e) {
-      forgetTrainConfig(e.message);
-    }
-  }
+  if (info.refusedSettings) forgetTrainConfig(info.refusedSettings);
+  if (info.freshOptimizer)
+    notice(
+      `The policy is restored with a fresh optimizer: its saved state did not fit the ` +
+        `optimizer in use (${info.freshOptimizer}).`,
+      "error",
+    );
   state.info = info;
   state.canUndo = info.canUndo;
   renderModel(state);
@@ -123,6 +123,23 @@ async function recallRatings() {
   if (ratings.length) await call("recallRatings", { ratings });
 }
 
+// A GPU that failed here is remembered (its name, when, why): later loads start on the CPU
+// until the user asks to try the GPU again.
+const GPU_FAILED_KEY = "webdpo.gpu-failed";
+
+/** The GPU failure remembered from an earlier load, or null. */
+export function rememberedGpuFailure() {
+  try {
+    const failure = JSON.parse(localStorage.getItem(GPU_FAILED_KEY) ?? "null");
+    return failure?.adapter ? failure : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Forgets the remembered GPU failure: the next load tries the GPU again. */
+export const forgetGpuFailure = () => localStorage.removeItem(GPU_FAILED_KEY);
+
 /** Runs `op` on the worker; on a GPU failure, restarts on the CPU from the last saved state and
  *  runs it again there, telling the user. Picks are already in IndexedDB, so none is lost. */
 export async function callWithFallback(op, args, onProgress) {
@@ -131,11 +148,24 @@ export async function callWithFallback(op, args, onProgress) {
   } catch (e) {
     if (!isGpuFailure(e, state.info?.isGpu)) throw e;
     const reason = e.message;
+    const adapter = state.info.device.replace(/^GPU: /, "");
+    state.gpuFailure = { adapter, reason, time: Date.now() };
+    localStorage.setItem(GPU_FAILED_KEY, JSON.stringify(state.gpuFailure));
     state.backend = "cpu";
-    await startModel(await state.store.loadState());
+    // Whatever happens next, this page no longer runs on that GPU.
+    state.info.isGpu = false;
+    try {
+      await startModel(await state.store.loadState());
+    } catch (restart) {
+      throw new Error(
+        `the GPU failed (${reason}) and starting on the CPU failed too (${restart.message}); ` +
+          "reload the page",
+      );
+    }
     await recallRatings();
     notice(
-      `The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks are kept.`,
+      `The GPU failed (${reason}). Continuing on the CPU from the last saved state; your picks ` +
+        "are kept. Later loads start on the CPU (Your model → Try the GPU again).",
       "error",
     );
     return call(op, args, onProgress);

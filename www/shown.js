@@ -1,6 +1,6 @@
 // What the teaching and metrics views show: the update just made, or after a model switch or an
 // undo the last pick that trained the policy.
-import { call } from "./client.js";
+import { callWithFallback } from "./models.js";
 import { learnt } from "./state.js";
 import { renderMetrics } from "./views/metrics.js";
 import { renderTeaching } from "./views/teaching.js";
@@ -21,5 +21,5 @@ export async function showLast() {
   }
   const updates = last.config?.steps_per_pair ?? 1;
   renderMetrics({ metrics: last.metrics, updates });
-  renderTeaching({ pick: last, scores: await call("scores", last) });
+  renderTeaching({ pick: last, scores: await callWithFallback("scores", last) });
 }

@@ -31,6 +31,9 @@ export const state = {
   canUndo: false,
   /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */
   backend: params.get("backend") ?? "auto",
+  /** A GPU failure remembered from an earlier load ({adapter, reason, time}): this page starts
+   *  on the CPU. */
+  gpuFailure: null,
   /** Each optimizer's usual learning rate, from the core. */
   learningRates: {},
   params,

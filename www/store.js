@@ -20,8 +20,16 @@ function done(tx) {
   });
 }
 
+// What the page shows when another tab's app version and this one's meet over the database.
+let told = { blocked: () => {}, replaced: () => {} };
+
+/** `blocked()`: an older tab holds the database open, so this one waits; `replaced()`: a newer
+ *  app in another tab took it, so this tab can no longer save. */
+export const onVersionConflict = (listeners) => (told = listeners);
+
 async function openDb() {
   const open = indexedDB.open(DB, VERSION);
+  open.onblocked = () => told.blocked();
   open.onupgradeneeded = () => {
     const db = open.result;
     for (const [name, options] of [
@@ -32,7 +40,13 @@ async function openDb() {
       if (!db.objectStoreNames.contains(name)) db.createObjectStore(name, options);
     }
   };
-  return request(open);
+  const db = await request(open);
+  // A newer app in another tab needs the database at its version: let it, and say so here.
+  db.onversionchange = () => {
+    db.close();
+    told.replaced();
+  };
+  return db;
 }
 
 /** Imported model folders: `{ name, files: [{name, bytes}], options }` by name. */

@@ -1,71 +1,38 @@
-// Offline after the first load: every file the app needs is kept in Cache Storage. Requests go to
-// the network first (so a rebuilt app is used at once; unchanged files revalidate with a 304) and
-// fall back to the cache when the network is unavailable.
-const CACHE = "webdpo-app";
-const APP = [
-  "./",
-  "index.html",
-  "app.js",
-  "actions.js",
-  "client.js",
-  "errors.js",
-  "journal.js",
-  "link.js",
-  "sweep.html",
-  "sweep.js",
-  "sweep-worker.js",
-  "models.js",
-  "shown.js",
-  "state.js",
-  "store.js",
-  "tabs.js",
-  "work.js",
-  "worker.js",
-  "views/behaviour.js",
-  "views/charts.js",
-  "views/controls.js",
-  "views/data.js",
-  "views/dom.js",
-  "views/guided.js",
-  "views/metrics.js",
-  "views/pair.js",
-  "views/settings.js",
-  "views/teaching.js",
-  "views/weighing.js",
-  "views/your-model.js",
-  "style.css",
-  "vendor/uPlot.iife.min.js",
-  "vendor/uPlot.min.css",
-  "pkg/webdpo.js",
-  "pkg/webdpo_bg.wasm",
-  "models/storyworld/config.json",
-  "models/storyworld/tokenizer.json",
-  "models/storyworld/model.safetensors",
-];
+// Offline after the first load: every file the app needs (app-files.js) is kept in Cache Storage
+// as one release, named by a hash of them all (release.js, written by scripts/release.mjs). A
+// change of any file changes this worker's imports, so the browser installs the new release
+// whole, beside the old one, and only then drops the old (all or nothing: `addAll`). Requests
+// go to the network first (a rebuilt app is used at once; unchanged files revalidate with a
+// 304); offline, they are answered from the release, so JS and wasm always match.
+importScripts("app-files.js", "release.js");
+const CACHE = `webdpo-${self.RELEASE}`;
 
 self.addEventListener("install", (e) =>
   e.waitUntil(
     caches
       .open(CACHE)
-      .then((c) => c.addAll(APP))
+      .then((c) => c.addAll(self.APP_FILES))
       .then(() => self.skipWaiting()),
   ),
 );
-self.addEventListener("activate", (e) => e.waitUntil(self.clients.claim()));
+self.addEventListener("activate", (e) =>
+  e.waitUntil(
+    caches
+      .keys()
+      .then((names) =>
+        Promise.all(
+          names.filter((n) => n.startsWith("webdpo-") && n !== CACHE).map((n) => caches.delete(n)),
+        ),
+      )
+      .then(() => self.clients.claim()),
+  ),
+);
 
 async function networkFirst(request) {
-  const cache = await caches.open(CACHE);
   try {
-    const response = await fetch(request);
-    if (response.ok) {
-      // Store only what changed: most loads are 304 revalidations of the same bytes.
-      const cached = await cache.match(request);
-      if (!cached || cached.headers.get("etag") !== response.headers.get("etag"))
-        await cache.put(request, response.clone());
-    }
-    return response;
+    return await fetch(request);
   } catch (offline) {
-    const cached = await cache.match(request, { ignoreSearch: true });
+    const cached = await caches.match(request, { cacheName: CACHE, ignoreSearch: true });
     if (cached) return cached;
     throw offline;
   }

@@ -22,6 +22,9 @@ let simulateGpuFailure = false;
 // journal's recovery at the next start).
 let holdUpdates = false;
 const held = () => holdUpdates && new Promise(() => {});
+// Set by a `cancel` message, which is answered at once (outside the queue): a pass over stored
+// pairs or ratings stops after the one under way.
+let cancelled = false;
 // The undo history, owned here alone: a snapshot taken before each pick's update with the id of
 // the pick, newest last. Undo restores the exact previous state and says which pick it undid.
 const undoStack = [];
@@ -133,17 +136,37 @@ async function trainingState() {
 
 const ops = {
   /** The built-in model ({config, tokenizer, weights}) or a user's folder ({files, lora, budget});
-   *  the session in use is replaced only once the new one has loaded. */
+   *  the session in use is replaced only once the new one has loaded. The user's saved training
+   *  settings (`trainConfig`) apply before the saved state, whose optimizer state is that of
+   *  their optimizer; it reports settings it refused, and an optimizer state it could not use
+   *  (the weights are then restored with a fresh optimizer). */
   async load(args) {
-    const { config, tokenizer, weights, files, lora, budget, backend, saved } = args;
+    const { config, tokenizer, weights, files, lora, budget, backend, saved, trainConfig } = args;
     simulateGpuFailure = !!args.simulateFailure;
     holdUpdates = !!args.holdUpdates;
     await init();
     const next = files
       ? await Session.fromFiles(files, { backend, lora, budget })
       : await Session.create(config, tokenizer, weights, backend);
+    let refusedSettings = null;
+    let freshOptimizer = null;
     try {
-      if (saved) next.loadState(saved.weights, saved.optimizer ?? undefined);
+      if (trainConfig) {
+        try {
+          next.setTrainConfig({ ...next.trainConfig(), ...trainConfig });
+        } catch (e) {
+          refusedSettings = toMessage(e).error;
+        }
+      }
+      if (saved) {
+        try {
+          next.loadState(saved.weights, saved.optimizer ?? undefined);
+        } catch (e) {
+          if (!saved.optimizer) throw e;
+          next.loadState(saved.weights, undefined);
+          freshOptimizer = toMessage(e).error;
+        }
+      }
     } catch (e) {
       next.free();
       throw e;
@@ -165,6 +188,8 @@ const ops = {
       lora: session.lora ?? null,
       chat: session.hasChatTemplate,
       canUndo: canUndo(),
+      refusedSettings,
+      freshOptimizer,
     };
   },
 
@@ -251,18 +276,23 @@ const ops = {
     session.recallRatings(ratings);
   },
 
-  /** One pass over `ratings` in batches of `batch`; not undoable rating by rating. */
+  /** One pass over `ratings` in batches of `batch` (until cancelled); not undoable rating by
+   *  rating. */
   async trainOnRatings({ ratings, batch }, progress) {
     await held();
+    cancelled = false;
     const reports = [];
     for (let i = 0; i < ratings.length; i += batch) {
+      // A `cancel` message is read between tasks.
+      await nextTask();
+      if (cancelled) break;
       const r = await session.trainOnRatings(ratings.slice(i, i + batch));
       reports.push(r[r.length - 1]);
       const done = Math.min(i + batch, ratings.length);
       progress({ done, total: ratings.length, metrics: r[r.length - 1].metrics });
     }
     clearUndo();
-    return { reports, saved: await trainingState(), canUndo: canUndo() };
+    return { reports, cancelled, saved: await trainingState(), canUndo: canUndo() };
   },
 
   /** Restores the state before the last pick's update; says which pick that was. */
@@ -283,17 +313,21 @@ const ops = {
     return { saved: await trainingState(), canUndo: canUndo() };
   },
 
-  /** One pass over `pairs`, `steps_per_pair` updates each; not undoable pick by pick. */
+  /** One pass over `pairs` (until cancelled), `steps_per_pair` updates each; not undoable pick
+   *  by pick. */
   async trainOn({ pairs }, progress) {
     await held();
+    cancelled = false;
     const reports = [];
     for (const [i, p] of pairs.entries()) {
+      await nextTask();
+      if (cancelled) break;
       const r = await session.trainOn({ prompt: p.prompt, chosen: p.chosen, rejected: p.rejected });
       reports.push(r[r.length - 1]);
       progress({ done: i + 1, total: pairs.length, metrics: r[r.length - 1].metrics });
     }
     clearUndo();
-    return { reports, saved: await trainingState(), canUndo: canUndo() };
+    return { reports, cancelled, saved: await trainingState(), canUndo: canUndo() };
   },
 
   /** The names among `names` that loading the model folder `folder` reads; a "format" error
@@ -346,6 +380,10 @@ const CHANGES = [
 ];
 
 self.onmessage = async ({ data: { id, op, args } }) => {
+  if (op === "cancel") {
+    cancelled = true;
+    return self.postMessage({ id, ok: true, value: null });
+  }
   try {
     if (
       !["load", "checkMemory", "parsePreferences", "modelFiles", "learningRates"].includes(op) &&

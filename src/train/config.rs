@@ -103,6 +103,12 @@ impl Default for TrainConfig {
     }
 }
 
+/// Far above any β in use (TRL's default is 0.1), far below where β·h overflows f32.
+pub const MAX_BETA: f64 = 1e3;
+/// Updates per pair, and ratings per KTO batch, that one pick may ask for.
+pub const MAX_STEPS_PER_PAIR: usize = 1000;
+pub const MAX_RATING_BATCH: usize = 256;
+
 fn default_rating_batch() -> usize {
     4
 }
@@ -130,6 +136,20 @@ impl TrainConfig {
             }
         }
         let bad = |m: String| Err(Error::Setting(m));
+        if self.beta() > MAX_BETA {
+            return bad(format!(
+                "beta must be at most {MAX_BETA}, got {:e} (β·h would overflow)",
+                self.beta()
+            ));
+        }
+        if self.steps_per_pair > MAX_STEPS_PER_PAIR || self.rating_batch > MAX_RATING_BATCH {
+            return bad(format!(
+                "steps_per_pair must be at most {MAX_STEPS_PER_PAIR} and rating_batch at most \
+                 {MAX_RATING_BATCH} (got {} and {}): one pick would hold the trainer for \
+                 minutes; train again on all pairs instead",
+                self.steps_per_pair, self.rating_batch
+            ));
+        }
         if !(self.learning_rate.is_finite() && self.learning_rate >= 0.0) {
             return bad(format!(
                 "learning_rate must be a non-negative number, got {}",

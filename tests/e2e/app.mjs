@@ -753,6 +753,25 @@ try {
       "the pick was learnt on the CPU from the saved state",
     );
     await p2.screenshot({ path: join(out, "06-gpu-fallback.png") });
+    // Remembered: the next load starts on the CPU and says why, until the user tries again.
+    await p2.goto(`http://127.0.0.1:${port}/`);
+    await p2.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    const badge = await p2.textContent("#device");
+    check(
+      (await p2.$eval("#device", (e) => e.dataset.backend)) === "cpu" &&
+        /failed here/.test(badge) &&
+        (await p2.isVisible("#retry-gpu")),
+      `a reload after the failure starts on the CPU: ${badge}`,
+    );
+    await p2.click("#retry-gpu");
+    await p2.waitForFunction(
+      () =>
+        !document.getElementById("generate").disabled &&
+        document.getElementById("device").dataset.backend === "webgpu",
+      null,
+      WAIT,
+    );
+    check(true, "Try the GPU again: the next load is on WebGPU");
     await other.close();
   }
   check(errors.length === 0, `no page errors ${errors.join("; ")}`);

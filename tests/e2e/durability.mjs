@@ -3,8 +3,9 @@
 // A reload during a pick's update and during an import's training (held by `?hold-updates`)
 // loses nothing: the pending rows are learnt at the next start. Two tabs: one trains, the other
 // watches its pairs arrive, takes over, and hands back when it closes. Bad saved settings are
-// dropped with a notice, never a failed start. A full storage quota keeps the pick and says so. Screenshots go to artifacts/e2e/durability/.
-import { mkdirSync, writeFileSync } from "node:fs";
+// dropped with a notice, never a failed start. A long pass can be cancelled. A new release
+// replaces the offline copy whole. A full storage quota keeps the pick and says so. Screenshots go to artifacts/e2e/durability/.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { startApp } from "./harness.mjs";
 
@@ -212,6 +213,91 @@ try {
       (await page.$eval("#lr", (e) => e.value)) !== "",
     `an emptied learning rate is refused and the old value kept (${await text(page, "settings-error")})`,
   );
+
+  // Out of range: refused by the core with its reason, the setting in use kept.
+  for (const [id, value, reason] of [
+    ["steps", "100000", "steps_per_pair must be at most 1000"],
+    ["beta", "1e308", "beta must be at most 1000"],
+  ]) {
+    const before = await page.$eval(`#${id}`, (e) => e.value);
+    await page.fill(`#${id}`, value);
+    await page.dispatchEvent("#settings", "change");
+    await page.waitForFunction(
+      (id) => document.getElementById("settings-error").textContent !== "",
+      id,
+      WAIT,
+    );
+    const said = await text(page, "settings-error");
+    check(
+      said.includes(reason) && (await page.$eval(`#${id}`, (e) => e.value)) === before,
+      `${id} = ${value} is refused, ${before} kept (${said})`,
+    );
+  }
+  // A learning rate of one's own survives a change of optimizer; the usual one follows it.
+  await page.fill("#lr", "0.0123");
+  await page.dispatchEvent("#settings", "change");
+  await page.selectOption("#optim", "adamw");
+  await page.waitForFunction(() => document.getElementById("settings-error").textContent === "");
+  check(
+    (await page.$eval("#lr", (e) => e.value)) === "0.0123",
+    "a custom learning rate is kept when the optimizer changes",
+  );
+
+  // A long import's training is cancelled: the updates made are kept, the rest stays stored
+  // (not pending: a reload does not train it).
+  const many = Array.from({ length: 60 }, (_, i) =>
+    JSON.stringify({ prompt: `Tell me a story number ${i}.`, chosen: "Happy.", rejected: "Sad." }),
+  );
+  writeFileSync(join(out, "sixty-pairs.jsonl"), many.join("\n") + "\n");
+  await page.setInputFiles("#import", join(out, "sixty-pairs.jsonl"));
+  await page.waitForFunction(() => !document.getElementById("cancel").hidden, null, WAIT);
+  await statusSays(page, "1 of 60 pairs");
+  await page.click("#cancel");
+  await statusSays(page, "cancelled after");
+  const said = await text(page, "status-text");
+  const trained = Number(/cancelled after (\d+) of 60/.exec(said)?.[1]);
+  check(trained >= 1 && trained < 60, `an import's training is cancelled: ${said}`);
+  const { updates: cancelledAt } = await counts(page);
+  await page.reload();
+  await ready(page);
+  const afterCancel = await counts(page);
+  check(
+    afterCancel.pairs === 65 &&
+      afterCancel.updates === cancelledAt &&
+      !/learnt now/.test(await text(page, "notice")),
+    `after a reload the cancelled pass's updates are kept and the rest is not trained ` +
+      `(${await text(page, "picks-count")}; ${await text(page, "notice")})`,
+  );
+
+  // A new release with the tab open: installed whole beside the old one, the old dropped, the
+  // tab told. (The release's name is what scripts/release.mjs wrote, changed for the test.)
+  const releaseFile = join("www", "release.js");
+  const release = readFileSync(releaseFile, "utf8");
+  try {
+    await page.waitForFunction(() => !!navigator.serviceWorker.controller, null, WAIT);
+    const [old] = await page.evaluate(() => caches.keys());
+    writeFileSync(releaseFile, release.replace(/"[0-9a-f]+"/, '"0000000000000000"'));
+    await page.evaluate(() => navigator.serviceWorker.getRegistration().then((r) => r.update()));
+    await page.waitForFunction(
+      () =>
+        /new version of webdpo is installed/.test(document.getElementById("notice").textContent),
+      null,
+      WAIT,
+    );
+    // The old release is dropped once the new one is active.
+    let names = [];
+    for (let tries = 0; tries < 60; tries++) {
+      names = await page.evaluate(() => caches.keys());
+      if (names.length === 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    check(
+      old?.startsWith("webdpo-") && names.join() === "webdpo-0000000000000000",
+      `a new release replaces the offline copy whole (${old} → ${names}) and the tab is told`,
+    );
+  } finally {
+    writeFileSync(releaseFile, release);
+  }
 
   // A full quota (set through the DevTools protocol): the pick is kept and said so; once there
   // is space the next checkpoint settles it, so a reload does not learn it twice.

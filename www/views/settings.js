@@ -180,11 +180,12 @@ export function showKnobs(chosen) {
 /** What the form asks for: the training settings over `trainConfig`, and the sampling settings.
  *  Throws (with a message for the user) on what the page checks itself; the core checks the rest. */
 export function readSettings(trainConfig) {
-  // An emptied field is refused, not read as 0.
+  // An emptied field is refused, not read as 0 (nor anything else as NaN).
   const num = (id) => {
     const text = $(id).value.trim();
-    if (text === "")
-      throw new Error(`${document.querySelector(`label[for="${id}"]`).textContent} is empty`);
+    const label = document.querySelector(`label[for="${id}"]`).textContent;
+    if (text === "") throw new Error(`${label} is empty`);
+    if (!Number.isFinite(Number(text))) throw new Error(`${label} must be a number`);
     return Number(text);
   };
   const chosen = $("objective").value;

@@ -3,7 +3,7 @@
 import { $ } from "./dom.js";
 
 /** The badge and the model line, from the worker's report (`info`). */
-export function renderModel({ model, info, backend }) {
+export function renderModel({ model, info, backend, gpuFailure }) {
   const d = $("device");
   const label = model.builtIn ? "" : `${model.label} · `;
   const lora = info.lora ? ` · ${info.lora}` : "";
@@ -11,7 +11,7 @@ export function renderModel({ model, info, backend }) {
   if (info.isGpu) {
     d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${params}`;
   } else {
-    const [why, hint] = cpuReason(backend);
+    const [why, hint] = cpuReason(backend, gpuFailure);
     d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
@@ -19,10 +19,15 @@ export function renderModel({ model, info, backend }) {
   $("model-info").textContent =
     `${name}${info.chat ? " (chat template)" : ""}: ${info.memory.summary}.`;
   $("builtin").hidden = !!model.builtIn;
+  $("retry-gpu").hidden = !gpuFailure || info.isGpu;
 }
 
 /** Why the model runs on the CPU, and what the user can do about it. */
-function cpuReason(backend) {
+function cpuReason(backend, gpuFailure) {
+  if (gpuFailure) {
+    const when = new Date(gpuFailure.time).toLocaleString();
+    return [`the GPU ${gpuFailure.adapter} failed here on ${when}: ${gpuFailure.reason}`, ""];
+  }
   if (backend === "cpu") return ["chosen", ""];
   if (!("gpu" in navigator))
     return [

@@ -19,16 +19,13 @@ function writer() {
 
 /** Appends `rows` (of this model; `pending` unless they have nothing to learn now) in one
  *  transaction; returns them with their ids. */
-export const append = (rows, { pending = true } = {}) =>
-  writer() ||
-  state.store.addPicks(
-    rows.map((row) => ({
-      ...row,
-      model: state.model.name,
-      time: Date.now(),
-      ...(pending && { pending }),
-    })),
+export function append(rows, { pending = true } = {}) {
+  writer();
+  const time = Date.now();
+  return state.store.addPicks(
+    rows.map((row) => ({ ...row, model: state.model.name, time, ...(pending && { pending }) })),
   );
+}
 
 // Rows whose update is in the worker's state but whose commit failed (storage full): the next
 // checkpoint includes their updates, so it settles them too (else they would apply twice).
@@ -50,7 +47,9 @@ export async function commit(saved, { put = [], remove = [] } = {}) {
   try {
     await state.store.commit({ put: settled, remove, checkpoint });
   } catch (e) {
+    // The worker's state has the update all the same: the page shows it as it is.
     if (saved) for (const row of put) unsettled.set(row.id, row);
+    if (saved) state.info.steps = saved.steps;
     throw e;
   }
   unsettled.clear();

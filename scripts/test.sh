@@ -17,6 +17,9 @@ node --test tests/js/
 # lock) that ends in a long single-threaded link, and the browser runs leave a core free. In its
 # own process group (setsid), so that a failure here stops it too; its output comes at the end.
 mkdir -p artifacts
+# Both target dirs exist before the two cargos start: in a clean clone each would create
+# target/ itself (atomically, by a rename), and one rename can replace the other's half-made dir.
+mkdir -p target/web
 setsid bash scripts/test-app.sh >artifacts/test-app.log 2>&1 &
 app=$!
 trap 'kill -- -$app 2>/dev/null || true' EXIT

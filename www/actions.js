@@ -219,8 +219,11 @@ export function trainOn(pairs, label) {
     const updates = state.info.trainConfig.steps_per_pair;
     if (reports.length) renderMetrics({ metrics: reports[reports.length - 1].metrics, updates });
     const skipped = reports.filter((r) => r.skipped).length;
+    const how = cancelled
+      ? `cancelled after ${reports.length} of ${pairs.length}`
+      : `done, ${reports.length}`;
     status(
-      `${label}: ${cancelled ? `cancelled after ${reports.length} of ${pairs.length}` : `done, ${reports.length}`} pairs, mean loss ${fmt(meanLoss)}` +
+      `${label}: ${how} pairs, mean loss ${fmt(meanLoss)}` +
         `${skipped ? `, ${skipped} updates skipped (non-finite)` : ""}.`,
     );
   });

@@ -45,8 +45,8 @@ function exclusive(body) {
 
 // The behaviour meter (built-in model): after each change of the policy, `n` fresh stories for
 // preset prompts are sampled and judged by the oracle, one token at a time between the page's
-// operations, so the next pick waits for at most one token (or one prompt's judging). A newer change
-// abandons a measurement under way. The reference is measured once per load and setting.
+// operations, so the next pick waits for at most one token (or one prompt's judging). A newer
+// change abandons a measurement under way. The reference is measured once per load and setting.
 // `generation` counts loads and settings: a reference measured under older ones is abandoned.
 const meter = { n: 0, sampling: null, version: 0, generation: 0, reference: null };
 // The seed of the preset prompts: the same prompts measure every policy.

@@ -99,15 +99,19 @@ export function pick(winner) {
     // The worker returns state (and keeps an undo snapshot) only when at least one step applied.
     const reply = await learnPick(pick);
     if (guided) reveal(guess, before, reply.scores);
-    const { reports, scores, saved, skipped } = reply;
-    await commit(saved, { put: [pick] });
+    const { reports, scores, saved, skipped, deferred, steps } = reply;
+    const undo = { keep: pick.id, from: state.info.steps };
+    await commit(saved, { put: [pick], undo, deferred, steps });
     state.canUndo = reply.canUndo;
     showPick(pick, scores, reports[reports.length - 1].metrics, reports.length);
     renderCharts(learnt(), state.behaviour.reference);
     if (skipped)
-      notice(`${saved ? "An update of this pick was" : "Update"} skipped: ${skipped}`, "error");
+      notice(
+        `${reply.applied ? "An update of this pick was" : "Update"} skipped: ${skipped}`,
+        "error",
+      );
     status(
-      !saved
+      !reply.applied
         ? "The update was skipped; your pick is kept."
         : `Learned from your pick (${plural(reports.length, "update")}). ` +
             "Generate again to see the change.",
@@ -130,8 +134,9 @@ export function rate(label) {
     notice(null);
     status("Updating the policy…");
     const reply = await learnRating(rated);
-    const { reports, scores, saved, skipped, settled } = reply;
-    await commit(saved, { put: settled });
+    const { reports, scores, saved, skipped, settled, deferred, steps } = reply;
+    const undo = { keep: rated.id, from: state.info.steps };
+    await commit(saved, { put: settled, undo, deferred, steps });
     state.canUndo = reply.canUndo;
     if (reports.length === 0) {
       status(
@@ -142,10 +147,13 @@ export function rate(label) {
     }
     showPick(rated, scores, reports[reports.length - 1].metrics, reports.length);
     if (skipped)
-      notice(`${saved ? "An update of this rating was" : "Update"} skipped: ${skipped}`, "error");
+      notice(
+        `${reply.applied ? "An update of this rating was" : "Update"} skipped: ${skipped}`,
+        "error",
+      );
     const batch = reports[0].values.labels.length;
     status(
-      !saved
+      !reply.applied
         ? "The update was skipped; your rating is kept."
         : `Learned from your rating with ${plural(batch - 1, "earlier rating")} ` +
             `(${plural(reports.length, "update")}). Generate again to see the change.`,
@@ -160,11 +168,25 @@ export function skip() {
   render();
 }
 
+/** Undoes the last update: from the worker's memory when it holds the state before it, else
+ *  (after a reload) from the checkpoint stored before it. What it learnt from is removed. */
 export function undo() {
   return run("Undo", async () => {
-    const { saved, canUndo, pick } = await callWithFallback("undo");
-    // The pick (or rating) whose update the worker undid is removed with it.
-    await commit(saved, { remove: [pick] });
+    const undone = state.info.steps;
+    let reply;
+    if (state.canUndo) {
+      reply = await callWithFallback("undo");
+    } else {
+      const stored = await state.store.undoFrom(undone);
+      if (!stored) throw new Error("nothing to undo: the last update was not a pick or a rating");
+      reply = await callWithFallback(
+        "restore",
+        stored.fresh ? { fresh: true } : { weights: stored.weights, optimizer: stored.optimizer },
+      );
+      reply.pick = stored.pick;
+    }
+    const { saved, canUndo, pick } = reply;
+    await commit(saved, { remove: [pick], undo: { drop: undone } });
     state.picks = state.picks.filter((p) => p.id !== pick);
     state.ratings = state.ratings.filter((r) => r.id !== pick);
     state.canUndo = canUndo;
@@ -182,7 +204,7 @@ export function reset() {
   if (!confirm(question)) return;
   return run("Reset", async () => {
     const { saved, canUndo } = await callWithFallback("reset");
-    await commit(saved);
+    await commit(saved, { undo: { clear: true } });
     state.canUndo = canUndo;
     status("The policy is the reference again (fresh optimizer). Your pairs are kept.");
   });
@@ -213,7 +235,7 @@ export function trainOn(pairs, label) {
         }),
       ),
     );
-    await commit(saved, { put: pairs.filter((p) => p.pending) });
+    await commit(saved, { put: pairs.filter((p) => p.pending), undo: { clear: true } });
     state.canUndo = canUndo;
     const meanLoss = reports.reduce((s, r) => s + r.metrics.loss, 0) / Math.max(1, reports.length);
     const updates = state.info.trainConfig.steps_per_pair;
@@ -241,7 +263,7 @@ export function trainOnRatings(ratings, label) {
         }),
       ),
     );
-    await commit(saved, { put: ratings.filter((r) => r.pending) });
+    await commit(saved, { put: ratings.filter((r) => r.pending), undo: { clear: true } });
     state.canUndo = canUndo;
     if (reports.length)
       renderMetrics({ metrics: reports[reports.length - 1].metrics, updates: reports.length });
@@ -272,17 +294,35 @@ export function exportRatings() {
   );
 }
 
+/** The rows of a TRL JSONL file, read in the worker chunk by chunk with progress (cancellable),
+ *  or null: cancelled, or refused (the notice names the line and byte). */
+function readPreferences(file) {
+  return run(`Reading ${file.name}`, async () => {
+    notice(null);
+    const mb = (bytes) => (bytes / 1e6).toFixed(1);
+    try {
+      const parsed = await cancellable(() =>
+        call("importPreferences", { file }, ({ read, total, rows }) =>
+          status(`Reading ${file.name}: ${mb(read)} of ${mb(total)} MB, ${plural(rows, "row")}`, {
+            progress: total ? read / total : null,
+          }),
+        ),
+      );
+      if (!parsed) status(`Reading ${file.name} cancelled: nothing imported.`);
+      return parsed;
+    } catch (e) {
+      notice(`Nothing imported: ${explain(e)}`, "error");
+      status(`${file.name} was not imported.`);
+      return null;
+    }
+  });
+}
+
 /** Stores the pairs or ratings of a TRL JSONL file (text or conversational rows) and trains on
  *  them (ratings only with KTO); a bad line refuses the whole file. */
 export async function importPairs(file) {
-  let parsed;
-  try {
-    parsed = await call("parsePreferences", { text: await file.text(), name: file.name });
-  } catch (e) {
-    notice(`Nothing imported: ${e.message}`, "error");
-    return;
-  }
-  notice(null);
+  const parsed = await readPreferences(file);
+  if (!parsed) return;
   // Pending until trained on: only pairs, or ratings with KTO, are.
   const learns = parsed.kind === "pairs" || rating();
   let added;
@@ -316,7 +356,7 @@ export function loadPolicy(file) {
   return run("Loading the policy", async () => {
     const bytes = new Uint8Array(await file.arrayBuffer());
     const reply = await callWithFallback("loadWeights", { weights: bytes });
-    await commit(reply.saved);
+    await commit(reply.saved, { undo: { clear: true } });
     state.canUndo = reply.canUndo;
     const what = state.info.lora ? "LoRA adapter" : "policy";
     status(`Loaded ${file.name} as the ${what} (fresh optimizer); the reference is unchanged.`);

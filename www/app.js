@@ -9,6 +9,7 @@ import {
   activate,
   forgetGpuFailure,
   importFolder,
+  listFolders,
   rememberedGpuFailure,
   restoreLast,
   startMeter,
@@ -19,7 +20,7 @@ import { modelCache, onVersionConflict } from "./store.js";
 import { claim, listenTabs, takeOver } from "./tabs.js";
 import { $, el, notice, plural, status } from "./views/dom.js";
 import { makeCharts, renderCharts } from "./views/charts.js";
-import { droppedFiles, pickedFiles, renderStorage } from "./views/data.js";
+import { droppedFiles, pickedFiles, renderImportLimits, renderStorage } from "./views/data.js";
 import { droppedSettings } from "./views/settings.js";
 import { render, run } from "./work.js";
 
@@ -187,6 +188,8 @@ async function main() {
     if (state.gpuFailure) state.backend = "cpu";
     state.cache = await modelCache();
     const saved = await restoreLast();
+    await listFolders();
+    renderImportLimits(await call("importLimits"));
     state.learningRates = await call("learningRates", {
       optims: [...$("optim").options].map((o) => o.value),
     });

@@ -23,7 +23,7 @@ export function explain(e) {
   return (
     "this site's storage in the browser is full, so the last change was not saved. What was " +
     "saved before is kept, and a pick stored before its update is learnt again at the next " +
-    "start. To free space: export your pairs, then remove stored model folders (or this " +
-    "site's data) in the browser's settings, or train with LoRA (much smaller saves)"
+    "start. To free space: export your pairs, then delete model folders kept here (Your own " +
+    "model → Delete), or train with LoRA (much smaller saves)"
   );
 }

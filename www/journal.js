@@ -32,10 +32,17 @@ export function append(rows, { pending = true } = {}) {
 const unsettled = new Map();
 
 /** Commits the worker's training state `saved` (absent when nothing changed) with the rows it
- *  settles (`put`, no longer pending) and the rows it removes, in one transaction. */
-export async function commit(saved, { put = [], remove = [] } = {}) {
+ *  settles (`put`, no longer pending), the rows it removes and the change to the stored undo
+ *  checkpoints (`undo`, store.js), in one transaction. `deferred`: the rows in `put` are learnt
+ *  in the worker (after `steps` updates) but the checkpoint waits; they are written with what
+ *  they learnt and stay pending until a checkpoint includes them. */
+export async function commit(
+  saved,
+  { put = [], remove = [], undo = null, deferred = false, steps } = {},
+) {
   writer();
   for (const id of remove) unsettled.delete(id);
+  if (deferred) for (const row of put) unsettled.set(row.id, row);
   if (saved) put = [...new Set([...unsettled.values(), ...put])];
   const checkpoint = saved && {
     weights: saved.weights,
@@ -43,18 +50,19 @@ export async function commit(saved, { put = [], remove = [] } = {}) {
     steps: saved.steps,
     reference: state.model.fingerprint,
   };
-  const settled = put.map(({ pending: _, ...row }) => row);
+  const rows = put.map(({ pending: _, ...row }) => (deferred ? { ...row, pending: true } : row));
   try {
-    await state.store.commit({ put: settled, remove, checkpoint });
+    await state.store.commit({ put: rows, remove, checkpoint, undo: saved ? undo : null });
   } catch (e) {
     // The worker's state has the update all the same: the page shows it as it is.
     if (saved) for (const row of put) unsettled.set(row.id, row);
     if (saved) state.info.steps = saved.steps;
     throw e;
   }
-  unsettled.clear();
-  for (const row of put) delete row.pending;
-  if (saved) state.info.steps = saved.steps;
+  if (saved) unsettled.clear();
+  if (!deferred) for (const row of put) delete row.pending;
+  state.info.steps = saved?.steps ?? steps ?? state.info.steps;
+  state.storedUndo = await state.store.canUndo(state.info.steps);
   announce(state.model.name, state.info.steps);
   renderStorage();
 }
@@ -99,7 +107,7 @@ export async function learnPick(pick) {
   const reply = await callWithFallback("prefer", { prompt, chosen, rejected, pick: pick.id });
   Object.assign(pick, pickValues(reply.reports[0], reply.kl), { config: state.info.trainConfig });
   const skipped = reply.reports.find((r) => r.skipped)?.skipped;
-  if (!reply.saved) pick.skipped = skipped;
+  if (!reply.applied) pick.skipped = skipped;
   return { ...reply, skipped };
 }
 
@@ -117,7 +125,7 @@ export async function learnRating(rated) {
   for (const r of waited) delete r.waiting;
   Object.assign(rated, ratingValues(reply.reports[0]), { config: state.info.trainConfig });
   const skipped = reply.reports.find((r) => r.skipped)?.skipped;
-  if (!reply.saved) rated.skipped = skipped;
+  if (!reply.applied) rated.skipped = skipped;
   return { ...reply, skipped, settled: [...waited, rated] };
 }
 
@@ -163,15 +171,17 @@ export async function replay() {
         j++;
       const rows = pending.slice(i, j);
       const { saved } = await trainOnRows(rows, isRating(row));
-      await commit(saved, { put: rows });
+      await commit(saved, { put: rows, undo: { clear: true } });
       i = j;
     } else if (isRating(row)) {
-      const { saved, settled } = await learnRating(row);
-      await commit(saved, { put: settled });
+      const { saved, settled, deferred, steps } = await learnRating(row);
+      const undo = { keep: row.id, from: state.info.steps };
+      await commit(saved, { put: settled, undo, deferred, steps });
       i++;
     } else {
-      const { saved } = await learnPick(row);
-      await commit(saved, { put: [row] });
+      const { saved, deferred, steps } = await learnPick(row);
+      const undo = { keep: row.id, from: state.info.steps };
+      await commit(saved, { put: [row], undo, deferred, steps });
       i++;
     }
   }

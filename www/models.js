@@ -14,7 +14,8 @@ import {
   storedTrainConfig,
 } from "./views/settings.js";
 import { renderCharts } from "./views/charts.js";
-import { renderModel, loraChoice } from "./views/your-model.js";
+import { renderFolders, renderModel, loraChoice } from "./views/your-model.js";
+import { renderStorage } from "./views/data.js";
 import { showLast } from "./shown.js";
 import { run } from "./work.js";
 
@@ -75,13 +76,25 @@ async function startModel(saved, { restart = true } = {}) {
     backend,
     simulateFailure: params.has("simulate-gpu-failure"),
     holdUpdates: params.has("hold-updates"),
+    checkpointEvery: Number(params.get("checkpoint-every")) || 0,
+    readbackTimeout: Number(params.get("readback-timeout")) || 0,
     saved: saved ? { weights: saved.weights, optimizer: saved.optimizer } : null,
     trainConfig: storedTrainConfig(),
   };
   status(`Starting ${model.label} on ${backend === "cpu" ? "the CPU" : "WebGPU if available"}…`, {
     progress: null,
   });
-  const info = await call("load", args);
+  let info;
+  try {
+    info = await call("load", args);
+  } catch (e) {
+    // The GPU failed while the model loaded onto it: load on the CPU instead, and remember.
+    if (backend === "cpu" || !isGpuFailure(e, true)) throw e;
+    rememberGpuFailure("WebGPU", e.message);
+    startWorker();
+    info = await call("load", { ...args, backend: "cpu" });
+    notice(`The GPU failed while loading (${e.message}); running on the CPU.`, "error");
+  }
   if (info.refusedSettings) forgetTrainConfig(info.refusedSettings);
   if (info.freshOptimizer)
     notice(
@@ -137,6 +150,13 @@ export function rememberedGpuFailure() {
   }
 }
 
+/** Remembers that the GPU `adapter` failed (`reason`): this page and later loads use the CPU. */
+function rememberGpuFailure(adapter, reason) {
+  state.gpuFailure = { adapter, reason, time: Date.now() };
+  localStorage.setItem(GPU_FAILED_KEY, JSON.stringify(state.gpuFailure));
+  state.backend = "cpu";
+}
+
 /** Forgets the remembered GPU failure: the next load tries the GPU again. */
 export const forgetGpuFailure = () => localStorage.removeItem(GPU_FAILED_KEY);
 
@@ -148,10 +168,7 @@ export async function callWithFallback(op, args, onProgress) {
   } catch (e) {
     if (!isGpuFailure(e, state.info?.isGpu)) throw e;
     const reason = e.message;
-    const adapter = state.info.device.replace(/^GPU: /, "");
-    state.gpuFailure = { adapter, reason, time: Date.now() };
-    localStorage.setItem(GPU_FAILED_KEY, JSON.stringify(state.gpuFailure));
-    state.backend = "cpu";
+    rememberGpuFailure(state.info.device.replace(/^GPU: /, ""), reason);
     // Whatever happens next, this page no longer runs on that GPU.
     state.info.isGpu = false;
     try {
@@ -233,6 +250,7 @@ export async function activate(next, { restart = false } = {}) {
     throw e;
   }
   state.store = nextStore;
+  state.storedUndo = await nextStore.canUndo(state.info.steps);
   const stored = await nextStore.picks();
   state.picks = stored.filter((p) => !isRating(p));
   state.ratings = stored.filter(isRating);
@@ -288,24 +306,23 @@ export async function importFolder(picked) {
     const bytes = await Promise.all(
       files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })),
     );
-    const next = {
-      name: `folder:${label}${lora ? `:lora${lora.r}` : ""}`,
-      label,
-      builtIn: false,
-      files: bytes,
-      lora,
-    };
+    // Known by its content, not its name: two folders named alike keep their own pairs and
+    // state, and the same files brought again find theirs.
+    const next = { label, builtIn: false, files: bytes, lora };
+    next.fingerprint = await fingerprint(next);
+    next.name = folderName(next.fingerprint, lora);
     await activate(next);
     localStorage.setItem("webdpo.model", next.name);
     try {
       await state.cache.save({ name: next.name, label, files: bytes, lora });
     } catch (e) {
       notice(
-        `${label} is loaded but could not be kept in this browser (${e.message}); ` +
+        `${label} is loaded but could not be kept in this browser (${explain(e)}); ` +
           "after a reload, choose the folder again.",
         "error",
       );
     }
+    await listFolders();
     const adapters = state.info.lora ? ` (${state.info.lora})` : "";
     status(`${label} is ready${adapters}. Write a prompt, then Generate (G).`);
   });
@@ -315,7 +332,51 @@ export async function useBuiltIn() {
   await run("Loading the built-in model", async () => {
     await activate(await builtIn());
     localStorage.removeItem("webdpo.model");
+    await listFolders();
     status("Ready. Pick a preset or write a prompt, then Generate (G).");
+  });
+}
+
+/** A stored folder's name: its files' SHA-256 (16 hex digits) and the LoRA setting, whose
+ *  training state is its own. */
+const folderName = (hash, lora) =>
+  `folder:${hash.slice(0, 16)}` +
+  (lora ? `:lora-r${lora.r}-a${lora.alpha}${lora.all_linear ? "-all" : ""}` : ":full");
+
+/** Shows the folders kept in this browser, each to use again or delete. */
+export async function listFolders() {
+  const folders = await state.cache.list().catch(() => []);
+  renderFolders(folders, state.model?.name, { use: useStored, remove: deleteStored });
+}
+
+/** Loads a folder kept in this browser. */
+export function useStored(name) {
+  return run("Loading your model", async () => {
+    const entry = await state.cache.load(name);
+    if (!entry) throw new Error("that folder is no longer stored in this browser");
+    const { label, files, lora } = entry;
+    await activate({ name, label, builtIn: false, files, lora });
+    localStorage.setItem("webdpo.model", name);
+    await listFolders();
+    status(`${label} is ready. Write a prompt, then Generate (G).`);
+  });
+}
+
+/** Deletes a stored folder's files and its trained policy (after asking); its pairs stay. The
+ *  folder in use is left for the built-in model first. */
+export async function deleteStored({ name, label, bytes }) {
+  const question =
+    `Delete ${label} (${(bytes / 1e6).toFixed(0)} MB) and its trained policy from this browser? ` +
+    "Its pairs and ratings are kept: export them first to take them elsewhere; bringing the " +
+    "same folder back shows them again.";
+  if (!confirm(question)) return;
+  if (state.model?.name === name) await useBuiltIn();
+  if (state.model?.name === name) return;
+  await run("Deleting the folder", async () => {
+    await state.cache.remove(name);
+    await listFolders();
+    await renderStorage();
+    status(`${label} is deleted from this browser; its pairs are kept.`);
   });
 }
 

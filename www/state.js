@@ -1,5 +1,6 @@
 // The page's state, in one object. Actions (actions.js, models.js) change it; the views render
-// from it. The undo history is not here: the worker owns it and reports `canUndo`.
+// from it. The undo history is not here: the worker holds the last states in memory (`canUndo`)
+// and the store keeps them across reloads (`storedUndo`).
 
 const params = new URLSearchParams(location.search);
 
@@ -29,6 +30,8 @@ export const state = {
   replayed: 0,
   busy: true,
   canUndo: false,
+  /** Whether a stored checkpoint undoes the last update (after a reload: store.js). */
+  storedUndo: false,
   /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */
   backend: params.get("backend") ?? "auto",
   /** A GPU failure remembered from an earlier load ({adapter, reason, time}): this page starts

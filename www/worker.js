@@ -5,8 +5,10 @@ import init, {
   Session,
   checkMemory,
   defaultLearningRate,
-  parsePreferences,
+  importLimits,
+  PreferenceImport,
   selectModelFiles,
+  setReadbackTimeout,
   storyPrompt,
 } from "./pkg/webdpo.js";
 import { toMessage } from "./errors.js";
@@ -130,8 +132,42 @@ function simulatedFailure() {
 
 /** Weights and optimizer state, to be written to IndexedDB by the page. */
 async function trainingState() {
+  const started = performance.now();
   const s = await session.saveState();
+  checkpoints.seconds = (performance.now() - started) / 1000;
+  checkpoints.last = Date.now();
+  checkpoints.deferred = 0;
   return { weights: s.weights, optimizer: s.optimizer, steps: session.steps };
+}
+
+// A pick's update is checkpointed at once while saving is cheap. When it is not (a large model
+// trained in full: the state is the weights and the optimizer's moments), at most every
+// CHECKPOINT_SECONDS or CHECKPOINT_UPDATES picks: the picks between stay pending in the journal
+// and are applied again after a crash. `?checkpoint-every=n` sets n picks whatever the cost (to
+// test it).
+const CHECKPOINT_SECONDS = 60;
+const CHECKPOINT_UPDATES = 10;
+const CHEAP_SAVE_SECONDS = 0.5;
+const checkpoints = { seconds: 0, last: 0, deferred: 0, every: 0 };
+
+/** The state to save after a pick's update, or null when its checkpoint is deferred. */
+function checkpointDue() {
+  const { seconds, last, deferred, every } = checkpoints;
+  if (every) return deferred + 1 >= every;
+  return (
+    seconds < CHEAP_SAVE_SECONDS ||
+    Date.now() - last >= CHECKPOINT_SECONDS * 1000 ||
+    deferred + 1 >= CHECKPOINT_UPDATES
+  );
+}
+
+/** What a pick's or rating's update returns for the page to commit: the state (`saved`), or
+ *  `deferred` when its checkpoint waits; `applied` false when every step was skipped. */
+async function afterUpdate(applied) {
+  if (!applied) return { applied, saved: null, deferred: false, steps: session.steps };
+  if (checkpointDue()) return { applied, saved: await trainingState(), deferred: false };
+  checkpoints.deferred++;
+  return { applied, saved: null, deferred: true, steps: session.steps };
 }
 
 const ops = {
@@ -144,7 +180,10 @@ const ops = {
     const { config, tokenizer, weights, files, lora, budget, backend, saved, trainConfig } = args;
     simulateGpuFailure = !!args.simulateFailure;
     holdUpdates = !!args.holdUpdates;
+    checkpoints.every = args.checkpointEvery ?? 0;
     await init();
+    // `?readback-timeout=ms` on the page: a GPU read waits at most that long (to test a hang).
+    if (args.readbackTimeout) setReadbackTimeout(args.readbackTimeout);
     const next = files
       ? await Session.fromFiles(files, { backend, lora, budget })
       : await Session.create(config, tokenizer, weights, backend);
@@ -250,7 +289,7 @@ const ops = {
       reports,
       kl,
       scores: await scores({ prompt, chosen, rejected }),
-      saved: applied ? await trainingState() : null,
+      ...(await afterUpdate(applied)),
       canUndo: canUndo(),
     };
   },
@@ -266,7 +305,7 @@ const ops = {
     return {
       reports,
       scores: await scores({ prompt, completion }),
-      saved: applied ? await trainingState() : null,
+      ...(await afterUpdate(applied)),
       canUndo: canUndo(),
     };
   },
@@ -298,13 +337,19 @@ const ops = {
   /** Restores the state before the last pick's update; says which pick that was. */
   async undo() {
     const last = undoStack.pop();
-    if (!last)
-      throw new Error(
-        "Nothing to undo in this session (undo keeps the last 10 updates until the page reloads).",
-      );
+    if (!last) throw new Error("nothing to undo: the worker holds no state from before an update");
     session.restore(last.snapshot);
     last.snapshot.free();
     return { saved: await trainingState(), canUndo: canUndo(), pick: last.pick };
+  },
+
+  /** A stored checkpoint (weights and optimizer state, or `fresh`: the reference with a fresh
+   *  optimizer) becomes the state, exactly: undo after a reload. */
+  async restore({ weights, optimizer, fresh }) {
+    if (fresh) session.reset();
+    else session.loadState(weights, optimizer);
+    clearUndo();
+    return { saved: await trainingState(), canUndo: canUndo() };
   },
 
   async reset() {
@@ -343,11 +388,33 @@ const ops = {
     return Object.fromEntries(optims.map((optim) => [optim, defaultLearningRate(optim)]));
   },
 
-  /** The pairs or ratings of a TRL JSONL file (text or conversational rows): `{kind, rows}`; a
-   *  bad line is a "data" error. */
-  async parsePreferences({ text, name }) {
+  /** The caps every import is read under. */
+  async importLimits() {
     await init();
-    return parsePreferences(text, name);
+    return importLimits();
+  },
+
+  /** The pairs or ratings of a TRL JSONL `file` (a File, read here chunk by chunk, with its
+   *  bytes as progress): `{kind, rows}`, or null when cancelled. A bad line, bytes that are not
+   *  UTF-8 or a file past the core's caps is a "data" error naming the line and byte. */
+  async importPreferences({ file }, progress) {
+    await init();
+    cancelled = false;
+    const reader = new PreferenceImport(file.name, file.size);
+    const chunks = file.stream().getReader();
+    try {
+      let read = 0;
+      for (let chunk; !(chunk = await chunks.read()).done;) {
+        if (cancelled) return null;
+        reader.push(chunk.value);
+        read += chunk.value.length;
+        progress({ read, total: file.size, rows: reader.rows });
+      }
+      return reader.finish();
+    } finally {
+      chunks.cancel().catch(() => {});
+      reader.free();
+    }
   },
 
   async scores(row) {
@@ -373,6 +440,7 @@ const CHANGES = [
   "prefer",
   "rate",
   "undo",
+  "restore",
   "reset",
   "trainOn",
   "trainOnRatings",
@@ -386,14 +454,21 @@ self.onmessage = async ({ data: { id, op, args } }) => {
   }
   try {
     if (
-      !["load", "checkMemory", "parsePreferences", "modelFiles", "learningRates"].includes(op) &&
+      ![
+        "load",
+        "checkMemory",
+        "importLimits",
+        "importPreferences",
+        "modelFiles",
+        "learningRates",
+      ].includes(op) &&
       !session
     )
       throw new Error("the model is not loaded yet");
     const progress = (progress) => self.postMessage({ id, progress });
     const value = await exclusive(() => ops[op](args ?? {}, progress));
     // A pick's or rating's update that was skipped (or waits for a batch) changed nothing.
-    const changed = CHANGES.includes(op) && !(["prefer", "rate"].includes(op) && !value.saved);
+    const changed = CHANGES.includes(op) && !(["prefer", "rate"].includes(op) && !value.applied);
     if (changed)
       setTimeout(() =>
         remeasure(args?.pick ?? null).catch((e) =>

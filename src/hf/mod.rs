@@ -1,7 +1,8 @@
 //! Hugging Face's file formats, read and written as transformers and PEFT do: safetensors, a
 //! model folder (config, weights, shards, companions), PEFT adapters, and tokenizer.json with
-//! its chat template.
+//! its chat template; and llama.cpp's GGUF, read as gguf-py reads it.
 
+pub mod gguf;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod model_dir;
 pub mod model_files;

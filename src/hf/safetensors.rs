@@ -36,7 +36,7 @@ pub async fn write_safetensors(
     for (_, _, t) in tensors {
         tx = tx.register(t.clone());
     }
-    let datas = tx.execute_async().await?;
+    let datas = crate::runtime::readback::execute(tx).await?;
     let mut meta = serde_json::Map::new();
     meta.insert("format".into(), json!("pt"));
     for (k, v) in metadata {
@@ -228,7 +228,7 @@ fn f32_to_f16(v: f32) -> u16 {
     sign | (((e as u32) << 10) + (rounded >> 13)) as u16
 }
 
-fn f16_to_f32(h: u16) -> f32 {
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
     let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
     let exp = ((h >> 10) & 0x1f) as i32;
     let frac = (h & 0x3ff) as f32;

@@ -7,4 +7,4 @@ pub mod readback;
 
 pub use device::ComputeDevice;
 pub use memory::{MemoryEstimate, MemoryLimits};
-pub use readback::{read_all, read_f32};
+pub use readback::{read_all, read_f32, set_readback_timeout};

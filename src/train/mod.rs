@@ -47,8 +47,8 @@ pub mod trainer;
 
 pub use config::{TrainConfig, Trainer};
 pub use data::{
-    Message, PreferencePair, PreferenceRows, RatedResponse, Turns, parse_jsonl, parse_preferences,
-    parse_ratings, parse_unpaired_jsonl, unpair,
+    ImportLimits, Message, PreferencePair, PreferenceReader, PreferenceRows, RatedResponse, Turns,
+    parse_jsonl, parse_preferences, parse_ratings, parse_unpaired_jsonl, unpair,
 };
 pub use dpo::{DpoConfig, LossType};
 pub use kl::{KlEstimate, sequence_kl};

@@ -16,7 +16,7 @@ use crate::hf::ModelFiles;
 use crate::hf::safetensors::{self, Dtype};
 use crate::model::{CausalLm, ModelConfig};
 use crate::runtime::ComputeDevice;
-use crate::train::parse_jsonl;
+use crate::train::{ImportLimits, PreferenceReader, parse_jsonl};
 
 pub use options::{Backend, LoadOptions, LoraOptions, MemoryReport, check_memory};
 pub use session::{Generation, PeftAdapter, Session, Snapshot, TokenScores, TrainingState};
@@ -111,11 +111,61 @@ pub fn parse_pairs(text: &str, file: &str) -> Result<JsValue, Error> {
     Ok(to_js(&parse_jsonl(text, file)?))
 }
 
-/// The rows of a TRL JSONL file of either preference format: `{kind: "pairs", rows}` or
-/// `{kind: "ratings", rows}` (`{"prompt","completion","label"}` per line).
-#[wasm_bindgen(js_name = parsePreferences, unchecked_return_type = "PreferenceRows")]
-pub fn parse_preferences(text: &str, file: &str) -> Result<JsValue, Error> {
-    Ok(to_js(&crate::train::parse_preferences(text, file)?))
+/// A TRL JSONL file of either preference format, read chunk by chunk as the browser streams it,
+/// under the app's caps ([`ImportLimits::BROWSER`]). `finish` gives `{kind: "pairs", rows}` or
+/// `{kind: "ratings", rows}` (`{"prompt","completion","label"}` per line); a bad line, bytes that
+/// are not UTF-8, or a file past a cap is refused naming the line and byte offset.
+#[wasm_bindgen]
+pub struct PreferenceImport(Option<PreferenceReader>);
+
+#[wasm_bindgen]
+impl PreferenceImport {
+    /// An import of `file`, of `size` bytes (a file past the cap is refused before any is read).
+    #[wasm_bindgen(constructor)]
+    pub fn new(file: &str, size: f64) -> Result<PreferenceImport, Error> {
+        let reader = PreferenceReader::new(file, ImportLimits::BROWSER);
+        reader.check_size(size as u64)?;
+        Ok(PreferenceImport(Some(reader)))
+    }
+
+    /// The next chunk of the file.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), Error> {
+        self.reader()?.push(chunk)
+    }
+
+    /// Rows read so far.
+    #[wasm_bindgen(getter)]
+    pub fn rows(&self) -> usize {
+        self.0.as_ref().map_or(0, PreferenceReader::rows_read)
+    }
+
+    /// The rows of the whole file; the import is used up.
+    #[wasm_bindgen(unchecked_return_type = "PreferenceRows")]
+    pub fn finish(&mut self) -> Result<JsValue, Error> {
+        let reader = self.0.take().ok_or_else(Self::used)?;
+        Ok(to_js(&reader.finish()?))
+    }
+
+    fn reader(&mut self) -> Result<&mut PreferenceReader, Error> {
+        self.0.as_mut().ok_or_else(Self::used)
+    }
+
+    fn used() -> Error {
+        Error::Setting("this import is finished; start another".into())
+    }
+}
+
+/// How long (in ms) a GPU read-back may wait before the device is taken as lost or stuck: the
+/// call then fails with a "device" error (default 300 000).
+#[wasm_bindgen(js_name = setReadbackTimeout)]
+pub fn set_readback_timeout(ms: u32) {
+    crate::runtime::set_readback_timeout(ms);
+}
+
+/// The caps every [`PreferenceImport`] is read under.
+#[wasm_bindgen(js_name = importLimits, unchecked_return_type = "ImportLimits")]
+pub fn import_limits() -> JsValue {
+    to_js(&ImportLimits::BROWSER)
 }
 
 /// A prompt in the format the built-in story model was trained on (the story world's); other

@@ -20,9 +20,11 @@ const out = join("artifacts", "e2e", mode);
 mkdirSync(out, { recursive: true });
 const WAIT = { timeout: 600_000 };
 
+const started = Date.now();
+// Each check with the seconds since the start, to see where a run spends its time.
 function check(ok, what) {
   if (!ok) throw new Error(`check failed: ${what}`);
-  console.log(`ok - ${what}`);
+  console.log(`ok - ${what} [${((Date.now() - started) / 1000).toFixed(0)} s]`);
 }
 
 const { port, browser, close } = await startApp({ webgpu: mode === "webgpu" });
@@ -773,6 +775,23 @@ try {
     );
     check(true, "Try the GPU again: the next load is on WebGPU");
     await other.close();
+
+    // A GPU read that never answers (a timeout of 1 ms stands for a hung device): the read is
+    // abandoned as a device failure and the work continues on the CPU.
+    const hung = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const p3 = await hung.newPage();
+    p3.on("pageerror", (e) => errors.push(e.message));
+    await p3.goto(`http://127.0.0.1:${port}/?readback-timeout=1`);
+    await p3.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    await p3.click("#generate");
+    await p3.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+    const hungNotice = await p3.textContent("#notice");
+    check(
+      /did not answer a read within 1 ms/.test(hungNotice) &&
+        (await p3.$eval("#device", (e) => e.dataset.backend)) === "cpu",
+      `a hung GPU read times out into the CPU fallback: ${hungNotice}`,
+    );
+    await hung.close();
   }
   check(errors.length === 0, `no page errors ${errors.join("; ")}`);
   console.log(`e2e ${mode}: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);

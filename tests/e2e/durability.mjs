@@ -5,7 +5,14 @@
 // watches its pairs arrive, takes over, and hands back when it closes. Bad saved settings are
 // dropped with a notice, never a failed start. A long pass can be cancelled. A new release
 // replaces the offline copy whole. A full storage quota keeps the pick and says so. Screenshots go to artifacts/e2e/durability/.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { startApp } from "./harness.mjs";
 
@@ -343,6 +350,173 @@ try {
     `the checkpoint after it settled the earlier pick: ${await text(tight, "notice")}`,
   );
   await full.close();
+
+  // Undo survives a reload: the checkpoint before each pick's update is kept in IndexedDB.
+  const fresh = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const openIn = async (ctx, path) => {
+    const p = await ctx.newPage();
+    p.on("pageerror", (e) => errors.push(e.message));
+    p.on("dialog", (d) => d.accept());
+    await p.goto(url + path);
+    await ready(p);
+    return p;
+  };
+  const u = await openIn(fresh, "/");
+  for (const key of ["a", "b"]) {
+    await generate(u);
+    await u.keyboard.press(key);
+    await statusSays(u, "Learned from your pick");
+  }
+  await u.reload();
+  await ready(u);
+  check(
+    !(await u.$eval("#undo", (b) => b.disabled)),
+    "after a reload the last update can still be undone",
+  );
+  await u.click("#undo");
+  await statusSays(u, "Undone");
+  const once = await counts(u);
+  check(
+    once.pairs === 1 && once.updates === 1,
+    `undo after a reload: ${await text(u, "picks-count")}`,
+  );
+  await u.click("#undo");
+  await statusSays(u, "Undone");
+  const twice = await counts(u);
+  check(
+    twice.pairs === 0 && twice.updates === 0 && (await u.$eval("#undo", (b) => b.disabled)),
+    `undo again goes back to the reference: ${await text(u, "picks-count")}`,
+  );
+  await u.reload();
+  await ready(u);
+  check((await counts(u)).updates === 0, "the undone state is the one stored");
+
+  // Checkpoints deferred (as for a large model, forced by ?checkpoint-every=3): the picks between
+  // stay pending with what they learnt, and a crash before the checkpoint learns them again.
+  await u.goto(url + "/?checkpoint-every=3");
+  await ready(u);
+  for (const key of ["a", "b"]) {
+    await generate(u);
+    await u.keyboard.press(key);
+    await statusSays(u, "Learned from your pick");
+  }
+  const storedSteps = () =>
+    u.evaluate(
+      () =>
+        new Promise((resolve) => {
+          const open = indexedDB.open("webdpo");
+          open.onsuccess = () => {
+            const get = open.result.transaction("state").objectStore("state").get("storyworld");
+            get.onsuccess = () => (open.result.close(), resolve(get.result?.steps ?? 0));
+          };
+        }),
+    );
+  check(
+    (await counts(u)).updates === 2 && (await storedSteps()) === 0,
+    "two picks learnt, their checkpoint deferred",
+  );
+  await u.goto(url + "/");
+  await ready(u);
+  check(
+    (await counts(u)).updates === 2 &&
+      /2 of them saved but not yet learnt/.test(await text(u, "notice")),
+    `after a crash the deferred picks are learnt again: ${await text(u, "notice")}`,
+  );
+  check((await storedSteps()) === 2, "and checkpointed");
+
+  // Imports are read in the worker under the core's caps; a refusal names the line and byte.
+  const importFile = async (name, bytes) => {
+    writeFileSync(join(out, name), bytes);
+    await u.setInputFiles("#import", join(out, name));
+    await statusSays(u, `${name} was not imported`);
+    return text(u, "notice");
+  };
+  const row = (i) =>
+    JSON.stringify({ prompt: `Tell me story ${i}.`, chosen: "Happy.", rejected: "Sad." }) + "\n";
+  const latin1 = Buffer.concat([
+    Buffer.from(row(0)),
+    Buffer.from('{"prompt": "caf'),
+    Buffer.from([0xe9]),
+    Buffer.from('", "chosen": "a", "rejected": "b"}\n'),
+  ]);
+  const before = (await counts(u)).pairs;
+  let refusal = await importFile("latin1.jsonl", latin1);
+  check(
+    refusal.includes(`latin1.jsonl:2: byte ${row(0).length + 15}: not UTF-8`) &&
+      (await counts(u)).pairs === before,
+    `bytes that are not UTF-8 are refused at their line and byte: ${refusal}`,
+  );
+  refusal = await importFile("long-line.jsonl", row(0) + `{"prompt": "${"x".repeat(1 << 20)}"}\n`);
+  check(
+    /long-line\.jsonl:2: byte \d+: the line is longer than 1 MiB/.test(refusal),
+    `a line past the cap is refused: ${refusal}`,
+  );
+  const lines = (n) => Array.from({ length: n }, (_, i) => row(i)).join("");
+  refusal = await importFile("too-many.jsonl", lines(100_001));
+  check(
+    /too-many\.jsonl:100001: byte \d+: more than 100000 rows/.test(refusal) &&
+      (await counts(u)).pairs === before,
+    `a file past the row cap is refused whole: ${refusal}`,
+  );
+  check(
+    /at most 100,000 rows and 256 MiB/.test(await text(u, "import-limits")),
+    "the page states the caps",
+  );
+  // At the cap: every row is stored (in one transaction), and the training pass is cancelled.
+  await u.setInputFiles(
+    "#import",
+    (writeFileSync(join(out, "cap.jsonl"), lines(100_000)), join(out, "cap.jsonl")),
+  );
+  await statusSays(u, "of 100000 pairs");
+  await u.click("#cancel");
+  await statusSays(u, "cancelled after");
+  check((await counts(u)).pairs === before + 100_000, "100,000 pairs imported and stored");
+  await noError(u, "an import at the cap");
+
+  // Model folders are known by their content: two folders of one name keep their own state,
+  // both are listed, and either can be deleted.
+  const fixture = join("tests", "fixtures", "hf", "gpt2");
+  const folders = ["one", "two"].map((parent, i) => {
+    const dir = join(out, parent, "tiny-gpt2");
+    mkdirSync(dir, { recursive: true });
+    for (const f of readdirSync(fixture))
+      if (statSync(join(fixture, f)).isFile()) copyFileSync(join(fixture, f), join(dir, f));
+    const config = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8"));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ ...config, n_positions: 256 + i }));
+    return dir;
+  });
+  for (const [i, dir] of folders.entries()) {
+    await u.setInputFiles("#folder", dir);
+    await u.waitForFunction(
+      (n) => document.querySelectorAll("#folders li").length === n,
+      i + 1,
+      WAIT,
+    );
+    await ready(u);
+  }
+  const listed = () => u.$$eval("#folders li", (items) => items.map((li) => li.dataset.name));
+  const names = await listed();
+  check(
+    names.length === 2 &&
+      names[0] !== names[1] &&
+      names.every((n) => /^folder:[0-9a-f]{16}:/.test(n)),
+    `two folders of one name are stored apart, by content: ${names.join(", ")}`,
+  );
+  await u.click(`#folders li[data-name="${names[1]}"] .delete-folder`);
+  await u.waitForFunction(() => document.querySelectorAll("#folders li").length === 1, null, WAIT);
+  await ready(u);
+  check(
+    (await listed()).join() === names[0] && /tiny-gpt2/.test(await text(u, "device")),
+    "a stored folder (not the one in use) is deleted",
+  );
+  await u.click(`#folders li[data-name="${names[0]}"] .delete-folder`);
+  await u.waitForFunction(() => document.querySelectorAll("#folders li").length === 0, null, WAIT);
+  await ready(u);
+  check(
+    !/tiny-gpt2/.test(await text(u, "device")),
+    "deleting the folder in use goes back to the built-in model first",
+  );
+  await fresh.close();
 
   check(errors.length === 0, `no page errors ${errors.join(" | ")}`);
   console.log(`e2e durability: passed in ${((Date.now() - started) / 1000).toFixed(0)} s`);

@@ -1,17 +1,19 @@
 // Which controls can be used now: none while work runs; in a tab that watches another tab's
 // training (tabs.js), only the exports; picking (or rating) only once the responses are written;
-// undo only while the worker holds history. A rating objective (KTO) shows one response with
+// undo only while the worker or the store holds the state before the last update. A rating objective (KTO) shows one response with
 // 👍/👎 in place of the pair.
 import { $ } from "./dom.js";
 import { renderCounts } from "./data.js";
 
 export function renderControls(state, learnt, rating) {
-  const { busy, info, current, canUndo, picks, ratings, trainer } = state;
+  const { busy, info, current, canUndo, storedUndo, picks, ratings, trainer } = state;
   const readable = !busy && !!info;
   const ready = readable && trainer;
   $("export").disabled = !readable;
   for (const id of ["generate", "compare", "download", "reset"]) $(id).disabled = !ready;
   for (const id of ["import", "load", "folder", "builtin"]) $(id).disabled = !ready;
+  for (const b of $("folders").querySelectorAll("button"))
+    b.disabled = !ready || b.dataset.inUse === "1";
   $("settings").inert = !trainer;
   $("tabs").hidden = trainer;
   $("tabs-text").textContent =
@@ -35,7 +37,7 @@ export function renderControls(state, learnt, rating) {
           "another rating's response, so a first rating waits for a second."
         : ".");
   }
-  $("undo").disabled = !ready || !canUndo;
+  $("undo").disabled = !ready || !(canUndo || storedUndo);
   $("export-ratings").disabled = !readable || ratings.length === 0;
   $("train-all").disabled = !ready || (rating ? ratings : picks).length === 0;
   renderCounts(state, learnt);

@@ -33,6 +33,15 @@ export async function renderStorage(kept = persisted) {
       : " (the browser may evict it when space runs low; export your pairs to keep them).");
 }
 
+/** What one import may hold, as the core caps it (`importLimits()`). */
+export function renderImportLimits({ max_bytes, max_rows, max_line_bytes }) {
+  const mib = (b) => `${Math.round(b / 2 ** 20)} MiB`;
+  $("import-limits").textContent =
+    `An import is UTF-8 JSONL of at most ${max_rows.toLocaleString("en")} rows and ` +
+    `${mib(max_bytes)} (a line at most ${mib(max_line_bytes)}); a file past one of these, or ` +
+    "with a bad line, is refused whole, naming the line and byte.";
+}
+
 /** TRL's JSONL: {"prompt","chosen","rejected"} per line. */
 export function toJsonl(picks) {
   const lines = picks.map(({ prompt, chosen, rejected }) =>

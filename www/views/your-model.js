@@ -1,6 +1,6 @@
 // Your model: where it runs (the device badge), what it holds in memory, and the LoRA form used
 // when a folder is loaded.
-import { $ } from "./dom.js";
+import { $, el } from "./dom.js";
 
 /** The badge and the model line, from the worker's report (`info`). */
 export function renderModel({ model, info, backend, gpuFailure }) {
@@ -49,3 +49,28 @@ export const loraChoice = () =>
         all_linear: $("lora-all").checked,
       }
     : null;
+
+/** The model folders kept in this browser (`folders`: name, label, lora, files, bytes, savedAt),
+ *  each with Use and Delete; `inUse` names the one loaded. Names and labels are text, never
+ *  HTML. */
+export function renderFolders(folders, inUse, { use, remove }) {
+  const list = $("folders");
+  list.replaceChildren(
+    ...folders.map((f) => {
+      const lora = f.lora ? `LoRA r=${f.lora.r}` : "full fine-tuning";
+      const when = new Date(f.savedAt).toLocaleDateString();
+      const id = f.name.split(":")[1] ?? f.name;
+      const what = `${f.label} · ${(f.bytes / 1e6).toFixed(1)} MB · ${lora} · ${when} · ${id}`;
+      const useButton = el("button", { type: "button", class: "use-folder" }, "Use");
+      if (f.name === inUse) useButton.dataset.inUse = "1";
+      useButton.addEventListener("click", () => use(f.name));
+      const deleteButton = el("button", { type: "button", class: "delete-folder" }, "Delete");
+      deleteButton.addEventListener("click", () => remove(f));
+      const item = el("li", {}, what + (f.name === inUse ? " (in use) " : " "));
+      item.dataset.name = f.name;
+      item.append(useButton, deleteButton);
+      return item;
+    }),
+  );
+  $("folders-title").hidden = folders.length === 0;
+}

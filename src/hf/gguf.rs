@@ -1,0 +1,492 @@
+//! llama.cpp's GGUF files (versions 2 and 3): the metadata, the tensor infos and the tensors,
+//! dequantized to f32 on load exactly as gguf-py's `quants.dequantize` does (the same f32
+//! operations in the same order, so the values are bit-identical).
+//!
+//! A file is a header (`GGUF`, version, counts), metadata key/value pairs, tensor infos (name,
+//! dimensions innermost first, ggml type, offset) and, at the next multiple of
+//! `general.alignment` (32 by default), the tensor data.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::hf::safetensors::f16_to_f32;
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<Value>),
+}
+
+impl Value {
+    /// An integer value of any width, if it is one and is not negative.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::U8(v) => Some(v.into()),
+            Value::U16(v) => Some(v.into()),
+            Value::U32(v) => Some(v.into()),
+            Value::U64(v) => Some(v),
+            Value::I8(v) => u64::try_from(v).ok(),
+            Value::I16(v) => u64::try_from(v).ok(),
+            Value::I32(v) => u64::try_from(v).ok(),
+            Value::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::F32(v) => Some(v.into()),
+            Value::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// The tensor types read here (ggml's numbering), with their block layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q2K,
+    Q3K,
+    Q4K,
+    Q5K,
+    Q6K,
+}
+
+const QK_K: usize = 256;
+
+impl GgmlType {
+    /// The type of ggml's number `id`, or None for types not read here.
+    pub fn from_id(id: u32) -> Option<Self> {
+        Some(match id {
+            0 => Self::F32,
+            1 => Self::F16,
+            2 => Self::Q4_0,
+            3 => Self::Q4_1,
+            6 => Self::Q5_0,
+            7 => Self::Q5_1,
+            8 => Self::Q8_0,
+            10 => Self::Q2K,
+            11 => Self::Q3K,
+            12 => Self::Q4K,
+            13 => Self::Q5K,
+            14 => Self::Q6K,
+            30 => Self::BF16,
+            _ => return None,
+        })
+    }
+
+    /// Values per block and bytes per block.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            Self::F32 => (1, 4),
+            Self::F16 | Self::BF16 => (1, 2),
+            Self::Q4_0 => (32, 18),
+            Self::Q4_1 => (32, 20),
+            Self::Q5_0 => (32, 22),
+            Self::Q5_1 => (32, 24),
+            Self::Q8_0 => (32, 34),
+            Self::Q2K => (QK_K, 84),
+            Self::Q3K => (QK_K, 110),
+            Self::Q4K => (QK_K, 144),
+            Self::Q5K => (QK_K, 176),
+            Self::Q6K => (QK_K, 210),
+        }
+    }
+
+    /// One block's values (`out.len()` of them) from its bytes, as gguf-py computes them.
+    fn dequantize_block(self, b: &[u8], out: &mut [f32]) {
+        let half = |i: usize| f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
+        match self {
+            Self::F32 => out[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            Self::F16 => out[0] = half(0),
+            Self::BF16 => {
+                out[0] = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
+            }
+            Self::Q4_0 | Self::Q4_1 => {
+                let (d, m, qs) = if self == Self::Q4_0 {
+                    (half(0), None, &b[2..18])
+                } else {
+                    (half(0), Some(half(2)), &b[4..20])
+                };
+                for (j, &q) in qs.iter().enumerate() {
+                    for (k, nibble) in [q & 0x0F, q >> 4].into_iter().enumerate() {
+                        out[j + 16 * k] = match m {
+                            None => d * (nibble as i8 - 8) as f32,
+                            Some(m) => d * nibble as f32 + m,
+                        };
+                    }
+                }
+            }
+            Self::Q5_0 | Self::Q5_1 => {
+                let (d, m, at) = if self == Self::Q5_0 {
+                    (half(0), None, 2)
+                } else {
+                    (half(0), Some(half(2)), 4)
+                };
+                let qh = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+                let qs = &b[at + 4..at + 20];
+                for (i, v) in out.iter_mut().enumerate() {
+                    let low = (qs[i % 16] >> (4 * (i / 16))) & 0x0F;
+                    let q = low | ((((qh >> i) & 1) as u8) << 4);
+                    *v = match m {
+                        None => d * (q as i8 - 16) as f32,
+                        Some(m) => d * q as f32 + m,
+                    };
+                }
+            }
+            Self::Q8_0 => {
+                let d = half(0);
+                for (v, &q) in out.iter_mut().zip(&b[2..34]) {
+                    *v = (q as i8) as f32 * d;
+                }
+            }
+            Self::Q2K => {
+                let (scales, qs) = (&b[..16], &b[16..80]);
+                let (d, dmin) = (half(80), half(82));
+                for (e, v) in out.iter_mut().enumerate() {
+                    let (h, s, j) = (e / 128, (e % 128) / 32, e % 32);
+                    let q = ((qs[h * 32 + j] >> (2 * s)) & 3) as f32;
+                    let sc = scales[e / 16];
+                    let dl = d * (sc & 0x0F) as f32;
+                    let ml = dmin * (sc >> 4) as f32;
+                    *v = dl * q - ml;
+                }
+            }
+            Self::Q3K => {
+                let (hmask, qs, scales, d) = (&b[..32], &b[32..96], &b[96..108], half(108));
+                for (e, v) in out.iter_mut().enumerate() {
+                    let g = e / 16;
+                    let low = if g < 8 { scales[g] } else { scales[g - 8] >> 4 } & 0x0F;
+                    let high = (scales[8 + g % 4] >> (2 * (g / 4))) & 0x03;
+                    let scale = ((low | (high << 4)) as i8).wrapping_sub(32) as f32;
+                    let dl = d * scale;
+                    let (h, s, j) = (e / 128, (e % 128) / 32, e % 32);
+                    let ql = ((qs[h * 32 + j] >> (2 * s)) & 3) as i8;
+                    let qh = ((hmask[e % 32] >> (e / 32)) & 1) ^ 1;
+                    *v = dl * (ql - ((qh << 2) as i8)) as f32;
+                }
+            }
+            Self::Q4K | Self::Q5K => {
+                let (d, dmin, scales) = (half(0), half(2), &b[4..16]);
+                let (qh, qs) = if self == Self::Q5K {
+                    (Some(&b[16..48]), &b[48..176])
+                } else {
+                    (None, &b[16..144])
+                };
+                let (sc, mins) = k_scale_min(scales);
+                for (e, v) in out.iter_mut().enumerate() {
+                    let (g, j) = (e / 32, e % 32);
+                    let low = (qs[(g / 2) * 32 + j] >> (4 * (g % 2))) & 0x0F;
+                    let q = match qh {
+                        Some(qh) => low | (((qh[j] >> g) & 1) << 4),
+                        None => low,
+                    };
+                    let dl = d * sc[g] as f32;
+                    let dm = dmin * mins[g] as f32;
+                    *v = dl * q as f32 - dm;
+                }
+            }
+            Self::Q6K => {
+                let (ql, qh, scales, d) = (&b[..128], &b[128..192], &b[192..208], half(208));
+                for (e, v) in out.iter_mut().enumerate() {
+                    let (h, r) = (e / 128, e % 128);
+                    let low = (ql[h * 64 + r % 64] >> (4 * (r / 64))) & 0x0F;
+                    let high = (qh[h * 32 + r % 32] >> (2 * (r / 32))) & 0x03;
+                    let q = ((low | (high << 4)) as i8).wrapping_sub(32) as f32;
+                    *v = d * (scales[e / 16] as i8) as f32 * q;
+                }
+            }
+        }
+    }
+}
+
+/// The 8 six-bit scales and mins of a Q4_K/Q5_K block, packed in 12 bytes.
+fn k_scale_min(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0; 8];
+    let mut min = [0; 8];
+    for i in 0..4 {
+        sc[i] = s[i] & 0x3F;
+        min[i] = s[4 + i] & 0x3F;
+        sc[4 + i] = (s[8 + i] & 0x0F) | ((s[i] >> 2) & 0x30);
+        min[4 + i] = (s[8 + i] >> 4) | ((s[4 + i] >> 2) & 0x30);
+    }
+    (sc, min)
+}
+
+/// A tensor's description: `dims` innermost first, as ggml lists them (PyTorch's shape is
+/// their reverse), and where its data starts in the data section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    pub offset: u64,
+}
+
+impl TensorInfo {
+    /// The shape as PyTorch (and transformers) sees it: the dims, outermost first.
+    pub fn shape(&self) -> Vec<usize> {
+        self.dims.iter().rev().map(|&d| d as usize).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.dims.iter().product::<u64>() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A parsed GGUF file over its bytes.
+#[derive(Debug)]
+pub struct Gguf<'a> {
+    pub version: u32,
+    pub metadata: BTreeMap<String, Value>,
+    pub tensors: Vec<TensorInfo>,
+    data: &'a [u8],
+    file: String,
+}
+
+const MAGIC: &[u8; 4] = b"GGUF";
+
+impl<'a> Gguf<'a> {
+    /// Parses the header, metadata and tensor infos of `bytes` (named `file` in errors). A
+    /// truncated file, an unknown value or tensor type, or a tensor past the end is refused,
+    /// naming the key or tensor.
+    pub fn parse(bytes: &'a [u8], file: &str) -> Result<Self> {
+        let mut r = Reader { bytes, at: 0, file };
+        if r.take(4, "the magic number")? != MAGIC {
+            return Err(r.error("not a GGUF file (it does not start with \"GGUF\")"));
+        }
+        let version = r.u32("the version")?;
+        if !(2..=3).contains(&version) {
+            return Err(r.error(format!(
+                "GGUF version {version} is not read here (2 and 3 are)"
+            )));
+        }
+        let tensor_count = r.u64("the tensor count")?;
+        let kv_count = r.u64("the metadata count")?;
+        let mut metadata = BTreeMap::new();
+        for _ in 0..kv_count {
+            let key = r.string("a metadata key")?;
+            let kind = r.u32(&format!("the type of metadata key '{key}'"))?;
+            let value = r.value(kind, &key)?;
+            metadata.insert(key, value);
+        }
+        let mut tensors = Vec::new();
+        for _ in 0..tensor_count {
+            let name = r.string("a tensor name")?;
+            let n_dims = r.u32(&format!("the rank of tensor '{name}'"))?;
+            if n_dims > 4 {
+                return Err(r.error(format!(
+                    "tensor '{name}' has {n_dims} dimensions (at most 4)"
+                )));
+            }
+            let dims = (0..n_dims)
+                .map(|_| r.u64(&format!("the shape of tensor '{name}'")))
+                .collect::<Result<Vec<_>>>()?;
+            let id = r.u32(&format!("the type of tensor '{name}'"))?;
+            let ggml_type = GgmlType::from_id(id).ok_or_else(|| {
+                r.error(format!(
+                    "tensor '{name}' has ggml type {id}, which is not read here (F32, F16, BF16, \
+                     Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and Q2_K to Q6_K are)"
+                ))
+            })?;
+            let offset = r.u64(&format!("the offset of tensor '{name}'"))?;
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                ggml_type,
+                offset,
+            });
+        }
+        let alignment = match metadata.get("general.alignment") {
+            None => 32,
+            Some(v) => match v.as_u64() {
+                Some(a) if a > 0 && a.is_power_of_two() => a as usize,
+                _ => return Err(r.error(format!("general.alignment is {v:?}, not a power of two"))),
+            },
+        };
+        let start = r.at.div_ceil(alignment) * alignment;
+        let data = bytes.get(start..).unwrap_or(&[]);
+        let gguf = Gguf {
+            version,
+            metadata,
+            tensors,
+            data,
+            file: file.to_string(),
+        };
+        for t in &gguf.tensors {
+            gguf.tensor_bytes(t)?;
+        }
+        Ok(gguf)
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.get(key)
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The bytes of `t`'s data, checked against its type's block size and the file's end.
+    fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
+        let (block, size) = t.ggml_type.block();
+        let n = t.len();
+        let rows = t.dims.first().copied().unwrap_or(1) as usize;
+        if n % block != 0 || rows % block != 0 {
+            return Err(Error::checkpoint(
+                &self.file,
+                format!(
+                    "tensor '{}' has rows of {rows} values, not a multiple of {:?}'s block of {block}",
+                    t.name, t.ggml_type
+                ),
+            ));
+        }
+        let len = n / block * size;
+        let start = t.offset as usize;
+        self.data
+            .get(start..start.saturating_add(len))
+            .ok_or_else(|| {
+                Error::checkpoint(
+                    &self.file,
+                    format!(
+                        "tensor '{}' ({len} bytes at offset {start} of the data) runs past the end \
+                         of the file: it is truncated",
+                        t.name
+                    ),
+                )
+            })
+    }
+
+    /// `t`'s values as f32, in its stored order (innermost dimension fastest).
+    pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>> {
+        let bytes = self.tensor_bytes(t)?;
+        let (block, size) = t.ggml_type.block();
+        let mut out = vec![0f32; t.len()];
+        for (values, b) in out.chunks_exact_mut(block).zip(bytes.chunks_exact(size)) {
+            t.ggml_type.dequantize_block(b, values);
+        }
+        Ok(out)
+    }
+}
+
+/// A bounds-checked little-endian reader over the header.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    file: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, msg: impl std::fmt::Display) -> Error {
+        Error::checkpoint(self.file, msg)
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(self.error(format!(
+                "truncated: the file ends at byte {} while reading {what}",
+                self.bytes.len()
+            )));
+        };
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+        Ok(self.take(N, what)?.try_into().unwrap())
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.u64(what)?;
+        let bytes = self.take(usize::try_from(len).unwrap_or(usize::MAX), what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.error(format!("{what} is not UTF-8")))
+    }
+
+    fn value(&mut self, kind: u32, key: &str) -> Result<Value> {
+        let what = format!("the value of metadata key '{key}'");
+        Ok(match kind {
+            0 => Value::U8(self.array::<1>(&what)?[0]),
+            1 => Value::I8(self.array::<1>(&what)?[0] as i8),
+            2 => Value::U16(u16::from_le_bytes(self.array(&what)?)),
+            3 => Value::I16(i16::from_le_bytes(self.array(&what)?)),
+            4 => Value::U32(u32::from_le_bytes(self.array(&what)?)),
+            5 => Value::I32(i32::from_le_bytes(self.array(&what)?)),
+            6 => Value::F32(f32::from_le_bytes(self.array(&what)?)),
+            7 => Value::Bool(self.array::<1>(&what)?[0] != 0),
+            8 => Value::String(self.string(&what)?),
+            9 => {
+                let inner = self.u32(&what)?;
+                if inner == 9 {
+                    return Err(self.error(format!("{what} is an array of arrays")));
+                }
+                let n = self.u64(&what)?;
+                // Each element takes at least one byte: a count past the file is a bad file.
+                if n > (self.bytes.len() - self.at) as u64 {
+                    return Err(self.error(format!("truncated: {what} claims {n} elements")));
+                }
+                Value::Array(
+                    (0..n)
+                        .map(|_| self.value(inner, key))
+                        .collect::<Result<_>>()?,
+                )
+            }
+            10 => Value::U64(u64::from_le_bytes(self.array(&what)?)),
+            11 => Value::I64(i64::from_le_bytes(self.array(&what)?)),
+            12 => Value::F64(f64::from_le_bytes(self.array(&what)?)),
+            other => {
+                return Err(self.error(format!("metadata key '{key}' has unknown type {other}")));
+            }
+        })
+    }
+}

@@ -1,0 +1,113 @@
+//! GGUF files read as gguf-py reads them: the fixtures in tests/fixtures/gguf were written by
+//! gguf-py, and quants-expected.gguf holds gguf-py's own `quants.dequantize` of every tensor
+//! (tools/gguf_fixtures.py). Every type must give exactly those f32 values.
+
+use std::path::PathBuf;
+
+use webdpo::hf::gguf::{GgmlType, Gguf, Value};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn every_type_dequantizes_bit_exactly_as_gguf_py() {
+    let (bytes, expected) = (fixture("quants.gguf"), fixture("quants-expected.gguf"));
+    let file = Gguf::parse(&bytes, "quants.gguf").unwrap();
+    let truth = Gguf::parse(&expected, "quants-expected.gguf").unwrap();
+    let types: Vec<GgmlType> = file.tensors.iter().map(|t| t.ggml_type).collect();
+    use GgmlType::*;
+    assert_eq!(
+        types,
+        [
+            F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K
+        ]
+    );
+    for t in &file.tensors {
+        assert_eq!(t.shape(), [2, 512], "{}", t.name);
+        let want = truth.tensor(&t.name).unwrap();
+        assert_eq!(want.ggml_type, F32);
+        let (got, want) = (file.dequantize(t).unwrap(), truth.dequantize(want).unwrap());
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(w.is_finite(), "{}[{i}]", t.name);
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "{}[{i}]: {g} vs gguf-py's {w}",
+                t.name
+            );
+        }
+    }
+}
+
+#[test]
+fn metadata_of_every_value_type_reads_back() {
+    let bytes = fixture("quants.gguf");
+    let file = Gguf::parse(&bytes, "quants.gguf").unwrap();
+    assert_eq!(file.version, 3);
+    let get = |k: &str| file.get(k).unwrap_or_else(|| panic!("{k} missing")).clone();
+    assert_eq!(get("general.architecture").as_str(), Some("llama"));
+    assert_eq!(get("test.u8"), Value::U8(200));
+    assert_eq!(get("test.i8"), Value::I8(-100));
+    assert_eq!(get("test.u16"), Value::U16(60000));
+    assert_eq!(get("test.i16"), Value::I16(-30000));
+    assert_eq!(get("test.u32"), Value::U32(4_000_000_000));
+    assert_eq!(get("test.i32"), Value::I32(-2_000_000_000));
+    assert_eq!(get("test.u64"), Value::U64((1 << 63) + 5));
+    assert_eq!(get("test.i64"), Value::I64(-(1 << 62)));
+    assert_eq!(get("test.f32"), Value::F32(0.1));
+    assert_eq!(get("test.f64"), Value::F64(0.1));
+    assert_eq!(get("test.bool"), Value::Bool(true));
+    assert_eq!(get("test.string").as_str(), Some("Grüße, 世界"));
+    let strings: Vec<_> = get("test.strings").as_array().unwrap().to_vec();
+    assert_eq!(strings, ["a", "bc", ""].map(|s| Value::String(s.into())));
+    let ints = get("test.ints");
+    let ints: Vec<i64> = ints
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| match v {
+            Value::I32(v) => i64::from(*v),
+            Value::I64(v) => *v,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ints, [1, -2, 3]);
+}
+
+#[test]
+fn a_truncated_or_unsupported_file_is_refused_naming_what() {
+    let truncated = fixture("truncated.gguf");
+    let e = Gguf::parse(&truncated, "truncated.gguf")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("checkpoint truncated.gguf: tensor 'q6_k'") && e.contains("truncated"),
+        "{e}"
+    );
+    let unknown = fixture("unknown-type.gguf");
+    let e = Gguf::parse(&unknown, "unknown-type.gguf")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tensor 'blk.0.attn_q.weight' has ggml type 16, which is not read here"),
+        "{e}"
+    );
+    // Cut inside the metadata: the key being read is named.
+    let whole = fixture("quants.gguf");
+    let e = Gguf::parse(&whole[..200], "cut.gguf")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("truncated: the file ends at byte 200 while reading"),
+        "{e}"
+    );
+    let e = Gguf::parse(b"GGML\x03\x00\x00\x00", "old.bin")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a GGUF file"), "{e}");
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""GGUF files written by gguf-py, and gguf-py's own dequantization of them: the fixtures that
+webdpo's GGUF reader (src/hf/gguf.rs) is tested against (tests/fixtures/gguf/).
+
+Run once, by hand (CI never needs Python); the output is small and committed:
+
+    python3 -m venv tools/.venv && tools/.venv/bin/pip install gguf numpy
+    tools/.venv/bin/python tools/gguf_fixtures.py --out tests/fixtures/gguf
+
+quants.gguf holds one tensor per type read (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 from
+gguf-py's quantizer; Q2_K to Q6_K, which gguf-py cannot quantize, as random blocks with finite
+scales), two rows of 512 values each, and metadata of every value type. quants-expected.gguf
+holds `gguf.quants.dequantize` of each as F32, under the same names: the reader must give
+exactly those values. truncated.gguf is quants.gguf cut inside its last tensor;
+unknown-type.gguf names a tensor of a type not read (IQ2_XXS).
+"""
+
+import argparse
+import os
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as T
+
+QUANTIZED = [T.F16, T.BF16, T.Q4_0, T.Q4_1, T.Q5_0, T.Q5_1, T.Q8_0]
+K_QUANTS = [T.Q2_K, T.Q3_K, T.Q4_K, T.Q5_K, T.Q6_K]
+SHAPE = (2, 512)
+
+
+def random_blocks(rng, qtype, n_values):
+    """Random bytes for `n_values` of a K-quant, with the f16 scales made finite and small."""
+    block, size = gguf.GGML_QUANT_SIZES[qtype]
+    blocks = rng.integers(0, 256, size=(n_values // block, size), dtype=np.uint8)
+    # Where each K-quant keeps its f16 scale(s): d (and dmin).
+    halves = {T.Q2_K: [80, 82], T.Q3_K: [108], T.Q4_K: [0, 2], T.Q5_K: [0, 2], T.Q6_K: [208]}
+    for at in halves[qtype]:
+        scale = rng.uniform(-0.05, 0.05, size=len(blocks)).astype(np.float16)
+        blocks[:, at : at + 2] = scale.view(np.uint8).reshape(-1, 2)
+    return blocks
+
+
+def write(path, tensors, metadata=True):
+    writer = gguf.GGUFWriter(path, arch="llama")
+    if metadata:
+        writer.add_uint8("test.u8", 200)
+        writer.add_int8("test.i8", -100)
+        writer.add_uint16("test.u16", 60000)
+        writer.add_int16("test.i16", -30000)
+        writer.add_uint32("test.u32", 4_000_000_000)
+        writer.add_int32("test.i32", -2_000_000_000)
+        writer.add_uint64("test.u64", 2**63 + 5)
+        writer.add_int64("test.i64", -(2**62))
+        writer.add_float32("test.f32", 0.1)
+        writer.add_float64("test.f64", 0.1)
+        writer.add_bool("test.bool", True)
+        writer.add_string("test.string", "Grüße, 世界")
+        writer.add_array("test.strings", ["a", "bc", ""])
+        writer.add_array("test.ints", [1, -2, 3])
+    for name, (data, raw_dtype) in tensors.items():
+        if raw_dtype is None:
+            writer.add_tensor(name, data)
+        else:
+            writer.add_tensor(name, data, raw_dtype=raw_dtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    out = parser.parse_args().out
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(0)
+    tensors = {"f32": (rng.standard_normal(SHAPE).astype(np.float32), None)}
+    for qtype in QUANTIZED:
+        values = rng.standard_normal(SHAPE).astype(np.float32)
+        tensors[qtype.name.lower()] = (gguf.quants.quantize(values, qtype), qtype)
+    for qtype in K_QUANTS:
+        blocks = random_blocks(rng, qtype, SHAPE[0] * SHAPE[1])
+        tensors[qtype.name.lower()] = (blocks.reshape(SHAPE[0], -1), qtype)
+    write(os.path.join(out, "quants.gguf"), tensors)
+
+    expected = {}
+    for name, (data, qtype) in tensors.items():
+        values = data if qtype is None else gguf.quants.dequantize(data, qtype)
+        expected[name] = (np.ascontiguousarray(values, dtype=np.float32).reshape(SHAPE), None)
+    write(os.path.join(out, "quants-expected.gguf"), expected, metadata=False)
+
+    whole = open(os.path.join(out, "quants.gguf"), "rb").read()
+    open(os.path.join(out, "truncated.gguf"), "wb").write(whole[:-100])
+
+    unknown = rng.integers(0, 256, size=(1, gguf.GGML_QUANT_SIZES[T.IQ2_XXS][1]), dtype=np.uint8)
+    writer = gguf.GGUFWriter(os.path.join(out, "unknown-type.gguf"), arch="llama")
+    writer.add_tensor("blk.0.attn_q.weight", unknown, raw_dtype=T.IQ2_XXS)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+if __name__ == "__main__":
+    main()

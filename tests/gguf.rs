@@ -111,3 +111,82 @@ fn a_truncated_or_unsupported_file_is_refused_naming_what() {
         .to_string();
     assert!(e.contains("not a GGUF file"), "{e}");
 }
+
+#[test]
+fn a_llama_gguf_gives_transformers_logits_of_the_same_weights() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    let device = burn::tensor::Device::flex();
+    let bytes = fixture("llama.gguf");
+    let (config, model) = webdpo::hf::gguf::load_model(&bytes, "llama.gguf", &device).unwrap();
+    // The config transformers builds from the metadata: that of the safetensors model.
+    let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
+    let read = |f: &str| std::fs::read_to_string(hf_dir.join(f)).unwrap();
+    let hf = webdpo::model::ModelConfig::from_json(&read("config.json")).unwrap();
+    assert_eq!(
+        (
+            config.vocab_size,
+            config.hidden_size,
+            config.num_hidden_layers
+        ),
+        (hf.vocab_size, hf.hidden_size, hf.num_hidden_layers)
+    );
+    assert_eq!(
+        (
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.intermediate_size
+        ),
+        (
+            hf.num_attention_heads,
+            hf.num_key_value_heads,
+            hf.intermediate_size
+        )
+    );
+    // GGUF stores the ε as f32; transformers reads that f32 value.
+    assert_eq!(
+        (config.rope_theta, config.norm_eps),
+        (hf.rope_theta, f64::from(hf.norm_eps as f32))
+    );
+    assert!(!config.tie_word_embeddings);
+    // transformers' logits of the safetensors model (f32 on both sides: the same weights).
+    let expected: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
+    let rows: Vec<Vec<i64>> = serde_json::from_value(expected["input_ids"].clone()).unwrap();
+    let (b, t) = (rows.len(), rows[0].len());
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
+    let got = model
+        .forward(tokens, None)
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let want: Vec<f64> = serde_json::from_value(expected["logits"].clone()).unwrap();
+    assert_eq!(got.len(), want.len());
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max);
+    assert!(diff < 1e-4, "logits differ from transformers' by {diff}");
+}
+
+#[test]
+fn another_architecture_is_refused_naming_it() {
+    // A GGUF v3 file with one metadata key and no tensors, written by hand.
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    bytes.extend(1u64.to_le_bytes());
+    let key = "general.architecture";
+    bytes.extend((key.len() as u64).to_le_bytes());
+    bytes.extend(key.as_bytes());
+    bytes.extend(8u32.to_le_bytes());
+    bytes.extend(5u64.to_le_bytes());
+    bytes.extend(b"mamba");
+    let device = burn::tensor::Device::flex();
+    let e = webdpo::hf::gguf::load_model(&bytes, "m.gguf", &device)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "checkpoint m.gguf: general.architecture is 'mamba': only llama and qwen2 GGUF files are read"
+    );
+}

@@ -12,10 +12,13 @@ gguf-py's quantizer; Q2_K to Q6_K, which gguf-py cannot quantize, as random bloc
 scales), two rows of 512 values each, and metadata of every value type. quants-expected.gguf
 holds `gguf.quants.dequantize` of each as F32, under the same names: the reader must give
 exactly those values. truncated.gguf is quants.gguf cut inside its last tensor;
-unknown-type.gguf names a tensor of a type not read (IQ2_XXS).
+unknown-type.gguf names a tensor of a type not read (IQ2_XXS). llama.gguf is the Llama fixture
+of tests/fixtures/hf converted as llama.cpp's convert_hf_to_gguf.py does (query and key rows
+permuted, llama.cpp's tensor names from gguf-py's map, the BPE vocabulary and merges), in f32.
 """
 
 import argparse
+import json
 import os
 
 import gguf
@@ -67,6 +70,75 @@ def write(path, tensors, metadata=True):
     writer.close()
 
 
+def read_safetensors(path):
+    """The tensors of a safetensors file (f32 only, as the Llama fixture stores them)."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        assert info["dtype"] == "F32", (name, info["dtype"])
+        start, end = info["data_offsets"]
+        data = np.frombuffer(raw[8 + n + start : 8 + n + end], dtype=np.float32)
+        tensors[name] = data.reshape(info["shape"])
+    return tensors
+
+
+def permute(weights, n_head, n_head_kv):
+    """convert_hf_to_gguf.py's LlamaModel.permute: each head's rotary halves interleaved."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (
+        weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def llama_gguf(hf_dir, path):
+    """The Llama fixture as llama.cpp's converter writes it, in f32 (lossless): its logits must be
+    transformers' logits of the safetensors model (expected.json)."""
+    config = json.load(open(os.path.join(hf_dir, "config.json")))
+    tokenizer = json.load(open(os.path.join(hf_dir, "tokenizer.json")))
+    tensors = {}
+    for f in sorted(os.listdir(hf_dir)):
+        if f.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(hf_dir, f)))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
+    writer = gguf.GGUFWriter(path, arch="llama")
+    writer.add_context_length(config["max_position_embeddings"])
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(config["num_attention_heads"])
+    writer.add_head_count_kv(config["num_key_value_heads"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
+    vocab = sorted(tokenizer["model"]["vocab"].items(), key=lambda kv: kv[1])
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([token for token, _ in vocab])
+    merges = tokenizer["model"]["merges"]
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    writer.add_bos_token_id(config["bos_token_id"])
+    writer.add_eos_token_id(config["eos_token_id"])
+    writer.add_chat_template(open(os.path.join(hf_dir, "chat_template.jinja")).read())
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    for name, data in tensors.items():
+        if name.endswith("q_proj.weight"):
+            data = permute(data, heads, heads)
+        elif name.endswith("k_proj.weight"):
+            data = permute(data, heads, kv_heads)
+        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert new_name is not None, name
+        writer.add_tensor(new_name, np.ascontiguousarray(data))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -98,6 +170,8 @@ def main():
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+
+    llama_gguf(os.path.join(os.path.dirname(out), "hf", "llama"), os.path.join(out, "llama.gguf"))
 
 
 if __name__ == "__main__":

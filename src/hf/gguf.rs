@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
 use crate::hf::safetensors::f16_to_f32;
+use crate::model::ModelConfig;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -489,4 +490,190 @@ impl<'a> Reader<'a> {
             }
         })
     }
+}
+
+/// The HF architectures a GGUF file's `general.architecture` names, as transformers maps them.
+fn hf_class(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        "llama" => "LlamaForCausalLM",
+        "qwen2" => "Qwen2ForCausalLM",
+        _ => return None,
+    })
+}
+
+impl Gguf<'_> {
+    fn require(&self, key: &str) -> Result<&Value> {
+        self.get(key).ok_or_else(|| {
+            Error::checkpoint(&self.file, format!("metadata key '{key}' is missing"))
+        })
+    }
+
+    fn number(&self, key: &str) -> Result<f64> {
+        let value = self.require(key)?;
+        value.as_f64().ok_or_else(|| {
+            Error::checkpoint(
+                &self.file,
+                format!("metadata key '{key}' is {value:?}, not a number"),
+            )
+        })
+    }
+
+    /// `general.architecture`, refused unless transformers' class for it is implemented here.
+    fn architecture(&self) -> Result<(&str, &'static str)> {
+        let key = "general.architecture";
+        let arch = self.require(key)?.as_str().unwrap_or("");
+        let class = hf_class(arch).ok_or_else(|| {
+            Error::checkpoint(
+                &self.file,
+                format!("{key} is '{arch}': only llama and qwen2 GGUF files are read"),
+            )
+        })?;
+        Ok((arch, class))
+    }
+
+    /// The config.json transformers writes for this file (`from_pretrained(…, gguf_file=…)`):
+    /// the shapes, RoPE base and norm ε from `{arch}.*`, the vocabulary from the token list,
+    /// the special tokens from `tokenizer.ggml.*`, a tied head when there is no `output.weight`.
+    pub fn config_json(&self) -> Result<serde_json::Value> {
+        let (arch, class) = self.architecture()?;
+        let key = |k: &str| format!("{arch}.{k}");
+        let heads = self.number(&key("attention.head_count"))?;
+        let kv_heads = match self.get(&key("attention.head_count_kv")) {
+            Some(_) => self.number(&key("attention.head_count_kv"))?,
+            None => heads,
+        };
+        let vocab = match self.get("tokenizer.ggml.tokens").and_then(Value::as_array) {
+            Some(tokens) => tokens.len() as f64,
+            None => self.number(&key("vocab_size"))?,
+        };
+        let optional =
+            |k: &str, default: f64| self.get(k).and_then(Value::as_f64).unwrap_or(default);
+        let token = |k: &str| self.get(k).and_then(Value::as_u64);
+        Ok(serde_json::json!({
+            "architectures": [class],
+            "model_type": arch,
+            "vocab_size": vocab as usize,
+            "hidden_size": self.number(&key("embedding_length"))? as usize,
+            "num_hidden_layers": self.number(&key("block_count"))? as usize,
+            "num_attention_heads": heads as usize,
+            "num_key_value_heads": kv_heads as usize,
+            "intermediate_size": self.number(&key("feed_forward_length"))? as usize,
+            "max_position_embeddings": self.number(&key("context_length"))? as usize,
+            "rope_theta": optional(&key("rope.freq_base"), 10_000.0),
+            "rms_norm_eps": self.number(&key("attention.layer_norm_rms_epsilon"))?,
+            "tie_word_embeddings": self.tensor("output.weight").is_none(),
+            "hidden_act": "silu",
+            "bos_token_id": token("tokenizer.ggml.bos_token_id"),
+            "eos_token_id": token("tokenizer.ggml.eos_token_id"),
+            "torch_dtype": "float32",
+        }))
+    }
+
+    /// The GGUF tensor that holds the HF tensor `name` (llama.cpp's names for Llama and Qwen2).
+    fn gguf_name(name: &str) -> Option<String> {
+        let top = match name {
+            "model.embed_tokens.weight" => Some("token_embd.weight"),
+            "model.norm.weight" => Some("output_norm.weight"),
+            "lm_head.weight" => Some("output.weight"),
+            _ => None,
+        };
+        if let Some(top) = top {
+            return Some(top.to_string());
+        }
+        let rest = name.strip_prefix("model.layers.")?;
+        let (block, module) = rest.split_once('.')?;
+        let (module, kind) = module.rsplit_once('.')?;
+        let gguf = match module {
+            "input_layernorm" => "attn_norm",
+            "post_attention_layernorm" => "ffn_norm",
+            "self_attn.q_proj" => "attn_q",
+            "self_attn.k_proj" => "attn_k",
+            "self_attn.v_proj" => "attn_v",
+            "self_attn.o_proj" => "attn_output",
+            "mlp.gate_proj" => "ffn_gate",
+            "mlp.up_proj" => "ffn_up",
+            "mlp.down_proj" => "ffn_down",
+            _ => return None,
+        };
+        Some(format!("blk.{block}.{gguf}.{kind}"))
+    }
+
+    /// The values of HF tensor `name` with `shape`, dequantized; for Llama, the query and key
+    /// rows back in transformers' order (llama.cpp's converter interleaves each head's two
+    /// rotary halves; transformers' `reverse_permute_weights` undoes it, as here).
+    pub fn hf_tensor(&self, name: &str, shape: &[usize], config: &ModelConfig) -> Result<Vec<f32>> {
+        let missing = || Error::checkpoint(&self.file, format!("tensor {name} is missing"));
+        let gguf = Self::gguf_name(name).ok_or_else(missing)?;
+        let t = self.tensor(&gguf).ok_or_else(|| {
+            Error::checkpoint(
+                &self.file,
+                format!("tensor '{gguf}' (transformers' {name}) is missing"),
+            )
+        })?;
+        if t.shape() != shape {
+            return Err(Error::checkpoint(
+                &self.file,
+                format!(
+                    "tensor '{gguf}' has shape {:?}, the config needs {shape:?}",
+                    t.shape()
+                ),
+            ));
+        }
+        let values = self.dequantize(t)?;
+        let (arch, _) = self.architecture()?;
+        let heads = if gguf.ends_with("attn_q.weight") || gguf.ends_with("attn_q.bias") {
+            Some(config.num_attention_heads)
+        } else if gguf.ends_with("attn_k.weight") || gguf.ends_with("attn_k.bias") {
+            Some(
+                config
+                    .num_key_value_heads
+                    .unwrap_or(config.num_attention_heads),
+            )
+        } else {
+            None
+        };
+        Ok(match heads {
+            Some(heads) if arch == "llama" => unpermute(&values, shape, heads),
+            _ => values,
+        })
+    }
+}
+
+/// transformers' `reverse_permute_weights`: row (head h, half p, i) of the HF tensor is row
+/// (h, i, p) of llama.cpp's.
+fn unpermute(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    let rows = shape[0];
+    let width = values.len() / rows;
+    let half = rows / heads / 2;
+    let mut out = vec![0f32; values.len()];
+    for h in 0..heads {
+        for p in 0..2 {
+            for i in 0..half {
+                let to = (h * 2 * half + p * half + i) * width;
+                let from = (h * 2 * half + i * 2 + p) * width;
+                out[to..to + width].copy_from_slice(&values[from..from + width]);
+            }
+        }
+    }
+    out
+}
+
+/// The model in a GGUF file: the config transformers builds from its metadata and the weights,
+/// dequantized and named as transformers names them. Nothing is kept on failure.
+pub fn load_model(
+    bytes: &[u8],
+    file: &str,
+    device: &burn::tensor::Device,
+) -> Result<(ModelConfig, crate::model::CausalLm)> {
+    let gguf = Gguf::parse(bytes, file)?;
+    let config = ModelConfig::from_json(&gguf.config_json()?.to_string())?;
+    let model = crate::model::CausalLm::load(
+        &config,
+        &mut |name, shape| {
+            let values = gguf.hf_tensor(name, shape, &config)?;
+            Ok(burn::tensor::TensorData::new(values, shape.to_vec()))
+        },
+        device,
+    )?;
+    Ok((config, model))
 }

@@ -7,6 +7,7 @@ import { call, listenBehaviour } from "./client.js";
 import { applyLink, lessonLink } from "./link.js";
 import {
   activate,
+  adapterKey,
   forgetGpuFailure,
   importFolder,
   listFolders,
@@ -184,7 +185,8 @@ async function main() {
   try {
     state.trainer = await claim({ becomeTrainer, becomeWatcher });
     // A GPU that failed here before is not tried again until the user asks.
-    if (state.backend === "auto") state.gpuFailure = rememberedGpuFailure();
+    state.adapterKey = await adapterKey();
+    if (state.backend === "auto") state.gpuFailure = rememberedGpuFailure(state.adapterKey);
     if (state.gpuFailure) state.backend = "cpu";
     state.cache = await modelCache();
     const saved = await restoreLast();

@@ -136,23 +136,36 @@ async function recallRatings() {
   if (ratings.length) await call("recallRatings", { ratings });
 }
 
-// A GPU that failed here is remembered (its name, when, why): later loads start on the CPU
-// until the user asks to try the GPU again.
+// A GPU that failed here is remembered (its name, the browser's adapter, when, why): later
+// loads start on the CPU until the user asks to try the GPU again, or the adapter changes.
 const GPU_FAILED_KEY = "webdpo.gpu-failed";
 
-/** The GPU failure remembered from an earlier load, or null. */
-export function rememberedGpuFailure() {
+/** The browser's WebGPU adapter as a string (vendor, architecture, device, description), or
+ *  "" without one: what a remembered failure is tied to. */
+export async function adapterKey() {
+  try {
+    const info = (await navigator.gpu?.requestAdapter())?.info;
+    return info ? [info.vendor, info.architecture, info.device, info.description].join("|") : "";
+  } catch {
+    return "";
+  }
+}
+
+/** The GPU failure remembered from an earlier load on adapter `key`, or null. */
+export function rememberedGpuFailure(key) {
   try {
     const failure = JSON.parse(localStorage.getItem(GPU_FAILED_KEY) ?? "null");
-    return failure?.adapter ? failure : null;
+    // One remembered before adapters were told apart applies to any.
+    return failure?.adapter && (failure.key ?? key) === key ? failure : null;
   } catch {
     return null;
   }
 }
 
-/** Remembers that the GPU `adapter` failed (`reason`): this page and later loads use the CPU. */
+/** Remembers that the GPU `adapter` failed (`reason`): this page and later loads on the same
+ *  adapter use the CPU. */
 function rememberGpuFailure(adapter, reason) {
-  state.gpuFailure = { adapter, reason, time: Date.now() };
+  state.gpuFailure = { adapter, key: state.adapterKey, reason, time: Date.now() };
   localStorage.setItem(GPU_FAILED_KEY, JSON.stringify(state.gpuFailure));
   state.backend = "cpu";
 }

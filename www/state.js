@@ -34,9 +34,11 @@ export const state = {
   storedUndo: false,
   /** "auto", "webgpu" or "cpu" (`?backend=`); "cpu" after a GPU failure. */
   backend: params.get("backend") ?? "auto",
-  /** A GPU failure remembered from an earlier load ({adapter, reason, time}): this page starts
-   *  on the CPU. */
+  /** A GPU failure remembered from an earlier load on this adapter ({adapter, key, reason,
+   *  time}): this page starts on the CPU. */
   gpuFailure: null,
+  /** The browser's WebGPU adapter (models.js `adapterKey`): a remembered failure is its own. */
+  adapterKey: "",
   /** Each optimizer's usual learning rate, from the core. */
   learningRates: {},
   params,

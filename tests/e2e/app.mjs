@@ -774,6 +774,24 @@ try {
       WAIT,
     );
     check(true, "Try the GPU again: the next load is on WebGPU");
+    // A failure remembered on another adapter does not keep this one off.
+    await p2.evaluate(() =>
+      localStorage.setItem(
+        "webdpo.gpu-failed",
+        JSON.stringify({
+          adapter: "an older GPU",
+          key: "another|adapter",
+          reason: "lost",
+          time: 0,
+        }),
+      ),
+    );
+    await p2.reload();
+    await p2.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    check(
+      (await p2.$eval("#device", (e) => e.dataset.backend)) === "webgpu",
+      "a failure remembered on another adapter does not apply to this one",
+    );
     await other.close();
 
     // A GPU read that never answers (a timeout of 1 ms stands for a hung device): the read is

@@ -408,3 +408,55 @@ fn lora_training_on_a_hf_model_writes_merged_weights_and_a_peft_adapter() {
     ]);
     assert!(!ok && err.contains("--ref"), "{err}");
 }
+
+#[test]
+fn a_gguf_file_is_a_model_everywhere_a_folder_is() {
+    let dir = workdir("gguf");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gguf = root.join("tests/fixtures/gguf/llama.gguf");
+    let (gguf, hf) = (gguf.to_str().unwrap(), root.join("tests/fixtures/hf/llama"));
+    let hf = hf.to_str().unwrap();
+    let data = dir.join("pairs.jsonl");
+    let chat = concat!(
+        r#"{"prompt": [{"role": "user", "content": "Is the sky blue?"}], "#,
+        r#""chosen": [{"role": "assistant", "content": "Yes."}], "#,
+        r#""rejected": [{"role": "assistant", "content": "No."}]}"#
+    );
+    std::fs::write(&data, format!("{chat}\n{PAIRS}")).unwrap();
+    let data = data.to_str().unwrap();
+    // The file converted from the folder: the same log-probs, chat template included.
+    let (from_gguf, from_folder) = (eval(gguf, hf, data), eval(hf, hf, data));
+    for key in ["logps/chosen", "logps/rejected"] {
+        let (g, f) = (
+            from_gguf[key].as_f64().unwrap(),
+            from_folder[key].as_f64().unwrap(),
+        );
+        assert!((g - f).abs() < 1e-4, "{key}: GGUF {g}, folder {f}");
+    }
+    // LoRA on top, the base frozen: a PEFT adapter and merged safetensors come out.
+    let out = dir.join("trained");
+    let (ok, _, err) = webdpo(&[
+        "train",
+        "--model",
+        gguf,
+        "--data",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+        "--lora",
+        "4,8",
+        "--steps",
+        "2",
+    ]);
+    assert!(ok, "{err}");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "chat_template.jinja",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+}

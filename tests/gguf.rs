@@ -190,3 +190,30 @@ fn another_architecture_is_refused_naming_it() {
         "checkpoint m.gguf: general.architecture is 'mamba': only llama and qwen2 GGUF files are read"
     );
 }
+
+#[test]
+fn the_gguf_vocabulary_tokenizes_as_the_models_tokenizer_json() {
+    let bytes = fixture("llama.gguf");
+    let file = Gguf::parse(&bytes, "llama.gguf").unwrap();
+    let from_gguf = tokenizers::Tokenizer::from_bytes(file.tokenizer_json().unwrap()).unwrap();
+    let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
+    let truth = tokenizers::Tokenizer::from_file(hf_dir.join("tokenizer.json")).unwrap();
+    for text in [
+        "Tell me a story about a shy fox.",
+        "  two spaces, tabs\tand\nnew lines; ünïcödé and 世界 🦊",
+        "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
+    ] {
+        for special in [false, true] {
+            let ids =
+                |t: &tokenizers::Tokenizer| t.encode(text, special).unwrap().get_ids().to_vec();
+            let (got, want) = (ids(&from_gguf), ids(&truth));
+            assert_eq!(got, want, "{text:?}");
+            assert_eq!(
+                from_gguf.decode(&got, true).unwrap(),
+                truth.decode(&want, true).unwrap()
+            );
+        }
+    }
+    let template = std::fs::read_to_string(hf_dir.join("chat_template.jinja")).unwrap();
+    assert_eq!(file.chat_template(), Some(template.as_str()));
+}

@@ -121,6 +121,10 @@ def llama_gguf(hf_dir, path):
     writer.add_token_list([token for token, _ in vocab])
     merges = tokenizer["model"]["merges"]
     writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    special = {t["id"] for t in tokenizer["added_tokens"] if t["special"]}
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(vocab))]
+    )
     writer.add_bos_token_id(config["bos_token_id"])
     writer.add_eos_token_id(config["eos_token_id"])
     writer.add_chat_template(open(os.path.join(hf_dir, "chat_template.jinja")).read())

@@ -639,6 +639,96 @@ impl Gguf<'_> {
     }
 }
 
+impl Gguf<'_> {
+    /// The tokenizer.json transformers builds from `tokenizer.ggml.*` for a byte-level BPE
+    /// vocabulary (`tokenizer.ggml.model` "gpt2": GPT-2, SmolLM, Qwen2, Llama 3): the tokens
+    /// with their merges, control tokens (type 3) as special added tokens, GPT-2's byte-level
+    /// pre-tokenizer and decoder, and BOS first when `tokenizer.ggml.add_bos_token` says so.
+    pub fn tokenizer_json(&self) -> Result<String> {
+        let model = self.require("tokenizer.ggml.model")?.as_str().unwrap_or("");
+        if model != "gpt2" {
+            return Err(Error::checkpoint(
+                &self.file,
+                format!(
+                    "tokenizer.ggml.model is '{model}': only byte-level BPE vocabularies (gpt2)                      are read so far"
+                ),
+            ));
+        }
+        let strings = |key: &str| -> Result<Vec<&str>> {
+            let bad = || Error::checkpoint(&self.file, format!("{key} is not a list of strings"));
+            let list = self.require(key)?.as_array().ok_or_else(bad)?;
+            list.iter().map(|v| v.as_str().ok_or_else(bad)).collect()
+        };
+        let tokens = strings("tokenizer.ggml.tokens")?;
+        let merges = strings("tokenizer.ggml.merges")?;
+        let types: Vec<u64> = match self
+            .get("tokenizer.ggml.token_type")
+            .and_then(Value::as_array)
+        {
+            Some(types) => types.iter().map(|t| t.as_u64().unwrap_or(1)).collect(),
+            None => vec![1; tokens.len()],
+        };
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| (t.to_string(), serde_json::json!(id)))
+            .collect();
+        let added: Vec<serde_json::Value> = tokens
+            .iter()
+            .zip(&types)
+            .enumerate()
+            .filter(|(_, (_, kind))| **kind == 3)
+            .map(|(id, (content, _))| {
+                serde_json::json!({"id": id, "content": content, "single_word": false,
+                    "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+            })
+            .collect();
+        let bos = self
+            .get("tokenizer.ggml.bos_token_id")
+            .and_then(Value::as_u64);
+        let add_bos = matches!(
+            self.get("tokenizer.ggml.add_bos_token"),
+            Some(Value::Bool(true))
+        );
+        let bos = bos.and_then(|id| Some((id, *tokens.get(id as usize)?)));
+        let post_processor = match bos {
+            Some((id, bos)) if add_bos => {
+                let bos_first = serde_json::json!({"SpecialToken": {"id": bos, "type_id": 0}});
+                serde_json::json!({
+                    "type": "TemplateProcessing",
+                    "single": [bos_first, {"Sequence": {"id": "A", "type_id": 0}}],
+                    "pair": [bos_first, {"Sequence": {"id": "A", "type_id": 0}},
+                             {"Sequence": {"id": "B", "type_id": 1}}],
+                    "special_tokens": {bos: {"id": bos, "ids": [id], "tokens": [bos]}}
+                })
+            }
+            _ => serde_json::Value::Null,
+        };
+        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+                                            "trim_offsets": false, "use_regex": true});
+        Ok(serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": added,
+            "normalizer": null,
+            "pre_tokenizer": byte_level,
+            "post_processor": post_processor,
+            "decoder": byte_level,
+            "model": {"type": "BPE", "dropout": null, "unk_token": null,
+                      "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges}
+        })
+        .to_string())
+    }
+
+    /// `tokenizer.chat_template`, when the file has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.get("tokenizer.chat_template").and_then(Value::as_str)
+    }
+}
+
 /// transformers' `reverse_permute_weights`: row (head h, half p, i) of the HF tensor is row
 /// (h, i, p) of llama.cpp's.
 fn unpermute(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {

@@ -7,6 +7,7 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
+use crate::hf::gguf::{self, Gguf};
 use crate::hf::model_files::{COMPANION_FILES, INDEX, ModelFiles};
 use crate::hf::safetensors;
 use crate::hf::tokenizer::TextTokenizer;
@@ -25,7 +26,12 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 impl ModelDir {
+    /// A transformers model folder, or a llama.cpp `.gguf` file (its config, tokenizer and chat
+    /// template as transformers builds them; saved back as a transformers folder).
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
+            return Self::load_gguf(dir, device);
+        }
         let mut files = ModelFiles::default();
         files.insert("config.json", read(&dir.join("config.json"))?);
         for name in ["tokenizer.json", INDEX].into_iter().chain(COMPANION_FILES) {
@@ -42,6 +48,31 @@ impl ModelDir {
             config,
             model,
             files: files.without_weights(),
+        })
+    }
+
+    fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
+        let bytes = read(path)?;
+        let name = path.display().to_string();
+        let gguf = Gguf::parse(&bytes, &name)?;
+        let mut files = ModelFiles::new([
+            (
+                "config.json".to_string(),
+                gguf.config_json()?.to_string().into_bytes(),
+            ),
+            (
+                "tokenizer.json".to_string(),
+                gguf.tokenizer_json()?.into_bytes(),
+            ),
+        ]);
+        if let Some(template) = gguf.chat_template() {
+            files.insert("chat_template.jinja", template.as_bytes().to_vec());
+        }
+        let (config, model) = gguf::load_model(&bytes, &name, device)?;
+        Ok(Self {
+            config,
+            model,
+            files,
         })
     }
 

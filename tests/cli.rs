@@ -417,14 +417,10 @@ fn a_gguf_file_is_a_model_everywhere_a_folder_is() {
     let (gguf, hf) = (gguf.to_str().unwrap(), root.join("tests/fixtures/hf/llama"));
     let hf = hf.to_str().unwrap();
     let data = dir.join("pairs.jsonl");
-    let chat = concat!(
-        r#"{"prompt": [{"role": "user", "content": "Is the sky blue?"}], "#,
-        r#""chosen": [{"role": "assistant", "content": "Yes."}], "#,
-        r#""rejected": [{"role": "assistant", "content": "No."}]}"#
-    );
-    std::fs::write(&data, format!("{chat}\n{PAIRS}")).unwrap();
+    std::fs::write(&data, PAIRS).unwrap();
     let data = data.to_str().unwrap();
-    // The file converted from the folder: the same log-probs, chat template included.
+    // The file converted from the folder: the same log-probs (on rows short enough for the
+    // folder's 64 positions; the file's context is longer).
     let (from_gguf, from_folder) = (eval(gguf, hf, data), eval(hf, hf, data));
     for key in ["logps/chosen", "logps/rejected"] {
         let (g, f) = (

@@ -108,7 +108,9 @@ def llama_gguf(hf_dir, path):
             tensors.update(read_safetensors(os.path.join(hf_dir, f)))
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
     writer = gguf.GGUFWriter(path, arch="llama")
-    writer.add_context_length(config["max_position_embeddings"])
+    # Raised from the folder's 64 (as the app's test raises the folder's) so that a prompt in
+    # the chat template fits; positions do not change the logits of shorter inputs.
+    writer.add_context_length(512)
     writer.add_embedding_length(config["hidden_size"])
     writer.add_block_count(config["num_hidden_layers"])
     writer.add_feed_forward_length(config["intermediate_size"])

@@ -80,10 +80,11 @@ function wire() {
   $("download-adapter").addEventListener("click", act.downloadAdapter);
   onFile("import", act.importPairs);
   onFile("load", act.loadPolicy);
-  $("folder").addEventListener("change", (e) => {
-    const files = pickedFiles(e.target.files);
-    if (files.length) importFolder(files).finally(() => (e.target.value = ""));
-  });
+  for (const id of ["folder", "gguf"])
+    $(id).addEventListener("change", (e) => {
+      const files = pickedFiles(e.target.files);
+      if (files.length) importFolder(files).finally(() => (e.target.value = ""));
+    });
   const drop = $("dropzone");
   drop.addEventListener("dragover", (e) => (e.preventDefault(), drop.classList.add("over")));
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

@@ -284,10 +284,15 @@ export async function activate(next, { restart = false } = {}) {
 }
 
 /** The model files of a picked or dropped folder (top level only; the core says which names
- *  loading reads, and refuses a folder without config.json), and the folder's name. */
+ *  loading reads, and refuses a folder without config.json or a .gguf file), and the name of
+ *  the folder (or of the one file). */
 async function modelFiles(files) {
   const top = files.filter((f) => (f.path.match(/\//g) ?? []).length <= 1);
-  const label = files[0]?.path.includes("/") ? files[0].path.split("/")[0] : "your model";
+  const label = files[0]?.path.includes("/")
+    ? files[0].path.split("/")[0]
+    : files.length === 1
+      ? files[0].file.name
+      : "your model";
   const names = top.map((f) => f.file.name);
   const read = new Set(await call("modelFiles", { names, folder: label }));
   return { label, files: top.filter((f) => read.has(f.file.name)).map((f) => f.file) };
@@ -309,9 +314,12 @@ export async function importFolder(picked) {
     notice(null);
     const lora = loraChoice();
     // The memory check first, from config.json alone: a model too large is refused before its
-    // weights are read into the tab.
-    const config = await files.find((f) => f.name === "config.json").text();
-    await call("checkMemory", { config, backend: state.backend, lora, budget: memoryBudget() });
+    // weights are read into the tab (a .gguf file's config is inside it: checked on load).
+    const configFile = files.find((f) => f.name === "config.json");
+    if (configFile) {
+      const config = await configFile.text();
+      await call("checkMemory", { config, backend: state.backend, lora, budget: memoryBudget() });
+    }
     const total = files.reduce((n, f) => n + f.size, 0);
     status(`Reading ${files.length} files of ${label} (${(total / 1e6).toFixed(0)} MB)…`, {
       progress: null,

@@ -7,7 +7,6 @@ use std::path::Path;
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
-use crate::hf::gguf::{self, Gguf};
 use crate::hf::model_files::{COMPANION_FILES, INDEX, ModelFiles};
 use crate::hf::safetensors;
 use crate::hf::tokenizer::TextTokenizer;
@@ -52,27 +51,14 @@ impl ModelDir {
     }
 
     fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = read(path)?;
         let name = path.display().to_string();
-        let gguf = Gguf::parse(&bytes, &name)?;
-        let mut files = ModelFiles::new([
-            (
-                "config.json".to_string(),
-                gguf.config_json()?.to_string().into_bytes(),
-            ),
-            (
-                "tokenizer.json".to_string(),
-                gguf.tokenizer_json()?.into_bytes(),
-            ),
-        ]);
-        if let Some(template) = gguf.chat_template() {
-            files.insert("chat_template.jinja", template.as_bytes().to_vec());
-        }
-        let (config, model) = gguf::load_model(&bytes, &name, device)?;
+        let files = ModelFiles::new([(name, read(path)?)]).expand_gguf()?;
+        let config = files.config()?;
+        let model = files.model(&config, device)?;
         Ok(Self {
             config,
             model,
-            files,
+            files: files.without_weights(),
         })
     }
 

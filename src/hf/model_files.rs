@@ -2,13 +2,16 @@
 //! model.safetensors or its shards (model-0000i-of-0000n.safetensors listed by
 //! model.safetensors.index.json), and the files beside them that say how to tokenise and
 //! generate. The CLI reads one from a directory, the browser from a folder the user picks; both
-//! build the model and tokenizer here.
+//! build the model and tokenizer here. A llama.cpp `.gguf` file stands for a whole folder: its
+//! config.json, tokenizer.json and chat template are derived from it ([`ModelFiles::expand_gguf`])
+//! and the weights read from it.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
+use crate::hf::gguf::{self, Gguf};
 use crate::hf::safetensors;
 use crate::hf::tokenizer::{ChatTemplate, TextTokenizer};
 use crate::model::CausalLm;
@@ -23,6 +26,10 @@ pub const COMPANION_FILES: [&str; 4] = [
 ];
 
 pub const INDEX: &str = "model.safetensors.index.json";
+
+fn is_gguf(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".gguf")
+}
 
 #[derive(Default, Clone)]
 pub struct ModelFiles {
@@ -47,6 +54,30 @@ impl ModelFiles {
         Self { files }
     }
 
+    /// With a `.gguf` file among them: config.json, tokenizer.json and chat_template.jinja
+    /// derived from it as transformers derives them (the weights stay in the file).
+    pub fn expand_gguf(mut self) -> Result<Self> {
+        let Some(name) = self.gguf() else {
+            return Ok(self);
+        };
+        let name = name.to_string();
+        let file = Gguf::parse(&self.files[&name], &name)?;
+        let config = file.config_json()?.to_string().into_bytes();
+        let tokenizer = file.tokenizer_json()?.into_bytes();
+        let template = file.chat_template().map(|t| t.as_bytes().to_vec());
+        self.insert("config.json", config);
+        self.insert("tokenizer.json", tokenizer);
+        if let Some(template) = template {
+            self.insert("chat_template.jinja", template);
+        }
+        Ok(self)
+    }
+
+    /// The name of the `.gguf` file, if one is here.
+    fn gguf(&self) -> Option<&str> {
+        self.files.keys().map(String::as_str).find(|n| is_gguf(n))
+    }
+
     pub fn insert(&mut self, name: &str, bytes: Vec<u8>) {
         self.files.insert(name.to_string(), bytes);
     }
@@ -67,6 +98,9 @@ impl ModelFiles {
 
     /// The weight files: the shards an index lists (its `weight_map` values), or model.safetensors.
     pub fn weight_files(&self) -> Result<Vec<String>> {
+        if let Some(gguf) = self.gguf() {
+            return Ok(vec![gguf.to_string()]);
+        }
         let Some(index) = self.get(INDEX) else {
             return Ok(vec!["model.safetensors".into()]);
         };
@@ -96,10 +130,13 @@ impl ModelFiles {
     /// The names among `names` (a folder's top-level files) that loading reads, in their order;
     /// refused, naming `folder`, when config.json is not among them: nothing loads without it.
     pub fn select(names: &[String], folder: &str) -> Result<Vec<String>> {
+        if let Some(gguf) = names.iter().find(|n| is_gguf(n)) {
+            return Ok(vec![gguf.clone()]);
+        }
         if !names.iter().any(|n| n == "config.json") {
             return Err(Error::Config(format!(
                 "{folder} has no config.json: choose the folder that holds config.json, \
-                 tokenizer.json and model.safetensors (or its shards)"
+                 tokenizer.json and model.safetensors (or its shards), or a .gguf file"
             )));
         }
         let read = names.iter().filter(|n| Self::is_model_file(n));
@@ -123,11 +160,15 @@ impl ModelFiles {
         };
         ["config.json", "tokenizer.json", "model.safetensors", INDEX].contains(&name)
             || COMPANION_FILES.contains(&name)
+            || is_gguf(name)
             || shard()
     }
 
     /// The model on `device`; every tensor the config needs must be present with its shape.
     pub fn model(&self, config: &ModelConfig, device: &Device) -> Result<CausalLm> {
+        if let Some(name) = self.gguf() {
+            return gguf::load_model(&self.files[name], name, device).map(|(_, model)| model);
+        }
         let shards = self
             .weight_files()?
             .into_iter()

@@ -95,7 +95,8 @@ impl Session {
 
     /// Loads a Hugging Face model folder: `files` are `{name, bytes}` (config.json,
     /// tokenizer.json, model.safetensors or its shards and index, tokenizer_config.json,
-    /// chat_template.jinja, …; other files are ignored). Before any weight reaches the device,
+    /// chat_template.jinja, …; other files are ignored), or one llama.cpp `.gguf` file. Before
+    /// any weight reaches the device,
     /// the memory training needs is estimated and compared with what the device allows; a model
     /// that would not fit is refused with the figures (and LoRA suggested when it would fit).
     #[wasm_bindgen(js_name = fromFiles)]
@@ -117,7 +118,7 @@ impl Session {
                 .ok_or_else(|| Error::Setting(format!("{name}: bytes must be a Uint8Array")))?;
             named.push((name, bytes.to_vec()));
         }
-        Self::open(ModelFiles::new(named), options).await
+        Self::open(ModelFiles::new(named).expand_gguf()?, options).await
     }
 
     async fn open(files: ModelFiles, options: LoadOptions) -> Result<Session, Error> {

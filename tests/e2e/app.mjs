@@ -611,6 +611,28 @@ try {
     /llama · /.test(await page.textContent("#device")) && (await learnt()) === 1,
     "reload restored the folder's model and its pick from IndexedDB",
   );
+  if (mode === "cpu") {
+    // A llama.cpp GGUF file (the same Llama, converted as convert_hf_to_gguf.py does) is a model
+    // of its own: config, tokenizer and chat template from its metadata; LoRA on top.
+    await page.setInputFiles("#gguf", join("tests", "fixtures", "gguf", "llama.gguf"));
+    await page.waitForFunction(
+      () =>
+        /llama\.gguf · /.test(document.getElementById("device").textContent) &&
+        !document.getElementById("generate").disabled,
+      null,
+      WAIT,
+    );
+    await noError("GGUF file import");
+    check(
+      (await pairs()) === 0 && /LoRA r=8/.test(await page.textContent("#device")),
+      `a GGUF file loads with its own pairs (${await page.textContent("#device")})`,
+    );
+    await pickOne("key", { written: false });
+    check(
+      /loss\s*0\.6931/.test(await metrics()),
+      "LoRA's first update on the GGUF model has loss ln 2",
+    );
+  }
   await page.click("#builtin");
   await page.waitForFunction(
     () =>

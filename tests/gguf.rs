@@ -113,59 +113,60 @@ fn a_truncated_or_unsupported_file_is_refused_naming_what() {
 }
 
 #[test]
-fn a_llama_gguf_gives_transformers_logits_of_the_same_weights() {
+fn llama_and_qwen2_gguf_files_give_transformers_logits_of_the_same_weights() {
     use burn::tensor::{Int, Tensor, TensorData};
     let device = burn::tensor::Device::flex();
-    let bytes = fixture("llama.gguf");
-    let (config, model) = webdpo::hf::gguf::load_model(&bytes, "llama.gguf", &device).unwrap();
-    // The config transformers builds from the metadata: that of the safetensors model.
-    let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
-    let read = |f: &str| std::fs::read_to_string(hf_dir.join(f)).unwrap();
-    let hf = webdpo::model::ModelConfig::from_json(&read("config.json")).unwrap();
-    assert_eq!(
-        (
-            config.vocab_size,
-            config.hidden_size,
-            config.num_hidden_layers
-        ),
-        (hf.vocab_size, hf.hidden_size, hf.num_hidden_layers)
-    );
-    assert_eq!(
-        (
-            config.num_attention_heads,
-            config.num_key_value_heads,
-            config.intermediate_size
-        ),
-        (
-            hf.num_attention_heads,
-            hf.num_key_value_heads,
-            hf.intermediate_size
-        )
-    );
-    // GGUF stores the ε as f32; transformers reads that f32 value.
-    assert_eq!(
-        (config.rope_theta, config.norm_eps),
-        (hf.rope_theta, f64::from(hf.norm_eps as f32))
-    );
-    assert!(!config.tie_word_embeddings);
-    // transformers' logits of the safetensors model (f32 on both sides: the same weights).
-    let expected: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
-    let rows: Vec<Vec<i64>> = serde_json::from_value(expected["input_ids"].clone()).unwrap();
-    let (b, t) = (rows.len(), rows[0].len());
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
-    let got = model
-        .forward(tokens, None)
-        .into_data()
-        .to_vec::<f32>()
-        .unwrap();
-    let want: Vec<f64> = serde_json::from_value(expected["logits"].clone()).unwrap();
-    assert_eq!(got.len(), want.len());
-    let diff = got
-        .iter()
-        .zip(&want)
-        .map(|(g, w)| (f64::from(*g) - w).abs())
-        .fold(0.0, f64::max);
-    assert!(diff < 1e-4, "logits differ from transformers' by {diff}");
+    for (name, tied) in [("llama", false), ("qwen2", true)] {
+        let file = format!("{name}.gguf");
+        let bytes = fixture(&file);
+        let (config, model) = webdpo::hf::gguf::load_model(&bytes, &file, &device).unwrap();
+        // The config transformers builds from the metadata: that of the safetensors model.
+        let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hf")
+            .join(name);
+        let read = |f: &str| std::fs::read_to_string(hf_dir.join(f)).unwrap();
+        let hf = webdpo::model::ModelConfig::from_json(&read("config.json")).unwrap();
+        assert_eq!(config.arch(), hf.arch());
+        let shape = |c: &webdpo::model::ModelConfig| {
+            let heads = (c.num_attention_heads, c.num_key_value_heads);
+            (
+                c.vocab_size,
+                c.hidden_size,
+                c.num_hidden_layers,
+                heads,
+                c.intermediate_size,
+            )
+        };
+        assert_eq!(shape(&config), shape(&hf), "{name}");
+        // GGUF stores the ε as f32; transformers reads that f32 value.
+        assert_eq!(
+            (config.rope_theta, config.norm_eps),
+            (hf.rope_theta, f64::from(hf.norm_eps as f32)),
+            "{name}"
+        );
+        assert_eq!(config.tie_word_embeddings, tied, "{name}");
+        // transformers' logits of the safetensors model (f32 on both sides: the same weights).
+        let expected: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
+        let rows: Vec<Vec<i64>> = serde_json::from_value(expected["input_ids"].clone()).unwrap();
+        let (b, t) = (rows.len(), rows[0].len());
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
+        let got = model
+            .forward(tokens, None)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let want: Vec<f64> = serde_json::from_value(expected["logits"].clone()).unwrap();
+        assert_eq!(got.len(), want.len());
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            diff < 1e-4,
+            "{name}: logits differ from transformers' by {diff}"
+        );
+    }
 }
 
 #[test]
@@ -193,27 +194,31 @@ fn another_architecture_is_refused_naming_it() {
 
 #[test]
 fn the_gguf_vocabulary_tokenizes_as_the_models_tokenizer_json() {
-    let bytes = fixture("llama.gguf");
-    let file = Gguf::parse(&bytes, "llama.gguf").unwrap();
-    let from_gguf = tokenizers::Tokenizer::from_bytes(file.tokenizer_json().unwrap()).unwrap();
-    let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/llama");
-    let truth = tokenizers::Tokenizer::from_file(hf_dir.join("tokenizer.json")).unwrap();
-    for text in [
-        "Tell me a story about a shy fox.",
-        "  two spaces, tabs\tand\nnew lines; ünïcödé and 世界 🦊",
-        "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
-    ] {
-        for special in [false, true] {
-            let ids =
-                |t: &tokenizers::Tokenizer| t.encode(text, special).unwrap().get_ids().to_vec();
-            let (got, want) = (ids(&from_gguf), ids(&truth));
-            assert_eq!(got, want, "{text:?}");
-            assert_eq!(
-                from_gguf.decode(&got, true).unwrap(),
-                truth.decode(&want, true).unwrap()
-            );
+    for name in ["llama", "qwen2"] {
+        let bytes = fixture(&format!("{name}.gguf"));
+        let file = Gguf::parse(&bytes, name).unwrap();
+        let from_gguf = tokenizers::Tokenizer::from_bytes(file.tokenizer_json().unwrap()).unwrap();
+        let hf_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/hf")
+            .join(name);
+        let truth = tokenizers::Tokenizer::from_file(hf_dir.join("tokenizer.json")).unwrap();
+        for text in [
+            "Tell me a story about a shy fox.",
+            "  two spaces, tabs\tand\nnew lines; ünïcödé and 世界 🦊",
+            "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n",
+        ] {
+            for special in [false, true] {
+                let ids =
+                    |t: &tokenizers::Tokenizer| t.encode(text, special).unwrap().get_ids().to_vec();
+                let (got, want) = (ids(&from_gguf), ids(&truth));
+                assert_eq!(got, want, "{name}: {text:?}");
+                assert_eq!(
+                    from_gguf.decode(&got, true).unwrap(),
+                    truth.decode(&want, true).unwrap()
+                );
+            }
         }
+        let template = std::fs::read_to_string(hf_dir.join("chat_template.jinja")).ok();
+        assert_eq!(file.chat_template(), template.as_deref(), "{name}");
     }
-    let template = std::fs::read_to_string(hf_dir.join("chat_template.jinja")).unwrap();
-    assert_eq!(file.chat_template(), Some(template.as_str()));
 }

@@ -12,9 +12,10 @@ gguf-py's quantizer; Q2_K to Q6_K, which gguf-py cannot quantize, as random bloc
 scales), two rows of 512 values each, and metadata of every value type. quants-expected.gguf
 holds `gguf.quants.dequantize` of each as F32, under the same names: the reader must give
 exactly those values. truncated.gguf is quants.gguf cut inside its last tensor;
-unknown-type.gguf names a tensor of a type not read (IQ2_XXS). llama.gguf is the Llama fixture
-of tests/fixtures/hf converted as llama.cpp's convert_hf_to_gguf.py does (query and key rows
-permuted, llama.cpp's tensor names from gguf-py's map, the BPE vocabulary and merges), in f32.
+unknown-type.gguf names a tensor of a type not read (IQ2_XXS). llama.gguf and qwen2.gguf are the
+Llama and Qwen2 fixtures of tests/fixtures/hf converted as llama.cpp's convert_hf_to_gguf.py does
+(Llama's query and key rows permuted, llama.cpp's tensor names from gguf-py's map, the BPE
+vocabulary, merges and token types, the chat template), in f32.
 """
 
 import argparse
@@ -71,7 +72,7 @@ def write(path, tensors, metadata=True):
 
 
 def read_safetensors(path):
-    """The tensors of a safetensors file (f32 only, as the Llama fixture stores them)."""
+    """The tensors of a safetensors file, as f32 (the fixtures store f32 or bf16)."""
     raw = open(path, "rb").read()
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8 : 8 + n])
@@ -79,9 +80,13 @@ def read_safetensors(path):
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        assert info["dtype"] == "F32", (name, info["dtype"])
         start, end = info["data_offsets"]
-        data = np.frombuffer(raw[8 + n + start : 8 + n + end], dtype=np.float32)
+        chunk = raw[8 + n + start : 8 + n + end]
+        if info["dtype"] == "F32":
+            data = np.frombuffer(chunk, dtype=np.float32)
+        else:
+            assert info["dtype"] == "BF16", (name, info["dtype"])
+            data = (np.frombuffer(chunk, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
         tensors[name] = data.reshape(info["shape"])
     return tensors
 
@@ -97,17 +102,18 @@ def permute(weights, n_head, n_head_kv):
     )
 
 
-def llama_gguf(hf_dir, path):
-    """The Llama fixture as llama.cpp's converter writes it, in f32 (lossless): its logits must be
-    transformers' logits of the safetensors model (expected.json)."""
+def hf_gguf(hf_dir, path, arch):
+    """A fixture of tests/fixtures/hf as llama.cpp's converter writes it, in f32 (lossless for its
+    f32 or bf16 weights): its logits must be transformers' logits of the folder (expected.json)."""
     config = json.load(open(os.path.join(hf_dir, "config.json")))
     tokenizer = json.load(open(os.path.join(hf_dir, "tokenizer.json")))
     tensors = {}
     for f in sorted(os.listdir(hf_dir)):
         if f.endswith(".safetensors"):
             tensors.update(read_safetensors(os.path.join(hf_dir, f)))
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
-    writer = gguf.GGUFWriter(path, arch="llama")
+    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    names = gguf.get_tensor_name_map(model_arch, config["num_hidden_layers"])
+    writer = gguf.GGUFWriter(path, arch=arch)
     # Raised from the folder's 64 (as the app's test raises the folder's) so that a prompt in
     # the chat template fits; positions do not change the logits of shorter inputs.
     writer.add_context_length(512)
@@ -129,12 +135,15 @@ def llama_gguf(hf_dir, path):
     )
     writer.add_bos_token_id(config["bos_token_id"])
     writer.add_eos_token_id(config["eos_token_id"])
-    writer.add_chat_template(open(os.path.join(hf_dir, "chat_template.jinja")).read())
+    template = os.path.join(hf_dir, "chat_template.jinja")
+    if os.path.exists(template):
+        writer.add_chat_template(open(template).read())
     heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
     for name, data in tensors.items():
-        if name.endswith("q_proj.weight"):
+        # Only Llama's query and key rows are interleaved by the converter.
+        if arch == "llama" and name.endswith("q_proj.weight"):
             data = permute(data, heads, heads)
-        elif name.endswith("k_proj.weight"):
+        elif arch == "llama" and name.endswith("k_proj.weight"):
             data = permute(data, heads, kv_heads)
         new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
         assert new_name is not None, name
@@ -177,7 +186,9 @@ def main():
     writer.write_tensors_to_file()
     writer.close()
 
-    llama_gguf(os.path.join(os.path.dirname(out), "hf", "llama"), os.path.join(out, "llama.gguf"))
+    for arch in ["llama", "qwen2"]:
+        hf_dir = os.path.join(os.path.dirname(out), "hf", arch)
+        hf_gguf(hf_dir, os.path.join(out, f"{arch}.gguf"), arch)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ opt_flags=(-Oz --enable-bulk-memory --enable-nontrapping-float-to-int --enable-s
 echo "build-web: cargo, web profile (about 12 min on 2 cores from a clean tree; seconds when unchanged)"
 cargo build --locked --lib --target wasm32-unknown-unknown --profile web
 
-# Every file wasm-bindgen and wasm-opt leave in pkg/, hashed together.
+# Every file wasm-bindgen and wasm-opt leave in pkg/, hashed together (not the npm package's
+# own files, scripts/package.mjs).
 outputs() {
   [ -d pkg ] || return 0
-  (cd pkg && find . -type f ! -name '*.br' ! -name .stamp | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -d' ' -f1)
+  (cd pkg && find . -type f ! -name '*.br' ! -name .stamp ! -name package.json ! -name README.md \
+    ! -path './models/*' | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -d' ' -f1)
 }
 stamp=(
   "file:webdpo.wasm=$wasm"
@@ -39,6 +41,8 @@ else
   ls -l pkg/webdpo_bg.wasm
   bash scripts/stamp.sh write pkg/.stamp "${stamp[@]}" "text:pkg=$(outputs)"
 fi
+# The npm package around it (package.json, README, the built-in model; not in the stamp).
+node scripts/package.mjs
 # The offline release's name (www/release.js): a hash of every file the service worker keeps.
 node scripts/release.mjs
 # Brotli copies: only those older than their file are written again.

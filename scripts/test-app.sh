@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The app's tests: builds pkg/ (scripts/build-web.sh), checks that an unchanged pkg/ is reused,
 # then drives the app end to end in headless Chromium, on WebGPU (SwiftShader) and with WebGPU
-# unavailable (the CPU fallback). Screenshots land in artifacts/e2e/. scripts/test.sh runs this
+# unavailable (the CPU fallback), then the npm package installed into examples/embed/.
+# Screenshots land in artifacts/e2e/. scripts/test.sh runs this
 # beside the native and wasm tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,4 @@ grep -q "pkg/ is up to date" <<<"$again" || { echo "test-app.sh: build-web.sh re
 node tests/e2e/app.mjs webgpu
 node tests/e2e/app.mjs cpu
 node tests/e2e/durability.mjs
+node tests/e2e/embed.mjs

@@ -1,0 +1,43 @@
+// pkg/ as an npm package: package.json (name, version and licence from Cargo.toml; exports,
+// types, the files to pack), the README for JS users (docs/npm.md) and the built-in story model,
+// so that a page embedding webdpo needs no other download. Run by build-web.sh once pkg/ is
+// built; `npm pack` in pkg/ then makes webdpo-<version>.tgz. Files are copied only when they
+// differ, so their brotli copies stay fresh.
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+
+const cargo = readFileSync("Cargo.toml", "utf8");
+const field = (name) => new RegExp(`^${name} = "([^"]+)"`, "m").exec(cargo)[1];
+
+const MODEL = ["config.json", "tokenizer.json", "model.safetensors"].map(
+  (f) => `models/storyworld/${f}`,
+);
+const same = (a, b) => existsSync(b) && readFileSync(a).equals(readFileSync(b));
+mkdirSync("pkg/models/storyworld", { recursive: true });
+for (const [from, to] of [
+  ...MODEL.map((f) => [`www/${f}`, `pkg/${f}`]),
+  ["docs/npm.md", "pkg/README.md"],
+])
+  if (!same(from, to)) copyFileSync(from, to);
+
+const manifest = {
+  name: "webdpo",
+  version: field("version"),
+  description: field("description"),
+  license: field("license"),
+  type: "module",
+  main: "./webdpo.js",
+  types: "./webdpo.d.ts",
+  exports: {
+    ".": { types: "./webdpo.d.ts", default: "./webdpo.js" },
+    "./webdpo_bg.wasm": "./webdpo_bg.wasm",
+    "./models/storyworld/*": "./models/storyworld/*",
+    "./package.json": "./package.json",
+  },
+  files: ["webdpo.js", "webdpo.d.ts", "webdpo_bg.wasm", "webdpo_bg.wasm.d.ts", ...MODEL],
+  sideEffects: false,
+  keywords: ["dpo", "rlhf", "preference-optimization", "webgpu", "wasm", "llm", "trl"],
+};
+const json = JSON.stringify(manifest, null, 2) + "\n";
+if (!existsSync("pkg/package.json") || readFileSync("pkg/package.json", "utf8") !== json)
+  writeFileSync("pkg/package.json", json);
+console.log(`package.mjs: pkg/ is the npm package ${manifest.name}@${manifest.version}`);

@@ -264,8 +264,14 @@ impl TensorInfo {
         self.dims.iter().rev().map(|&d| d as usize).collect()
     }
 
+    /// The number of values (0 when the dimensions overflow: such a tensor is refused at parse).
     pub fn len(&self) -> usize {
-        self.dims.iter().product::<u64>() as usize
+        self.count().unwrap_or(0)
+    }
+
+    fn count(&self) -> Option<usize> {
+        let n = self.dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d))?;
+        usize::try_from(n).ok()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -369,7 +375,15 @@ impl<'a> Gguf<'a> {
     /// The bytes of `t`'s data, checked against its type's block size and the file's end.
     fn tensor_bytes(&self, t: &TensorInfo) -> Result<&'a [u8]> {
         let (block, size) = t.ggml_type.block();
-        let n = t.len();
+        let n = t.count().ok_or_else(|| {
+            Error::checkpoint(
+                &self.file,
+                format!(
+                    "tensor '{}' has dimensions {:?}, too many values",
+                    t.name, t.dims
+                ),
+            )
+        })?;
         let rows = t.dims.first().copied().unwrap_or(1) as usize;
         if n % block != 0 || rows % block != 0 {
             return Err(Error::checkpoint(
@@ -380,8 +394,8 @@ impl<'a> Gguf<'a> {
                 ),
             ));
         }
-        let len = n / block * size;
-        let start = t.offset as usize;
+        let len = (n / block).saturating_mul(size);
+        let start = usize::try_from(t.offset).unwrap_or(usize::MAX);
         self.data
             .get(start..start.saturating_add(len))
             .ok_or_else(|| {

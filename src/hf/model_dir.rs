@@ -41,18 +41,19 @@ impl ModelDir {
         for name in files.weight_files()? {
             files.insert(&name, read(&dir.join(&name))?);
         }
-        let config = files.config()?;
-        let model = files.model(&config, device)?;
-        Ok(Self {
-            config,
-            model,
-            files: files.without_weights(),
-        })
+        Self::build(files, device)
     }
 
     fn load_gguf(path: &Path, device: &Device) -> Result<Self> {
         let name = path.display().to_string();
-        let files = ModelFiles::new([(name, read(path)?)]).expand_gguf()?;
+        Self::build(
+            ModelFiles::new([(name, read(path)?)]).expand_gguf()?,
+            device,
+        )
+    }
+
+    /// The model of `files`, which are kept without the weights.
+    fn build(files: ModelFiles, device: &Device) -> Result<Self> {
         let config = files.config()?;
         let model = files.model(&config, device)?;
         Ok(Self {

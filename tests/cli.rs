@@ -456,3 +456,98 @@ fn a_gguf_file_is_a_model_everywhere_a_folder_is() {
         assert!(out.join(file).is_file(), "{file} missing");
     }
 }
+
+/// `export-trl` takes `train`'s arguments and writes a TRL job: the model webdpo loaded, the
+/// rows, a script whose settings are the arguments' (TRL's names), accelerate's config. The
+/// round trip through TRL itself is tools/trl_roundtrip.py's (it needs torch).
+#[test]
+fn export_trl_writes_a_job_with_the_same_objective() {
+    let dir = workdir("export-trl");
+    let model = init_model(&dir);
+    let data = dir.join("pairs.jsonl");
+    std::fs::write(&data, PAIRS).unwrap();
+    let data = data.to_str().unwrap();
+    let job = dir.join("job");
+    let export = |job: &Path, extra: &[&str]| {
+        let args = [
+            &["export-trl", "--model", &model, "--data", data][..],
+            &["--out", job.to_str().unwrap()],
+            extra,
+        ]
+        .concat();
+        webdpo(&args)
+    };
+    let (ok, _, err) = export(
+        &job,
+        &[
+            "--loss",
+            "ipo",
+            "--beta",
+            "0.25",
+            "--lr",
+            "3e-4",
+            "--batch-size",
+            "2",
+            "--epochs",
+            "2",
+            "--lora",
+            "4,8",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("3 rows"), "{err}");
+
+    // The model is the one webdpo loaded: the same metrics against the original.
+    let job_model = job.join("model");
+    let same = eval(job_model.to_str().unwrap(), &model, data);
+    assert_eq!(same["rewards/margins"].as_f64().unwrap(), 0.0, "{same}");
+    assert_eq!(
+        std::fs::read_to_string(job.join("data.jsonl")).unwrap(),
+        PAIRS
+    );
+
+    let script = std::fs::read_to_string(job.join("train.py")).unwrap();
+    for setting in [
+        "from trl import DPOConfig, DPOTrainer",
+        "beta=0.25,",
+        r#"loss_type=["ipo"],"#,
+        "learning_rate=0.0003,",
+        r#"lr_scheduler_type="constant","#,
+        "num_train_epochs=2,",
+        "BATCH_SIZE = 2",
+        "LoraConfig(r=4, lora_alpha=8.0,",
+    ] {
+        assert!(script.contains(setting), "{setting} not in:\n{script}");
+    }
+    for file in ["accelerate.yaml", "requirements.txt", "README.md"] {
+        assert!(job.join(file).is_file(), "{file}");
+    }
+    // The script is Python (where there is one to ask).
+    if let Ok(out) = Command::new("python3")
+        .args(["-c", "import ast, sys; ast.parse(open(sys.argv[1]).read())"])
+        .arg(job.join("train.py"))
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The reference-free trainers come from TRL's experimental modules.
+    let orpo = dir.join("orpo");
+    let (ok, _, err) = export(&orpo, &["--trainer", "orpo", "--beta", "0.2"]);
+    assert!(ok, "{err}");
+    let script = std::fs::read_to_string(orpo.join("train.py")).unwrap();
+    assert!(script.contains("from trl.experimental.orpo import ORPOConfig, ORPOTrainer"));
+    assert!(script.contains("peft_config=None,"));
+
+    // Refusals lose nothing: an existing folder, a separate reference, an adapter.
+    let (ok, _, err) = export(&job, &[]);
+    assert!(!ok && err.contains("exists"), "{err}");
+    assert!(job.join("train.py").is_file());
+    let (ok, _, err) = export(&dir.join("other"), &["--ref", &model]);
+    assert!(!ok && err.contains("drop --ref"), "{err}");
+    assert!(!dir.join("other").exists());
+}

@@ -2,9 +2,10 @@
 
 1. webdpo → PEFT: `webdpo train --lora` writes merged weights and a PEFT adapter; transformers
    loads the merged folder, PEFT puts the adapter on the base, and both give the same logits.
-2. TRL → webdpo: TRL's DPOTrainer (with a PEFT LoRA config, launched through accelerate) trains on
-   the pairs webdpo exports; `webdpo eval --adapter` on TRL's adapter reports the DPO metrics
-   computed here with TRL's formulas (chat template applied as TRL applies it).
+2. webdpo → TRL: `webdpo export-trl` writes a TRL job with `webdpo train`'s arguments; run with
+   accelerate, it trains the full model to the same DPO metrics as `webdpo train` does.
+3. TRL → webdpo: the job with `--lora` trains a PEFT adapter; `webdpo eval --adapter` on it reports
+   the DPO metrics computed here with TRL's formulas (chat template applied as TRL applies it).
 
 Run once with the environment of tools/hf_fixtures.py plus `pip install trl`:
     python tools/trl_roundtrip.py [--webdpo target/release/webdpo] [--model tests/fixtures/hf/llama]
@@ -97,12 +98,28 @@ def main():
     print(f"webdpo adapter in PEFT vs webdpo merged weights in transformers: max |Δlogit| = {diff:.2e} (the adapter moved logits by up to {moved:.3f})")
     assert diff < 1e-4 and moved > 1e-3
 
-    # 2. TRL (accelerate, PEFT LoRA) → webdpo.
-    trained = os.path.join(work, "trl-lora")
-    script = os.path.join(work, "train_trl.py")
-    with open(script, "w") as f:
-        f.write(TRL_SCRIPT)
-    run([os.path.join(os.path.dirname(sys.executable), "accelerate"), "launch", "--num_processes", "1", "--cpu", script, a.model, data, trained])
+    # 2. The same training in webdpo and in the TRL job `webdpo export-trl` writes (full model,
+    # AdamW, 3 steps): the two trained models give the same DPO metrics.
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    settings = ["--data", data, "--lr", "1e-3", "--batch-size", "4", "--epochs", "3"]
+    job = os.path.join(work, "job-full")
+    run([a.webdpo, "export-trl", "--model", a.model, "--out", job, *settings])
+    run([accelerate, "launch", "--config_file", os.path.join(job, "accelerate.yaml"), "--cpu", os.path.join(job, "train.py")])
+    ours = os.path.join(work, "webdpo-full")
+    run([a.webdpo, "train", "--model", a.model, "--out", ours, *settings])
+    by_trl = json.loads(run([a.webdpo, "eval", "--model", os.path.join(job, "output"), "--ref", a.model, "--data", data]))
+    by_us = json.loads(run([a.webdpo, "eval", "--model", ours, "--ref", a.model, "--data", data]))
+    for k in ["loss", "rewards/margins", "logps/chosen", "logps/rejected"]:
+        print(f"{k:18} trained by webdpo {by_us[k]: .6f}   by TRL (export-trl) {by_trl[k]: .6f}")
+        assert abs(by_us[k] - by_trl[k]) < 1e-4 * max(1.0, abs(by_us[k])), k
+    assert by_us["rewards/margins"] > 1e-2, "training moved the model"
+
+    # 3. TRL with LoRA (export-trl --lora) → webdpo: the adapter loads back and webdpo's metrics
+    # are TRL's formulas on it.
+    job = os.path.join(work, "job-lora")
+    run([a.webdpo, "export-trl", "--model", a.model, "--out", job, "--lora", "4,8", "--data", data, "--lr", "1e-2", "--batch-size", "4", "--epochs", "8"])
+    run([accelerate, "launch", "--config_file", os.path.join(job, "accelerate.yaml"), "--cpu", os.path.join(job, "train.py")])
+    trained = os.path.join(job, "output")
     policy = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32), trained).eval()
     beta = 0.1
     rows = []
@@ -129,26 +146,6 @@ def main():
     assert abs(expected["rewards/margins"]) > 1e-4, "TRL's training moved the adapter"
     print(f"round trip verified in {work}")
 
-
-TRL_SCRIPT = '''
-import sys
-from datasets import load_dataset
-from peft import LoraConfig
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from trl import DPOConfig, DPOTrainer
-
-model_dir, data, out = sys.argv[1:4]
-model = AutoModelForCausalLM.from_pretrained(model_dir)
-tokenizer = AutoTokenizer.from_pretrained(model_dir)
-args = DPOConfig(output_dir=out, per_device_train_batch_size=4, max_steps=8, learning_rate=1e-2, beta=0.1,
-                 logging_steps=1, report_to="none", save_strategy="no", bf16=False)
-peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
-trainer = DPOTrainer(model=model, args=args, train_dataset=load_dataset("json", data_files=data, split="train"),
-                     processing_class=tokenizer, peft_config=peft_config)
-trainer.train()
-print(trainer.state.log_history[0])
-trainer.save_model(out)
-'''
 
 if __name__ == "__main__":
     main()

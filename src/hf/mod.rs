@@ -1,6 +1,6 @@
 //! Hugging Face's file formats, read and written as transformers and PEFT do: safetensors, a
 //! model folder (config, weights, shards, companions), PEFT adapters, and tokenizer.json with
-//! its chat template; and llama.cpp's GGUF, read as gguf-py reads it.
+//! its chat template; llama.cpp's GGUF, read as gguf-py reads it; and TRL training jobs.
 
 pub mod gguf;
 #[cfg(not(target_arch = "wasm32"))]
@@ -9,6 +9,7 @@ pub mod model_files;
 pub mod peft;
 pub mod safetensors;
 pub mod tokenizer;
+pub mod trl;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use model_dir::ModelDir;

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use webdpo::{ComputeDevice, Result};
 
-use crate::{bench, convert, eval, generate, init, judge, pretrain, simulate, train};
+use crate::{bench, convert, eval, export_trl, generate, init, judge, pretrain, simulate, train};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,9 @@ enum Command {
     Judge(judge::Args),
     /// A simulated user who prefers one attribute, picking pairs and updating with DPO.
     Simulate(simulate::Args),
+    /// Write a TRL 1.16 job (model, data, script, accelerate config) with `train`'s arguments,
+    /// to train on real hardware.
+    ExportTrl(export_trl::Args),
     /// Re-save a model's weights in another precision (f16 halves the app's download).
     Convert(convert::Args),
     /// Time one DPO update (by stage) and sampling with and without the KV cache; JSON out.
@@ -62,6 +65,7 @@ pub fn run() -> Result<()> {
         Command::Pretrain(a) => pretrain::run(a, &device),
         Command::Judge(a) => judge::run(a, &device),
         Command::Simulate(a) => simulate::run(a, &device),
+        Command::ExportTrl(a) => export_trl::run(a, &device),
         Command::Convert(a) => convert::run(a, &device),
         Command::Bench(a) => bench::run(a, &device),
     }

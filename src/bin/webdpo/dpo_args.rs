@@ -8,7 +8,7 @@ use webdpo::hf::peft::from_peft;
 use webdpo::train::dpo::FDivergence;
 use webdpo::train::{CpoConfig, CpoLoss, OrpoConfig, Trainer, parse_jsonl, parse_ratings};
 use webdpo::{
-    CausalLm, ComputeDevice, DpoConfig, Error, KtoConfig, LoraConfig, ModelDir, Result,
+    CausalLm, ComputeDevice, DpoConfig, Error, KtoConfig, LoraConfig, ModelDir, Optim, Result,
     TextTokenizer, TokenizedPair, TokenizedRating, TrainConfig,
 };
 
@@ -80,6 +80,34 @@ pub struct DpoArgs {
     pub max_length: usize,
     #[command(flatten)]
     pub lora: LoraArgs,
+}
+
+/// The optimiser and the passes over the data, for `train` and `export-trl`.
+#[derive(Args)]
+pub struct OptimiserArgs {
+    /// AdamW's learning rate.
+    #[arg(long, default_value_t = Optim::AdamW.default_learning_rate())]
+    pub lr: f64,
+    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = TrainConfig::default().max_grad_norm)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+}
+
+impl OptimiserArgs {
+    /// `train` with AdamW at these settings, as TRL's trainers (the app's SGD default is tuned
+    /// for single picks).
+    pub fn apply(&self, train: TrainConfig) -> TrainConfig {
+        TrainConfig {
+            learning_rate: self.lr,
+            optim: Optim::AdamW,
+            weight_decay: self.weight_decay,
+            max_grad_norm: self.max_grad_norm,
+            ..train
+        }
+    }
 }
 
 #[derive(Args)]

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use webdpo::hf::peft::to_peft;
-use webdpo::{ComputeDevice, DpoTrainer, Error, Optim, Result, TrainConfig, block_on};
+use webdpo::{ComputeDevice, DpoTrainer, Error, Result, TrainConfig, block_on};
 
-use crate::dpo_args::{DpoArgs, Rows, Setup, setup};
+use crate::dpo_args::{DpoArgs, OptimiserArgs, Rows, Setup, setup};
 use crate::output::{progress, write_file};
 
 #[derive(clap::Args)]
@@ -16,18 +16,11 @@ pub struct Args {
     /// Output model directory (replaced only when training succeeds).
     #[arg(long)]
     out: PathBuf,
-    /// AdamW's learning rate.
-    #[arg(long, default_value_t = Optim::AdamW.default_learning_rate())]
-    lr: f64,
-    #[arg(long, default_value_t = TrainConfig::default().weight_decay)]
-    weight_decay: f64,
-    #[arg(long, default_value_t = TrainConfig::default().max_grad_norm)]
-    max_grad_norm: f64,
+    #[command(flatten)]
+    optimiser: OptimiserArgs,
     /// Updates per batch.
     #[arg(long, default_value_t = TrainConfig::default().steps_per_pair)]
     steps: usize,
-    #[arg(long, default_value_t = 1)]
-    epochs: usize,
 }
 
 pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
@@ -40,17 +33,12 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         rows,
         train,
     } = setup(&a.dpo, device)?;
-    // AdamW, as TRL's trainers (the app's SGD default is tuned for single picks).
     let config = TrainConfig {
-        learning_rate: a.lr,
-        optim: Optim::AdamW,
-        weight_decay: a.weight_decay,
-        max_grad_norm: a.max_grad_norm,
         steps_per_pair: a.steps,
-        ..train
+        ..a.optimiser.apply(train)
     };
     let mut trainer = DpoTrainer::new(policy, reference, config, &device.device)?;
-    let bar = progress(rows.len() * a.epochs, "train");
+    let bar = progress(rows.len() * a.optimiser.epochs, "train");
     let mut skipped = 0;
     let pad_id = tokenizer.pad_id();
     // (loss, margin, why skipped) of each update on the next batch of `size` rows.
@@ -75,7 +63,7 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
             }
         })
     };
-    for _ in 0..a.epochs {
+    for _ in 0..a.optimiser.epochs {
         for start in (0..rows.len()).step_by(a.dpo.batch_size) {
             let size = a.dpo.batch_size.min(rows.len() - start);
             for (loss, margin, why) in train_chunk(start, size)? {

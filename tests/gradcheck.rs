@@ -12,7 +12,7 @@ use common::*;
 use webdpo::model::CausalLm;
 use webdpo::train::dpo::{DpoConfig, DpoInputs, LossType, dpo_loss};
 use webdpo::train::kto::{KtoInputs, kto_loss};
-use webdpo::train::logps::{SequenceBatch, sequence_logps};
+use webdpo::train::logps::{SequenceBatch, sequence_logps, token_logps_and_stats};
 use webdpo::train::reference_free::{cpo_loss, orpo_loss};
 use webdpo::train::{CpoConfig, CpoLoss, KtoConfig, KtoLoss, OrpoConfig, TokenizedRating, unpair};
 
@@ -150,6 +150,8 @@ fn loss(
     let p = sequence_logps(policy, batch, device);
     let r = sequence_logps(reference, batch, device).detach();
     let counts = Tensor::<1>::from_data(TensorData::new(batch.counts(), [2 * n]), device);
+    let whole_counts = TensorData::new(batch.whole_counts(), [2 * n]);
+    let (_, whole, _) = token_logps_and_stats(policy, batch, device);
     let inputs = DpoInputs {
         policy_chosen: p.clone().slice(0..n),
         policy_chosen_raw: p.clone().slice(0..n),
@@ -158,6 +160,8 @@ fn loss(
         reference_rejected: r.slice(n..2 * n),
         chosen_tokens: counts.clone().slice(0..n),
         rejected_tokens: counts.slice(n..2 * n),
+        chosen_whole: whole.slice(0..n),
+        chosen_whole_tokens: Tensor::<1>::from_data(whole_counts, device).slice(0..n),
         pair_weights: None,
     };
     let losses = match objective {

@@ -19,15 +19,18 @@ use webdpo::model::CausalLm;
 use webdpo::runtime::memory::{
     MemoryEstimate, MemoryLimits, lora_parameter_count, parameter_count,
 };
+use webdpo::train::Trainer;
 use webdpo::train::data::{Message, parse_jsonl};
 use webdpo::train::logps::TokenizedPair;
 use webdpo::train::optimizer::Optim;
 use webdpo::train::{DpoTrainer, TrainConfig};
 
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf")
+}
+
 fn fixture(name: &str) -> (PathBuf, Value) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/hf")
-        .join(name);
+    let dir = fixtures().join(name);
     let expected =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     (dir, expected)
@@ -460,7 +463,7 @@ fn chat_templates_format_prompts_and_completions_as_transformers_and_trl_do() {
         let pair = parse_jsonl(&line.to_string(), "pairs.jsonl")
             .unwrap()
             .remove(0);
-        let tokenized = TokenizedPair::new(&tokenizer, &pair).unwrap();
+        let tokenized = TokenizedPair::new(&tokenizer, &pair, Trainer::Dpo).unwrap();
         assert_eq!(tokenized.prompt, ids(&chat["prompt_ids"]), "{name}");
         assert_eq!(tokenized.chosen, ids(&chat["completion_ids"]), "{name}");
         assert_eq!(
@@ -493,7 +496,7 @@ fn text_rows_are_tokenized_whole_and_without_the_template() {
     )
     .unwrap()
     .remove(0);
-    let t = TokenizedPair::new(&tokenizer, &pair).unwrap();
+    let t = TokenizedPair::new(&tokenizer, &pair, Trainer::Dpo).unwrap();
     let whole = |text: &str| [plain.encode_prompt(text).unwrap(), vec![eos]].concat();
     assert_eq!(
         [t.prompt.clone(), t.chosen.clone()].concat(),
@@ -522,7 +525,7 @@ fn text_rows_are_tokenized_whole_and_without_the_template() {
     )
     .unwrap()
     .remove(0);
-    let t = TokenizedPair::new(&tokenizer, &ended).unwrap();
+    let t = TokenizedPair::new(&tokenizer, &ended, Trainer::Dpo).unwrap();
     assert_eq!([t.prompt, t.chosen].concat(), whole("Hia fox"));
 }
 
@@ -536,7 +539,7 @@ fn conversational_pairs_without_a_chat_template_are_refused() {
         r#""chosen": "Hello.", "rejected": "Go away."}"#
     );
     let pair = parse_jsonl(row, "pairs.jsonl").unwrap().remove(0);
-    let err = TokenizedPair::new(&tokenizer, &pair)
+    let err = TokenizedPair::new(&tokenizer, &pair, Trainer::Dpo)
         .err()
         .unwrap()
         .to_string();
@@ -685,4 +688,86 @@ fn a_folder_sends_only_the_files_loading_reads() {
         refused.to_string().contains("my-model has no config.json"),
         "{refused}"
     );
+}
+
+/// TRL 1.16's experimental CPOTrainer and ORPOTrainer (tools/trl_cpo_fixtures.py ran them on
+/// the fixtures): they tokenize with the older DPO rules (BOS before the prompt, EOS after
+/// each completion, the chat template applied as text first), and our CPO, SimPO and ORPO
+/// metrics of the same batch equal theirs.
+#[test]
+fn cpo_and_orpo_match_trl_trainers() {
+    use webdpo::train::{CpoConfig, OrpoConfig, PreferencePair};
+    let device = Device::flex();
+    let all: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cpo_orpo.json")).unwrap())
+            .unwrap();
+    for case in all["cases"].as_array().unwrap() {
+        let what = format!(
+            "{} {} {} {}",
+            case["model"], case["data"], case["trainer"], case["settings"]
+        );
+        let dir = fixtures().join(case["model"].as_str().unwrap());
+        let loaded = ModelDir::load(&dir, &device).unwrap();
+        let tokenizer = loaded.tokenizer().unwrap();
+        let s = &case["settings"];
+        let (trainer, config) = match case["trainer"].as_str().unwrap() {
+            "cpo" => (
+                Trainer::Cpo,
+                TrainConfig {
+                    trainer: Trainer::Cpo,
+                    cpo: CpoConfig {
+                        beta: s["beta"].as_f64().unwrap(),
+                        loss_type: s["loss_type"].as_str().unwrap().parse().unwrap(),
+                        simpo_gamma: s["simpo_gamma"].as_f64().unwrap_or(0.5),
+                        cpo_alpha: s["cpo_alpha"].as_f64().unwrap_or(1.0),
+                        ..CpoConfig::default()
+                    },
+                    max_length: 64,
+                    ..TrainConfig::default()
+                },
+            ),
+            _ => (
+                Trainer::Orpo,
+                TrainConfig {
+                    trainer: Trainer::Orpo,
+                    orpo: OrpoConfig {
+                        beta: s["beta"].as_f64().unwrap(),
+                    },
+                    max_length: 64,
+                    ..TrainConfig::default()
+                },
+            ),
+        };
+        let pairs: Vec<TokenizedPair> = case["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(case["tokenized"].as_array().unwrap())
+            .map(|(row, want)| {
+                let pair: PreferencePair = serde_json::from_value(row.clone()).unwrap();
+                let got = TokenizedPair::new(&tokenizer, &pair, trainer).unwrap();
+                for (side, ids_got) in [
+                    ("prompt", &got.prompt),
+                    ("chosen", &got.chosen),
+                    ("rejected", &got.rejected),
+                ] {
+                    assert_eq!(ids_got, &ids(&want[side]), "{what}: {side} of {row}");
+                }
+                got
+            })
+            .collect();
+        let dpo = DpoTrainer::new(loaded.model, None, config, &device).unwrap();
+        let batch = block_on(dpo.prepare(&pairs, tokenizer.pad_id())).unwrap();
+        let got = serde_json::to_value(block_on(dpo.evaluate(&batch)).unwrap().metrics()).unwrap();
+        for (metric, want) in case["metrics"].as_object().unwrap() {
+            if metric.starts_with("logits/") {
+                continue; // TRL's mean logit over the vocabulary: not one of our metrics
+            }
+            let (g, w) = (got[metric].as_f64().unwrap(), want.as_f64().unwrap());
+            assert!(
+                (g - w).abs() < 1e-4 * w.abs().max(1.0),
+                "{what} {metric}: ours {g}, TRL's {w}"
+            );
+        }
+    }
 }

@@ -166,6 +166,8 @@ fn each_loss_matches_its_formula() {
         reference_rejected: t(rr),
         chosen_tokens: t(nc),
         rejected_tokens: t(nr),
+        chosen_whole: t(pc),
+        chosen_whole_tokens: t(nc),
         pair_weights: None,
     };
     for loss_type in LossType::ALL {
@@ -222,6 +224,8 @@ fn a_loss_list_is_the_weighted_sum_of_its_parts() {
         reference_rejected: t([-13.5, -2.5, -42.0]),
         chosen_tokens: t([5.0, 2.0, 17.0]),
         rejected_tokens: t([6.0, 1.0, 15.0]),
+        chosen_whole: t([-20.0, -9.0, -50.0]),
+        chosen_whole_tokens: t([9.0, 6.0, 21.0]),
         pair_weights: None,
     };
     let parts = [LossType::Sigmoid, LossType::BcoPair, LossType::Sft];
@@ -290,6 +294,9 @@ struct RowSums {
     tokens: f64,
     /// Each completion token's log-prob, in order.
     token_logps: Vec<f64>,
+    /// The log-probs of every token after the first, prompt included, and their count.
+    whole_logp: f64,
+    whole_tokens: f64,
 }
 
 fn row_sums(policy: &CausalLm, s: &SequenceBatch, device: &Device) -> Vec<RowSums> {
@@ -303,14 +310,23 @@ fn row_sums(policy: &CausalLm, s: &SequenceBatch, device: &Device) -> Vec<RowSum
     let vocab = logits.len() / (s.rows * s.len);
     let mut out: Vec<RowSums> = (0..s.rows).map(|_| RowSums::default()).collect();
     for (r, sums) in out.iter_mut().enumerate() {
+        // The row ends with its completion: padding follows the last masked label.
+        let labels = (0..s.len - 1)
+            .rfind(|&t| s.mask[r * (s.len - 1) + t] == 1.0)
+            .unwrap()
+            + 1;
         for t in 0..s.len - 1 {
-            if s.mask[r * (s.len - 1) + t] == 0.0 {
-                continue;
-            }
             let row = &logits[(r * s.len + t) * vocab..(r * s.len + t + 1) * vocab];
             let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let log_z = max + row.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
             let label = s.tokens[r * s.len + t + 1] as usize;
+            if t < labels {
+                sums.whole_logp += row[label] - log_z;
+                sums.whole_tokens += 1.0;
+            }
+            if s.mask[r * (s.len - 1) + t] == 0.0 {
+                continue;
+            }
             sums.mean_logit += row.iter().sum::<f64>() / vocab as f64;
             sums.entropy += row
                 .iter()
@@ -473,8 +489,9 @@ fn ld_alpha_weighs_the_tokens_past_the_shared_length() {
 }
 
 /// TRL 1.16's experimental CPO (sigmoid, SimPO, AlphaPO) and ORPO, written out in f64 from their
-/// source on the policy's own log-probs: no reference is run, the NLL of the chosen tokens is
-/// part of the loss, and ORPO logs its log odds.
+/// source on the policy's own log-probs: no reference is run, the NLL of the chosen completion
+/// tokens (ORPO: of the chosen rows' every token) is part of the loss, and ORPO logs its log
+/// odds.
 #[test]
 fn reference_free_objectives_follow_trl() {
     let device = Device::flex();
@@ -566,6 +583,9 @@ fn reference_free_objectives_follow_trl() {
         trainer: Trainer::Orpo,
         ..TrainConfig::default()
     });
+    // ORPO's NLL is over the chosen rows' prompts too (TRL's ORPOTrainer labels the whole row).
+    let nll = -rows[..n].iter().map(|r| r.whole_logp).sum::<f64>()
+        / rows[..n].iter().map(|r| r.whole_tokens).sum::<f64>();
     let log1mexp = |x: f64| (-x.exp()).ln_1p();
     let mut odds = Vec::new();
     for i in 0..n {

@@ -664,7 +664,8 @@ impl Gguf<'_> {
             return Err(Error::checkpoint(
                 &self.file,
                 format!(
-                    "tokenizer.ggml.model is '{model}': only byte-level BPE vocabularies (gpt2)                      are read so far"
+                    "tokenizer.ggml.model is '{model}': only byte-level BPE vocabularies (gpt2) \
+                     are read so far"
                 ),
             ));
         }
@@ -740,6 +741,26 @@ impl Gguf<'_> {
     /// `tokenizer.chat_template`, when the file has one.
     pub fn chat_template(&self) -> Option<&str> {
         self.get("tokenizer.chat_template").and_then(Value::as_str)
+    }
+
+    /// tokenizer_config.json's special tokens as transformers names them from
+    /// `tokenizer.ggml.{bos,eos}_token_id` (chat templates and TRL's CPO/ORPO refer to them).
+    pub fn tokenizer_config_json(&self) -> serde_json::Value {
+        let tokens = self.get("tokenizer.ggml.tokens").and_then(Value::as_array);
+        let token = |key: &str| {
+            let id = self.get(key)?.as_u64()?;
+            Some(tokens?.get(id as usize)?.as_str()?.to_string())
+        };
+        let mut config = serde_json::Map::new();
+        for (name, key) in [
+            ("bos_token", "tokenizer.ggml.bos_token_id"),
+            ("eos_token", "tokenizer.ggml.eos_token_id"),
+        ] {
+            if let Some(t) = token(key) {
+                config.insert(name.into(), t.into());
+            }
+        }
+        config.into()
     }
 }
 

@@ -54,8 +54,8 @@ impl ModelFiles {
         Self { files }
     }
 
-    /// With a `.gguf` file among them: config.json, tokenizer.json and chat_template.jinja
-    /// derived from it as transformers derives them (the weights stay in the file).
+    /// With a `.gguf` file among them: config.json, tokenizer.json, tokenizer_config.json (the
+    /// special tokens) and chat_template.jinja derived from it as transformers derives them (the weights stay in the file).
     pub fn expand_gguf(mut self) -> Result<Self> {
         let Some(name) = self.gguf() else {
             return Ok(self);
@@ -65,8 +65,10 @@ impl ModelFiles {
         let config = file.config_json()?.to_string().into_bytes();
         let tokenizer = file.tokenizer_json()?.into_bytes();
         let template = file.chat_template().map(|t| t.as_bytes().to_vec());
+        let special = file.tokenizer_config_json().to_string().into_bytes();
         self.insert("config.json", config);
         self.insert("tokenizer.json", tokenizer);
+        self.insert("tokenizer_config.json", special);
         if let Some(template) = template {
             self.insert("chat_template.jinja", template);
         }
@@ -180,10 +182,11 @@ impl ModelFiles {
     /// The tokenizer, with the chat template when the folder has one.
     pub fn tokenizer(&self, config: &ModelConfig) -> Result<TextTokenizer> {
         let jinja = self.get("chat_template.jinja").map(String::from_utf8_lossy);
-        let template =
-            ChatTemplate::from_files(self.get("tokenizer_config.json"), jinja.as_deref())?;
+        let tokenizer_config = self.get("tokenizer_config.json");
+        let template = ChatTemplate::from_files(tokenizer_config, jinja.as_deref())?;
         Ok(
             TextTokenizer::from_bytes(self.require("tokenizer.json")?, config)?
+                .with_special_tokens(tokenizer_config)?
                 .with_chat_template(template),
         )
     }

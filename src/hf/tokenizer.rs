@@ -20,8 +20,18 @@ use crate::train::data::{Message, Turns};
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     eos: u32,
+    /// tokenizer_config.json's `bos_token`, when it names one in the vocabulary.
+    bos: Option<u32>,
     pad: u32,
     chat: Option<ChatTemplate>,
+}
+
+/// How TRL 1.16's trainers tokenize a row: `DPOTrainer` and `KTOTrainer`, or the experimental
+/// `CPOTrainer` and `ORPOTrainer`, which keep the older DPO tokenization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowTokenization {
+    Dpo,
+    Cpo,
 }
 
 /// A Hugging Face chat template (Jinja), compiled once, with the special tokens it may refer to.
@@ -30,6 +40,23 @@ pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
     bos_token: String,
     eos_token: String,
+}
+
+fn parse_tokenizer_config(bytes: Option<&[u8]>) -> Result<serde_json::Value> {
+    match bytes {
+        Some(bytes) => serde_json::from_slice(bytes)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer_config.json is not valid JSON: {e}"))),
+        None => Ok(json!({})),
+    }
+}
+
+/// A special token of tokenizer_config.json: a string, or an AddedToken object with its
+/// `content`.
+fn special_token(config: &serde_json::Value, key: &str) -> Option<String> {
+    config[key]
+        .as_str()
+        .or_else(|| config[key]["content"].as_str())
+        .map(String::from)
 }
 
 fn template_error(e: minijinja::Error) -> Error {
@@ -45,12 +72,7 @@ impl ChatTemplate {
         tokenizer_config: Option<&[u8]>,
         jinja: Option<&str>,
     ) -> Result<Option<Self>> {
-        let config: serde_json::Value = match tokenizer_config {
-            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| {
-                Error::Tokenizer(format!("tokenizer_config.json is not valid JSON: {e}"))
-            })?,
-            None => json!({}),
-        };
+        let config = parse_tokenizer_config(tokenizer_config)?;
         let from_config = match &config["chat_template"] {
             serde_json::Value::String(t) => Some(t.clone()),
             serde_json::Value::Array(named) => named
@@ -86,14 +108,7 @@ impl ChatTemplate {
         );
         env.add_template_owned("chat", source)
             .map_err(template_error)?;
-        // A special token is a string or an AddedToken object with its `content`.
-        let token = |key: &str| {
-            config[key]
-                .as_str()
-                .or_else(|| config[key]["content"].as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
+        let token = |key: &str| special_token(&config, key).unwrap_or_default();
         let template = Self {
             env,
             bos_token: token("bos_token"),
@@ -144,9 +159,18 @@ impl TextTokenizer {
         Ok(Self {
             inner,
             eos,
+            bos: None,
             pad: config.pad_token_id.unwrap_or(eos),
             chat: None,
         })
+    }
+
+    /// The special tokens tokenizer_config.json names (its BOS, which TRL's CPO and ORPO put
+    /// before each prompt).
+    pub fn with_special_tokens(mut self, tokenizer_config: Option<&[u8]>) -> Result<Self> {
+        let config = parse_tokenizer_config(tokenizer_config)?;
+        self.bos = special_token(&config, "bos_token").and_then(|t| self.inner.token_to_id(&t));
+        Ok(self)
     }
 
     /// Formats prompts and completions with `template` from now on.
@@ -159,14 +183,27 @@ impl TextTokenizer {
         self.chat.as_ref()
     }
 
-    /// TRL 1.16's tokenization of a row (`DPOTrainer`'s and `KTOTrainer`'s `tokenize_fn`): the
-    /// prompt alone and the prompt followed by each completion are each tokenized whole, and the
-    /// completions start where the prompt and every prompt + completion first differ
-    /// (`common_prefix_length`), so tokens that merge across the boundary belong to the
-    /// completions. Plain text is tokenized with the tokenizer's special tokens and never
-    /// templated (TRL adds the EOS token's text to each completion that lacks it: here its id);
-    /// messages go through the chat template, the prompt with the assistant's turn opening.
+    /// TRL 1.16's tokenization of a row by the trainer that learns from it (`style`).
     pub fn encode_row(
+        &self,
+        prompt: &Turns,
+        completions: &[&Turns],
+        style: RowTokenization,
+    ) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+        match style {
+            RowTokenization::Dpo => self.encode_row_dpo(prompt, completions),
+            RowTokenization::Cpo => self.encode_row_cpo(prompt, completions),
+        }
+    }
+
+    /// `DPOTrainer`'s and `KTOTrainer`'s `tokenize_fn`: the prompt alone and the prompt followed
+    /// by each completion are each tokenized whole, and the completions start where the prompt
+    /// and every prompt + completion first differ (`common_prefix_length`), so tokens that merge
+    /// across the boundary belong to the completions. Plain text is tokenized with the
+    /// tokenizer's special tokens and never templated (TRL adds the EOS token's text to each
+    /// completion that lacks it: here its id); messages go through the chat template, the
+    /// prompt with the assistant's turn opening.
+    fn encode_row_dpo(
         &self,
         prompt: &Turns,
         completions: &[&Turns],
@@ -219,6 +256,83 @@ impl TextTokenizer {
         Ok((prompt_ids[..shared].to_vec(), completions))
     }
 
+    /// The experimental `CPOTrainer`'s and `ORPOTrainer`'s `tokenize_row` (the older DPO one):
+    /// messages become text first (`maybe_apply_chat_template`: the prompt is what the prompt and
+    /// every prompt + completion share, a completion the text after it); the prompt and each
+    /// prompt + completion are tokenized without special tokens, a completion starting after the
+    /// prompt's tokens (one earlier when the last of them merges across the boundary); then BOS
+    /// goes before the prompt and EOS after each completion, unless already there.
+    fn encode_row_cpo(
+        &self,
+        prompt: &Turns,
+        completions: &[&Turns],
+    ) -> Result<(Vec<u32>, Vec<Vec<u32>>)> {
+        let (prompt, texts): (String, Vec<String>) = match prompt {
+            Turns::Text(p) => {
+                let texts = completions
+                    .iter()
+                    .map(|c| match c {
+                        Turns::Text(c) => Ok(c.clone()),
+                        Turns::Messages(_) => Err(mixed()),
+                    })
+                    .collect::<Result<_>>()?;
+                (p.clone(), texts)
+            }
+            Turns::Messages(m) => {
+                let chat = self.chat.as_ref().ok_or_else(no_template)?;
+                let prompt = chat.render(m, true)?;
+                let whole = completions
+                    .iter()
+                    .map(|c| match c {
+                        Turns::Messages(reply) => {
+                            chat.render(&[m.clone(), reply.clone()].concat(), false)
+                        }
+                        Turns::Text(_) => Err(mixed()),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let shared = whole
+                    .iter()
+                    .map(|w| common_prefix_bytes(&prompt, w))
+                    .min()
+                    .unwrap_or(prompt.len());
+                let texts = whole.iter().map(|w| w[shared..].to_string()).collect();
+                (prompt[..shared].to_string(), texts)
+            }
+        };
+        let prompt_ids = self.encode(&prompt, false)?;
+        let whole = texts
+            .iter()
+            .map(|t| self.encode(&format!("{prompt}{t}"), false))
+            .collect::<Result<Vec<_>>>()?;
+        let shared = whole
+            .iter()
+            .map(|ids| {
+                let start = prompt_ids.len().min(ids.len());
+                if ids[..start] == prompt_ids[..start] {
+                    start
+                } else {
+                    start.saturating_sub(1)
+                }
+            })
+            .min()
+            .unwrap_or(prompt_ids.len());
+        let mut prompt = prompt_ids[..shared].to_vec();
+        if let Some(bos) = self.bos.filter(|&bos| prompt.first() != Some(&bos)) {
+            prompt.insert(0, bos);
+        }
+        let completions = whole
+            .iter()
+            .map(|ids| {
+                let mut completion = ids[shared..].to_vec();
+                if completion.last() != Some(&self.eos) {
+                    completion.push(self.eos);
+                }
+                completion
+            })
+            .collect();
+        Ok((prompt, completions))
+    }
+
     pub fn eos_id(&self) -> u32 {
         self.eos
     }
@@ -267,6 +381,14 @@ impl TextTokenizer {
             .decode(ids, true)
             .map_err(|e| Error::Tokenizer(format!("cannot decode: {e}")))
     }
+}
+
+/// The length in bytes of the longest common prefix of `a` and `b`, on a character boundary.
+fn common_prefix_bytes(a: &str, b: &str) -> usize {
+    a.char_indices()
+        .zip(b.chars())
+        .find(|((_, x), y)| x != y)
+        .map_or(a.len().min(b.len()), |((i, _), _)| i)
 }
 
 fn mixed() -> Error {

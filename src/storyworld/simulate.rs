@@ -265,7 +265,7 @@ impl Simulation {
             chosen: chosen.into(),
             rejected: rejected.into(),
         };
-        let tokenized = TokenizedPair::new(&self.tokenizer, &pair)?;
+        let tokenized = TokenizedPair::new(&self.tokenizer, &pair, self.trainer.config().trainer)?;
         let reports = self
             .trainer
             .learn(tokenized, self.tokenizer.pad_id())

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::hf::tokenizer::RowTokenization;
 use crate::train::dpo::DpoConfig;
 use crate::train::kto::KtoConfig;
 use crate::train::optimizer::{Optim, OptimizerConfig};
@@ -35,6 +36,14 @@ impl Trainer {
     /// Whether it learns from rated responses rather than pairs.
     pub fn unpaired(self) -> bool {
         self == Trainer::Kto
+    }
+
+    /// How TRL's trainer for this objective tokenizes a row.
+    pub fn tokenization(self) -> RowTokenization {
+        match self {
+            Trainer::Dpo | Trainer::Kto => RowTokenization::Dpo,
+            Trainer::Cpo | Trainer::Orpo => RowTokenization::Cpo,
+        }
     }
 }
 

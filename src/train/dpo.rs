@@ -310,6 +310,10 @@ pub struct DpoInputs {
     pub reference_rejected: Tensor<1>,
     pub chosen_tokens: Tensor<1>,
     pub rejected_tokens: Tensor<1>,
+    /// The chosen rows' log-probs summed over every token after the first, prompt included, and
+    /// how many tokens that is (ORPO's NLL, as TRL's ORPOTrainer).
+    pub chosen_whole: Tensor<1>,
+    pub chosen_whole_tokens: Tensor<1>,
     /// WPO's weight of each pair, detached (`use_weighting`); `None` weighs every pair 1.
     pub pair_weights: Option<Tensor<1>>,
 }

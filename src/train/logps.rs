@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::hf::tokenizer::TextTokenizer;
 use crate::model::CausalLm;
+use crate::train::Trainer;
 use crate::train::data::{PreferencePair, RatedResponse};
 
 /// Token ids of one pair; both completions end with EOS (with a chat template, with the end of
@@ -23,11 +24,14 @@ pub struct TokenizedPair {
 }
 
 impl TokenizedPair {
-    /// Tokenised as TRL does ([`TextTokenizer::encode_row`]): the prompt is what chosen and
-    /// rejected share.
-    pub fn new(tokenizer: &TextTokenizer, pair: &PreferencePair) -> Result<Self> {
-        let (prompt, completions) =
-            tokenizer.encode_row(&pair.prompt, &[&pair.chosen, &pair.rejected])?;
+    /// Tokenised as TRL's `trainer` does ([`TextTokenizer::encode_row`]): the prompt is what
+    /// chosen and rejected share.
+    pub fn new(tokenizer: &TextTokenizer, pair: &PreferencePair, trainer: Trainer) -> Result<Self> {
+        let (prompt, completions) = tokenizer.encode_row(
+            &pair.prompt,
+            &[&pair.chosen, &pair.rejected],
+            trainer.tokenization(),
+        )?;
         let [chosen, rejected] = <[Vec<u32>; 2]>::try_from(completions).expect("two completions");
         Ok(Self {
             prompt,
@@ -47,8 +51,11 @@ pub struct TokenizedRating {
 
 impl TokenizedRating {
     pub fn new(tokenizer: &TextTokenizer, rated: &RatedResponse) -> Result<Self> {
-        let (prompt, mut completions) =
-            tokenizer.encode_row(&rated.prompt, &[&rated.completion])?;
+        let (prompt, mut completions) = tokenizer.encode_row(
+            &rated.prompt,
+            &[&rated.completion],
+            Trainer::Kto.tokenization(),
+        )?;
         Ok(Self {
             prompt,
             completion: completions.remove(0),
@@ -66,6 +73,9 @@ pub struct SequenceBatch {
     pub tokens: Vec<i64>,
     /// `[rows, len - 1]`: 1 where the token at position `t + 1` is a completion token.
     pub mask: Vec<f32>,
+    /// `[rows, len - 1]`: 1 where the token at position `t + 1` is a token of the row, prompt
+    /// or completion, rather than padding (ORPO's NLL counts the prompt too).
+    pub whole: Vec<f32>,
 }
 
 impl SequenceBatch {
@@ -133,6 +143,7 @@ impl SequenceBatch {
         let len = fitted.iter().map(|(p, c)| p.len() + c.len()).max().unwrap();
         let mut tokens = vec![pad_id as i64; fitted.len() * len];
         let mut mask = vec![0.0; fitted.len() * (len - 1)];
+        let mut whole = mask.clone();
         for (r, (p, c)) in fitted.iter().enumerate() {
             for (t, &id) in p.iter().chain(c.iter()).enumerate() {
                 tokens[r * len + t] = id as i64;
@@ -142,12 +153,14 @@ impl SequenceBatch {
             for t in p.len() - 1..p.len() + c.len() - 1 {
                 mask[r * (len - 1) + t] = 1.0;
             }
+            whole[r * (len - 1)..r * (len - 1) + p.len() + c.len() - 1].fill(1.0);
         }
         Ok(Self {
             rows: fitted.len(),
             len,
             tokens,
             mask,
+            whole,
         })
     }
 
@@ -190,10 +203,16 @@ impl SequenceBatch {
 
     /// Completion-token count of each row (TRL's `size_completion`).
     pub fn counts(&self) -> Vec<f32> {
-        self.mask
-            .chunks(self.len - 1)
-            .map(|m| m.iter().sum())
-            .collect()
+        self.row_sums(&self.mask)
+    }
+
+    /// Each row's count of tokens after the first, prompt included (see `whole`).
+    pub fn whole_counts(&self) -> Vec<f32> {
+        self.row_sums(&self.whole)
+    }
+
+    fn row_sums(&self, mask: &[f32]) -> Vec<f32> {
+        mask.chunks(self.len - 1).map(|m| m.iter().sum()).collect()
     }
 }
 
@@ -215,7 +234,8 @@ pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) 
 
 /// Log-prob of each label token, zero outside completions: `[rows, len - 1]`.
 pub fn token_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
-    forward(model, batch, device).0
+    let (labels, _, _, mask) = forward(model, batch, device);
+    labels * mask
 }
 
 /// What TRL 1.16 reads of the policy's forward besides log-probs, per completion token: the mean
@@ -229,13 +249,19 @@ pub struct TokenStats {
     pub log_sum_sq_probs: Tensor<1>,
 }
 
-/// [`token_logps`] and, detached, the [`TokenStats`] of the same forward.
+/// [`token_logps`], the sum of each row's log-probs over all its tokens after the first
+/// (prompt included; `[rows]`, differentiable: ORPO's NLL) and, detached, the [`TokenStats`] of
+/// the same forward.
 pub fn token_logps_and_stats(
     model: &CausalLm,
     batch: &SequenceBatch,
     device: &Device,
-) -> (Tensor<2>, TokenStats) {
-    let (token_logps, logits, logp, mask) = forward(model, batch, device);
+) -> (Tensor<2>, Tensor<1>, TokenStats) {
+    let (labels, logits, logp, mask) = forward(model, batch, device);
+    let shape = [batch.rows, batch.len - 1];
+    let whole = Tensor::<2>::from_data(TensorData::new(batch.whole.clone(), shape), device);
+    let whole_logps = (labels.clone() * whole).sum_dim(1).reshape([batch.rows]);
+    let token_logps = labels * mask.clone();
     let (logits, logp) = (logits.detach(), logp.detach());
     let rows = batch.rows;
     let per_row = |t: Tensor<3>| {
@@ -257,7 +283,7 @@ pub fn token_logps_and_stats(
         top1: top1.reshape([rows]),
         log_sum_sq_probs: log_sum_sq.reshape([rows]),
     };
-    (token_logps, stats)
+    (token_logps, whole_logps, stats)
 }
 
 /// The model's log-softmax over the vocabulary at every position `[rows, len − 1, vocab]`, and the
@@ -271,8 +297,8 @@ pub fn next_token_logps(
     (logp, mask)
 }
 
-/// The masked label log-probs `[rows, len - 1]`, with the logits and log-softmax they came from
-/// (`[rows, len - 1, vocab]`) and the completion mask.
+/// The label log-probs `[rows, len - 1]` (padding's too), with the logits and log-softmax they
+/// came from (`[rows, len - 1, vocab]`) and the completion mask.
 fn forward(
     model: &CausalLm,
     batch: &SequenceBatch,
@@ -288,5 +314,5 @@ fn forward(
     let logp = log_softmax(logits.clone(), 2);
     let labels = tokens.slice([0..rows, 1..len]).unsqueeze_dim::<3>(2);
     let token_logps = logp.clone().gather(2, labels).reshape([rows, len - 1]);
-    (token_logps.mul(mask.clone()), logits, logp, mask)
+    (token_logps, logits, logp, mask)
 }

@@ -134,11 +134,18 @@ pub struct ReferenceFreeOutput {
     pub log_odds: Option<Tensor<1>>,
 }
 
-/// The mean NLL of the batch's chosen completion tokens, `[1]` (TRL's `sft` and CPO's and
-/// ORPO's `nll_loss`).
+/// The mean NLL of the batch's chosen completion tokens, `[1]` (TRL's `sft` and CPO's
+/// `nll_loss`).
 pub fn chosen_nll(inputs: &DpoInputs) -> Tensor<1> {
     let tokens = inputs.chosen_tokens.clone().sum();
     inputs.policy_chosen_raw.clone().sum().neg() / tokens
+}
+
+/// ORPO's `nll_loss`: the mean NLL of every token of the chosen rows after the first, the
+/// prompt's included, `[1]` (TRL's ORPOTrainer labels the whole row).
+fn chosen_nll_whole(inputs: &DpoInputs) -> Tensor<1> {
+    let tokens = inputs.chosen_whole_tokens.clone().sum();
+    inputs.chosen_whole.clone().sum().neg() / tokens
 }
 
 /// The policy's chosen and rejected log-probs, summed or averaged over tokens.
@@ -215,7 +222,7 @@ pub fn orpo_loss(inputs: &DpoInputs, config: &OrpoConfig) -> ReferenceFreeOutput
     let beta = config.beta;
     let (c, r) = policy_logps(inputs, true);
     let log_odds = (c.clone() - r.clone()) - (log1mexp(c.clone()) - log1mexp(r.clone()));
-    let nll = chosen_nll(inputs);
+    let nll = chosen_nll_whole(inputs);
     let [n] = log_odds.dims();
     let losses = nll.clone().expand([n]) - log_sigmoid(log_odds.clone()).mul_scalar(beta);
     ReferenceFreeOutput {

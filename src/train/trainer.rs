@@ -376,12 +376,14 @@ impl DpoTrainer {
         [sum(shared), sum(tail)]
     }
 
-    /// What the objectives read of `batch`, from the policy's per-token log-probs and
-    /// `log_sum_sq_probs` (summed per row): the four sequence log-probs `[n]` (LD-weighted with
-    /// `ld_alpha`; the reference's as prepared), the token counts, and WPO's pair weights.
+    /// What the objectives read of `batch`, from the policy's per-token log-probs, their sums
+    /// over whole rows and `log_sum_sq_probs` (summed per row): the four sequence log-probs `[n]`
+    /// (LD-weighted with `ld_alpha`; the reference's as prepared), the token counts, and WPO's
+    /// pair weights.
     fn dpo_inputs(
         &self,
         token_logps: Tensor<2>,
+        whole_logps: Tensor<1>,
         log_sum_sq_probs: Tensor<1>,
         batch: &PreparedBatch,
         device: &Device,
@@ -406,6 +408,7 @@ impl DpoTrainer {
             }
         };
         let counts = upload(&batch.sequences.counts());
+        let whole_counts = upload(&batch.sequences.whole_counts());
         let pair_weights = self.config.dpo.use_weighting.then(|| {
             let aligned = raw.clone().detach() - log_sum_sq_probs;
             let rows = aligned.div(counts.clone().clamp_min(1.0)).exp();
@@ -419,6 +422,8 @@ impl DpoTrainer {
             reference_rejected: reference.slice(n..rows),
             chosen_tokens: counts.clone().slice(0..n),
             rejected_tokens: counts.slice(n..rows),
+            chosen_whole: whole_logps.slice(0..n),
+            chosen_whole_tokens: whole_counts.slice(0..n),
             pair_weights,
         })
     }
@@ -435,9 +440,15 @@ impl DpoTrainer {
     pub async fn evaluate(&self, batch: &PreparedBatch) -> Result<PairValues> {
         let ad = self.device.clone().autodiff();
         let policy = self.policy.valid().fork(&ad).no_grad();
-        let (token_logps, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
+        let (token_logps, whole, stats) = token_logps_and_stats(&policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone().inner();
-        let inputs = self.dpo_inputs(token_logps.inner(), log_sum_sq, batch, &self.device)?;
+        let inputs = self.dpo_inputs(
+            token_logps.inner(),
+            whole.inner(),
+            log_sum_sq,
+            batch,
+            &self.device,
+        )?;
         let objective = Objective::of(&self.config, inputs)?;
         let n = batch.n_pairs;
         let read = read_all(objective.tensors(stat_sums(stats, n).inner(), n, &self.device));
@@ -450,9 +461,10 @@ impl DpoTrainer {
         let started = web_time::Instant::now();
         let ad = self.device.clone().autodiff();
         // Forward: chosen and rejected through the policy as one concatenated batch.
-        let (token_logps, stats) = token_logps_and_stats(&self.policy, &batch.sequences, &ad);
+        let (token_logps, whole, stats) =
+            token_logps_and_stats(&self.policy, &batch.sequences, &ad);
         let log_sum_sq = stats.log_sum_sq_probs.clone();
-        let inputs = self.dpo_inputs(token_logps, log_sum_sq, batch, &ad)?;
+        let inputs = self.dpo_inputs(token_logps, whole, log_sum_sq, batch, &ad)?;
         // Loss: the mean of the objective over the pairs.
         let objective = Objective::of(&self.config, inputs)?;
         let loss = objective.out.losses.clone().mean();

@@ -295,7 +295,7 @@ impl Session {
         #[wasm_bindgen(unchecked_param_type = "PreferencePair")] pair: JsValue,
     ) -> Result<JsValue, Error> {
         let pair: PreferencePair = from_js(pair, "preference pair")?;
-        let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
+        let pair = TokenizedPair::new(&self.tokenizer, &pair, self.trainer.config().trainer)?;
         let reports: Vec<StepReport> = self.trainer.learn(pair, self.tokenizer.pad_id()).await?;
         Ok(to_js(&reports))
     }
@@ -309,7 +309,7 @@ impl Session {
         #[wasm_bindgen(unchecked_param_type = "PreferencePair")] pair: JsValue,
     ) -> Result<JsValue, Error> {
         let pair: PreferencePair = from_js(pair, "preference pair")?;
-        let pair = TokenizedPair::new(&self.tokenizer, &pair)?;
+        let pair = TokenizedPair::new(&self.tokenizer, &pair, self.trainer.config().trainer)?;
         let batch = self
             .trainer
             .prepare(&[pair], self.tokenizer.pad_id())
@@ -384,7 +384,8 @@ impl Session {
         let prompt: Turns = from_js(prompt, "prompt")?;
         let completions: Vec<Turns> = from_js(completions, "completions")?;
         let refs: Vec<&Turns> = completions.iter().collect();
-        let (prompt, completions) = self.tokenizer.encode_row(&prompt, &refs)?;
+        let style = self.trainer.config().trainer.tokenization();
+        let (prompt, completions) = self.tokenizer.encode_row(&prompt, &refs, style)?;
         let rows: Vec<(&[u32], &[u32])> =
             completions.iter().map(|c| (&prompt[..], &c[..])).collect();
         Ok(to_js(
@@ -404,7 +405,9 @@ impl Session {
     ) -> Result<JsValue, Error> {
         let prompt: Turns = from_js(prompt, "prompt")?;
         let completion: Turns = from_js(completion, "completion")?;
-        let (prompt, mut completions) = self.tokenizer.encode_row(&prompt, &[&completion])?;
+        let style = self.trainer.config().trainer.tokenization();
+        let (prompt, mut completions) =
+            self.tokenizer.encode_row(&prompt, &[&completion], style)?;
         let completion = completions.remove(0);
         let rows = self
             .trainer

@@ -5,6 +5,7 @@ use burn::tensor::Device;
 use webdpo::ModelConfig;
 use webdpo::hf::tokenizer::{TextTokenizer, byte_level_tokenizer_json};
 use webdpo::model::CausalLm;
+use webdpo::train::Trainer;
 use webdpo::train::data::PreferencePair;
 use webdpo::train::logps::TokenizedPair;
 
@@ -44,7 +45,7 @@ pub fn tokenized_pairs() -> Vec<TokenizedPair> {
     let t = tokenizer();
     pairs()
         .iter()
-        .map(|p| TokenizedPair::new(&t, p).unwrap())
+        .map(|p| TokenizedPair::new(&t, p, Trainer::Dpo).unwrap())
         .collect()
 }
 

@@ -295,7 +295,7 @@ pub fn setup(a: &DpoArgs, device: &ComputeDevice) -> Result<Setup> {
             pairs
                 .iter()
                 .enumerate()
-                .map(|(i, p)| TokenizedPair::new(&tokenizer, p).map_err(at_line(i)))
+                .map(|(i, p)| TokenizedPair::new(&tokenizer, p, a.trainer).map_err(at_line(i)))
                 .collect::<Result<_>>()?,
         )
     };

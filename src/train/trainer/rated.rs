@@ -100,7 +100,7 @@ impl DpoTrainer {
         batch: &RatedBatch,
         device: &Device,
     ) -> Result<(Tensor<1>, [Tensor<1>; 6])> {
-        let (token_logps, stats) = token_logps_and_stats(policy, &batch.sequences, device);
+        let (token_logps, _, stats) = token_logps_and_stats(policy, &batch.sequences, device);
         let inputs = self.kto_inputs(token_logps, batch, device)?;
         let out = kto_loss(&inputs, &self.config.kto);
         let n = batch.ratings.len();

@@ -2,8 +2,16 @@
 // types, the files to pack), the README for JS users (docs/npm.md) and the built-in story model,
 // so that a page embedding webdpo needs no other download. Run by build-web.sh once pkg/ is
 // built; `npm pack` in pkg/ then makes webdpo-<version>.tgz. Files are copied only when they
-// differ, so their brotli copies stay fresh.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+// differ, so their brotli copies stay fresh. Also the API documentation, in pkg/api/ (not packed).
+import { execFileSync } from "node:child_process";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 
 const cargo = readFileSync("Cargo.toml", "utf8");
 const field = (name) => new RegExp(`^${name} = "([^"]+)"`, "m").exec(cargo)[1];
@@ -41,3 +49,21 @@ const json = JSON.stringify(manifest, null, 2) + "\n";
 if (!existsSync("pkg/package.json") || readFileSync("pkg/package.json", "utf8") !== json)
   writeFileSync("pkg/package.json", json);
 console.log(`package.mjs: pkg/ is the npm package ${manifest.name}@${manifest.version}`);
+
+// The API documentation: TypeDoc over the types wasm-bindgen writes from the Rust doc comments,
+// with the README as its front page. Written again only when either is newer.
+const API = "pkg/api/index.html";
+const newer = (a, b) => !existsSync(b) || statSync(a).mtimeMs > statSync(b).mtimeMs;
+if (newer("pkg/webdpo.d.ts", API) || newer("docs/npm.md", API)) {
+  execFileSync(
+    "node_modules/.bin/typedoc",
+    [
+      ...["--tsconfig", "tsconfig.json", "--entryPoints", "pkg/webdpo.d.ts"],
+      ...["--out", "pkg/api", "--readme", "docs/npm.md"],
+      ...["--name", `${manifest.name} ${manifest.version}`, "--disableSources"],
+      ...["--treatWarningsAsErrors", "--logLevel", "Warn"],
+    ],
+    { stdio: "inherit" },
+  );
+  console.log("package.mjs: API documentation in pkg/api/ (TypeDoc)");
+}

@@ -25,6 +25,15 @@ if ! have chromium || ! have chromedriver; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
 fi
 
+# Firefox ESR, Mesa's software Vulkan (its WebGPU's adapter here) and geckodriver (pinned).
+if ! have firefox-esr || [ ! -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq firefox-esr mesa-vulkan-drivers
+fi
+[ "$(geckodriver --version 2>/dev/null | awk 'NR==1 {print $2}')" = 0.37.1 ] ||
+  cargo install geckodriver --version 0.37.1 --locked --debug # a dev build: minutes less, fast enough
+
 if ! have node || ! have npm; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

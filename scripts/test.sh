@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: native (CPU backend) and in headless Chromium (WebGPU on SwiftShader + CPU fallback).
+# Every test: native (CPU backend) and in headless Chromium (WebGPU on SwiftShader + CPU fallback)
+# and Firefox ESR (WebGPU on lavapipe + CPU fallback).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -25,12 +26,17 @@ app=$!
 trap 'kill -- -$app 2>/dev/null || true' EXIT
 
 cargo test --locked
+# The API docs build without a warning (broken links, private items); the crate docs' example
+# ran above as a doctest.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 
 # wasm-bindgen-test reads the Chromium flags from webdriver.json.
 # For the whole run of a test binary, not per test: the SmolLM2-135M-shaped update takes about
 # three minutes on SwiftShader.
 export WASM_BINDGEN_TEST_TIMEOUT=1200
 wasm-pack test --headless --chrome -- --locked
+# The same tests in Firefox ESR: its own WebGPU (wgpu, on Mesa's lavapipe) and the CPU fallback.
+wasm-pack test --headless --firefox -- --locked
 
 echo "test.sh: native and wasm tests passed; waiting for the app's (scripts/test-app.sh)"
 status=0

@@ -17,6 +17,7 @@ fn unsupported(names: &impl std::fmt::Debug) -> Error {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct ModelConfig {
     #[serde(default = "default_architectures")]
     pub architectures: Vec<String>,
@@ -55,9 +56,11 @@ pub struct ModelConfig {
     /// transformers ≥ 5 writes `rope_theta` inside this
     /// (`{"rope_type": "default", "rope_theta": …}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "unknown"))]
     pub rope_parameters: Option<serde_json::Value>,
     /// Long-context RoPE variants (linear, dynamic, YaRN, llama3) are not implemented.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "unknown"))]
     pub rope_scaling: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
@@ -71,6 +74,7 @@ pub struct ModelConfig {
     /// The config.json this was read from, written back unchanged by [`ModelConfig::to_json`] so
     /// that fields this crate does not use survive a save.
     #[serde(skip)]
+    #[cfg_attr(target_arch = "wasm32", tsify(type = "unknown"))]
     pub source: Option<serde_json::Value>,
 }
 

@@ -17,6 +17,7 @@ use crate::train::data::{PreferencePair, RatedResponse};
 /// Token ids of one pair; both completions end with EOS (with a chat template, with the end of
 /// the assistant turn the template writes).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct TokenizedPair {
     pub prompt: Vec<u32>,
     pub chosen: Vec<u32>,

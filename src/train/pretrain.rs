@@ -174,7 +174,7 @@ pub fn batch_of(
 /// Steps per length bucket window (see [`batch_indices`]).
 const WINDOW: usize = 16;
 
-/// Indices into `lengths` of step `step`'s batch. Each window of [`WINDOW`] steps draws its rows
+/// Indices into `lengths` of step `step`'s batch. Each window of `WINDOW` steps draws its rows
 /// at random, sorts them by length and deals runs of similar length to its steps in a shuffled
 /// order, so a batch is padded little. The batch of step s depends only on (seed, s), so a
 /// resumed run sees the same data.

@@ -36,6 +36,13 @@ check(
     `wasm, README and the built-in model`,
 );
 
+// The API documentation TypeDoc made from the Rust doc comments (pkg/api/, by build-web.sh).
+const session = readFileSync(join("pkg", "api", "classes", "Session.html"), "utf8");
+check(
+  session.includes("Learns from one preference") && session.includes("prefer"),
+  "pkg/api/ documents the Session class from its Rust doc comments",
+);
+
 const TYPES = {
   ".html": "text/html",
   ".js": "text/javascript",

@@ -222,3 +222,66 @@ fn the_gguf_vocabulary_tokenizes_as_the_models_tokenizer_json() {
         assert_eq!(file.chat_template(), template.as_deref(), "{name}");
     }
 }
+
+/// What transformers itself gives loading each fixture file (tools/gguf_expected.py): the tokens
+/// of its GGUF tokenizer and the logits of the model it dequantizes.
+fn transformers_on(file: &str) -> serde_json::Value {
+    let all: serde_json::Value = serde_json::from_slice(&fixture("expected.json")).unwrap();
+    all[file].clone()
+}
+
+/// A SentencePiece vocabulary (`tokenizer.ggml.model` "llama": no merges listed, scores, byte
+/// fallback, BOS added) tokenizes and decodes as transformers' tokenizer of the same file; and
+/// the byte-level files (gpt2) too.
+#[test]
+fn gguf_vocabularies_tokenize_as_transformers_reads_the_file() {
+    for file in ["llama-spm-q8_0.gguf", "llama.gguf", "qwen2.gguf"] {
+        let bytes = fixture(file);
+        let gguf = Gguf::parse(&bytes, file).unwrap();
+        let tokenizer = tokenizers::Tokenizer::from_bytes(gguf.tokenizer_json().unwrap()).unwrap();
+        let want = transformers_on(file);
+        let texts: Vec<String> = serde_json::from_value(want["texts"].clone()).unwrap();
+        let ids: Vec<Vec<u32>> = serde_json::from_value(want["input_ids"].clone()).unwrap();
+        let decoded: Vec<String> = serde_json::from_value(want["decoded"].clone()).unwrap();
+        for ((text, ids), decoded) in texts.iter().zip(&ids).zip(&decoded) {
+            let got = tokenizer.encode(text.as_str(), true).unwrap();
+            assert_eq!(got.get_ids(), &ids[..], "{file}: {text:?}");
+            assert_eq!(
+                &tokenizer.decode(ids, true).unwrap(),
+                decoded,
+                "{file}: {text:?}"
+            );
+        }
+    }
+}
+
+/// transformers loads each fixture file (the Q8_0 one dequantized by its own code) to the same
+/// logits as the model read here.
+#[test]
+fn gguf_files_give_the_logits_transformers_gives_loading_them() {
+    use burn::tensor::{Int, Tensor, TensorData};
+    let device = burn::tensor::Device::flex();
+    for file in ["llama-spm-q8_0.gguf", "llama.gguf", "qwen2.gguf"] {
+        let (_, model) = webdpo::hf::gguf::load_model(&fixture(file), file, &device).unwrap();
+        let want = transformers_on(file);
+        let rows: Vec<Vec<i64>> = serde_json::from_value(want["rows"].clone()).unwrap();
+        let (b, t) = (rows.len(), rows[0].len());
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
+        let got = model
+            .forward(tokens, None)
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let want: Vec<f64> = serde_json::from_value(want["logits"].clone()).unwrap();
+        assert_eq!(got.len(), want.len());
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            diff < 1e-4,
+            "{file}: logits differ from transformers' by {diff}"
+        );
+    }
+}

@@ -15,7 +15,9 @@ exactly those values. truncated.gguf is quants.gguf cut inside its last tensor;
 unknown-type.gguf names a tensor of a type not read (IQ2_XXS). llama.gguf and qwen2.gguf are the
 Llama and Qwen2 fixtures of tests/fixtures/hf converted as llama.cpp's convert_hf_to_gguf.py does
 (Llama's query and key rows permuted, llama.cpp's tensor names from gguf-py's map, the BPE
-vocabulary, merges and token types, the chat template), in f32.
+vocabulary, merges and token types, the chat template), in f32. llama-spm-q8_0.gguf is the
+Llama fixture's weights quantized to Q8_0 with a SentencePiece vocabulary; transformers itself
+loads it for its logits and tokens (tools/gguf_expected.py, with torch).
 """
 
 import argparse
@@ -154,6 +156,73 @@ def hf_gguf(hf_dir, path, arch):
     writer.close()
 
 
+def spm_vocab(size):
+    """A SentencePiece-style (llama.cpp "llama") vocabulary of `size` tokens, as llama.cpp's
+    converter writes one: <unk>, <s>, </s>, the 256 byte-fallback tokens, then pieces with
+    scores (higher merges first) and no merges list, so readers derive the merges from scores."""
+    special = [("<unk>", gguf.TokenType.UNKNOWN), ("<s>", gguf.TokenType.CONTROL), ("</s>", gguf.TokenType.CONTROL)]
+    tokens = special + [(f"<0x{b:02X}>", gguf.TokenType.BYTE) for b in range(256)]
+    pieces = list("▁etaoinshrdlucmwfgypb,.")
+    candidates = ["he", "▁t", "▁the", "in", "er", "▁a", "on", "an", "re", "at", "en", "nd", "▁s",
+                  "es", "is", "or", "ed", "▁o", "▁h", "ha", "▁i", "▁in", "it", "▁it", "st",
+                  "ar", "▁and", "▁w", "▁c", "ou", "ing", "ng", "▁to", "▁of", "ll", "▁he"]
+    for piece in candidates:
+        if any(piece[:i] in pieces and piece[i:] in pieces for i in range(1, len(piece))):
+            pieces.append(piece)
+    pieces = pieces[: size - len(tokens)]
+    tokens += [(p, gguf.TokenType.NORMAL) for p in pieces]
+    assert len(tokens) == size, (len(tokens), size)
+    scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
+    return [t for t, _ in tokens], scores, [k for _, k in tokens]
+
+
+def spm_gguf(hf_dir, path, qtype):
+    """The Llama fixture's weights, 2-D ones quantized to `qtype` by gguf-py, with a SentencePiece
+    vocabulary of the same size (spm_vocab) that asks for BOS: transformers loads this file
+    itself (tools/gguf_expected.py records its logits and tokens)."""
+    config = json.load(open(os.path.join(hf_dir, "config.json")))
+    tensors = {}
+    for f in sorted(os.listdir(hf_dir)):
+        if f.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(hf_dir, f)))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
+    writer = gguf.GGUFWriter(path, arch="llama")
+    writer.add_context_length(512)
+    writer.add_embedding_length(config["hidden_size"])
+    writer.add_block_count(config["num_hidden_layers"])
+    writer.add_feed_forward_length(config["intermediate_size"])
+    writer.add_head_count(config["num_attention_heads"])
+    writer.add_head_count_kv(config["num_key_value_heads"])
+    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
+    writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
+    tokens, scores, types = spm_vocab(config["vocab_size"])
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(tokens)
+    writer.add_token_scores(scores)
+    writer.add_token_types(types)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    for name, data in tensors.items():
+        if name.endswith("q_proj.weight"):
+            data = permute(data, heads, heads)
+        elif name.endswith("k_proj.weight"):
+            data = permute(data, heads, kv_heads)
+        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert new_name is not None, name
+        data = np.ascontiguousarray(data)
+        if data.ndim == 2 and data.shape[1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
+            writer.add_tensor(new_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(new_name, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
@@ -189,6 +258,7 @@ def main():
     for arch in ["llama", "qwen2"]:
         hf_dir = os.path.join(os.path.dirname(out), "hf", arch)
         hf_gguf(hf_dir, os.path.join(out, f"{arch}.gguf"), arch)
+    spm_gguf(os.path.join(os.path.dirname(out), "hf", "llama"), os.path.join(out, "llama-spm-q8_0.gguf"), T.Q8_0)
 
 
 if __name__ == "__main__":

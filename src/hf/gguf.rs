@@ -6,7 +6,7 @@
 //! dimensions innermost first, ggml type, offset) and, at the next multiple of
 //! `general.alignment` (32 by default), the tensor data.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::hf::safetensors::f16_to_f32;
@@ -654,28 +654,62 @@ impl Gguf<'_> {
 }
 
 impl Gguf<'_> {
-    /// The tokenizer.json transformers builds from `tokenizer.ggml.*` for a byte-level BPE
-    /// vocabulary (`tokenizer.ggml.model` "gpt2": GPT-2, SmolLM, Qwen2, Llama 3): the tokens
-    /// with their merges, control tokens (type 3) as special added tokens, GPT-2's byte-level
-    /// pre-tokenizer and decoder, and BOS first when `tokenizer.ggml.add_bos_token` says so.
+    /// The tokenizer.json transformers 5 builds from `tokenizer.ggml.*`: a byte-level BPE
+    /// vocabulary (`tokenizer.ggml.model` "gpt2": GPT-2, SmolLM, Qwen2, Llama 3; GPT-2's
+    /// byte-level pre-tokenizer, or the split of `tokenizer.ggml.pre` where transformers knows
+    /// it) or a SentencePiece BPE one ("llama": Llama 2, TinyLlama, Mistral; `Metaspace`, byte
+    /// fallback, merges derived from the scores when the file lists none). Control tokens and
+    /// the named special tokens (BOS, EOS, unknown, padding) are special added tokens,
+    /// user-defined ones plain added tokens; BOS and EOS are added as `add_bos_token` and
+    /// `add_eos_token` say (a "llama" vocabulary adds BOS unless told not to).
     pub fn tokenizer_json(&self) -> Result<String> {
         let model = self.require("tokenizer.ggml.model")?.as_str().unwrap_or("");
-        if model != "gpt2" {
-            return Err(Error::checkpoint(
-                &self.file,
-                format!(
-                    "tokenizer.ggml.model is '{model}': only byte-level BPE vocabularies (gpt2) \
-                     are read so far"
-                ),
-            ));
-        }
+        let spm = match model {
+            "gpt2" => false,
+            "llama" => true,
+            _ => {
+                return Err(Error::checkpoint(
+                    &self.file,
+                    format!(
+                        "tokenizer.ggml.model is '{model}': byte-level BPE (gpt2) and \
+                         SentencePiece BPE (llama) vocabularies are read"
+                    ),
+                ));
+            }
+        };
         let strings = |key: &str| -> Result<Vec<&str>> {
             let bad = || Error::checkpoint(&self.file, format!("{key} is not a list of strings"));
             let list = self.require(key)?.as_array().ok_or_else(bad)?;
             list.iter().map(|v| v.as_str().ok_or_else(bad)).collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
+        let merges: Vec<(String, String)> = if self.get("tokenizer.ggml.merges").is_some() || !spm {
+            strings("tokenizer.ggml.merges")?
+                .iter()
+                .map(|m| {
+                    let (l, r) = m.split_once(' ').unwrap_or((m, ""));
+                    (l.to_string(), r.to_string())
+                })
+                .collect()
+        } else {
+            let bad = || {
+                Error::checkpoint(
+                    &self.file,
+                    "tokenizer.ggml.scores is not a list of numbers, one per token",
+                )
+            };
+            let scores = self
+                .require("tokenizer.ggml.scores")?
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .map(|v| v.as_f64().ok_or_else(bad))
+                .collect::<Result<Vec<f64>>>()?;
+            if scores.len() != tokens.len() {
+                return Err(bad());
+            }
+            merges_from_scores(&tokens, &scores)
+        };
         let types: Vec<u64> = match self
             .get("tokenizer.ggml.token_type")
             .and_then(Value::as_array)
@@ -688,52 +722,73 @@ impl Gguf<'_> {
             .enumerate()
             .map(|(id, t)| (t.to_string(), serde_json::json!(id)))
             .collect();
+        let id_of = |key: &str| {
+            let id = self.get(key)?.as_u64()? as usize;
+            Some((id, *tokens.get(id)?))
+        };
+        let named: Vec<usize> = ["bos", "eos", "unknown", "padding"]
+            .iter()
+            .filter_map(|name| id_of(&format!("tokenizer.ggml.{name}_token_id")))
+            .map(|(id, _)| id)
+            .collect();
+        // 3: control, 4: user-defined (llama.cpp's token types).
         let added: Vec<serde_json::Value> = tokens
             .iter()
             .zip(&types)
             .enumerate()
-            .filter(|(_, (_, kind))| **kind == 3)
-            .map(|(id, (content, _))| {
+            .filter(|(id, (_, kind))| **kind == 3 || **kind == 4 || named.contains(id))
+            .map(|(id, (content, kind))| {
+                let special = *kind != 4 || named.contains(&id);
                 serde_json::json!({"id": id, "content": content, "single_word": false,
-                    "lstrip": false, "rstrip": false, "normalized": false, "special": true})
+                    "lstrip": false, "rstrip": false, "normalized": false, "special": special})
             })
             .collect();
-        let bos = self
-            .get("tokenizer.ggml.bos_token_id")
-            .and_then(Value::as_u64);
-        let add_bos = matches!(
-            self.get("tokenizer.ggml.add_bos_token"),
-            Some(Value::Bool(true))
-        );
-        let bos = bos.and_then(|id| Some((id, *tokens.get(id as usize)?)));
-        let post_processor = match bos {
-            Some((id, bos)) if add_bos => {
-                let bos_first = serde_json::json!({"SpecialToken": {"id": bos, "type_id": 0}});
-                serde_json::json!({
-                    "type": "TemplateProcessing",
-                    "single": [bos_first, {"Sequence": {"id": "A", "type_id": 0}}],
-                    "pair": [bos_first, {"Sequence": {"id": "A", "type_id": 0}},
-                             {"Sequence": {"id": "B", "type_id": 1}}],
-                    "special_tokens": {bos: {"id": bos, "ids": [id], "tokens": [bos]}}
-                })
-            }
-            _ => serde_json::Value::Null,
+        let flag = |key: &str| match self.get(key) {
+            Some(Value::Bool(b)) => Some(*b),
+            _ => None,
         };
-        let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
-                                            "trim_offsets": false, "use_regex": true});
+        let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(spm);
+        let add_eos = flag("tokenizer.ggml.add_eos_token").unwrap_or(false);
+        let bos = id_of("tokenizer.ggml.bos_token_id").filter(|_| add_bos);
+        let eos = id_of("tokenizer.ggml.eos_token_id").filter(|_| add_eos);
+        let (pre_tokenizer, decoder, bpe) = if spm {
+            (
+                serde_json::json!({"type": "Metaspace", "replacement": "\u{2581}",
+                                   "prepend_scheme": "first", "split": false}),
+                serde_json::json!({"type": "Sequence", "decoders": [
+                    {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+                    {"type": "ByteFallback"}, {"type": "Fuse"},
+                    {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
+                (true, true),
+            )
+        } else {
+            let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+                                                "trim_offsets": false, "use_regex": true});
+            let pre = self.get("tokenizer.ggml.pre").and_then(Value::as_str);
+            let pre_tokenizer = match pre.and_then(pre_tokenizer_split) {
+                Some(split) => serde_json::json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated",
+                     "invert": false},
+                    {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+                     "use_regex": false}]}),
+                None => byte_level.clone(),
+            };
+            (pre_tokenizer, byte_level, (false, false))
+        };
+        let (fuse_unk, byte_fallback) = bpe;
         Ok(serde_json::json!({
             "version": "1.0",
             "truncation": null,
             "padding": null,
             "added_tokens": added,
             "normalizer": null,
-            "pre_tokenizer": byte_level,
-            "post_processor": post_processor,
-            "decoder": byte_level,
+            "pre_tokenizer": pre_tokenizer,
+            "post_processor": post_processor(bos, eos),
+            "decoder": decoder,
             "model": {"type": "BPE", "dropout": null, "unk_token": null,
                       "continuing_subword_prefix": null, "end_of_word_suffix": null,
-                      "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": vocab, "merges": merges}
+                      "fuse_unk": fuse_unk, "byte_fallback": byte_fallback,
+                      "ignore_merges": false, "vocab": vocab, "merges": merges}
         })
         .to_string())
     }
@@ -762,6 +817,91 @@ impl Gguf<'_> {
         }
         config.into()
     }
+}
+
+/// transformers' `update_post_processor`: BOS before and EOS after each sequence, as asked;
+/// `null` when neither is.
+fn post_processor(bos: Option<(usize, &str)>, eos: Option<(usize, &str)>) -> serde_json::Value {
+    if bos.is_none() && eos.is_none() {
+        return serde_json::Value::Null;
+    }
+    let special = |t: Option<(usize, &str)>, type_id: u32| {
+        t.map(|(_, token)| serde_json::json!({"SpecialToken": {"id": token, "type_id": type_id}}))
+    };
+    let sequence = |id: &str, type_id: u32| {
+        Some(serde_json::json!({"Sequence": {"id": id, "type_id": type_id}}))
+    };
+    let single: Vec<_> = [special(bos, 0), sequence("A", 0), special(eos, 0)]
+        .into_iter()
+        .flatten()
+        .collect();
+    let pair: Vec<_> = [special(bos, 0), sequence("A", 0), special(eos, 0)]
+        .into_iter()
+        .chain([special(bos, 1), sequence("B", 1), special(eos, 1)])
+        .flatten()
+        .collect();
+    let tokens: serde_json::Map<String, serde_json::Value> = [bos, eos]
+        .into_iter()
+        .flatten()
+        .map(|(id, t)| {
+            (
+                t.to_string(),
+                serde_json::json!({"id": t, "ids": [id], "tokens": [t]}),
+            )
+        })
+        .collect();
+    serde_json::json!({"type": "TemplateProcessing", "single": single, "pair": pair,
+                       "special_tokens": tokens})
+}
+
+/// transformers' `generate_merges` for a vocabulary with scores: every split of a token into two
+/// tokens of the vocabulary (in the order of their ids), all ordered by the whole token's score,
+/// best first, then by the pieces' lengths, longer first; ties keep their order.
+fn merges_from_scores(tokens: &[&str], scores: &[f64]) -> Vec<(String, String)> {
+    // As Python's dicts: a repeated token keeps its last id and score, its first position.
+    let vocab: HashMap<&str, usize> = tokens.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let score: HashMap<&str, f64> = tokens.iter().copied().zip(scores.iter().copied()).collect();
+    let mut seen = HashSet::new();
+    let mut merges: Vec<(&str, &str, f64)> = Vec::new();
+    for &token in tokens.iter().filter(|t| seen.insert(**t)) {
+        let mut local: Vec<(&str, &str, f64)> = token
+            .char_indices()
+            .skip(1)
+            .map(|(i, _)| token.split_at(i))
+            .filter(|(l, r)| vocab.contains_key(l) && vocab.contains_key(r))
+            .map(|(l, r)| (l, r, score[token]))
+            .collect();
+        local.sort_by_key(|(l, r, _)| (vocab[l], vocab[r]));
+        merges.extend(local);
+    }
+    let key = |(l, r, s): &(&str, &str, f64)| (*s, l.chars().count(), r.chars().count());
+    merges.sort_by(|a, b| {
+        let (a, b) = (key(a), key(b));
+        b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2))
+    });
+    merges
+        .into_iter()
+        .map(|(l, r, _)| (l.to_string(), r.to_string()))
+        .collect()
+}
+
+/// The split regex transformers puts before the byte-level step for a byte-level vocabulary's
+/// `tokenizer.ggml.pre` (`GGUF_PRE_TOKENIZER_SPLITS`); others keep GPT-2's.
+fn pre_tokenizer_split(pre: &str) -> Option<&'static str> {
+    const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const QWEN35: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const TEKKEN: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    const GPT4O: &str = r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    Some(match pre {
+        "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral" | "midm-2.0"
+        | "lfm2" | "jina-v5-nano" | "dbrx" | "smaug-bpe" => LLAMA3,
+        "qwen2" | "deepseek-r1-qwen" | "kormo" | "f2llmv2" | "megrez" => QWEN2,
+        "qwen35" => QWEN35,
+        "tekken" => TEKKEN,
+        "gpt-4o" | "llama4" | "kanana2" | "talkie" | "minimax-m2" => GPT4O,
+        _ => return None,
+    })
 }
 
 /// transformers' `reverse_permute_weights`: row (head h, half p, i) of the HF tensor is row

@@ -14,6 +14,8 @@ cargo build --release --locked --features wgpu --bin webdpo
 B=target/release/webdpo
 [ -f "$out/m25/model.safetensors" ] || $B init --out "$out/m25" --hidden-size 512 --layers 8 --heads 8 --kv-heads 8 \
     --intermediate-size 1408 --context 256 --tie-embeddings --seed 0
+[ -f "$out/smollm2-135m/model.safetensors" ] || $B init --out "$out/smollm2-135m" --hidden-size 576 --layers 30 --heads 9 \
+    --kv-heads 3 --intermediate-size 1536 --vocab-size 49152 --context 2048 --tie-embeddings --seed 0
 bench/setup-torch.sh
 
 for model in storyworld m25; do
@@ -24,6 +26,14 @@ for model in storyworld m25; do
         --out "$out/$model-torch-cpu.json" > /dev/null
     bench/.venv/bin/python bench/torch_reference.py --model "$dir" --ours "$out/$model-cpu.json" --threads "$(nproc)" \
         --out "$out/$model-torch-cpu-all.json" > /dev/null
+done
+# SmolLM2-135M's shape with a LoRA adapter (PyTorch: PEFT on the same starting adapter).
+$B bench --model "$out/smollm2-135m" --lora 8,16 --save-adapter "$out/smollm2-135m-adapter" --optim adamw \
+    --completion-tokens 64 --runs 5 --warmup 1 --recompute-runs 1 --out "$out/smollm2-lora-cpu.json" > /dev/null
+for threads in 1 "$(nproc)"; do
+    name=smollm2-lora-torch-cpu; [ "$threads" = 1 ] || name=smollm2-lora-torch-cpu-all
+    bench/.venv/bin/python bench/torch_reference.py --model "$out/smollm2-135m" --ours "$out/smollm2-lora-cpu.json" \
+        --adapter "$out/smollm2-135m-adapter" --threads "$threads" --out "$out/$name.json" > /dev/null
 done
 bash scripts/build-web.sh
 node bench/browser.mjs --model storyworld --backend cpu --out "$out/storyworld-browser-cpu.json" > /dev/null

@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import torch, safetensors' 2>/dev/null; then
-    .venv/bin/pip install --quiet torch safetensors numpy
+if ! .venv/bin/python -c 'import torch, safetensors, peft' 2>/dev/null; then
+    .venv/bin/pip install --quiet torch safetensors numpy peft
 fi
 .venv/bin/python -c 'import torch; print("PyTorch", torch.__version__, "CUDA" if torch.cuda.is_available() else "CPU")'

@@ -62,7 +62,8 @@ def table(title, columns):
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else "target/bench"
     out = []
-    for model, label in [("storyworld", "built-in story-world model (1.37 M parameters)"), ("m25", "25 M-parameter config")]:
+    for model, label in [("storyworld", "built-in story-world model (1.37 M parameters)"), ("m25", "25 M-parameter config"),
+                         ("smollm2-lora", "SmolLM2-135M shape (134.5 M parameters, random weights), LoRA r=8 α=16 on attention, AdamW, 64-token completions")]:
         out.append(table(f"Native CPU, {label}", [("webdpo (flex, 1 thread)", load(folder, f"{model}-cpu")), ("PyTorch CPU, 1 thread", load(folder, f"{model}-torch-cpu")),
                                                      ("PyTorch CPU, all cores", load(folder, f"{model}-torch-cpu-all"))]))
         out.append(table(f"Browser, {label}", [("wasm CPU", load(folder, f"{model}-browser-cpu")), ("native CPU", load(folder, f"{model}-cpu")), ("WebGPU (SwiftShader)", load(folder, f"{model}-browser-webgpu"))]))

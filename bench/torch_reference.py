@@ -3,7 +3,8 @@
 
 Reads the model directory (config.json + model.safetensors, f32 or f16, computed in f32) and
 `webdpo bench`'s JSON report (the pair's token ids, the training settings and our values of the
-first two updates). It first checks that its loss, log-probs and gradient norm equal ours
+first two updates). With LoRA (`webdpo bench --lora 8,16 --save-adapter DIR`), PEFT puts the
+same adapter on the model (`--adapter DIR`); the reference is the model with it disabled. It first checks that its loss, log-probs and gradient norm equal ours
 (to 1e-4, relative for the summed log-probs), then times: the reference forward, the policy's
 forward + backward, the optimizer step (clipping included), and sampling 128 tokens with and
 without a KV cache. Writes a JSON report in the same shape as ours.
@@ -166,10 +167,28 @@ def make_batch(pair, device):
     return tokens.to(device), mask.to(device)
 
 
+def trainable(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
 def optimizer_for(model, train):
     if train["optim"] == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=train["learning_rate"], momentum=train["momentum"], weight_decay=train["weight_decay"])
-    return torch.optim.AdamW(model.parameters(), lr=train["learning_rate"], betas=(train["adam_beta1"], train["adam_beta2"]), eps=train["adam_epsilon"], weight_decay=train["weight_decay"])
+        return torch.optim.SGD(trainable(model), lr=train["learning_rate"], momentum=train["momentum"], weight_decay=train["weight_decay"])
+    return torch.optim.AdamW(trainable(model), lr=train["learning_rate"], betas=(train["adam_beta1"], train["adam_beta2"]), eps=train["adam_epsilon"], weight_decay=train["weight_decay"])
+
+
+def with_adapter(model, path):
+    """PEFT's LoRA layers on `model`, holding the adapter saved at `path` (webdpo's PEFT names)."""
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+
+    saved = json.load(open(os.path.join(path, "adapter_config.json")))
+    config = LoraConfig(r=saved["r"], lora_alpha=saved["lora_alpha"], target_modules=saved["target_modules"], lora_dropout=0.0, bias="none")
+    peft = get_peft_model(model, config)
+    state = load_file(os.path.join(path, "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(peft, state)
+    if result.unexpected_keys:
+        sys.exit(f"the adapter's tensors do not fit the model: {result.unexpected_keys[:4]}")
+    return peft
 
 
 def sync(device):
@@ -178,12 +197,17 @@ def sync(device):
 
 
 def dpo_update(policy, reference, optim, tokens, mask, train, device):
-    """One update as webdpo's DpoTrainer::step; returns metrics and the three stage times (ms)."""
+    """One update as webdpo's DpoTrainer::step; returns metrics and the three stage times (ms).
+    `reference` is a frozen model, or None for the policy with its LoRA adapter disabled."""
     beta = train["dpo"]["beta"]
     t0 = time.perf_counter()
     # Reference forward (no graph), once per pick.
     with torch.no_grad():
-        ref = sequence_logps(reference, tokens, mask)
+        if reference is None:
+            with policy.disable_adapter():
+                ref = sequence_logps(policy, tokens, mask)
+        else:
+            ref = sequence_logps(reference, tokens, mask)
     sync(device)
     t1 = time.perf_counter()
     # Policy forward and backward, chosen and rejected as one concatenated batch.
@@ -192,12 +216,12 @@ def dpo_update(policy, reference, optim, tokens, mask, train, device):
     loss = -F.logsigmoid(logits)
     optim.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in policy.parameters()))
+    grad_norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in trainable(policy)))
     values = torch.stack([loss.detach(), logps[0].detach(), logps[1].detach(), grad_norm]).tolist()
     t2 = time.perf_counter()
     # Optimizer step, after clipping the global norm as clip_grad_norm_ does.
     if train["max_grad_norm"] > 0:
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), train["max_grad_norm"])
+        torch.nn.utils.clip_grad_norm_(trainable(policy), train["max_grad_norm"])
     optim.step()
     sync(device)
     t3 = time.perf_counter()
@@ -251,17 +275,24 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (match webdpo's)")
     ap.add_argument("--tolerance", type=float, default=1e-4, help="for the check against webdpo's values")
+    ap.add_argument("--adapter", help="the PEFT adapter webdpo bench started from (--save-adapter), with LoRA")
     ap.add_argument("--out")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     device = torch.device(a.device)
     ours = json.load(open(a.ours))
     bench, train, pair = ours["bench"], ours["train"], ours["pair"]
-    if train["dpo"]["loss_type"] != "sigmoid" or train["rpo_alpha"] != 0 or train["dpo"]["label_smoothing"] != 0:
-        sys.exit("only plain DPO (sigmoid loss, no RPO, no label smoothing) is implemented here")
+    if train["trainer"] != "dpo" or train["dpo"]["loss_type"] != ["sigmoid"] or train["dpo"]["label_smoothing"] != 0:
+        sys.exit("only plain DPO (sigmoid loss, no label smoothing) is implemented here")
+    if bool(ours.get("lora")) != bool(a.adapter):
+        sys.exit("webdpo's run trained LoRA adapters: pass the one it started from with --adapter" if ours.get("lora") else "--adapter, but webdpo's run trained the whole model")
 
     policy = load_model(a.model, device)
-    reference = copy.deepcopy(policy).requires_grad_(False)
+    if a.adapter:
+        policy = with_adapter(policy, a.adapter).to(device)
+        reference = None
+    else:
+        reference = copy.deepcopy(policy).requires_grad_(False)
     optim = optimizer_for(policy, train)
     tokens, mask = make_batch(pair, device)
 
@@ -291,7 +322,7 @@ def main():
     }
 
     peak_rss_reset()
-    model = reference
+    model = reference if reference is not None else policy.get_base_model()
     per_token = lambda cached, runs: [generate_ms_per_token(model, pair["prompt"], bench["new_tokens"], cached, device, bench["seed"] + i) for i in range(runs)]
     per_token(True, bench["warmup"])
     cached = stat(per_token(True, bench["runs"]))
@@ -301,6 +332,7 @@ def main():
         "implementation": f"PyTorch {torch.__version__}",
         "model": a.model,
         "parameters": sum(p.numel() for p in policy.parameters()),
+        "lora": ours.get("lora"),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({a.threads} thread{'s' if a.threads > 1 else ''})",
         "threads": a.threads,
         "update": update,

@@ -11,8 +11,7 @@ use web_time::Instant;
 
 use crate::error::{Error, Result};
 use crate::generate::{Decoder, SamplingConfig};
-use crate::model::CausalLm;
-use crate::model::ModelConfig;
+use crate::model::{CausalLm, LoraConfig, ModelConfig};
 use crate::rng::Rng;
 use crate::runtime::device::ComputeDevice;
 use crate::runtime::read_all;
@@ -258,18 +257,22 @@ pub struct BenchReport {
     pub threads: Option<usize>,
     pub bench: BenchConfig,
     pub train: TrainConfig,
+    /// The adapters trained, when the update trains LoRA adapters only.
+    pub lora: Option<LoraConfig>,
     pub update: UpdateBench,
     pub generation: GenerationBench,
     pub pair: TokenizedPair,
 }
 
 impl BenchReport {
-    /// Times the update, then sampling, of `model` (described by `config`) on `device`.
-    /// `between` runs after the update is timed and before sampling is (the CLI reads its
-    /// memory peak there).
+    /// Times the update, then sampling, of `model` (described by `config`; with `lora`'s
+    /// adapters attached, only they train) on `device`. `between` runs after the update is
+    /// timed and before sampling is (the CLI reads its memory peak there).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         model: CausalLm,
         config: ModelConfig,
+        lora: Option<LoraConfig>,
         train: TrainConfig,
         pad_id: u32,
         bench: BenchConfig,
@@ -302,6 +305,7 @@ impl BenchReport {
             threads: (!device.is_gpu).then_some(1),
             bench,
             train,
+            lora,
             update,
             generation,
             pair,

@@ -72,6 +72,9 @@ async fn webgpu() -> Option<ComputeDevice> {
         .unwrap()
         .as_string()
         .unwrap_or_default();
+    // A software GPU sharing two cores with the app's build can take minutes over one read;
+    // the test runner's own limit (WASM_BINDGEN_TEST_TIMEOUT) is what stops a stuck one here.
+    webdpo::runtime::readback::set_readback_timeout(1_200_000);
     let gpu = ComputeDevice::gpu().await;
     if agent.contains("Chrome/") || agent.contains("Firefox/") {
         let gpu = gpu.expect(

@@ -18,7 +18,8 @@ pub struct Lora {
 }
 
 /// Rank, scaling and target modules of LoRA adapters (PEFT's `r`, `lora_alpha`, `target_modules`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(target_arch = "wasm32", derive(tsify::Tsify))]
 pub struct LoraConfig {
     pub r: usize,
     pub alpha: f64,

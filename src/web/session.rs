@@ -505,6 +505,7 @@ impl Session {
         let report = crate::bench::BenchReport::run(
             model,
             self.config.clone(),
+            None,
             TrainConfig::default(),
             self.tokenizer.pad_id(),
             config,

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use burn::module::Module;
 use webdpo::bench::{BenchConfig, BenchReport};
+use webdpo::hf::peft::to_peft;
 use webdpo::{ComputeDevice, MemoryEstimate, ModelDir, Optim, Result, TrainConfig, block_on};
 
+use crate::dpo_args::LoraArgs;
 use crate::output::write_file;
 
 #[derive(clap::Args)]
@@ -31,11 +33,24 @@ pub struct Args {
     optim: Optim,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    lora: LoraArgs,
+    /// With LoRA: write the adapter the timed updates start from here, in PEFT's format
+    /// (bench/torch_reference.py starts from the same adapter).
+    #[arg(long, requires = "lora")]
+    save_adapter: Option<PathBuf>,
 }
 
 pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
     let dir = ModelDir::load(&a.model, &device.device)?;
     let pad_id = dir.tokenizer()?.pad_id();
+    let (model, lora) = a.lora.apply(dir.model.clone())?;
+    if let (Some(out), Some(lora)) = (&a.save_adapter, &lora) {
+        let (config_json, weights) = block_on(to_peft(&model, lora))?;
+        std::fs::create_dir_all(out).map_err(|e| webdpo::Error::io(out, e))?;
+        write_file(&out.join("adapter_config.json"), config_json.as_bytes())?;
+        write_file(&out.join("adapter_model.safetensors"), &weights)?;
+    }
     let config = BenchConfig {
         warmup: a.warmup,
         runs: a.runs,
@@ -51,16 +66,18 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
         ..TrainConfig::default()
     };
     eprintln!(
-        "benchmarking {} ({} parameters) on {}",
+        "benchmarking {} ({} parameters{}) on {}",
         a.model.display(),
         dir.model.num_params(),
+        if lora.is_some() { ", LoRA" } else { "" },
         device.description
     );
     reset_peak_rss();
     let mut update_peak = None;
     let report = block_on(BenchReport::run(
-        dir.model,
+        model,
         dir.config.clone(),
+        lora.clone(),
         train,
         pad_id,
         config.clone(),
@@ -77,7 +94,7 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
     json["peak_rss_bytes"] = serde_json::json!({"update": update_peak, "generation": peak_rss()});
     json["memory_estimate"] = serde_json::to_value(MemoryEstimate::new(
         &dir.config,
-        None,
+        lora.as_ref(),
         a.optim,
         1,
         config.prompt_tokens + config.completion_tokens,

@@ -22,6 +22,10 @@ pub struct Args {
     intermediate_size: usize,
     #[arg(long, default_value_t = 256)]
     context: usize,
+    /// A vocabulary larger than the byte-level tokenizer's (a real model's shape, for
+    /// benchmarks: the tokenizer never produces the ids beyond its own).
+    #[arg(long)]
+    vocab_size: Option<usize>,
     #[arg(long)]
     tie_embeddings: bool,
     #[arg(long, default_value_t = 0)]
@@ -33,6 +37,15 @@ pub fn run(a: Args, device: &ComputeDevice) -> Result<()> {
     config.num_key_value_heads = Some(a.kv_heads);
     config.max_position_embeddings = a.context;
     config.tie_word_embeddings = a.tie_embeddings;
+    if let Some(vocab) = a.vocab_size {
+        if vocab < config.vocab_size {
+            return Err(webdpo::Error::Setting(format!(
+                "--vocab-size {vocab} is smaller than the byte-level tokenizer's {}",
+                config.vocab_size
+            )));
+        }
+        config.vocab_size = vocab;
+    }
     let model = CausalLm::init(&config, a.seed, &device.device)?;
     let dir = ModelDir::new(config, byte_level_tokenizer_json().into_bytes(), model);
     block_on(dir.save(&dir.model, &a.out))?;

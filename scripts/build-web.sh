@@ -18,11 +18,11 @@ echo "build-web: cargo, web profile (about 12 min on 2 cores from a clean tree; 
 cargo build --locked --lib --target wasm32-unknown-unknown --profile web
 
 # Every file wasm-bindgen and wasm-opt leave in pkg/, hashed together (not the npm package's
-# own files, scripts/package.mjs).
+# own files and API pages, scripts/package.mjs).
 outputs() {
   [ -d pkg ] || return 0
   (cd pkg && find . -type f ! -name '*.br' ! -name .stamp ! -name package.json ! -name README.md \
-    ! -path './models/*' | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -d' ' -f1)
+    ! -path './models/*' ! -path './api/*' | LC_ALL=C sort | xargs -r sha256sum | sha256sum | cut -d' ' -f1)
 }
 stamp=(
   "file:webdpo.wasm=$wasm"

@@ -153,7 +153,7 @@ fn llama_and_qwen2_gguf_files_give_transformers_logits_of_the_same_weights() {
         let got = model
             .forward(tokens, None)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         let want: Vec<f64> = serde_json::from_value(expected["logits"].clone()).unwrap();
         assert_eq!(got.len(), want.len());
@@ -270,7 +270,7 @@ fn gguf_files_give_the_logits_transformers_gives_loading_them() {
         let got = model
             .forward(tokens, None)
             .into_data()
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         let want: Vec<f64> = serde_json::from_value(want["logits"].clone()).unwrap();
         assert_eq!(got.len(), want.len());

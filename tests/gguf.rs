@@ -112,9 +112,32 @@ fn a_truncated_or_unsupported_file_is_refused_naming_what() {
     assert!(e.contains("not a GGUF file"), "{e}");
 }
 
+/// The largest difference between `model`'s logits of the token `rows` and `want` (flat).
+fn max_logit_diff(
+    model: &webdpo::CausalLm,
+    rows: &serde_json::Value,
+    want: &serde_json::Value,
+) -> f64 {
+    use burn::tensor::{Int, Tensor, TensorData};
+    let rows: Vec<Vec<i64>> = serde_json::from_value(rows.clone()).unwrap();
+    let (b, t) = (rows.len(), rows[0].len());
+    let device = burn::tensor::Device::flex();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
+    let got = model
+        .forward(tokens, None)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let want: Vec<f64> = serde_json::from_value(want.clone()).unwrap();
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(&want)
+        .map(|(g, w)| (f64::from(*g) - w).abs())
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn llama_and_qwen2_gguf_files_give_transformers_logits_of_the_same_weights() {
-    use burn::tensor::{Int, Tensor, TensorData};
     let device = burn::tensor::Device::flex();
     for (name, tied) in [("llama", false), ("qwen2", true)] {
         let file = format!("{name}.gguf");
@@ -147,21 +170,7 @@ fn llama_and_qwen2_gguf_files_give_transformers_logits_of_the_same_weights() {
         assert_eq!(config.tie_word_embeddings, tied, "{name}");
         // transformers' logits of the safetensors model (f32 on both sides: the same weights).
         let expected: serde_json::Value = serde_json::from_str(&read("expected.json")).unwrap();
-        let rows: Vec<Vec<i64>> = serde_json::from_value(expected["input_ids"].clone()).unwrap();
-        let (b, t) = (rows.len(), rows[0].len());
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
-        let got = model
-            .forward(tokens, None)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let want: Vec<f64> = serde_json::from_value(expected["logits"].clone()).unwrap();
-        assert_eq!(got.len(), want.len());
-        let diff = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (f64::from(*g) - w).abs())
-            .fold(0.0, f64::max);
+        let diff = max_logit_diff(&model, &expected["input_ids"], &expected["logits"]);
         assert!(
             diff < 1e-4,
             "{name}: logits differ from transformers' by {diff}"
@@ -259,26 +268,11 @@ fn gguf_vocabularies_tokenize_as_transformers_reads_the_file() {
 /// logits as the model read here.
 #[test]
 fn gguf_files_give_the_logits_transformers_gives_loading_them() {
-    use burn::tensor::{Int, Tensor, TensorData};
     let device = burn::tensor::Device::flex();
     for file in ["llama-spm-q8_0.gguf", "llama.gguf", "qwen2.gguf"] {
         let (_, model) = webdpo::hf::gguf::load_model(&fixture(file), file, &device).unwrap();
         let want = transformers_on(file);
-        let rows: Vec<Vec<i64>> = serde_json::from_value(want["rows"].clone()).unwrap();
-        let (b, t) = (rows.len(), rows[0].len());
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(rows.concat(), [b, t]), &device);
-        let got = model
-            .forward(tokens, None)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let want: Vec<f64> = serde_json::from_value(want["logits"].clone()).unwrap();
-        assert_eq!(got.len(), want.len());
-        let diff = got
-            .iter()
-            .zip(&want)
-            .map(|(g, w)| (f64::from(*g) - w).abs())
-            .fold(0.0, f64::max);
+        let diff = max_logit_diff(&model, &want["rows"], &want["logits"]);
         assert!(
             diff < 1e-4,
             "{file}: logits differ from transformers' by {diff}"

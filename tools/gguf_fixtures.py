@@ -67,10 +67,7 @@ def write(path, tensors, metadata=True):
             writer.add_tensor(name, data)
         else:
             writer.add_tensor(name, data, raw_dtype=raw_dtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
 
 def read_safetensors(path):
@@ -104,17 +101,10 @@ def permute(weights, n_head, n_head_kv):
     )
 
 
-def hf_gguf(hf_dir, path, arch):
-    """A fixture of tests/fixtures/hf as llama.cpp's converter writes it, in f32 (lossless for its
-    f32 or bf16 weights): its logits must be transformers' logits of the folder (expected.json)."""
+def llama_writer(hf_dir, path, arch):
+    """A GGUF writer with a fixture folder's hyperparameters, as llama.cpp's converter names them,
+    and the folder's config."""
     config = json.load(open(os.path.join(hf_dir, "config.json")))
-    tokenizer = json.load(open(os.path.join(hf_dir, "tokenizer.json")))
-    tensors = {}
-    for f in sorted(os.listdir(hf_dir)):
-        if f.endswith(".safetensors"):
-            tensors.update(read_safetensors(os.path.join(hf_dir, f)))
-    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
-    names = gguf.get_tensor_name_map(model_arch, config["num_hidden_layers"])
     writer = gguf.GGUFWriter(path, arch=arch)
     # Raised from the folder's 64 (as the app's test raises the folder's) so that a prompt in
     # the chat template fits; positions do not change the logits of shorter inputs.
@@ -126,6 +116,41 @@ def hf_gguf(hf_dir, path, arch):
     writer.add_head_count_kv(config["num_key_value_heads"])
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
+    return writer, config
+
+
+def converted_tensors(hf_dir, arch, config):
+    """The folder's tensors under llama.cpp's names, Llama's query and key rows interleaved as
+    the converter interleaves them (only Llama's)."""
+    tensors = {}
+    for f in sorted(os.listdir(hf_dir)):
+        if f.endswith(".safetensors"):
+            tensors.update(read_safetensors(os.path.join(hf_dir, f)))
+    model_arch = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}[arch]
+    names = gguf.get_tensor_name_map(model_arch, config["num_hidden_layers"])
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    for name, data in tensors.items():
+        if arch == "llama" and name.endswith("q_proj.weight"):
+            data = permute(data, heads, heads)
+        elif arch == "llama" and name.endswith("k_proj.weight"):
+            data = permute(data, heads, kv_heads)
+        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert new_name is not None, name
+        yield new_name, np.ascontiguousarray(data)
+
+
+def finish(writer):
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def hf_gguf(hf_dir, path, arch):
+    """A fixture of tests/fixtures/hf as llama.cpp's converter writes it, in f32 (lossless for its
+    f32 or bf16 weights): its logits must be transformers' logits of the folder (expected.json)."""
+    writer, config = llama_writer(hf_dir, path, arch)
+    tokenizer = json.load(open(os.path.join(hf_dir, "tokenizer.json")))
     vocab = sorted(tokenizer["model"]["vocab"].items(), key=lambda kv: kv[1])
     writer.add_tokenizer_model("gpt2")
     writer.add_token_list([token for token, _ in vocab])
@@ -140,20 +165,9 @@ def hf_gguf(hf_dir, path, arch):
     template = os.path.join(hf_dir, "chat_template.jinja")
     if os.path.exists(template):
         writer.add_chat_template(open(template).read())
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
-    for name, data in tensors.items():
-        # Only Llama's query and key rows are interleaved by the converter.
-        if arch == "llama" and name.endswith("q_proj.weight"):
-            data = permute(data, heads, heads)
-        elif arch == "llama" and name.endswith("k_proj.weight"):
-            data = permute(data, heads, kv_heads)
-        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        assert new_name is not None, name
-        writer.add_tensor(new_name, np.ascontiguousarray(data))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    for name, data in converted_tensors(hf_dir, arch, config):
+        writer.add_tensor(name, data)
+    finish(writer)
 
 
 def spm_vocab(size):
@@ -180,21 +194,7 @@ def spm_gguf(hf_dir, path, qtype):
     """The Llama fixture's weights, 2-D ones quantized to `qtype` by gguf-py, with a SentencePiece
     vocabulary of the same size (spm_vocab) that asks for BOS: transformers loads this file
     itself (tools/gguf_expected.py records its logits and tokens)."""
-    config = json.load(open(os.path.join(hf_dir, "config.json")))
-    tensors = {}
-    for f in sorted(os.listdir(hf_dir)):
-        if f.endswith(".safetensors"):
-            tensors.update(read_safetensors(os.path.join(hf_dir, f)))
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config["num_hidden_layers"])
-    writer = gguf.GGUFWriter(path, arch="llama")
-    writer.add_context_length(512)
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(config["num_attention_heads"])
-    writer.add_head_count_kv(config["num_key_value_heads"])
-    writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
-    writer.add_rope_freq_base(config["rope_parameters"]["rope_theta"])
+    writer, config = llama_writer(hf_dir, path, "llama")
     tokens, scores, types = spm_vocab(config["vocab_size"])
     writer.add_tokenizer_model("llama")
     writer.add_token_list(tokens)
@@ -204,23 +204,12 @@ def spm_gguf(hf_dir, path, qtype):
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
     writer.add_add_bos_token(True)
-    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
-    for name, data in tensors.items():
-        if name.endswith("q_proj.weight"):
-            data = permute(data, heads, heads)
-        elif name.endswith("k_proj.weight"):
-            data = permute(data, heads, kv_heads)
-        new_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
-        assert new_name is not None, name
-        data = np.ascontiguousarray(data)
+    for name, data in converted_tensors(hf_dir, "llama", config):
         if data.ndim == 2 and data.shape[1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0:
-            writer.add_tensor(new_name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+            writer.add_tensor(name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
         else:
-            writer.add_tensor(new_name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+            writer.add_tensor(name, data)
+    finish(writer)
 
 
 def main():
@@ -250,10 +239,7 @@ def main():
     unknown = rng.integers(0, 256, size=(1, gguf.GGML_QUANT_SIZES[T.IQ2_XXS][1]), dtype=np.uint8)
     writer = gguf.GGUFWriter(os.path.join(out, "unknown-type.gguf"), arch="llama")
     writer.add_tensor("blk.0.attn_q.weight", unknown, raw_dtype=T.IQ2_XXS)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    finish(writer)
 
     for arch in ["llama", "qwen2"]:
         hf_dir = os.path.join(os.path.dirname(out), "hf", arch)

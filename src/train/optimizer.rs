@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -211,8 +211,13 @@ struct Update<'a> {
 }
 
 impl Update<'_> {
-    /// The new flattened weight from the old one and its gradient; updates the state.
+    /// The new flattened weight from the old one and its (unscaled) gradient; updates the state.
+    /// On the CPU one fused pass; on a GPU tensor ops, which burn's fusion merges there.
     fn apply(&mut self, id: ParamId, weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
+        if weight.device() == Device::flex() && weight.dtype() == DType::F32 {
+            return self.apply_fused(id, weight, grad);
+        }
+        let grad = grad.mul_scalar(self.grad_scale);
         let OptimizerConfig {
             optim,
             beta1,
@@ -264,6 +269,84 @@ impl Update<'_> {
         self.optim.state.insert(id, state);
         updated
     }
+
+    /// [`Update::apply`] as one loop over the host values: each of the weight, gradient and
+    /// state is read and written once, in place (a CPU tensor owned once hands its buffer over
+    /// without a copy), where the tensor ops make a dozen passes and allocate. The same f32
+    /// arithmetic in the same order as the tensor ops.
+    fn apply_fused(&mut self, id: ParamId, weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
+        let OptimizerConfig {
+            optim,
+            beta1,
+            beta2,
+            epsilon,
+            momentum,
+            weight_decay,
+        } = self.optim.config;
+        let device = weight.device();
+        let n = weight.dims()[0];
+        // CPU reads complete at once, in wasm too.
+        let host = |t: Tensor<1>| t.into_data().convert::<f32>();
+        // Fresh state is zero: the first step's moments (and momentum buffer) come out as the
+        // tensor ops' first-step values exactly.
+        let mut buffers: Vec<TensorData> = match self.optim.state.remove(&id) {
+            Some(state) => state.into_iter().map(host).collect(),
+            None => optim
+                .buffers()
+                .iter()
+                .map(|_| TensorData::new(vec![0f32; n], [n]))
+                .collect(),
+        };
+        let (mut weight, grad) = (host(weight), host(grad));
+        let w = weight.as_mut_slice::<f32>().expect("f32 weights");
+        let g = grad.as_slice::<f32>().expect("f32 gradients");
+        let scale = self.grad_scale as f32;
+        match (optim, buffers.as_mut_slice()) {
+            (Optim::AdamW, [m, v]) => {
+                let (m, v) = (
+                    m.as_mut_slice::<f32>().expect("f32 state"),
+                    v.as_mut_slice::<f32>().expect("f32 state"),
+                );
+                let t = self.optim.steps as i32;
+                let (correction1, correction2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let (b1, b2, one_b1, one_b2) = (
+                    beta1 as f32,
+                    beta2 as f32,
+                    (1.0 - beta1) as f32,
+                    (1.0 - beta2) as f32,
+                );
+                let (c2, eps) = (correction2 as f32, epsilon as f32);
+                let decay = (1.0 - self.lr * weight_decay) as f32;
+                let step = (self.lr / correction1) as f32;
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                    let g = g * scale;
+                    *m = *m * b1 + g * one_b1;
+                    *v = *v * b2 + g * g * one_b2;
+                    let denom = (*v / c2).sqrt() + eps;
+                    *w = *w * decay - *m / denom * step;
+                }
+            }
+            (Optim::Sgd, [b]) => {
+                let b = b.as_mut_slice::<f32>().expect("f32 state");
+                let (decay, momentum, lr) = (weight_decay as f32, momentum as f32, self.lr as f32);
+                for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
+                    let mut g = g * scale;
+                    if weight_decay > 0.0 {
+                        g += *w * decay;
+                    }
+                    *b = *b * momentum + g;
+                    *w -= *b * lr;
+                }
+            }
+            _ => unreachable!("state buffers match the optimizer"),
+        }
+        let state = buffers
+            .into_iter()
+            .map(|b| Tensor::from_data(b, &device))
+            .collect();
+        self.optim.state.insert(id, state);
+        Tensor::from_data(weight, &device)
+    }
 }
 
 impl ModuleMapper for Update<'_> {
@@ -276,7 +359,7 @@ impl ModuleMapper for Update<'_> {
         let weight = tensor.inner();
         let shape = weight.dims();
         let n = shape.iter().product::<usize>();
-        let grad = grad.reshape([n]).mul_scalar(self.grad_scale);
+        let grad = grad.reshape([n]);
         let updated = self.apply(id, weight.reshape([n]), grad);
         let mut updated = Tensor::from_inner(updated.reshape(shape));
         if require_grad {

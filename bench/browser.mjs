@@ -1,6 +1,6 @@
 // Drives www/bench.html in headless Debian Chromium (playwright-core) and writes its JSON report:
-//   node bench/browser.mjs --model storyworld|25m --backend webgpu|cpu [--runs 10] [--warmup 2]
-//        [--recompute-runs 3] [--out FILE]
+//   node bench/browser.mjs --model storyworld|25m|smollm2-lora --backend webgpu|cpu [--runs 10]
+//        [--warmup 2] [--recompute-runs 3] [--completion-tokens 96] [--out FILE]
 // WebGPU here is SwiftShader (a CPU emulation) unless the machine has a GPU Chromium can use.
 // Serves the repository with scripts/serve.py (the app must be built: scripts/build-web.sh).
 import { writeFileSync } from "node:fs";
@@ -14,6 +14,7 @@ const { values: a } = parseArgs({
     runs: { type: "string", default: "10" },
     warmup: { type: "string", default: "2" },
     "recompute-runs": { type: "string", default: "3" },
+    "completion-tokens": { type: "string", default: "96" },
     out: { type: "string" },
   },
 });
@@ -28,6 +29,7 @@ try {
     runs: a.runs,
     warmup: a.warmup,
     recompute_runs: a["recompute-runs"],
+    completion_tokens: a["completion-tokens"],
   });
   await page.goto(`${url}/bench.html?${query}`);
   let last = "";

@@ -39,4 +39,6 @@ bash scripts/build-web.sh
 node bench/browser.mjs --model storyworld --backend cpu --out "$out/storyworld-browser-cpu.json" > /dev/null
 node bench/browser.mjs --model storyworld --backend webgpu --runs 3 --warmup 1 --recompute-runs 1 --out "$out/storyworld-browser-webgpu.json" > /dev/null
 node bench/browser.mjs --model 25m --backend cpu --runs 3 --warmup 1 --recompute-runs 1 --out "$out/m25-browser-cpu.json" > /dev/null
+node bench/browser.mjs --model smollm2-lora --backend cpu --completion-tokens 64 --runs 3 --warmup 1 --recompute-runs 1 \
+    --out "$out/smollm2-lora-browser-cpu.json" > /dev/null
 python3 bench/table.py "$out"

@@ -1,5 +1,10 @@
 // Loads the model named by the page and runs Session.benchmark off the page's thread.
-import init, { Session, initWeights, byteLevelTokenizer } from "./pkg/webdpo.js";
+import init, {
+  Session,
+  initWeights,
+  byteLevelTokenizer,
+  defaultLearningRate,
+} from "./pkg/webdpo.js";
 
 async function bytes(path) {
   const r = await fetch(path);
@@ -7,21 +12,34 @@ async function bytes(path) {
   return new Uint8Array(await r.arrayBuffer());
 }
 
+/** The files of the model `name` and how it trains: config.json, tokenizer.json and
+ *  model.safetensors as `Session.fromFiles` takes them, with LoRA and the optimizer. */
 async function model(name) {
+  const text = async (path) => (await fetch(path)).text();
   if (name === "storyworld") {
     const dir = "models/storyworld";
-    return [
-      await (await fetch(`${dir}/config.json`)).text(),
-      await bytes(`${dir}/tokenizer.json`),
-      await bytes(`${dir}/model.safetensors`),
-    ];
+    return {
+      config: await text(`${dir}/config.json`),
+      tokenizer: await bytes(`${dir}/tokenizer.json`),
+      weights: await bytes(`${dir}/model.safetensors`),
+    };
   }
-  if (name === "25m") {
-    // The same weights as `webdpo init` with bench/run.sh's flags (seeded init on the CPU).
-    const config = await (await fetch("bench/25m-config.json")).text();
-    return [config, new TextEncoder().encode(byteLevelTokenizer()), await initWeights(config, 0n)];
-  }
-  throw new Error(`unknown model ${JSON.stringify(name)}; use storyworld or 25m`);
+  // The same weights as `webdpo init` with bench/run.sh's flags (seeded init on the CPU); only
+  // token ids cross into the update, so a byte-level tokenizer serves every vocabulary.
+  const seeded = async (configFile) => {
+    const config = await text(configFile);
+    const tokenizer = new TextEncoder().encode(byteLevelTokenizer());
+    return { config, tokenizer, weights: await initWeights(config, 0n) };
+  };
+  if (name === "25m") return seeded("bench/25m-config.json");
+  if (name === "smollm2-lora")
+    // As `webdpo bench --lora 8,16 --optim adamw` in bench/run.sh.
+    return {
+      ...(await seeded("bench/smollm2-135m-config.json")),
+      lora: { r: 8, alpha: 16 },
+      optim: "adamw",
+    };
+  throw new Error(`unknown model ${JSON.stringify(name)}; use storyworld, 25m or smollm2-lora`);
 }
 
 onmessage = async ({ data: { model: name, backend, bench } }) => {
@@ -29,7 +47,19 @@ onmessage = async ({ data: { model: name, backend, bench } }) => {
   try {
     const wasm = await init();
     postMessage({ progress: `Loading the ${name} model on ${backend}…` });
-    session = await Session.create(...(await model(name)), backend);
+    const { config, tokenizer, weights, lora, optim } = await model(name);
+    const files = [
+      { name: "config.json", bytes: new TextEncoder().encode(config) },
+      { name: "tokenizer.json", bytes: tokenizer },
+      { name: "model.safetensors", bytes: weights },
+    ];
+    session = await Session.fromFiles(files, { backend, lora });
+    if (optim)
+      session.setTrainConfig({
+        ...session.trainConfig(),
+        optim,
+        learning_rate: defaultLearningRate(optim),
+      });
     postMessage({
       progress: `Benchmarking ${session.parameterCount.toLocaleString()} parameters on ${session.device}…`,
     });

@@ -10,7 +10,7 @@ const settings = {
     runs: Number(params.get("runs") ?? 10),
     recompute_runs: Number(params.get("recompute_runs") ?? 3),
     prompt_tokens: 16,
-    completion_tokens: 96,
+    completion_tokens: Number(params.get("completion_tokens") ?? 96),
     new_tokens: 128,
     seed: 0,
   },

@@ -492,21 +492,25 @@ impl Session {
         safetensors::to_safetensors(&self.trainer.policy(), Dtype::F32).await
     }
 
-    /// Times one DPO update by stage and sampling with and without the KV cache, on a copy of
-    /// the reference with the app's default settings (the session's own policy is untouched).
-    /// The same JSON as `webdpo bench`, less the process memory (the page adds wasm's).
+    /// Times one update by stage and sampling with and without the KV cache, on a copy of the
+    /// reference with the session's training settings and fresh LoRA adapters when it trains
+    /// them (the session's own policy is untouched). The same JSON as `webdpo bench`, less the
+    /// process memory (the page adds wasm's).
     #[wasm_bindgen(unchecked_return_type = "BenchReport")]
     pub async fn benchmark(
         &self,
         #[wasm_bindgen(unchecked_param_type = "BenchConfig")] config: JsValue,
     ) -> Result<JsValue, Error> {
         let config: crate::bench::BenchConfig = from_js(config, "benchmark settings")?;
-        let model = self.trainer.reference()?.clone();
+        let mut model = self.trainer.reference()?.clone();
+        if let Some(lora) = &self.lora {
+            model = lora.apply(model, 0)?;
+        }
         let report = crate::bench::BenchReport::run(
             model,
             self.config.clone(),
-            None,
-            TrainConfig::default(),
+            self.lora.clone(),
+            self.trainer.config().clone(),
             self.tokenizer.pad_id(),
             config,
             &self.device,

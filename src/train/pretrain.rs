@@ -136,9 +136,9 @@ impl Pretrainer {
         }
         // Optimizer step at the scheduled learning rate.
         let lr = self.config.lr_at(self.step);
-        self.model = clipped_step(
+        clipped_step(
             &mut self.optim,
-            self.model.clone(),
+            &mut self.model,
             grads,
             grad_norm,
             self.config.max_grad_norm,

@@ -29,21 +29,42 @@ pub fn grad_norm_squared(model: &CausalLm, grads: &GradientsParams, device: &Dev
 }
 
 /// Clips the global gradient norm to `max_norm` (as torch's `clip_grad_norm_`; 0 disables) and
-/// applies one optimizer step.
+/// applies one optimizer step to `model`, in place.
 pub fn clipped_step(
     optim: &mut Optimizer,
-    model: CausalLm,
+    model: &mut CausalLm,
     grads: GradientsParams,
     grad_norm: f64,
     max_norm: f64,
     lr: f64,
-) -> CausalLm {
+) {
     let scale = if max_norm > 0.0 && grad_norm > max_norm {
         max_norm / (grad_norm + 1e-6)
     } else {
         1.0
     };
-    optim.step(lr, model, grads, scale)
+    update_in_place(model, |model| optim.step(lr, model, grads, scale));
+}
+
+/// `model` replaced by `f(model)`, moved rather than cloned: the update then holds the only
+/// reference to each weight, and the CPU optimizer writes it in place instead of copying it. A
+/// panic inside `f` aborts the process, since `model` is moved out meanwhile.
+fn update_in_place(model: &mut CausalLm, f: impl FnOnce(CausalLm) -> CausalLm) {
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+    let guard = AbortOnUnwind;
+    // SAFETY: the value is read out of `model` once and a new one written back before anything
+    // else can see `model`; if `f` unwinds, the guard aborts before the moved-out value could
+    // be dropped a second time.
+    unsafe {
+        let taken = std::ptr::read(model);
+        std::ptr::write(model, f(taken));
+    }
+    std::mem::forget(guard);
 }
 
 /// Sum of squared gradient entries over all parameters.

@@ -505,9 +505,9 @@ impl DpoTrainer {
     fn apply(&mut self, grads: GradientsParams, loss: f64, grad_norm: f64) -> Option<String> {
         let skipped = skip_reason(loss, grad_norm);
         if skipped.is_none() {
-            self.policy = clipped_step(
+            clipped_step(
                 &mut self.optim,
-                self.policy.clone(),
+                &mut self.policy,
                 grads,
                 grad_norm,
                 self.config.max_grad_norm,

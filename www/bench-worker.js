@@ -15,7 +15,7 @@ async function bytes(path) {
 /** The files of the model `name` and how it trains: config.json, tokenizer.json and
  *  model.safetensors as `Session.fromFiles` takes them, with LoRA and the optimizer. */
 async function model(name) {
-  const text = async (path) => (await fetch(path)).text();
+  const text = async (path) => new TextDecoder().decode(await bytes(path));
   if (name === "storyworld") {
     const dir = "models/storyworld";
     return {

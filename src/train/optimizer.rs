@@ -211,6 +211,12 @@ struct Update<'a> {
 }
 
 impl Update<'_> {
+    /// Adam's bias corrections at this step, `1 - β1^t` and `1 - β2^t`.
+    fn bias_corrections(&self) -> (f64, f64) {
+        let (t, c) = (self.optim.steps as i32, self.optim.config);
+        (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t))
+    }
+
     /// The new flattened weight from the old one and its (unscaled) gradient; updates the state.
     /// On the CPU one fused pass; on a GPU tensor ops, which burn's fusion merges there.
     fn apply(&mut self, id: ParamId, weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
@@ -241,8 +247,7 @@ impl Update<'_> {
                     ),
                 };
                 // Decoupled weight decay, then the bias-corrected step (torch's order and formula).
-                let t = self.optim.steps as i32;
-                let (correction1, correction2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let (correction1, correction2) = self.bias_corrections();
                 let denom = exp_avg_sq
                     .clone()
                     .div_scalar(correction2)
@@ -275,14 +280,7 @@ impl Update<'_> {
     /// without a copy), where the tensor ops make a dozen passes and allocate. The same f32
     /// arithmetic in the same order as the tensor ops.
     fn apply_fused(&mut self, id: ParamId, weight: Tensor<1>, grad: Tensor<1>) -> Tensor<1> {
-        let OptimizerConfig {
-            optim,
-            beta1,
-            beta2,
-            epsilon,
-            momentum,
-            weight_decay,
-        } = self.optim.config;
+        let c = self.optim.config;
         let device = weight.device();
         let n = weight.dims()[0];
         // CPU reads complete at once, in wasm too.
@@ -291,7 +289,8 @@ impl Update<'_> {
         // tensor ops' first-step values exactly.
         let mut buffers: Vec<TensorData> = match self.optim.state.remove(&id) {
             Some(state) => state.into_iter().map(host).collect(),
-            None => optim
+            None => c
+                .optim
                 .buffers()
                 .iter()
                 .map(|_| TensorData::new(vec![0f32; n], [n]))
@@ -301,22 +300,21 @@ impl Update<'_> {
         let w = weight.as_mut_slice::<f32>().expect("f32 weights");
         let g = grad.as_slice::<f32>().expect("f32 gradients");
         let scale = self.grad_scale as f32;
-        match (optim, buffers.as_mut_slice()) {
+        match (c.optim, buffers.as_mut_slice()) {
             (Optim::AdamW, [m, v]) => {
                 let (m, v) = (
                     m.as_mut_slice::<f32>().expect("f32 state"),
                     v.as_mut_slice::<f32>().expect("f32 state"),
                 );
-                let t = self.optim.steps as i32;
-                let (correction1, correction2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let (correction1, correction2) = self.bias_corrections();
                 let (b1, b2, one_b1, one_b2) = (
-                    beta1 as f32,
-                    beta2 as f32,
-                    (1.0 - beta1) as f32,
-                    (1.0 - beta2) as f32,
+                    c.beta1 as f32,
+                    c.beta2 as f32,
+                    (1.0 - c.beta1) as f32,
+                    (1.0 - c.beta2) as f32,
                 );
-                let (c2, eps) = (correction2 as f32, epsilon as f32);
-                let decay = (1.0 - self.lr * weight_decay) as f32;
+                let (c2, eps) = (correction2 as f32, c.epsilon as f32);
+                let decay = (1.0 - self.lr * c.weight_decay) as f32;
                 let step = (self.lr / correction1) as f32;
                 for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
                     let g = g * scale;
@@ -328,10 +326,11 @@ impl Update<'_> {
             }
             (Optim::Sgd, [b]) => {
                 let b = b.as_mut_slice::<f32>().expect("f32 state");
-                let (decay, momentum, lr) = (weight_decay as f32, momentum as f32, self.lr as f32);
+                let (decay, momentum, lr) =
+                    (c.weight_decay as f32, c.momentum as f32, self.lr as f32);
                 for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
                     let mut g = g * scale;
-                    if weight_decay > 0.0 {
+                    if c.weight_decay > 0.0 {
                         g += *w * decay;
                     }
                     *b = *b * momentum + g;

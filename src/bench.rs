@@ -26,7 +26,7 @@ pub struct BenchConfig {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub new_tokens: usize,
-    /// Runs of the (slow) no-cache generation baseline.
+    /// Runs of the (slow) no-cache generation baseline (0: not timed, no warm-up either).
     pub recompute_runs: usize,
     pub seed: u64,
 }
@@ -231,7 +231,9 @@ pub async fn bench_generation(
     };
     per_token(true, config.warmup).await?;
     let cached = Stat::of(per_token(true, config.runs).await?);
-    per_token(false, 1).await?;
+    if config.recompute_runs > 0 {
+        per_token(false, 1).await?;
+    }
     let recompute = Stat::of(per_token(false, config.recompute_runs).await?);
     Ok(GenerationBench {
         new_tokens: config.new_tokens,
@@ -252,8 +254,8 @@ pub struct BenchReport {
     pub parameters: usize,
     pub config: ModelConfig,
     pub device: String,
-    /// CPU threads the kernels ran on (burn's CPU backend uses the calling thread); `None` on a
-    /// GPU.
+    /// CPU threads the kernels could split over (large kernels only: burn-flex's thresholds);
+    /// `None` on a GPU.
     pub threads: Option<usize>,
     pub bench: BenchConfig,
     pub train: TrainConfig,
@@ -302,7 +304,7 @@ impl BenchReport {
             parameters: model.num_params(),
             config,
             device: device.description.clone(),
-            threads: (!device.is_gpu).then_some(1),
+            threads: (!device.is_gpu).then(cpu_threads),
             bench,
             train,
             lora,
@@ -311,6 +313,14 @@ impl BenchReport {
             pair,
         })
     }
+}
+
+/// The threads burn's CPU kernels may split over: rayon's pool natively, one in the browser.
+fn cpu_threads() -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    return rayon::current_num_threads();
+    #[cfg(target_arch = "wasm32")]
+    1
 }
 
 /// Waits until every queued kernel that wrote the model's weights has run (one small read).

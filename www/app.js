@@ -8,9 +8,11 @@ import { applyLink, lessonLink } from "./link.js";
 import {
   activate,
   adapterKey,
+  forgetDeviceChoice,
   forgetGpuFailure,
   importFolder,
   listFolders,
+  overrideDevice,
   rememberedGpuFailure,
   restoreLast,
   startMeter,
@@ -123,6 +125,12 @@ function wire() {
   });
   $("take-over").addEventListener("click", () => takeOver());
   $("retry-gpu").addEventListener("click", () => (forgetGpuFailure(), location.reload()));
+  // A device chosen, or timed again: the page loads again on it (picks and policy are stored).
+  $("device-select").addEventListener("change", (e) => {
+    overrideDevice(e.target.value);
+    location.reload();
+  });
+  $("time-again").addEventListener("click", () => (forgetDeviceChoice(), location.reload()));
   onVersionConflict({
     blocked: () =>
       notice("Another tab runs an older version of webdpo: close it to continue here.", "error"),

@@ -34,6 +34,25 @@ export function startWorker() {
 
 export const hasWorker = () => worker !== null;
 
+/** Runs `op` in a worker of its own, terminated after: work beside the model in use that must
+ *  neither disturb it nor leave a failed GPU behind. */
+export async function callAlone(op, args, onProgress) {
+  const alone = new Worker("worker.js", { type: "module" });
+  try {
+    return await new Promise((resolve, reject) => {
+      alone.onmessage = ({ data }) => {
+        if ("progress" in data) return onProgress?.(data.progress);
+        if ("ok" in data) data.ok ? resolve(data.value) : reject(fromMessage(data));
+      };
+      alone.onerror = (e) =>
+        reject(Object.assign(new Error(e.message || "a model worker crashed"), { fatal: true }));
+      alone.postMessage({ id: 0, op, args });
+    });
+  } finally {
+    alone.terminate();
+  }
+}
+
 /** Runs `op` in the worker; `onProgress` receives what it reports on the way. */
 export function call(op, args, onProgress, transfer = []) {
   return new Promise((resolve, reject) => {

@@ -1,6 +1,6 @@
 // Loading models: the built-in one, a folder the user brings (kept in IndexedDB), the saved
 // training state of each, and the fallback to the CPU when the GPU fails.
-import { call, hasWorker, startWorker } from "./client.js";
+import { call, callAlone, hasWorker, startWorker } from "./client.js";
 import { explain, isGpuFailure } from "./errors.js";
 import { isRating, learnt, state } from "./state.js";
 import { openStore } from "./store.js";
@@ -57,22 +57,27 @@ const memoryBudget = () =>
   Number(state.params.get("memory-budget")) ||
   (navigator.deviceMemory ? (navigator.deviceMemory * 1e9) / 2 : undefined);
 
-/** Starts `state.model` on `state.backend` from the saved state (if any). With `restart`, in a
- *  fresh worker (after a failure); otherwise the worker keeps its current model until the new one
- *  has loaded. */
-async function startModel(saved, { restart = true } = {}) {
-  const { model, backend, params } = state;
-  if (restart || !hasWorker()) startWorker();
-  // Copies: the worker takes ownership of what it is sent, and a fallback needs the bytes again.
-  const source = model.builtIn
+/** What the worker loads `model` from: the built-in model's three files, or a folder's files
+ *  with its LoRA setting. Copies: the worker takes ownership of what it is sent, and a fallback
+ *  or a timing needs the bytes again. */
+const sourceOf = (model) =>
+  model.builtIn
     ? { config: model.config, tokenizer: model.tokenizer.slice(), weights: model.weights.slice() }
     : {
         files: model.files.map((f) => ({ name: f.name, bytes: f.bytes.slice() })),
         lora: model.lora,
         budget: memoryBudget(),
       };
+
+/** Starts `state.model` from the saved state (if any) on the device `chooseBackend` says. With
+ *  `restart`, in a fresh worker (after a failure); otherwise the worker keeps its current model
+ *  until the new one has loaded. */
+async function startModel(saved, { restart = true } = {}) {
+  const { model, params } = state;
+  const backend = await chooseBackend();
+  if (restart || !hasWorker()) startWorker();
   const args = {
-    ...source,
+    ...sourceOf(model),
     backend,
     simulateFailure: params.has("simulate-gpu-failure"),
     holdUpdates: params.has("hold-updates"),
@@ -172,6 +177,90 @@ function rememberGpuFailure(adapter, reason) {
 
 /** Forgets the remembered GPU failure: the next load tries the GPU again. */
 export const forgetGpuFailure = () => localStorage.removeItem(GPU_FAILED_KEY);
+
+// The device each model runs on, per adapter: both timed once (one small update and one token
+// on WebGPU and on the CPU, in a worker of their own), the faster per pick chosen, and the
+// user's override kept with the timings. Keyed by adapter and model: a GPU that loses to the
+// CPU on a tiny model can win on a large one.
+const DEVICE_CHOICE_KEY = "webdpo.device-choice";
+// What a pick costs, to weigh an update against sampling: one update and 64 sampled tokens.
+const PICK_TOKENS = 64;
+
+function deviceChoices() {
+  try {
+    return JSON.parse(localStorage.getItem(DEVICE_CHOICE_KEY) ?? "{}") ?? {};
+  } catch {
+    return {};
+  }
+}
+
+const choiceKey = () => `${state.adapterKey}\n${state.model.name}`;
+
+/** The timings and override of this adapter and model ({webgpu, cpu: {device, isGpu, updateMs,
+ *  tokenMs, pickMs}, faster, pickTokens, override, time}; webgpu.adapter names it as the
+ *  browser does), or null before they are timed. */
+const storedDeviceChoice = () => deviceChoices()[choiceKey()] ?? null;
+
+function storeDeviceChoice(choice) {
+  const all = deviceChoices();
+  if (choice) all[choiceKey()] = choice;
+  else delete all[choiceKey()];
+  localStorage.setItem(DEVICE_CHOICE_KEY, JSON.stringify(all));
+}
+
+/** The user's device for this adapter and model: "webgpu", "cpu", or null for the faster. */
+export const overrideDevice = (override) =>
+  storeDeviceChoice({ ...storedDeviceChoice(), override: override || null });
+
+/** Forgets this adapter and model's timings: the next load times both devices again. */
+export const forgetDeviceChoice = () => storeDeviceChoice(null);
+
+/** The backend to load on: `?backend=` or a remembered GPU failure decide; without a WebGPU
+ *  adapter, the core falls back to the CPU; else the device chosen for this adapter and model,
+ *  timed now if it was not before. */
+async function chooseBackend() {
+  state.deviceChoice = null;
+  if (state.backend !== "auto" || !state.adapterKey) return state.backend;
+  let choice = storedDeviceChoice();
+  if (!choice?.faster) {
+    const timings = await timeDevices();
+    if (!timings) return "cpu";
+    choice = { ...timings, override: choice?.override ?? null, time: Date.now() };
+    storeDeviceChoice(choice);
+  }
+  state.deviceChoice = choice;
+  return choice.override ?? choice.faster;
+}
+
+/** Times `state.model` on WebGPU, then on the CPU; returns both and the faster per pick, or
+ *  null when the GPU failed (remembered: this load and later ones use the CPU). */
+async function timeDevices() {
+  const { model } = state;
+  const timings = {};
+  for (const backend of ["webgpu", "cpu"]) {
+    status(
+      `Choosing where ${model.label} runs (once on this device): timing an update and a token ` +
+        `on ${backend === "cpu" ? "the CPU" : "WebGPU"}…`,
+      { progress: null },
+    );
+    try {
+      const readbackTimeout = Number(state.params.get("readback-timeout")) || 0;
+      const args = { ...sourceOf(model), backend, readbackTimeout };
+      const t = await callAlone("timeDevice", args);
+      timings[backend] = { ...t, pickMs: t.updateMs + PICK_TOKENS * t.tokenMs };
+    } catch (e) {
+      if (backend === "cpu" || !isGpuFailure(e, true)) throw e;
+      rememberGpuFailure("WebGPU", e.message);
+      notice(`The GPU failed while it was timed (${e.message}); running on the CPU.`, "error");
+      return null;
+    }
+  }
+  const { webgpu, cpu } = timings;
+  const faster = !webgpu.isGpu || cpu.pickMs < webgpu.pickMs ? "cpu" : "webgpu";
+  // Browsers hide the adapter's name from wgpu; their own adapter info names it.
+  const adapter = state.adapterKey.split("|").filter(Boolean).join(" ");
+  return { webgpu: { ...webgpu, adapter }, cpu, faster, pickTokens: PICK_TOKENS };
+}
 
 /** Runs `op` on the worker; on a GPU failure, restarts on the CPU from the last saved state and
  *  runs it again there, telling the user. Picks are already in IndexedDB, so none is lost. */

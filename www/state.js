@@ -37,7 +37,11 @@ export const state = {
   /** A GPU failure remembered from an earlier load on this adapter ({adapter, key, reason,
    *  time}): this page starts on the CPU. */
   gpuFailure: null,
-  /** The browser's WebGPU adapter (models.js `adapterKey`): a remembered failure is its own. */
+  /** The timings of WebGPU and the CPU on this adapter for the model in use, the faster and the
+   *  user's override (models.js `chooseBackend`); null when `?backend=` or a failure decided. */
+  deviceChoice: null,
+  /** The browser's WebGPU adapter (models.js `adapterKey`): a remembered failure and a device
+   *  choice are its own. */
   adapterKey: "",
   /** Each optimizer's usual learning rate, from the core. */
   learningRates: {},

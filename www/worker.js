@@ -170,6 +170,18 @@ async function afterUpdate(applied) {
   return { applied, saved: null, deferred: true, steps: session.steps };
 }
 
+// The device timing's workload: short enough to take seconds on an emulated GPU, long enough to
+// include a whole update (both forwards, backward, optimizer) and a step of the KV cache.
+const DEVICE_TIMING = {
+  warmup: 1,
+  runs: 1,
+  prompt_tokens: 8,
+  completion_tokens: 16,
+  new_tokens: 4,
+  recompute_runs: 0,
+  seed: 0,
+};
+
 const ops = {
   /** The built-in model ({config, tokenizer, weights}) or a user's folder ({files, lora, budget});
    *  the session in use is replaced only once the new one has loaded. The user's saved training
@@ -230,6 +242,29 @@ const ops = {
       refusedSettings,
       freshOptimizer,
     };
+  },
+
+  /** Times the model of `load`'s arguments on `backend` (a copy, freed after; the session in
+   *  use is untouched): one small update after a warm-up one, and one sampled token with the KV
+   *  cache, as the app uses them. What the page chooses the device by. */
+  async timeDevice(args) {
+    const { config, tokenizer, weights, files, lora, budget, backend, readbackTimeout } = args;
+    await init();
+    if (readbackTimeout) setReadbackTimeout(readbackTimeout);
+    const timed = files
+      ? await Session.fromFiles(files, { backend, lora, budget })
+      : await Session.create(config, tokenizer, weights, backend);
+    try {
+      const report = await timed.benchmark(DEVICE_TIMING);
+      return {
+        device: timed.device,
+        isGpu: timed.isGpu,
+        updateMs: report.update.total_ms.median,
+        tokenMs: report.generation.kv_cache_ms_per_token.median,
+      };
+    } finally {
+      timed.free();
+    }
   },
 
   /** The memory check of `load`, from config.json alone (before the page reads the weights). */
@@ -456,6 +491,7 @@ self.onmessage = async ({ data: { id, op, args } }) => {
     if (
       ![
         "load",
+        "timeDevice",
         "checkMemory",
         "importLimits",
         "importPreferences",

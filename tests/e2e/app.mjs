@@ -115,8 +115,48 @@ try {
   const started = Date.now();
   await page.goto(`http://127.0.0.1:${port}/`);
   await ready();
-  check(wire <= 6e6, `first load is ${(wire / 1e6).toFixed(2)} MB compressed (≤ 6 MB)`);
+  check(
+    wire <= 6e6,
+    `first load is ${(wire / 1e6).toFixed(2)} MB compressed (≤ 6 MB; large: ${fresh.join(", ")})`,
+  );
   await noError("load");
+  if (mode === "webgpu") {
+    // Both devices timed on the first load, the faster per pick chosen and shown with the figures.
+    const choice = await page.$eval("#device-choice", (e) => ({ hidden: e.hidden, ...e.dataset }));
+    const [gpuMs, cpuMs] = [Number(choice.webgpuPickMs), Number(choice.cpuPickMs)];
+    const faster = cpuMs < gpuMs ? "cpu" : "webgpu";
+    const timing = await page.textContent("#device-timing");
+    check(
+      !choice.hidden && gpuMs > 0 && cpuMs > 0 && /WebGPU \(.*swiftshader/i.test(timing),
+      `WebGPU and the CPU timed on the first load: ${timing}`,
+    );
+    check(
+      choice.faster === faster &&
+        (await page.$eval("#device", (e) => e.dataset.backend)) === faster,
+      `the faster per pick is chosen (${faster}; ${gpuMs.toFixed(0)} vs ${cpuMs.toFixed(0)} ms)`,
+    );
+    await shot("00-device-timed");
+    // Remembered for this adapter and model: a reload does not time again.
+    const timedAt = () =>
+      page.evaluate(() =>
+        Object.values(JSON.parse(localStorage.getItem("webdpo.device-choice"))).map((c) => c.time),
+      );
+    const before = await timedAt();
+    await page.reload();
+    await ready();
+    check(
+      JSON.stringify(await timedAt()) === JSON.stringify(before) &&
+        (await page.$eval("#device", (e) => e.dataset.backend)) === faster,
+      "a reload keeps the timed choice without timing again",
+    );
+    // The user's override: WebGPU (this run's subject) whatever the timing said, remembered.
+    await Promise.all([page.waitForNavigation(), page.selectOption("#device-select", "webgpu")]);
+    await ready();
+    check(
+      /your choice/.test(await page.textContent("#device")),
+      `the override is kept across the reload: ${await page.textContent("#device")}`,
+    );
+  }
   const backend = await page.$eval("#device", (e) => e.dataset.backend);
   check(
     backend === mode,
@@ -759,7 +799,7 @@ try {
     const other = await browser.newContext({ viewport: { width: 1366, height: 768 } });
     const p2 = await other.newPage();
     p2.on("pageerror", (e) => errors.push(e.message));
-    await p2.goto(`http://127.0.0.1:${port}/?simulate-gpu-failure`);
+    await p2.goto(`http://127.0.0.1:${port}/?simulate-gpu-failure&backend=webgpu`);
     await p2.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
     await p2.click("#generate");
     await p2.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
@@ -792,15 +832,19 @@ try {
         (await p2.isVisible("#retry-gpu")),
       `a reload after the failure starts on the CPU: ${badge}`,
     );
+    // Trying the GPU again times it (this context never did): it runs, and the faster is chosen.
     await p2.click("#retry-gpu");
     await p2.waitForFunction(
       () =>
         !document.getElementById("generate").disabled &&
-        document.getElementById("device").dataset.backend === "webgpu",
+        !document.getElementById("device-choice").hidden,
       null,
       WAIT,
     );
-    check(true, "Try the GPU again: the next load is on WebGPU");
+    check(
+      !/failed here/.test(await p2.textContent("#device")),
+      `Try the GPU again: the next load times WebGPU again (${await p2.textContent("#device")})`,
+    );
     // A failure remembered on another adapter does not keep this one off.
     await p2.evaluate(() =>
       localStorage.setItem(
@@ -816,7 +860,8 @@ try {
     await p2.reload();
     await p2.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
     check(
-      (await p2.$eval("#device", (e) => e.dataset.backend)) === "webgpu",
+      !/failed here/.test(await p2.textContent("#device")) &&
+        !(await p2.$eval("#device-choice", (e) => e.hidden)),
       "a failure remembered on another adapter does not apply to this one",
     );
     await other.close();
@@ -826,7 +871,7 @@ try {
     const hung = await browser.newContext({ viewport: { width: 1366, height: 768 } });
     const p3 = await hung.newPage();
     p3.on("pageerror", (e) => errors.push(e.message));
-    await p3.goto(`http://127.0.0.1:${port}/?readback-timeout=1`);
+    await p3.goto(`http://127.0.0.1:${port}/?readback-timeout=1&backend=webgpu`);
     await p3.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
     await p3.click("#generate");
     await p3.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);

@@ -11,7 +11,8 @@ export function renderControls(state, learnt, rating) {
   const ready = readable && trainer;
   $("export").disabled = !readable;
   for (const id of ["generate", "compare", "download", "reset"]) $(id).disabled = !ready;
-  for (const id of ["import", "load", "folder", "gguf", "builtin"]) $(id).disabled = !ready;
+  for (const id of ["import", "load", "folder", "gguf", "builtin", "device-select", "time-again"])
+    $(id).disabled = !ready;
   for (const b of $("folders").querySelectorAll("button"))
     b.disabled = !ready || b.dataset.inUse === "1";
   $("settings").inert = !trainer;

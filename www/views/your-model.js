@@ -3,15 +3,16 @@
 import { $, el } from "./dom.js";
 
 /** The badge and the model line, from the worker's report (`info`). */
-export function renderModel({ model, info, backend, gpuFailure }) {
+export function renderModel({ model, info, backend, gpuFailure, deviceChoice }) {
   const d = $("device");
   const label = model.builtIn ? "" : `${model.label} · `;
   const lora = info.lora ? ` · ${info.lora}` : "";
   const params = `${label}${info.parameterCount.toLocaleString()} parameters${lora}`;
   if (info.isGpu) {
-    d.textContent = `WebGPU · ${info.device.replace(/^GPU: /, "")} · ${params}`;
+    const why = deviceChoice ? ` (${chosenWhy(deviceChoice)})` : "";
+    d.textContent = `WebGPU${why} · ${info.device.replace(/^GPU: /, "")} · ${params}`;
   } else {
-    const [why, hint] = cpuReason(backend, gpuFailure);
+    const [why, hint] = cpuReason(backend, gpuFailure, deviceChoice);
     d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
@@ -20,14 +21,41 @@ export function renderModel({ model, info, backend, gpuFailure }) {
     `${name}${info.chat ? " (chat template)" : ""}: ${info.memory.summary}.`;
   $("builtin").hidden = !!model.builtIn;
   $("retry-gpu").hidden = !gpuFailure || info.isGpu;
+  renderDeviceChoice(deviceChoice);
+}
+
+const chosenWhy = (choice) => (choice.override ? "your choice" : "faster here, as timed");
+
+/** The timings the device was chosen by, in words, with the override and a new timing; the
+ *  element's data holds the figures (ms per pick, the faster) for tests. */
+function renderDeviceChoice(choice) {
+  const box = $("device-choice");
+  box.hidden = !choice;
+  if (!choice) return;
+  const { webgpu, cpu, faster, override, pickTokens } = choice;
+  const ms = (x) => `${x < 10 ? x.toFixed(1) : Math.round(x).toLocaleString()} ms`;
+  const line = (name, t) =>
+    `${name} ${ms(t.updateMs)} an update, ${ms(t.tokenMs)} a token (${ms(t.pickMs)} a pick)`;
+  $("device-timing").textContent =
+    `Timed here for this model: ${line(`WebGPU (${webgpu.adapter || webgpu.device})`, webgpu)}; ` +
+    `${line("the CPU", cpu)}. A pick counts one update and ${pickTokens} sampled tokens; ` +
+    `${faster === "cpu" ? "the CPU" : "WebGPU"} is faster.`;
+  Object.assign(box.dataset, {
+    faster,
+    override: override ?? "",
+    webgpuPickMs: webgpu.pickMs,
+    cpuPickMs: cpu.pickMs,
+  });
+  $("device-select").value = override ?? "";
 }
 
 /** Why the model runs on the CPU, and what the user can do about it. */
-function cpuReason(backend, gpuFailure) {
+function cpuReason(backend, gpuFailure, deviceChoice) {
   if (gpuFailure) {
     const when = new Date(gpuFailure.time).toLocaleString();
     return [`the GPU ${gpuFailure.adapter} failed here on ${when}: ${gpuFailure.reason}`, ""];
   }
+  if (deviceChoice) return [chosenWhy(deviceChoice), ""];
   if (backend === "cpu") return ["chosen", ""];
   if (!("gpu" in navigator))
     return [

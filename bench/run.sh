@@ -3,8 +3,8 @@
 # native CPU (webdpo and PyTorch, same thread count), and the browser (wasm CPU and WebGPU) through
 # headless Chromium. Needs scripts/setup.sh (browser, wasm tools) and installs PyTorch in
 # bench/.venv (bench/setup-torch.sh). GPU rows come from a GPU machine: see BENCHMARKS.md.
-# webdpo's CPU backend runs each kernel on one thread, so PyTorch is timed on one thread (the
-# ratio) and, for reference, on every core.
+# Both on one thread and on every core (webdpo's `--threads`: burn-flex splits its large kernels
+# over them, small ones stay on one thread).
 #   bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,15 +21,18 @@ bench/setup-torch.sh
 for model in storyworld m25; do
     dir=www/models/storyworld; [ $model = m25 ] && dir=$out/m25
     runs=10; [ $model = m25 ] && runs=5
-    $B bench --model "$dir" --runs $runs --out "$out/$model-cpu.json" > /dev/null
+    $B --threads 1 bench --model "$dir" --runs $runs --out "$out/$model-cpu.json" > /dev/null
+    $B --threads "$(nproc)" bench --model "$dir" --runs $runs --out "$out/$model-cpu-all.json" > /dev/null
     bench/.venv/bin/python bench/torch_reference.py --model "$dir" --ours "$out/$model-cpu.json" --threads 1 \
         --out "$out/$model-torch-cpu.json" > /dev/null
     bench/.venv/bin/python bench/torch_reference.py --model "$dir" --ours "$out/$model-cpu.json" --threads "$(nproc)" \
         --out "$out/$model-torch-cpu-all.json" > /dev/null
 done
 # SmolLM2-135M's shape with a LoRA adapter (PyTorch: PEFT on the same starting adapter).
-$B bench --model "$out/smollm2-135m" --lora 8,16 --save-adapter "$out/smollm2-135m-adapter" --optim adamw \
+$B --threads 1 bench --model "$out/smollm2-135m" --lora 8,16 --save-adapter "$out/smollm2-135m-adapter" --optim adamw \
     --completion-tokens 64 --runs 5 --warmup 1 --recompute-runs 1 --out "$out/smollm2-lora-cpu.json" > /dev/null
+$B --threads "$(nproc)" bench --model "$out/smollm2-135m" --lora 8,16 --optim adamw \
+    --completion-tokens 64 --runs 5 --warmup 1 --recompute-runs 1 --out "$out/smollm2-lora-cpu-all.json" > /dev/null
 for threads in 1 "$(nproc)"; do
     name=smollm2-lora-torch-cpu; [ "$threads" = 1 ] || name=smollm2-lora-torch-cpu-all
     bench/.venv/bin/python bench/torch_reference.py --model "$out/smollm2-135m" --ours "$out/smollm2-lora-cpu.json" \

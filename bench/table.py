@@ -43,10 +43,11 @@ def memory(r):
 
 
 def table(title, columns):
-    """columns: (header, report) pairs; the ratio is taken of the first over the second."""
-    columns = [(h, r) for h, r in columns if r]
-    if not columns:
+    """columns: (header, report) pairs; the ratio is taken of the first over the second. No
+    table without the first (what the table is about)."""
+    if not columns[0][1]:
         return ""
+    columns = [(h, r) for h, r in columns if r]
     lines = [f"### {title}", "", "| | " + " | ".join(h for h, _ in columns) + (" | ratio |" if len(columns) >= 2 else " |"),
              "|---|" + "---:|" * (len(columns) + (1 if len(columns) >= 2 else 0))]
     for name, get, unit in ROWS:
@@ -56,6 +57,7 @@ def table(title, columns):
         lines.append(f"| {name} | " + " | ".join(cells) + (f" | {ratio} |" if len(columns) >= 2 else " |"))
     lines.append("| memory | " + " | ".join(memory(r) for _, r in columns) + (" | |" if len(columns) >= 2 else " |"))
     lines.append("| device | " + " | ".join(r["device"] for _, r in columns) + (" | |" if len(columns) >= 2 else " |"))
+    lines.append("| threads | " + " | ".join(str(r.get("threads") or "–") for _, r in columns) + (" | |" if len(columns) >= 2 else " |"))
     return "\n".join(lines) + "\n"
 
 
@@ -64,8 +66,9 @@ def main():
     out = []
     for model, label in [("storyworld", "built-in story-world model (1.37 M parameters)"), ("m25", "25 M-parameter config"),
                          ("smollm2-lora", "SmolLM2-135M shape (134.5 M parameters, random weights), LoRA r=8 α=16 on attention, AdamW, 64-token completions")]:
-        out.append(table(f"Native CPU, {label}", [("webdpo (flex, 1 thread)", load(folder, f"{model}-cpu")), ("PyTorch CPU, 1 thread", load(folder, f"{model}-torch-cpu")),
-                                                     ("PyTorch CPU, all cores", load(folder, f"{model}-torch-cpu-all"))]))
+        out.append(table(f"Native CPU, 1 thread, {label}", [("webdpo (flex)", load(folder, f"{model}-cpu")), ("PyTorch CPU", load(folder, f"{model}-torch-cpu"))]))
+        out.append(table(f"Native CPU, all cores, {label}", [("webdpo (flex, --threads)", load(folder, f"{model}-cpu-all")), ("PyTorch CPU", load(folder, f"{model}-torch-cpu-all")),
+                                                             ("webdpo, 1 thread", load(folder, f"{model}-cpu"))]))
         out.append(table(f"Browser, {label}", [("wasm CPU", load(folder, f"{model}-browser-cpu")), ("native CPU", load(folder, f"{model}-cpu")), ("WebGPU (SwiftShader)", load(folder, f"{model}-browser-webgpu"))]))
         out.append(table(f"GPU, {label}", [("webdpo (wgpu)", load(folder, f"{model}-wgpu")), ("PyTorch CUDA", load(folder, f"{model}-torch-cuda"))]))
     print("\n".join(t for t in out if t))

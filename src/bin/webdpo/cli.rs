@@ -15,6 +15,11 @@ struct Cli {
     /// Where to compute.
     #[arg(long, global = true, value_enum, default_value_t = Backend::Cpu)]
     device: Backend,
+    /// CPU threads that burn's large kernels split over (0: one per core). Small kernels stay
+    /// on one thread whatever this says (burn-flex's size thresholds), so more threads never
+    /// cost the small models much (BENCHMARKS.md).
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +58,10 @@ enum Command {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(cli.threads)
+        .build_global()
+        .map_err(|e| webdpo::Error::Setting(format!("--threads {}: {e}", cli.threads)))?;
     let device = match cli.device {
         Backend::Cpu => ComputeDevice::cpu(),
         Backend::Wgpu => wgpu_device()?,

@@ -36,12 +36,11 @@ export const hasWorker = () => worker !== null;
 
 /** Runs `op` in a worker of its own, terminated after: work beside the model in use that must
  *  neither disturb it nor leave a failed GPU behind. */
-export async function callAlone(op, args, onProgress) {
+export async function callAlone(op, args) {
   const alone = new Worker("worker.js", { type: "module" });
   try {
     return await new Promise((resolve, reject) => {
       alone.onmessage = ({ data }) => {
-        if ("progress" in data) return onProgress?.(data.progress);
         if ("ok" in data) data.ok ? resolve(data.value) : reject(fromMessage(data));
       };
       alone.onerror = (e) =>

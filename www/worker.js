@@ -182,6 +182,13 @@ const DEVICE_TIMING = {
   seed: 0,
 };
 
+/** A session of the built-in model ({config, tokenizer, weights}) or of a user's folder
+ *  ({files, lora, budget}) on `backend`. */
+const openSession = ({ config, tokenizer, weights, files, lora, budget, backend }) =>
+  files
+    ? Session.fromFiles(files, { backend, lora, budget })
+    : Session.create(config, tokenizer, weights, backend);
+
 const ops = {
   /** The built-in model ({config, tokenizer, weights}) or a user's folder ({files, lora, budget});
    *  the session in use is replaced only once the new one has loaded. The user's saved training
@@ -189,16 +196,14 @@ const ops = {
    *  their optimizer; it reports settings it refused, and an optimizer state it could not use
    *  (the weights are then restored with a fresh optimizer). */
   async load(args) {
-    const { config, tokenizer, weights, files, lora, budget, backend, saved, trainConfig } = args;
+    const { files, saved, trainConfig } = args;
     simulateGpuFailure = !!args.simulateFailure;
     holdUpdates = !!args.holdUpdates;
     checkpoints.every = args.checkpointEvery ?? 0;
     await init();
     // `?readback-timeout=ms` on the page: a GPU read waits at most that long (to test a hang).
     if (args.readbackTimeout) setReadbackTimeout(args.readbackTimeout);
-    const next = files
-      ? await Session.fromFiles(files, { backend, lora, budget })
-      : await Session.create(config, tokenizer, weights, backend);
+    const next = await openSession(args);
     let refusedSettings = null;
     let freshOptimizer = null;
     try {
@@ -248,12 +253,9 @@ const ops = {
    *  use is untouched): one small update after a warm-up one, and one sampled token with the KV
    *  cache, as the app uses them. What the page chooses the device by. */
   async timeDevice(args) {
-    const { config, tokenizer, weights, files, lora, budget, backend, readbackTimeout } = args;
     await init();
-    if (readbackTimeout) setReadbackTimeout(readbackTimeout);
-    const timed = files
-      ? await Session.fromFiles(files, { backend, lora, budget })
-      : await Session.create(config, tokenizer, weights, backend);
+    if (args.readbackTimeout) setReadbackTimeout(args.readbackTimeout);
+    const timed = await openSession(args);
     try {
       const report = await timed.benchmark(DEVICE_TIMING);
       return {

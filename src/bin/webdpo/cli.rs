@@ -16,8 +16,8 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = Backend::Cpu)]
     device: Backend,
     /// CPU threads that burn's large kernels split over (0: one per core). Small kernels stay
-    /// on one thread whatever this says (burn-flex's size thresholds), so more threads never
-    /// cost the small models much (BENCHMARKS.md).
+    /// on one thread whatever this says (burn-flex's size thresholds); BENCHMARKS.md has the
+    /// timings at one thread and on every core.
     #[arg(long, global = true, default_value_t = 0)]
     threads: usize,
     #[command(subcommand)]

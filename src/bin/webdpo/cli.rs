@@ -58,10 +58,17 @@ enum Command {
 
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
-    rayon::ThreadPoolBuilder::new()
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cli.threads)
-        .build_global()
+        .build()
         .map_err(|e| webdpo::Error::Setting(format!("--threads {}: {e}", cli.threads)))?;
+    // The command runs on one of the pool's threads, which then takes its share of each split
+    // kernel: otherwise the main thread sleeps through every split and wakes after it, a third
+    // thread on two cores (BENCHMARKS.md).
+    pool.install(|| command(cli))
+}
+
+fn command(cli: Cli) -> Result<()> {
     let device = match cli.device {
         Backend::Cpu => ComputeDevice::cpu(),
         Backend::Wgpu => wgpu_device()?,

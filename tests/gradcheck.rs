@@ -208,7 +208,9 @@ fn param_grad(policy: &CausalLm, name: &str, grads: &burn::tensor::Gradients) ->
             .expect("a linear layer")
             .weight
             .val()
-            .grad(grads),
+            .grad(grads)
+            // Held `[in, out]`; the file's (and `weights`') order is `[out, in]`.
+            .map(|g| g.transpose()),
     };
     data.expect("parameter has a gradient")
         .into_data()

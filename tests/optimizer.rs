@@ -7,9 +7,13 @@ mod common;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use burn::tensor::{Int, TensorData};
 use common::*;
+use webdpo::ModelConfig;
 use webdpo::block_on;
-use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
+use webdpo::hf::safetensors::{
+    Dtype, from_safetensors, parse_safetensors, to_safetensors, write_safetensors,
+};
 use webdpo::model::{CausalLm, param_id};
 use webdpo::train::optimizer::{Optim, Optimizer, OptimizerConfig};
 use webdpo::train::{DpoTrainer, TrainConfig};
@@ -53,28 +57,41 @@ fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut
             .iter()
             .map(|(name, shape, _)| {
                 let id = param_id(name);
-                let flat = |n: usize| {
-                    if shape.len() == 1 {
-                        grads.get::<1>(id).unwrap()
-                    } else {
-                        grads.get::<2>(id).unwrap().reshape([n])
-                    }
+                // Linear weights are held `[in, out]`, their files' `[out, in]` transposed.
+                let linear = model
+                    .linears()
+                    .iter()
+                    .any(|l| format!("{}.weight", l.name) == *name);
+                let flat = |n: usize| match (shape.len(), linear) {
+                    (1, _) => grads.get::<1>(id).unwrap(),
+                    (_, false) => grads.get::<2>(id).unwrap().reshape([n]),
+                    (_, true) => grads.get::<2>(id).unwrap().transpose().reshape([n]),
                 };
                 host(flat(shape.iter().product()))
             })
             .collect();
         model = optim.step(lr, model, grads, scale);
         let after = weights(&model.valid());
-        for p in 0..n_params {
+        // The saved state holds torch's buffers, by torch's names, in each parameter's file layout.
+        let saved = block_on(optim.to_safetensors(&model)).unwrap();
+        let (saved, _) = parse_safetensors(&saved, "optimizer.safetensors").unwrap();
+        let buffers: &[&str] = match config.optim {
+            Optim::AdamW => &["exp_avg", "exp_avg_sq"],
+            Optim::Sgd => &["momentum_buffer"],
+        };
+        for (p, (name, _, _)) in model.named_tensors().iter().enumerate() {
             state[p].resize(g[p].len(), [0.0; 2]);
+            let saved: Vec<Vec<f32>> = buffers
+                .iter()
+                .map(|b| saved[&format!("{name}.{b}")].to_f32())
+                .collect();
             for i in 0..g[p].len() {
+                let what = format!("{:?} step {t}, {name}, entry {i}", config.optim);
                 let expect = reference(t, before[p][i], g[p][i] * scale, &mut state[p][i]);
-                assert_close(
-                    after[p][i],
-                    expect,
-                    1e-6,
-                    &format!("{:?} step {t}, parameter {p}, entry {i}", config.optim),
-                );
+                assert_close(after[p][i], expect, 1e-6, &what);
+                for (k, buffer) in saved.iter().enumerate() {
+                    assert_close(buffer[i].into(), state[p][i][k], 1e-6, &what);
+                }
             }
         }
     }
@@ -175,6 +192,81 @@ fn saved_state_continues_exactly_with(config: TrainConfig) {
         policy_bytes(&original) == policy_bytes(&reloaded),
         "the step after a reload differs from the step without one"
     );
+}
+
+/// State saved while linear weights were held `[out, in]` has no layout entry, and every linear
+/// weight's buffers in that order, GPT-2's Conv1D ones too (whose shape says `[in, out]`). It
+/// loads as the state it was: saved again, it is today's file.
+#[test]
+fn state_saved_in_the_old_order_loads_as_the_same_state() {
+    let device = Device::flex();
+    let ad = device.clone().autodiff();
+    let gpt2 = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/hf/gpt2/config.json"
+    );
+    let gpt2 = ModelConfig::from_json(&std::fs::read_to_string(gpt2).unwrap()).unwrap();
+    let adamw = OptimizerConfig {
+        optim: Optim::AdamW,
+        beta1: 0.9,
+        beta2: 0.999,
+        epsilon: 1e-8,
+        momentum: 0.0,
+        weight_decay: 0.0,
+    };
+    for config in [tiny_config(), gpt2] {
+        let model = CausalLm::init(&config, 0, &device)
+            .unwrap()
+            .fork(&ad)
+            .train();
+        let tokens = Tensor::<2, Int>::from_data([[5i64, 9, 17, 3]], &ad);
+        let loss = model.forward(tokens, None).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut optim = Optimizer::new(adamw);
+        let model = optim.step(1e-2, model, grads, 1.0);
+        let saved = block_on(optim.to_safetensors(&model)).unwrap();
+
+        let (tensors, metadata) = parse_safetensors(&saved, "optimizer.safetensors").unwrap();
+        let conv1d: Vec<String> = model
+            .linears()
+            .iter()
+            .filter(|l| l.conv1d)
+            .map(|l| format!("{}.weight.", l.name))
+            .collect();
+        let old_tensors: Vec<_> = tensors
+            .iter()
+            .map(|(name, entry)| {
+                let mut values = entry.to_f32();
+                if conv1d.iter().any(|w| name.starts_with(w)) {
+                    let (d_in, d_out) = (entry.shape[0], entry.shape[1]);
+                    values = (0..d_out * d_in)
+                        .map(|k| values[(k % d_in) * d_out + k / d_in])
+                        .collect();
+                }
+                let n = values.len();
+                let t = Tensor::<1>::from_data(TensorData::new(values, [n]), &device);
+                (name.clone(), entry.shape.clone(), t)
+            })
+            .collect();
+        let old_metadata: Vec<_> = metadata
+            .into_iter()
+            .filter(|(key, _)| key != "layout")
+            .collect();
+        let old = block_on(write_safetensors(&old_tensors, &old_metadata, Dtype::F32)).unwrap();
+        assert!(
+            config.arch() != webdpo::model::Arch::Gpt2 || old != saved,
+            "the GPT-2 file's old order differs from today's"
+        );
+
+        let loaded =
+            Optimizer::from_safetensors(adamw, &model, &old, "optimizer.safetensors", &device)
+                .unwrap();
+        assert!(
+            block_on(loaded.to_safetensors(&model)).unwrap() == saved,
+            "{:?}: state saved in the old order loads as different state",
+            config.arch()
+        );
+    }
 }
 
 #[test]

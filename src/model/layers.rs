@@ -3,7 +3,7 @@
 
 use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, DataError, Device, Element, Tensor, TensorData};
 
 use super::attention::{Attention, Positions};
 use super::lora::Lora;
@@ -40,6 +40,37 @@ pub fn param_id(name: &str) -> ParamId {
     }))
 }
 
+/// The values of a row-major `[rows, cols]` matrix in the order of its transpose.
+pub(crate) fn transposed<E: Copy>(values: &[E], rows: usize, cols: usize) -> Vec<E> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
+        .collect()
+}
+
+/// `data`, a `[rows, cols]` matrix, as its transpose: in f64 if it is f64 (the gradient checks
+/// compute in f64), else in f32.
+fn transposed_data(
+    data: TensorData,
+    rows: usize,
+    cols: usize,
+) -> std::result::Result<TensorData, DataError> {
+    fn typed<E: Element>(
+        data: TensorData,
+        rows: usize,
+        cols: usize,
+    ) -> std::result::Result<TensorData, DataError> {
+        let values = data.convert::<E>().try_into_vec::<E>()?;
+        Ok(TensorData::new(
+            transposed(&values, rows, cols),
+            [cols, rows],
+        ))
+    }
+    match data.dtype() {
+        DType::F64 => typed::<f64>(data, rows, cols),
+        _ => typed::<f32>(data, rows, cols),
+    }
+}
+
 /// A parameter flattened, with its HF name and shape.
 pub type NamedTensor = (String, Vec<usize>, Tensor<1>);
 
@@ -53,7 +84,9 @@ pub(super) fn flat<const D: usize>(name: String, p: &Param<Tensor<D>>) -> NamedT
     )
 }
 
-/// A linear layer, weight `[out, in]`, with an optional bias and LoRA adapter.
+/// A linear layer, `x W + b`, with an optional LoRA adapter. The weight is held `[in, out]`, the
+/// transpose of HF's `nn.Linear` (`[out, in]`): its gradient `xᵀ · dy` then comes back in the
+/// weight's own order, so the optimizer reads it without first copying a transposed view.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
@@ -61,8 +94,8 @@ pub struct Linear {
     pub lora: Option<Lora>,
     /// The HF module name (`model.layers.0.self_attn.q_proj`).
     pub name: String,
-    /// GPT-2's Conv1D: the file stores the weight `[in, out]`.
-    conv1d: bool,
+    /// GPT-2's Conv1D: the file stores the weight `[in, out]`, as held here.
+    pub conv1d: bool,
 }
 
 impl Linear {
@@ -80,21 +113,14 @@ impl Linear {
         } = spec;
         let weight_name = format!("{name}.weight");
         let weight = if conv1d {
-            let data = source(&weight_name, &[d_in, d_out])?;
-            let stored = data
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|e| Error::Config(format!("{weight_name}: {e:?}")))?;
-            let values = (0..d_out)
-                .flat_map(|o| (0..d_in).map(move |i| (o, i)))
-                .map(|(o, i)| stored[i * d_out + o])
-                .collect();
-            named_param(
-                Tensor::from_data(TensorData::new(values, [d_out, d_in]), device),
-                &weight_name,
-            )
+            param(source, &weight_name, [d_in, d_out], device)?
         } else {
-            param(source, &weight_name, [d_out, d_in], device)?
+            // Transposed on the host, once, so that on the device the weight and its gradient
+            // are both in order.
+            let data = source(&weight_name, &[d_out, d_in])?;
+            let data = transposed_data(data, d_out, d_in)
+                .map_err(|e| Error::Config(format!("{weight_name}: {e:?}")))?;
+            named_param(Tensor::from_data(data, device), &weight_name)
         };
         let bias = if bias {
             Some(param(source, &format!("{name}.bias"), [d_out], device)?)
@@ -112,9 +138,9 @@ impl Linear {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let [d_out, _] = self.weight.dims();
+        let [_, d_out] = self.weight.dims();
         let x = x.reshape([b * t, d]);
-        let mut y = x.clone().matmul(self.weight.val().transpose());
+        let mut y = x.clone().matmul(self.weight.val());
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze();
         }
@@ -127,11 +153,12 @@ impl Linear {
         y.reshape([b, t, d_out])
     }
 
-    /// The weight with the adapter folded in: `W + scale · B A`.
-    pub(super) fn merged_weight(&self) -> Tensor<2> {
+    /// The weight `[in, out]` with the adapter folded in: `W + scale · (B A)ᵀ`.
+    fn merged_weight(&self) -> Tensor<2> {
         match &self.lora {
             Some(lora) => {
-                self.weight.val() + lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale)
+                let delta = lora.b.val().matmul(lora.a.val()).mul_scalar(lora.scale);
+                self.weight.val() + delta.transpose()
             }
             None => self.weight.val(),
         }
@@ -140,9 +167,9 @@ impl Linear {
     /// The HF tensors of this layer: weight (in the file's layout, adapter merged) and bias.
     pub(super) fn named_tensors(&self, out: &mut Vec<NamedTensor>) {
         let weight = if self.conv1d {
-            self.merged_weight().transpose()
-        } else {
             self.merged_weight()
+        } else {
+            self.merged_weight().transpose()
         };
         let shape = weight.dims().to_vec();
         out.push((

@@ -126,7 +126,7 @@ impl CausalLm {
             if !targets.iter().any(|t| lora_target_matches(&linear.name, t)) {
                 continue;
             }
-            let [d_out, d_in] = linear.weight.dims();
+            let [d_in, d_out] = linear.weight.dims();
             let a = param(
                 source,
                 &format!("{}.lora_A.weight", linear.name),

@@ -5,7 +5,8 @@
 //!
 //! Every linear layer and norm keeps its HF module name, so that [`CausalLm::named_tensors`]
 //! yields exactly the names of a HF `model.safetensors`, LoRA targets match as PEFT matches them,
-//! and an adapter exports with PEFT's tensor names. Linear weights are stored `[out, in]`.
+//! and an adapter exports with PEFT's tensor names. Linear weights are held `[in, out]` (see
+//! `Linear`) and written in the file's layout.
 
 mod arch;
 mod attention;
@@ -18,5 +19,6 @@ pub use arch::{ARCHS, Arch, ArchSpec, AttentionLayout, LinearSpec, MlpLayout, No
 pub use attention::KvCache;
 pub use causal_lm::CausalLm;
 pub use config::ModelConfig;
-pub use layers::{NamedTensor, TensorSource, param_id};
+pub(crate) use layers::transposed;
+pub use layers::{Linear, NamedTensor, TensorSource, param_id};
 pub use lora::{Lora, LoraConfig, lora_target_matches};

@@ -4,7 +4,8 @@
 //! update and undo one exactly.
 //!
 //! The state is saved as safetensors with PyTorch's names (`<param>.exp_avg`, `<param>.exp_avg_sq`
-//! for AdamW, `<param>.momentum_buffer` for SGD) and the step count in the metadata.
+//! for AdamW, `<param>.momentum_buffer` for SGD), each in its parameter's file layout, and the
+//! step count in the metadata.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hf::safetensors::{Dtype, parse_safetensors, write_safetensors};
-use crate::model::{CausalLm, param_id};
+use crate::model::{CausalLm, Linear, param_id, transposed};
 
 impl std::str::FromStr for Optim {
     type Err = Error;
@@ -128,11 +129,20 @@ impl Optimizer {
 
     /// The state as safetensors bytes (one device read), keyed by `model`'s parameter names.
     pub async fn to_safetensors(&self, model: &CausalLm) -> Result<Vec<u8>> {
+        let layouts = linear_layouts(model);
         let mut tensors = Vec::new();
         for (name, shape, _) in model.trainable_tensors() {
             if let Some(state) = self.state.get(&param_id(&name)) {
                 for (buffer, t) in self.config.optim.buffers().iter().zip(state) {
-                    tensors.push((format!("{name}.{buffer}"), shape.clone(), t.clone()));
+                    let t = match layouts.get(&name) {
+                        Some(&([d_in, d_out], true)) => t
+                            .clone()
+                            .reshape([d_in, d_out])
+                            .transpose()
+                            .reshape([d_in * d_out]),
+                        _ => t.clone(),
+                    };
+                    tensors.push((format!("{name}.{buffer}"), shape.clone(), t));
                 }
             }
         }
@@ -142,6 +152,7 @@ impl Optimizer {
                 "optimizer".to_string(),
                 self.config.optim.name().to_string(),
             ),
+            (LAYOUT.to_string(), FILE_LAYOUT.to_string()),
         ];
         write_safetensors(&tensors, &metadata, Dtype::F32).await
     }
@@ -173,6 +184,10 @@ impl Optimizer {
                 config.optim.name()
             )));
         }
+        // State saved while linear weights were held `[out, in]` has no layout entry: each linear
+        // weight's buffers are in that order, whatever their shape says.
+        let file_layout = metadata.get(LAYOUT).map(String::as_str) == Some(FILE_LAYOUT);
+        let layouts = linear_layouts(model);
         let mut state = HashMap::new();
         for (name, shape, _) in model.trainable_tensors() {
             if steps == 0 {
@@ -189,7 +204,12 @@ impl Optimizer {
                         entry.shape
                     )));
                 }
-                let values = entry.to_f32();
+                let mut values = entry.to_f32();
+                if let Some(&([d_in, d_out], nn_linear)) = layouts.get(&name) {
+                    if nn_linear || !file_layout {
+                        values = transposed(&values, d_out, d_in);
+                    }
+                }
                 let n = values.len();
                 Ok(Tensor::<1>::from_data(TensorData::new(values, [n]), device))
             });
@@ -201,6 +221,25 @@ impl Optimizer {
             state,
         })
     }
+}
+
+/// The metadata entry that says the state is in the parameters' file layout.
+const LAYOUT: &str = "layout";
+const FILE_LAYOUT: &str = "file";
+
+/// The trainable linear weights by HF name (none with adapters: the LoRA factors are held as PEFT
+/// stores them): their `[in, out]` as held, and whether the file stores them `[out, in]`
+/// (`nn.Linear`; GPT-2's Conv1D stores them as held).
+fn linear_layouts(model: &CausalLm) -> HashMap<String, ([usize; 2], bool)> {
+    if model.has_adapters() {
+        return HashMap::new();
+    }
+    let layout = |l: &Linear| (l.weight.dims(), !l.conv1d);
+    model
+        .linears()
+        .into_iter()
+        .map(|l| (format!("{}.weight", l.name), layout(l)))
+        .collect()
 }
 
 struct Update<'a> {

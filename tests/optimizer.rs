@@ -6,8 +6,7 @@ mod common;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Tensor};
-use burn::tensor::{Int, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use webdpo::ModelConfig;
 use webdpo::block_on;

@@ -354,3 +354,81 @@ fn tokenizer_keeps_the_prompt_completion_boundary() {
     assert_eq!(t.decode(&prompt).unwrap(), "Hello,");
     assert_eq!(t.decode(&completion).unwrap(), " world! é");
 }
+
+/// Distance in representable f32 values (both finite and of one sign, or equal).
+fn ulps(a: f32, b: f32) -> u32 {
+    if a == b || (a.is_nan() && b.is_nan()) {
+        return 0;
+    }
+    assert_eq!(a.is_sign_negative(), b.is_sign_negative(), "{a} vs {b}");
+    a.to_bits().abs_diff(b.to_bits())
+}
+
+/// The CPU backend's exp, sigmoid and softmax (vendor/burn-flex: exp as a vectorised polynomial
+/// instead of libm's call) against f64, over every binade an f32 exponent reaches, the values
+/// around overflow and underflow, and the special values; on a tensor owned by the op (in
+/// place), shared (a new buffer) and strided (the general path).
+#[test]
+fn cpu_exp_sigmoid_and_softmax_match_f64() {
+    let device = Device::flex();
+    let mut xs: Vec<f32> = (0..0x42dc_0000u32) // up to 110
+        .step_by(997)
+        .map(f32::from_bits)
+        .flat_map(|x| [x, -x])
+        .collect();
+    xs.extend([
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -1e9,
+        1e9,
+        88.722_83,
+        88.722_84,
+        -87.336_55,
+        -103.972_08,
+        -103.972_09,
+    ]);
+    xs.truncate(xs.len() / 2 * 2);
+    let n = xs.len();
+    let tensor = || Tensor::<1>::from_data(TensorData::new(xs.clone(), [n]), &device);
+    let check = |name: &str, got: Vec<f32>, f: fn(f64) -> f64, max_ulps: u32| {
+        for (&x, &y) in xs.iter().zip(&got) {
+            let want = f(x as f64) as f32;
+            let d = ulps(y, want);
+            assert!(
+                d <= max_ulps,
+                "{name}({x:e}) = {y:e}, f64 gives {want:e} ({d} ulps)"
+            );
+        }
+    };
+    let exp = |x: f64| x.exp();
+    check("exp", values(tensor().exp()), exp, 1);
+    let shared = tensor();
+    check("exp (shared)", values(shared.clone().exp()), exp, 1);
+    drop(shared);
+    let strided = tensor().reshape([n / 2, 2]).transpose().exp().transpose();
+    check("exp (strided)", values(strided.reshape([n])), exp, 1);
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let got = values(burn::tensor::activation::sigmoid(tensor()));
+    check("sigmoid", got, sigmoid, 2);
+
+    // Rows of attention scores: a wide range, masked entries at −1e9, one row of equal values.
+    let mut rng = Rng::new(3);
+    let width = 97;
+    let mut rows: Vec<f32> = (0..6 * width).map(|_| rng.normal() * 20.0).collect();
+    rows[..width / 2].fill(-1e9);
+    rows[width..2 * width].fill(0.5);
+    let t = Tensor::<2>::from_data(TensorData::new(rows.clone(), [6, width]), &device);
+    let got = values(burn::tensor::activation::softmax(t, 1));
+    for (row, out) in rows.chunks(width).zip(got.chunks(width)) {
+        let max = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+        let sum: f64 = row.iter().map(|&v| (v as f64 - max).exp()).sum();
+        for (&v, &y) in row.iter().zip(out) {
+            let want = (v as f64 - max).exp() / sum;
+            assert!(
+                (y as f64 - want).abs() <= 1e-6 * want,
+                "softmax {y:e} vs {want:e}"
+            );
+        }
+    }
+}

@@ -14,47 +14,53 @@ struct Rope {
     /// `[1, len, 1, head_dim]`: broadcast over batch and heads of `[batch, len, heads, head_dim]`.
     cos: Tensor<4>,
     sin: Tensor<4>,
+    /// The same times the attention's `1/√head_dim`, for the queries: the scores come out of
+    /// their product already scaled, without a pass of their own.
+    cos_q: Tensor<4>,
+    sin_q: Tensor<4>,
     /// `[head_dim, head_dim]`: `x · rotate = rotate_half(x) = [-x2, x1]`. One exact matmul (entries
     /// 0 and ±1) instead of two slices, a negation and a concatenation.
     rotate: Tensor<2>,
 }
 
 impl Rope {
-    pub(super) fn new(theta: f64, hd: usize, start: usize, len: usize, device: &Device) -> Self {
+    fn new(theta: f64, hd: usize, start: usize, len: usize, scale: f64, device: &Device) -> Self {
         let half = hd / 2;
-        let mut cos = Vec::with_capacity(len * hd);
-        let mut sin = Vec::with_capacity(len * hd);
-        for pos in start..start + len {
-            for i in 0..hd {
-                let inv_freq = 1.0 / theta.powf((2 * (i % half)) as f64 / hd as f64);
-                let angle = pos as f64 * inv_freq;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
+        let angles: Vec<f64> = (start..start + len)
+            .flat_map(|pos| {
+                (0..hd).map(move |i| {
+                    let inv_freq = 1.0 / theta.powf((2 * (i % half)) as f64 / hd as f64);
+                    pos as f64 * inv_freq
+                })
+            })
+            .collect();
+        let table = |f: &dyn Fn(f64) -> f64| {
+            let v = angles.iter().map(|&a| f(a) as f32).collect();
+            Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device)
+        };
         let mut rotate = vec![0.0f32; hd * hd];
         for j in 0..half {
             rotate[(j + half) * hd + j] = -1.0;
             rotate[j * hd + j + half] = 1.0;
         }
-        let table =
-            |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, [1, len, 1, hd]), device);
         Self {
-            cos: table(cos),
-            sin: table(sin),
+            cos: table(&f64::cos),
+            sin: table(&f64::sin),
+            cos_q: table(&|a| a.cos() * scale),
+            sin_q: table(&|a| a.sin() * scale),
             rotate: Tensor::from_data(TensorData::new(rotate, [hd, hd]), device),
         }
     }
 
     /// `x`: `[batch, len, heads, head_dim]`.
-    pub(super) fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+    fn apply(&self, x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
         let [b, t, h, hd] = x.dims();
         let rotated = x
             .clone()
             .reshape([b * t * h, hd])
             .matmul(self.rotate.clone())
             .reshape([b, t, h, hd]);
-        x.mul(self.cos.clone()) + rotated.mul(self.sin.clone())
+        x.mul(cos.clone()) + rotated.mul(sin.clone())
     }
 }
 
@@ -62,6 +68,8 @@ impl Rope {
 /// the rotary tables (none for GPT-2's learned positions) and the causal mask over all keys so far.
 pub struct Positions {
     rope: Option<Rope>,
+    /// The attention's `1/√head_dim`.
+    scale: f64,
     /// `[1, 1, len, start + len]`: 0 where query i may see key j (j ≤ start + i), −1e9 elsewhere;
     /// added to the attention scores (broadcast over batch and heads). `None` for one position
     /// (cached decoding), which sees every key.
@@ -83,16 +91,27 @@ impl Positions {
                 .collect();
             Tensor::from_data(TensorData::new(bias, [1, 1, len, keys]), device)
         });
+        let scale = 1.0 / (hd as f64).sqrt();
         Self {
-            rope: rope_theta.map(|theta| Rope::new(theta, hd, start, len, device)),
+            rope: rope_theta.map(|theta| Rope::new(theta, hd, start, len, scale, device)),
+            scale,
             causal,
         }
     }
 
-    pub(super) fn rotate(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Queries `[batch, len, heads, head_dim]` rotated and scaled by `1/√head_dim`.
+    fn queries(&self, q: Tensor<4>) -> Tensor<4> {
         match &self.rope {
-            Some(rope) => rope.apply(x),
-            None => x,
+            Some(rope) => rope.apply(q, &rope.cos_q, &rope.sin_q),
+            None => q.mul_scalar(self.scale),
+        }
+    }
+
+    /// Keys `[batch, len, heads, head_dim]` rotated.
+    fn keys(&self, k: Tensor<4>) -> Tensor<4> {
+        match &self.rope {
+            Some(rope) => rope.apply(k, &rope.cos, &rope.sin),
+            None => k,
         }
     }
 }
@@ -209,8 +228,8 @@ impl Attention {
         };
         // Rotary embeddings act on the projections' own layout; heads then move ahead of positions.
         let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
-        let q = pos.rotate(split(q, self.n_heads)).swap_dims(1, 2);
-        let mut k = pos.rotate(split(k, self.n_kv_heads)).swap_dims(1, 2);
+        let q = pos.queries(split(q, self.n_heads)).swap_dims(1, 2);
+        let mut k = pos.keys(split(k, self.n_kv_heads)).swap_dims(1, 2);
         let mut v = split(v, self.n_kv_heads).swap_dims(1, 2);
         // Incremental decoding: attend over the cached positions plus the new ones.
         let past = match cache {
@@ -226,19 +245,17 @@ impl Attention {
             None => 0,
         };
         let s = past + t;
-        // Grouped-query attention: each key/value head serves `n_heads / n_kv_heads` query heads.
-        let rep = self.n_heads / self.n_kv_heads;
-        let expand = |y: Tensor<4>| {
-            if rep == 1 {
-                y
-            } else {
-                y.unsqueeze_dim::<5>(2)
-                    .repeat_dim(2, rep)
-                    .reshape([b, self.n_heads, s, hd])
-            }
+        // Grouped-query attention: the `n_heads / n_kv_heads` query heads that share a key/value
+        // head are adjacent, so their rows stack into one product with it, `[b, kv, rep·t, hd]`,
+        // instead of repeating keys and values per head (a copy of the queries when rep > 1;
+        // the other reshapes are of contiguous products and free).
+        let (kv, rep) = (self.n_kv_heads, self.n_heads / self.n_kv_heads);
+        let q = if rep == 1 {
+            q
+        } else {
+            q.reshape([b, kv, rep * t, hd])
         };
-        let (k, v) = (expand(k), expand(v));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
+        let scores = q.matmul(k.swap_dims(2, 3)).reshape([b, self.n_heads, t, s]);
         let weights = softmax(
             match &pos.causal {
                 Some(bias) => scores + bias.clone(),
@@ -246,7 +263,12 @@ impl Attention {
             },
             3,
         );
-        let out = weights.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let out = weights
+            .reshape([b, kv, rep * t, s])
+            .matmul(v)
+            .reshape([b, self.n_heads, t, hd])
+            .swap_dims(1, 2)
+            .reshape([b, t, d]);
         self.o_proj.forward(out)
     }
 }

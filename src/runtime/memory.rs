@@ -111,8 +111,8 @@ impl MemoryEstimate {
             c.vocab_size as u64,
             c.num_attention_heads as u64,
         );
-        // Per block, what autodiff keeps: norm inputs and outputs, q/k/v (rotated and repeated for
-        // grouped-query attention), scores and their softmax, the attention output and its
+        // Per block, what autodiff keeps: norm inputs and outputs, q/k/v (rotated; the queries
+        // regrouped for grouped-query attention), scores and their softmax, the attention output and its
         // projection, the feed-forward's hidden activations and the residual sums.
         let per_block = rows * t * (12 * d + 4 * f) + 2 * rows * h * t * t;
         // Logits, their log-softmax and the logits' gradient.

@@ -271,13 +271,12 @@ pub fn token_logps_and_stats(
             .sum_dim(1)
     };
     let mean_logits = per_row(logits.mean_dim(2));
-    let entropy = per_row((logp.clone().exp() * logp.clone()).sum_dim(2).neg());
     let label = token_logps.clone().detach().unsqueeze_dim::<3>(2);
     let top1 = per_row(label.greater_equal(logp.clone().max_dim(2)).float());
-    // log Σ p² = logsumexp(2·log p), shifted by its maximum.
-    let twice = logp.mul_scalar(2.0);
-    let peak = twice.clone().max_dim(2);
-    let log_sum_sq = per_row((twice - peak.clone()).exp().sum_dim(2).log() + peak);
+    let probs = logp.clone().exp();
+    let entropy = per_row((probs.clone() * logp).sum_dim(2).neg());
+    // log Σ p² (TRL: logsumexp(2·log p)) needs no shift: Σ p² ≥ (max p)² ≥ 1/vocab².
+    let log_sum_sq = per_row((probs.clone() * probs).sum_dim(2).log());
     let stats = TokenStats {
         mean_logits: mean_logits.reshape([rows]),
         entropy: entropy.reshape([rows]),

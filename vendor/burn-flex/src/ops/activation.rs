@@ -103,7 +103,7 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn sigmoid(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        unary_op(tensor, sigmoid_f32, sigmoid_f64)
+        crate::ops::unary::unary_op_f32_simd(tensor, sigmoid_f32, sigmoid_f64)
     }
 
     fn sigmoid_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
@@ -169,14 +169,13 @@ impl ActivationOps<Flex> for Flex {
     }
 }
 
-#[inline]
+/// `1 / (1 + e^-|x|)`, times `e^-|x|` for negative x (`e^x / (1 + e^x)`, exact down to
+/// subnormal results); a select rather than a branch, so that it vectorises.
+#[inline(always)]
 fn sigmoid_f32(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
+    let e = crate::ops::unary::exp_f32(-x.abs());
+    let s = 1.0 / (1.0 + e);
+    if x >= 0.0 { s } else { e * s }
 }
 
 #[inline]
@@ -374,16 +373,12 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
         }
     }
 
-    // Pass 2: compute exp(x - max), store in output, accumulate sum.
-    // Scalar exp (no SIMD exp in macerator). This pass is the one that
-    // actually does memory reads + writes on the whole row, so scalar
-    // here still lands us at memory bandwidth.
-    let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
-        sum += e;
+    // Pass 2: exp(x - max) into output (vectorised by the compiler: `exp_f32` is straight-line
+    // code), then its sum in the same order as before.
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = crate::ops::unary::exp_f32(x - max_val);
     }
+    let sum: f32 = output.iter().sum();
 
     // Pass 3: normalize.
     // SIMD splat + multiply, scalar tail.

@@ -169,13 +169,14 @@ impl ActivationOps<Flex> for Flex {
     }
 }
 
-/// `1 / (1 + e^-|x|)`, times `e^-|x|` for negative x (`e^x / (1 + e^x)`, exact down to
-/// subnormal results); a select rather than a branch, so that it vectorises.
+/// `1 / (1 + e^-x)`, or `e^x / (1 + e^x)` for negative x (accurate down to subnormal
+/// results), as before; the numerator chosen by a select rather than a branch, so that it
+/// vectorises.
 #[inline(always)]
 fn sigmoid_f32(x: f32) -> f32 {
     let e = crate::ops::unary::exp_f32(-x.abs());
-    let s = 1.0 / (1.0 + e);
-    if x >= 0.0 { s } else { e * s }
+    let numerator = if x >= 0.0 { 1.0 } else { e };
+    numerator / (1.0 + e)
 }
 
 #[inline]

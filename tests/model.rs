@@ -9,7 +9,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::*;
 use webdpo::block_on;
 use webdpo::generate::{PairDecoder, PairStyle, SamplingConfig, generate, sample_token};
-use webdpo::hf::safetensors::{Dtype, from_safetensors, parse_safetensors, to_safetensors};
+use webdpo::hf::safetensors::{
+    Dtype, from_safetensors, parse_safetensors, to_safetensors, write_safetensors,
+};
 use webdpo::model::{CausalLm, KvCache};
 use webdpo::rng::Rng;
 use webdpo::train::logps::{SequenceBatch, sequence_logps};
@@ -300,6 +302,53 @@ fn checkpoint_round_trip_is_bit_exact() {
         assert_eq!(names, expected);
         assert!(names.contains(&"model.layers.1.self_attn.k_proj.weight".to_string()));
         assert_eq!(names.contains(&"lm_head.weight".to_string()), !tie);
+    }
+}
+
+/// F16 files: round to nearest even from f32 (ties, subnormals, overflow to infinity), as
+/// numpy's `astype(float16)` writes them, and read back exactly.
+#[test]
+fn f16_checkpoints_round_to_nearest_even() {
+    let cases = [
+        (1.0f32, 0x3c00u16),
+        (-2.0, 0xc000),
+        (0.1, 0x2e66),
+        (65504.0, 0x7bff),
+        (65520.0, 0x7c00),
+        (2f32.powi(-24), 0x0001),
+        (2f32.powi(-14), 0x0400),
+        (1.0 + 2f32.powi(-11), 0x3c00),
+        (1.0 + 3.0 * 2f32.powi(-11), 0x3c02),
+        (0.0, 0),
+        (f32::NAN, 0x7e00),
+    ];
+    let device = Device::flex();
+    let values: Vec<f32> = cases.iter().map(|c| c.0).collect();
+    let tensor = Tensor::<1>::from_data(TensorData::new(values.clone(), [cases.len()]), &device);
+    let file = vec![("t".to_string(), vec![cases.len()], tensor)];
+    let bytes = block_on(write_safetensors(&file, &[], Dtype::F16)).unwrap();
+    let (entries, _) = parse_safetensors(&bytes, "t.safetensors").unwrap();
+    let entry = &entries["t"];
+    assert_eq!(entry.dtype, "F16");
+    let halves: Vec<u16> = entry
+        .bytes
+        .chunks(2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    for ((v, h), (&written, read)) in cases.iter().zip(halves.iter().zip(entry.to_f32())) {
+        if v.is_nan() {
+            assert!(written & 0x7c00 == 0x7c00 && written & 0x03ff != 0 && read.is_nan());
+            continue;
+        }
+        assert_eq!(written, *h, "{v}");
+        if h & 0x7c00 == 0x7c00 {
+            assert_eq!(read, f32::INFINITY, "{v}");
+        } else {
+            assert!(
+                (read - v).abs() <= v.abs() * 2f32.powi(-11),
+                "{v} read as {read}"
+            );
+        }
     }
 }
 

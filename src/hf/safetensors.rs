@@ -294,30 +294,3 @@ pub fn from_safetensors_shards(
         device,
     )
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn f16_encodings() {
-        for (v, h) in [
-            (1.0f32, 0x3c00u16),
-            (-2.0, 0xc000),
-            (0.1, 0x2e66),
-            (65504.0, 0x7bff),
-            (65520.0, 0x7c00),
-            (2f32.powi(-24), 0x0001),
-            (2f32.powi(-14), 0x0400),
-            (1.0 + 2f32.powi(-11), 0x3c00),
-            (1.0 + 3.0 * 2f32.powi(-11), 0x3c02),
-            (0.0, 0),
-        ] {
-            assert_eq!(f32_to_f16(v), h, "{v}");
-            if h & 0x7c00 != 0x7c00 {
-                assert!((f16_to_f32(h) - v).abs() <= v.abs() * 2f32.powi(-11), "{v}");
-            }
-        }
-        assert!(f16_to_f32(f32_to_f16(f32::NAN)).is_nan());
-    }
-}

@@ -20,7 +20,7 @@ const out = join("artifacts", "e2e", mode);
 mkdirSync(out, { recursive: true });
 const WAIT = { timeout: 600_000 };
 // Responses' length: on SwiftShader (a GPU emulated on the CPU) a token costs about half a
-// second to sample and more to train on, so the WebGPU run checks the same things on short ones.
+// second to sample and more to train on, so the WebGPU run checks its part on short ones.
 const TOKENS = mode === "webgpu" ? "24" : "160";
 
 const started = Date.now();
@@ -297,361 +297,370 @@ try {
     "undo restored exactly the previous weights",
   );
 
-  // Export → import: the same pairs come back (and are trained on).
-  const exported = (await download("#export", "pairs.jsonl")).toString();
-  const rows = exported
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l));
-  check(
-    rows.length === 2 && rows.every((r) => Object.keys(r).join() === "prompt,chosen,rejected"),
-    "export is TRL JSONL with 2 pairs",
-  );
-  await importAndWait("pairs.jsonl", "Imported 2 pairs; training on them: done");
-  await noError("import");
-  check((await pairs()) === 4, "import added the 2 pairs");
-  const again = (await download("#export", "pairs-after-import.jsonl")).toString();
-  check(again === exported + exported, "the imported pairs are the exported ones");
+  // The rest of the page (import and export, other objectives, ratings, lesson links, a model
+  // of your own, the sweep) runs the same on either device: the CPU run checks it. On
+  // SwiftShader each update takes half a minute; the WebGPU run goes on to the GPU's failures.
+  if (mode === "cpu") {
+    // Export → import: the same pairs come back (and are trained on).
+    const exported = (await download("#export", "pairs.jsonl")).toString();
+    const rows = exported
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    check(
+      rows.length === 2 && rows.every((r) => Object.keys(r).join() === "prompt,chosen,rejected"),
+      "export is TRL JSONL with 2 pairs",
+    );
+    await importAndWait("pairs.jsonl", "Imported 2 pairs; training on them: done");
+    await noError("import");
+    check((await pairs()) === 4, "import added the 2 pairs");
+    const again = (await download("#export", "pairs-after-import.jsonl")).toString();
+    check(again === exported + exported, "the imported pairs are the exported ones");
 
-  // A bad import says what is wrong and changes nothing.
-  writeFileSync(
-    join(out, "bad.jsonl"),
-    `${exported.split("\n")[0]}\n{"prompt": "x", "chosen": 3}\n`,
-  );
-  await page.setInputFiles("#import", join(out, "bad.jsonl"));
-  await page.waitForFunction(
-    () =>
-      !document.getElementById("notice").hidden &&
-      /bad\.jsonl:2:/.test(document.getElementById("notice").textContent),
-    null,
-    WAIT,
-  );
-  check((await pairs()) === 4, `bad import refused: ${await page.textContent("#notice")}`);
-
-  // Policy vs reference, side by side.
-  await page.click("#compare");
-  await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
-  const [fromPolicy, fromReference] = [
-    await page.textContent("#text-policy"),
-    await page.textContent("#text-reference"),
-  ];
-  check(
-    fromPolicy.length > 0 && fromReference.length > 0 && (await page.isVisible("#compare-view")),
-    `compare shows a policy and a reference sample (${fromPolicy.length} and ${fromReference.length} characters)`,
-  );
-  await page.screenshot({ path: join(out, "04-end.png") });
-  await shot("05-end-full");
-  // Another of TRL's objectives from the menu: the next pick trains with IPO, is taught with
-  // IPO's loss, and the setting is kept as TRL's loss list; undo then removes that pick.
-  const beforeIpo = await learnt();
-  await page.selectOption("#objective", "dpo:ipo");
-  await pickOne("key");
-  check(
-    await page.$eval("#formula", (e) => e.textContent.includes("− 1/(2β))²")),
-    "a pick under IPO is taught with IPO's loss",
-  );
-  const storedLoss = await page.evaluate(
-    () => JSON.parse(localStorage.getItem("webdpo.train")).dpo.loss_type,
-  );
-  check(
-    JSON.stringify(storedLoss) === '["ipo"]',
-    `the objective is kept as a loss list (${storedLoss})`,
-  );
-  await page.click("#undo");
-  await page.waitForFunction(
-    (n) =>
-      Number(document.getElementById("picks-count").dataset.learnt) === n &&
-      !document.getElementById("generate").disabled,
-    beforeIpo,
-    WAIT,
-  );
-  check((await pairs()) === 4, "undo removed the IPO pick");
-
-  // Rate one (KTO from the menu's unpaired group): one response with 👍/👎 by key. The first
-  // rating waits for a second (KTO's reference point needs a batch); the second trains on both.
-  // Short responses: what is checked here is the rating loop, not the stories.
-  await page.fill("#max-tokens", "48");
-  await page.dispatchEvent("#max-tokens", "change");
-  await page.selectOption("#objective", "kto:kto");
-  await page.waitForFunction(() => !document.getElementById("rate-row").hidden, null, WAIT);
-  check(
-    (await page.isVisible("#rate-up")) && !(await page.isVisible("#card-b")),
-    "KTO shows one response to rate, with 👍/👎",
-  );
-  check(
-    (await page.isVisible("#w-good")) &&
-      (await page.isVisible("#rating-batch")) &&
-      !(await page.isVisible("#eps")) &&
-      !(await page.isVisible("#rpo")),
-    "KTO's knobs (desirable/undesirable weights, batch) are shown, DPO's are not",
-  );
-  const rateOne = async (key) => {
-    const before = await ratings();
-    await page.click("#generate");
-    await page.waitForFunction(() => !document.getElementById("rate-up").disabled, null, WAIT);
-    const text = await page.textContent("#text-a");
-    check(text.length > 0, `one response generated (${text.length} characters)`);
-    await page.keyboard.press(key);
+    // A bad import says what is wrong and changes nothing.
+    writeFileSync(
+      join(out, "bad.jsonl"),
+      `${exported.split("\n")[0]}\n{"prompt": "x", "chosen": 3}\n`,
+    );
+    await page.setInputFiles("#import", join(out, "bad.jsonl"));
     await page.waitForFunction(
-      (n) =>
-        Number(document.getElementById("picks-count").dataset.ratings) === n + 1 &&
-        !document.getElementById("generate").disabled,
-      before,
+      () =>
+        !document.getElementById("notice").hidden &&
+        /bad\.jsonl:2:/.test(document.getElementById("notice").textContent),
+      null,
       WAIT,
     );
-    await noError(`rating ${key}`);
-  };
-  await rateOne("y");
-  check(
-    /learns once there is a second rating/.test(await page.textContent("#status-text")),
-    "a first KTO rating waits for a second",
-  );
-  await rateOne("n");
-  const kto = await metrics();
-  check(
-    /^loss/.test(kto) &&
-      /kl/.test(kto) &&
-      /rewards\/chosen/.test(kto) &&
-      /rewards\/rejected/.test(kto),
-    `the ratings trained with KTO, its metrics shown (${kto.slice(0, 60)}…)`,
-  );
-  check(
-    await page.$eval("#formula", (e) => /z₀/.test(e.textContent) && /1 − σ/.test(e.textContent)),
-    "the rating is taught with KTO's loss and reference point",
-  );
-  check(
-    await page.$eval("#weighing-caption", (e) => /functions of r/.test(e.textContent)),
-    "the rating's loss is drawn as a function of its log-ratio r",
-  );
-  await shot("05b-kto-rating");
-  const rated = (await download("#export-ratings", "ratings.jsonl"))
-    .toString()
-    .trim()
-    .split("\n")
-    .map((l) => JSON.parse(l));
-  check(
-    rated.length === 2 &&
-      rated.every((r) => Object.keys(r).join() === "prompt,completion,label") &&
-      rated[0].label === true &&
-      rated[1].label === false,
-    "ratings export as TRL's unpaired rows (👍 true, 👎 false)",
-  );
-  await importAndWait("ratings.jsonl", "Imported 2 ratings; training on them: done");
-  await noError("ratings import");
-  check(
-    (await ratings()) === 4 && (await pairs()) === 4,
-    "imported ratings are kept apart from pairs",
-  );
-  await page.fill("#max-tokens", TOKENS);
-  await page.dispatchEvent("#max-tokens", "change");
-  await page.selectOption("#objective", "dpo:sigmoid");
-  await page.waitForFunction(() => !document.getElementById("card-b").hidden, null, WAIT);
-  check(await page.isVisible("#pick-b"), "back to pairs with a pairwise objective");
-  // A setting saved by an older version with `rpo_alpha` (gone from TRL) comes back as RPO α:
-  // TRL 1.16's sft loss in the list, weighted α.
-  await page.evaluate(() => {
-    const train = JSON.parse(localStorage.getItem("webdpo.train"));
-    const dpo = { ...train.dpo, loss_type: ["sigmoid"], loss_weights: null };
-    localStorage.setItem("webdpo.train", JSON.stringify({ ...train, dpo, rpo_alpha: 0.5 }));
-  });
-  await page.reload();
-  await ready();
-  await noError("reload with an old rpo_alpha setting");
-  check(
-    (await page.inputValue("#rpo")) === "0.5" &&
-      (await page.inputValue("#objective")) === "dpo:sigmoid",
-    "an old rpo_alpha setting is migrated to RPO α (the sft loss weighted 0.5)",
-  );
-  await page.fill("#rpo", "0");
-  await page.dispatchEvent("#rpo", "change");
-  await page.waitForFunction(
-    () => JSON.parse(localStorage.getItem("webdpo.train")).dpo.loss_type.join() === "sigmoid",
-    null,
-    WAIT,
-  );
+    check((await pairs()) === 4, `bad import refused: ${await page.textContent("#notice")}`);
 
-  // A lesson link: its setup is applied on load (and again on reload), the same seed gives the
-  // same responses in another browser, and guided mode asks for a guess before the update.
-  const lesson =
-    `http://127.0.0.1:${port}/?objective=dpo:ipo&beta=0.2&temperature=0.8&tokens=32&seed=7` +
-    `&prompt=${encodeURIComponent("Write a story about a sleepy bear who finds a green ball.")}` +
-    `&hide=charts&guided=1`;
-  const students = [];
-  for (let i = 0; i < 2; i++) {
-    const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
-    const student = await context.newPage();
-    student.on("pageerror", (e) => errors.push(e.message));
-    await student.goto(lesson);
+    // Policy vs reference, side by side.
+    await page.click("#compare");
+    await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    const [fromPolicy, fromReference] = [
+      await page.textContent("#text-policy"),
+      await page.textContent("#text-reference"),
+    ];
+    check(
+      fromPolicy.length > 0 && fromReference.length > 0 && (await page.isVisible("#compare-view")),
+      `compare shows a policy and a reference sample (${fromPolicy.length} and ${fromReference.length} characters)`,
+    );
+    await page.screenshot({ path: join(out, "04-end.png") });
+    await shot("05-end-full");
+    // Another of TRL's objectives from the menu: the next pick trains with IPO, is taught with
+    // IPO's loss, and the setting is kept as TRL's loss list; undo then removes that pick.
+    const beforeIpo = await learnt();
+    await page.selectOption("#objective", "dpo:ipo");
+    await pickOne("key");
+    check(
+      await page.$eval("#formula", (e) => e.textContent.includes("− 1/(2β))²")),
+      "a pick under IPO is taught with IPO's loss",
+    );
+    const storedLoss = await page.evaluate(
+      () => JSON.parse(localStorage.getItem("webdpo.train")).dpo.loss_type,
+    );
+    check(
+      JSON.stringify(storedLoss) === '["ipo"]',
+      `the objective is kept as a loss list (${storedLoss})`,
+    );
+    await page.click("#undo");
+    await page.waitForFunction(
+      (n) =>
+        Number(document.getElementById("picks-count").dataset.learnt) === n &&
+        !document.getElementById("generate").disabled,
+      beforeIpo,
+      WAIT,
+    );
+    check((await pairs()) === 4, "undo removed the IPO pick");
+
+    // Rate one (KTO from the menu's unpaired group): one response with 👍/👎 by key. The first
+    // rating waits for a second (KTO's reference point needs a batch); the second trains on both.
+    // Short responses: what is checked here is the rating loop, not the stories.
+    await page.fill("#max-tokens", "48");
+    await page.dispatchEvent("#max-tokens", "change");
+    await page.selectOption("#objective", "kto:kto");
+    await page.waitForFunction(() => !document.getElementById("rate-row").hidden, null, WAIT);
+    check(
+      (await page.isVisible("#rate-up")) && !(await page.isVisible("#card-b")),
+      "KTO shows one response to rate, with 👍/👎",
+    );
+    check(
+      (await page.isVisible("#w-good")) &&
+        (await page.isVisible("#rating-batch")) &&
+        !(await page.isVisible("#eps")) &&
+        !(await page.isVisible("#rpo")),
+      "KTO's knobs (desirable/undesirable weights, batch) are shown, DPO's are not",
+    );
+    const rateOne = async (key) => {
+      const before = await ratings();
+      await page.click("#generate");
+      await page.waitForFunction(() => !document.getElementById("rate-up").disabled, null, WAIT);
+      const text = await page.textContent("#text-a");
+      check(text.length > 0, `one response generated (${text.length} characters)`);
+      await page.keyboard.press(key);
+      await page.waitForFunction(
+        (n) =>
+          Number(document.getElementById("picks-count").dataset.ratings) === n + 1 &&
+          !document.getElementById("generate").disabled,
+        before,
+        WAIT,
+      );
+      await noError(`rating ${key}`);
+    };
+    await rateOne("y");
+    check(
+      /learns once there is a second rating/.test(await page.textContent("#status-text")),
+      "a first KTO rating waits for a second",
+    );
+    await rateOne("n");
+    const kto = await metrics();
+    check(
+      /^loss/.test(kto) &&
+        /kl/.test(kto) &&
+        /rewards\/chosen/.test(kto) &&
+        /rewards\/rejected/.test(kto),
+      `the ratings trained with KTO, its metrics shown (${kto.slice(0, 60)}…)`,
+    );
+    check(
+      await page.$eval("#formula", (e) => /z₀/.test(e.textContent) && /1 − σ/.test(e.textContent)),
+      "the rating is taught with KTO's loss and reference point",
+    );
+    check(
+      await page.$eval("#weighing-caption", (e) => /functions of r/.test(e.textContent)),
+      "the rating's loss is drawn as a function of its log-ratio r",
+    );
+    await shot("05b-kto-rating");
+    const rated = (await download("#export-ratings", "ratings.jsonl"))
+      .toString()
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    check(
+      rated.length === 2 &&
+        rated.every((r) => Object.keys(r).join() === "prompt,completion,label") &&
+        rated[0].label === true &&
+        rated[1].label === false,
+      "ratings export as TRL's unpaired rows (👍 true, 👎 false)",
+    );
+    await importAndWait("ratings.jsonl", "Imported 2 ratings; training on them: done");
+    await noError("ratings import");
+    check(
+      (await ratings()) === 4 && (await pairs()) === 4,
+      "imported ratings are kept apart from pairs",
+    );
+    await page.fill("#max-tokens", TOKENS);
+    await page.dispatchEvent("#max-tokens", "change");
+    await page.selectOption("#objective", "dpo:sigmoid");
+    await page.waitForFunction(() => !document.getElementById("card-b").hidden, null, WAIT);
+    check(await page.isVisible("#pick-b"), "back to pairs with a pairwise objective");
+    // A setting saved by an older version with `rpo_alpha` (gone from TRL) comes back as RPO α:
+    // TRL 1.16's sft loss in the list, weighted α.
+    await page.evaluate(() => {
+      const train = JSON.parse(localStorage.getItem("webdpo.train"));
+      const dpo = { ...train.dpo, loss_type: ["sigmoid"], loss_weights: null };
+      localStorage.setItem("webdpo.train", JSON.stringify({ ...train, dpo, rpo_alpha: 0.5 }));
+    });
+    await page.reload();
+    await ready();
+    await noError("reload with an old rpo_alpha setting");
+    check(
+      (await page.inputValue("#rpo")) === "0.5" &&
+        (await page.inputValue("#objective")) === "dpo:sigmoid",
+      "an old rpo_alpha setting is migrated to RPO α (the sft loss weighted 0.5)",
+    );
+    await page.fill("#rpo", "0");
+    await page.dispatchEvent("#rpo", "change");
+    await page.waitForFunction(
+      () => JSON.parse(localStorage.getItem("webdpo.train")).dpo.loss_type.join() === "sigmoid",
+      null,
+      WAIT,
+    );
+
+    // A lesson link: its setup is applied on load (and again on reload), the same seed gives the
+    // same responses in another browser, and guided mode asks for a guess before the update.
+    const lesson =
+      `http://127.0.0.1:${port}/?objective=dpo:ipo&beta=0.2&temperature=0.8&tokens=32&seed=7` +
+      `&prompt=${encodeURIComponent("Write a story about a sleepy bear who finds a green ball.")}` +
+      `&hide=charts&guided=1`;
+    const students = [];
+    for (let i = 0; i < 2; i++) {
+      const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+      const student = await context.newPage();
+      student.on("pageerror", (e) => errors.push(e.message));
+      await student.goto(lesson);
+      await student.waitForFunction(
+        () => !document.getElementById("generate").disabled,
+        null,
+        WAIT,
+      );
+      await student.click("#generate");
+      await student.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
+      students.push({ context, student, text: await student.textContent("#text-a") });
+    }
+    const { student } = students[0];
+    check(
+      (await student.inputValue("#beta")) === "0.2" &&
+        (await student.inputValue("#objective")) === "dpo:ipo" &&
+        (await student.inputValue("#max-tokens")) === "32" &&
+        !(await student.isVisible("#charts")) &&
+        /sleepy bear/.test(await student.inputValue("#prompt")),
+      "a lesson link sets the objective, β, length, prompt and hidden panels",
+    );
+    check(
+      students[0].text.length > 0 && students[0].text === students[1].text,
+      "the link's seed gives every student the same responses",
+    );
+    await student.click("#pick-a");
+    await student.waitForFunction(() => !document.getElementById("guess").hidden, null, WAIT);
+    await student.click('[data-guess="chosen"]');
+    await student.waitForFunction(() => !document.getElementById("reveal").hidden, null, WAIT);
+    await student.screenshot({ path: join(out, "05c-lesson-guided.png"), fullPage: true });
+    const revealed = await student.textContent("#reveal");
+    check(
+      /log π\(chosen\).*log π\(rejected\)/.test(revealed),
+      `guided mode asks, then reveals with the numbers (${revealed.slice(0, 80)}…)`,
+    );
+    await student.click("#copy-link");
+    const link = await student.$eval("#copy-link", (e) => e.dataset.link);
+    check(
+      /objective=dpo%3Aipo/.test(link) && /beta=0.2/.test(link) && /hide=charts/.test(link),
+      "copy lesson link writes the setup back into a link",
+    );
+    await student.reload();
     await student.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
-    await student.click("#generate");
-    await student.waitForFunction(() => !document.getElementById("pick-a").disabled, null, WAIT);
-    students.push({ context, student, text: await student.textContent("#text-a") });
-  }
-  const { student } = students[0];
-  check(
-    (await student.inputValue("#beta")) === "0.2" &&
-      (await student.inputValue("#objective")) === "dpo:ipo" &&
-      (await student.inputValue("#max-tokens")) === "32" &&
-      !(await student.isVisible("#charts")) &&
-      /sleepy bear/.test(await student.inputValue("#prompt")),
-    "a lesson link sets the objective, β, length, prompt and hidden panels",
-  );
-  check(
-    students[0].text.length > 0 && students[0].text === students[1].text,
-    "the link's seed gives every student the same responses",
-  );
-  await student.click("#pick-a");
-  await student.waitForFunction(() => !document.getElementById("guess").hidden, null, WAIT);
-  await student.click('[data-guess="chosen"]');
-  await student.waitForFunction(() => !document.getElementById("reveal").hidden, null, WAIT);
-  await student.screenshot({ path: join(out, "05c-lesson-guided.png"), fullPage: true });
-  const revealed = await student.textContent("#reveal");
-  check(
-    /log π\(chosen\).*log π\(rejected\)/.test(revealed),
-    `guided mode asks, then reveals with the numbers (${revealed.slice(0, 80)}…)`,
-  );
-  await student.click("#copy-link");
-  const link = await student.$eval("#copy-link", (e) => e.dataset.link);
-  check(
-    /objective=dpo%3Aipo/.test(link) && /beta=0.2/.test(link) && /hide=charts/.test(link),
-    "copy lesson link writes the setup back into a link",
-  );
-  await student.reload();
-  await student.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
-  check(
-    (await student.inputValue("#beta")) === "0.2" && !(await student.isVisible("#charts")),
-    "a reload of the link reproduces its setup",
-  );
-  for (const { context } of students) await context.close();
+    check(
+      (await student.inputValue("#beta")) === "0.2" && !(await student.isVisible("#charts")),
+      "a reload of the link reproduces its setup",
+    );
+    for (const { context } of students) await context.close();
 
-  // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
-  // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.
-  const folder = join(out, "llama");
-  mkdirSync(folder, { recursive: true });
-  const fixture = join("tests", "fixtures", "hf", "llama");
-  for (const f of readdirSync(fixture))
-    if (statSync(join(fixture, f)).isFile()) copyFileSync(join(fixture, f), join(folder, f));
-  const hfConfig = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8"));
-  writeFileSync(
-    join(folder, "config.json"),
-    JSON.stringify({ ...hfConfig, max_position_embeddings: 512 }, null, 2),
-  );
-  // First with a memory budget it cannot fit: refused with the figures, the story model stays.
-  // In a context of its own: a second tab of this one would watch the first tab train.
-  const smallContext = await browser.newContext();
-  const small = await smallContext.newPage();
-  small.on("pageerror", (e) => errors.push(e.message));
-  await small.goto(`http://127.0.0.1:${port}/?memory-budget=1000000`);
-  await small.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
-  await small.setInputFiles("#folder", folder);
-  await small.waitForFunction(
-    () =>
-      /needs about/.test(document.getElementById("notice").textContent) &&
-      !document.getElementById("generate").disabled,
-    null,
-    WAIT,
-  );
-  const refusal = await small.textContent("#notice");
-  check(
-    /weights .* activations .* but about 1 MB is available/.test(refusal) &&
-      !/llama/.test(await small.textContent("#device")),
-    `over budget: refused, the built-in model kept (${refusal})`,
-  );
-  await smallContext.close();
-  await page.setInputFiles("#folder", folder);
-  await page.waitForFunction(
-    () =>
-      /is ready/.test(document.getElementById("status-text").textContent) ||
-      (document.getElementById("notice").classList.contains("error") &&
-        !document.getElementById("notice").hidden),
-    null,
-    WAIT,
-  );
-  await noError("model folder import");
-  const badge = await page.textContent("#device");
-  check(
-    /llama · .*parameters · LoRA r=8, α=16/.test(badge),
-    `the folder's model runs with LoRA (badge: ${badge})`,
-  );
-  const memory = await page.textContent("#model-info");
-  check(
-    /chat template/.test(memory) && /reference 0(\.0)? MB/.test(memory),
-    `memory estimate shown: ${memory}`,
-  );
-  check((await pairs()) === 0, "the folder's model starts with its own (empty) pairs");
-  await pickOne("key", { written: false });
-  check(
-    /loss\s*0\.6931/.test(await metrics()),
-    "LoRA's first update on the folder's model has loss ln 2",
-  );
-  await shot("06-own-model");
-  // TRL's conversational rows, formatted with the folder's chat template: imported and trained on.
-  const turn = (role, content) => [{ role, content }];
-  const chat = [
-    {
-      prompt: turn("user", "Tell me a story."),
-      chosen: turn("assistant", "A fox ran home happy."),
-      rejected: turn("assistant", "No."),
-    },
-    {
-      prompt: turn("user", "Be kind."),
-      chosen: turn("assistant", "Thank you!"),
-      rejected: turn("assistant", "Go away."),
-    },
-  ];
-  writeFileSync(join(out, "chat.jsonl"), chat.map((r) => JSON.stringify(r)).join("\n") + "\n");
-  await importAndWait("chat.jsonl", "Imported 2 pairs; training on them: done");
-  await noError("conversational import");
-  check(
-    (await pairs()) === 3,
-    "conversational TRL rows imported and trained on with the chat template",
-  );
-  const chatExport = (await download("#export", "chat-pairs.jsonl"))
-    .toString()
-    .trim()
-    .split("\n")
-    .slice(1)
-    .map((l) => JSON.parse(l));
-  check(
-    JSON.stringify(chatExport) === JSON.stringify(chat),
-    "they export as the conversational rows they were",
-  );
-  const adapterFiles = [];
-  const bothDownloaded = new Promise((resolve) => {
-    const on = (d) => adapterFiles.push(d) === 2 && (page.off("download", on), resolve());
-    page.on("download", on);
-  });
-  await page.click("#download-adapter");
-  await bothDownloaded;
-  const named = Object.fromEntries(
-    await Promise.all(
-      adapterFiles.map(async (d) => [d.suggestedFilename(), readFileSync(await d.path())]),
-    ),
-  );
-  const adapterConfig = JSON.parse(named["adapter_config.json"].toString());
-  const st = named["adapter_model.safetensors"];
-  const tensors = Object.keys(
-    JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString()),
-  ).filter((k) => k !== "__metadata__");
-  check(
-    adapterConfig.peft_type === "LORA" &&
-      adapterConfig.r === 8 &&
-      tensors.length === 16 &&
-      tensors.every((t) =>
-        /^base_model\.model\.model\.layers\.\d\.self_attn\.[qkvo]_proj\.lora_[AB]\.weight$/.test(t),
+    // Bring your own model: the Llama fixture (sharded weights, chat template) as a folder, with
+    // LoRA. Its context is raised so that the chat-formatted prompt (86 tokens) and a response fit.
+    const folder = join(out, "llama");
+    mkdirSync(folder, { recursive: true });
+    const fixture = join("tests", "fixtures", "hf", "llama");
+    for (const f of readdirSync(fixture))
+      if (statSync(join(fixture, f)).isFile()) copyFileSync(join(fixture, f), join(folder, f));
+    const hfConfig = JSON.parse(readFileSync(join(fixture, "config.json"), "utf8"));
+    writeFileSync(
+      join(folder, "config.json"),
+      JSON.stringify({ ...hfConfig, max_position_embeddings: 512 }, null, 2),
+    );
+    // First with a memory budget it cannot fit: refused with the figures, the story model stays.
+    // In a context of its own: a second tab of this one would watch the first tab train.
+    const smallContext = await browser.newContext();
+    const small = await smallContext.newPage();
+    small.on("pageerror", (e) => errors.push(e.message));
+    await small.goto(`http://127.0.0.1:${port}/?memory-budget=1000000`);
+    await small.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    await small.setInputFiles("#folder", folder);
+    await small.waitForFunction(
+      () =>
+        /needs about/.test(document.getElementById("notice").textContent) &&
+        !document.getElementById("generate").disabled,
+      null,
+      WAIT,
+    );
+    const refusal = await small.textContent("#notice");
+    check(
+      /weights .* activations .* but about 1 MB is available/.test(refusal) &&
+        !/llama/.test(await small.textContent("#device")),
+      `over budget: refused, the built-in model kept (${refusal})`,
+    );
+    await smallContext.close();
+    await page.setInputFiles("#folder", folder);
+    await page.waitForFunction(
+      () =>
+        /is ready/.test(document.getElementById("status-text").textContent) ||
+        (document.getElementById("notice").classList.contains("error") &&
+          !document.getElementById("notice").hidden),
+      null,
+      WAIT,
+    );
+    await noError("model folder import");
+    const badge = await page.textContent("#device");
+    check(
+      /llama · .*parameters · LoRA r=8, α=16/.test(badge),
+      `the folder's model runs with LoRA (badge: ${badge})`,
+    );
+    const memory = await page.textContent("#model-info");
+    check(
+      /chat template/.test(memory) && /reference 0(\.0)? MB/.test(memory),
+      `memory estimate shown: ${memory}`,
+    );
+    check((await pairs()) === 0, "the folder's model starts with its own (empty) pairs");
+    await pickOne("key", { written: false });
+    check(
+      /loss\s*0\.6931/.test(await metrics()),
+      "LoRA's first update on the folder's model has loss ln 2",
+    );
+    await shot("06-own-model");
+    // TRL's conversational rows, formatted with the folder's chat template: imported and trained on.
+    const turn = (role, content) => [{ role, content }];
+    const chat = [
+      {
+        prompt: turn("user", "Tell me a story."),
+        chosen: turn("assistant", "A fox ran home happy."),
+        rejected: turn("assistant", "No."),
+      },
+      {
+        prompt: turn("user", "Be kind."),
+        chosen: turn("assistant", "Thank you!"),
+        rejected: turn("assistant", "Go away."),
+      },
+    ];
+    writeFileSync(join(out, "chat.jsonl"), chat.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    await importAndWait("chat.jsonl", "Imported 2 pairs; training on them: done");
+    await noError("conversational import");
+    check(
+      (await pairs()) === 3,
+      "conversational TRL rows imported and trained on with the chat template",
+    );
+    const chatExport = (await download("#export", "chat-pairs.jsonl"))
+      .toString()
+      .trim()
+      .split("\n")
+      .slice(1)
+      .map((l) => JSON.parse(l));
+    check(
+      JSON.stringify(chatExport) === JSON.stringify(chat),
+      "they export as the conversational rows they were",
+    );
+    const adapterFiles = [];
+    const bothDownloaded = new Promise((resolve) => {
+      const on = (d) => adapterFiles.push(d) === 2 && (page.off("download", on), resolve());
+      page.on("download", on);
+    });
+    await page.click("#download-adapter");
+    await bothDownloaded;
+    const named = Object.fromEntries(
+      await Promise.all(
+        adapterFiles.map(async (d) => [d.suggestedFilename(), readFileSync(await d.path())]),
       ),
-    `PEFT adapter downloaded (${tensors.length} tensors)`,
-  );
-  writeFileSync(join(out, "adapter_config.json"), named["adapter_config.json"]);
-  // A reload brings the folder back from IndexedDB without asking for it.
-  await page.reload();
-  await ready();
-  await noError("reload with the folder's model");
-  check(
-    /llama · /.test(await page.textContent("#device")) && (await learnt()) === 1,
-    "reload restored the folder's model and its pick from IndexedDB",
-  );
-  if (mode === "cpu") {
+    );
+    const adapterConfig = JSON.parse(named["adapter_config.json"].toString());
+    const st = named["adapter_model.safetensors"];
+    const tensors = Object.keys(
+      JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString()),
+    ).filter((k) => k !== "__metadata__");
+    check(
+      adapterConfig.peft_type === "LORA" &&
+        adapterConfig.r === 8 &&
+        tensors.length === 16 &&
+        tensors.every((t) =>
+          /^base_model\.model\.model\.layers\.\d\.self_attn\.[qkvo]_proj\.lora_[AB]\.weight$/.test(
+            t,
+          ),
+        ),
+      `PEFT adapter downloaded (${tensors.length} tensors)`,
+    );
+    writeFileSync(join(out, "adapter_config.json"), named["adapter_config.json"]);
+    // A reload brings the folder back from IndexedDB without asking for it.
+    await page.reload();
+    await ready();
+    await noError("reload with the folder's model");
+    check(
+      /llama · /.test(await page.textContent("#device")) && (await learnt()) === 1,
+      "reload restored the folder's model and its pick from IndexedDB",
+    );
     // A llama.cpp GGUF file (the same Llama, converted as convert_hf_to_gguf.py does) is a model
     // of its own: config, tokenizer and chat template from its metadata; LoRA on top.
     await page.setInputFiles("#gguf", join("tests", "fixtures", "gguf", "llama.gguf"));
@@ -672,45 +681,43 @@ try {
       /loss\s*0\.6931/.test(await metrics()),
       "LoRA's first update on the GGUF model has loss ln 2",
     );
-  }
-  await page.click("#builtin");
-  await page.waitForFunction(
-    () =>
-      !/llama/.test(document.getElementById("device").textContent) &&
-      !document.getElementById("generate").disabled,
-    null,
-    WAIT,
-  );
-  check(
-    (await pairs()) === 4 && /Ready/.test(await page.textContent("#status-text")),
-    "back to the built-in model with its own pairs",
-  );
-  // A policy saved from other reference weights (an app update changed the model) is not loaded.
-  await page.evaluate(
-    () =>
-      new Promise((resolve, reject) => {
-        const open = indexedDB.open("webdpo");
-        open.onsuccess = () => {
-          const tx = open.result.transaction("state", "readwrite");
-          const states = tx.objectStore("state");
-          const get = states.get("storyworld");
-          get.onsuccess = () =>
-            states.put({ ...get.result, reference: "weights of an older release" }, "storyworld");
-          tx.oncomplete = () => (open.result.close(), resolve());
-          tx.onerror = () => reject(tx.error);
-        };
-      }),
-  );
-  await page.reload();
-  await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
-  const stale = await page.textContent("#notice");
-  check(
-    /weights changed.*starts again from the new reference.*pairs are kept/.test(stale) &&
-      (await pairs()) === 4,
-    `a policy saved from other weights is not restored: ${stale}`,
-  );
+    await page.click("#builtin");
+    await page.waitForFunction(
+      () =>
+        !/llama/.test(document.getElementById("device").textContent) &&
+        !document.getElementById("generate").disabled,
+      null,
+      WAIT,
+    );
+    check(
+      (await pairs()) === 4 && /Ready/.test(await page.textContent("#status-text")),
+      "back to the built-in model with its own pairs",
+    );
+    // A policy saved from other reference weights (an app update changed the model) is not loaded.
+    await page.evaluate(
+      () =>
+        new Promise((resolve, reject) => {
+          const open = indexedDB.open("webdpo");
+          open.onsuccess = () => {
+            const tx = open.result.transaction("state", "readwrite");
+            const states = tx.objectStore("state");
+            const get = states.get("storyworld");
+            get.onsuccess = () =>
+              states.put({ ...get.result, reference: "weights of an older release" }, "storyworld");
+            tx.oncomplete = () => (open.result.close(), resolve());
+            tx.onerror = () => reject(tx.error);
+          };
+        }),
+    );
+    await page.reload();
+    await page.waitForFunction(() => !document.getElementById("generate").disabled, null, WAIT);
+    const stale = await page.textContent("#notice");
+    check(
+      /weights changed.*starts again from the new reference.*pairs are kept/.test(stale) &&
+        (await pairs()) === 4,
+      `a policy saved from other weights is not restored: ${stale}`,
+    );
 
-  if (mode === "cpu") {
     // Branched pairs: the second response starts as the first and differs from one token on;
     // the shared start is shown muted.
     await page.selectOption("#pairs", "branched");
@@ -751,10 +758,10 @@ try {
       null,
       WAIT,
     );
-    const rows = await sweep.$$eval("#sweep-table tbody tr", (r) => r.map((e) => e.textContent));
+    const runs = await sweep.$$eval("#sweep-table tbody tr", (r) => r.map((e) => e.textContent));
     check(
-      rows.length === 2 && /β = 0\.1/.test(rows[0]) && /β = 1/.test(rows[1]),
-      `the sweep ran 2 runs in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${rows.join(" | ")}`,
+      runs.length === 2 && /β = 0\.1/.test(runs[0]) && /β = 1/.test(runs[1]),
+      `the sweep ran 2 runs in ${((Date.now() - t0) / 1000).toFixed(0)} s: ${runs.join(" | ")}`,
     );
     check(
       await sweep.$eval("#sweep-figure", (img) => img.complete && img.naturalWidth > 0),

@@ -483,3 +483,77 @@ fn cpu_exp_sigmoid_and_softmax_match_f64() {
         }
     }
 }
+
+/// Work long enough to be split over threads (vendor/burn-flex splits element-wise ops from 64K
+/// elements and matmuls from 100³ multiply-adds) on a pool of two: element-wise results bit for
+/// bit those of one pass in f32, in place and into new buffers; exp within its 1 ulp; a matmul
+/// against f64.
+#[test]
+fn cpu_work_split_over_threads_matches_one_pass() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let device = Device::flex();
+        let mut rng = Rng::new(5);
+        let n = 300_000;
+        let xs: Vec<f32> = (0..n).map(|_| rng.normal() * 30.0).collect();
+        let ys: Vec<f32> = (0..n).map(|_| rng.normal()).collect();
+        let tensor = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &device);
+        let same = |name: &str, got: Vec<f32>, want: &dyn Fn(usize) -> f32| {
+            for (i, &g) in got.iter().enumerate() {
+                let w = want(i);
+                assert!(
+                    g.to_bits() == w.to_bits(),
+                    "{name} [{i}]: {g:e}, one pass {w:e}"
+                );
+            }
+        };
+        // In place: the scalar ops, then the binary op, write into the tensor they own.
+        let got = tensor(&xs).mul_scalar(3.0).add_scalar(1.0).sub(tensor(&ys));
+        same("x·3 + 1 − y", values(got), &|i| {
+            xs[i] * 3.0 + 1.0 - ys[i]
+        });
+        // Shared operands: new buffers.
+        let (x, y) = (tensor(&xs), tensor(&ys));
+        same("x·y", values(x.clone().mul(y.clone())), &|i| xs[i] * ys[i]);
+        same("x / y", values(x.clone().div(y.clone())), &|i| {
+            xs[i] / ys[i]
+        });
+        for (name, got) in [
+            ("exp", y.clone().exp()),
+            ("exp in place", tensor(&ys).exp()),
+        ] {
+            for (&v, g) in ys.iter().zip(values(got)) {
+                assert!(
+                    ulps(g, (v as f64).exp() as f32) <= 1,
+                    "{name}({v:e}) = {g:e}"
+                );
+            }
+        }
+        drop((x, y));
+
+        let (m, k, p) = (128, 96, 128);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+        let b: Vec<f32> = (0..k * p).map(|_| rng.normal()).collect();
+        let matrix = |v: &[f32], rows, cols| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), [rows, cols]), &device)
+        };
+        let got = values(matrix(&a, m, k).matmul(matrix(&b, k, p)));
+        for i in 0..m {
+            for j in 0..p {
+                let want: f64 = (0..k)
+                    .map(|l| a[i * k + l] as f64 * b[l * p + j] as f64)
+                    .sum();
+                let scale: f64 = (0..k)
+                    .map(|l| (a[i * k + l] as f64 * b[l * p + j] as f64).abs())
+                    .sum();
+                // The worst case of any f32 summation order: k units of rounding of Σ|a·b|.
+                let bound = k as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
+                let g = got[i * p + j] as f64;
+                assert!((g - want).abs() <= bound, "[{i}, {j}]: {g} vs {want}");
+            }
+        }
+    });
+}

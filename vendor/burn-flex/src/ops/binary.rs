@@ -283,13 +283,13 @@ pub fn scalar_op<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Send + Sync,
     F64Op: Fn(f64, f64) -> f64 + Copy,
 {
     let dtype = tensor.dtype();
 
     match dtype {
-        DType::F32 => scalar_op_typed(tensor, scalar as f32, f32_op),
+        DType::F32 => scalar_op_f32(tensor, scalar as f32, f32_op),
         DType::F64 => scalar_op_typed(tensor, scalar, f64_op),
         DType::F16 => {
             let scalar_f16 = f16::from_f32(scalar as f32);
@@ -307,6 +307,29 @@ where
         }
         _ => panic!("scalar_op: unsupported dtype {:?}", dtype),
     }
+}
+
+/// [`scalar_op_typed`] for f32, split over the rayon pool when in place and long enough to pay
+/// for it (patched: PATCHED.md).
+fn scalar_op_f32<Op>(tensor: FlexTensor, scalar: f32, op: Op) -> FlexTensor
+where
+    Op: Fn(f32, f32) -> f32 + Send + Sync,
+{
+    #[cfg(all(feature = "simd", feature = "rayon"))]
+    let mut tensor = tensor;
+    #[cfg(all(feature = "simd", feature = "rayon"))]
+    if tensor.is_unique()
+        && let Some((0, end)) = tensor.layout().contiguous_offsets()
+        && end >= crate::simd::PARALLEL_THRESHOLD
+    {
+        use rayon::prelude::*;
+        let storage: &mut [f32] = tensor.storage_mut();
+        storage[..end]
+            .par_chunks_mut(crate::simd::CHUNK_SIZE)
+            .for_each(|c| c.iter_mut().for_each(|x| *x = op(*x, scalar)));
+        return tensor;
+    }
+    scalar_op_typed(tensor, scalar, op)
 }
 
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor

@@ -210,7 +210,7 @@ pub(crate) fn unary_op_f32_simd<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Send + Sync,
     F64Op: Fn(f64) -> f64 + Copy,
 {
     let layout = tensor.layout().clone();
@@ -220,12 +220,35 @@ where
     }
     if tensor.is_unique() {
         let data: &mut [f32] = tensor.storage_mut();
-        map_f32(None, &mut data[..n], f32_op);
+        map_f32_split(None, &mut data[..n], f32_op);
         return tensor;
     }
     let mut out = vec![0.0f32; n];
-    map_f32(Some(&tensor.storage::<f32>()[..n]), &mut out, f32_op);
+    map_f32_split(Some(&tensor.storage::<f32>()[..n]), &mut out, f32_op);
     FlexTensor::new(Bytes::from_elems(out), layout, DType::F32)
+}
+
+/// [`map_f32`], split over the rayon pool when `dst` is long enough to pay for it.
+fn map_f32_split<F>(src: Option<&[f32]>, dst: &mut [f32], op: F)
+where
+    F: Fn(f32) -> f32 + Copy + Send + Sync,
+{
+    #[cfg(all(feature = "simd", feature = "rayon"))]
+    if dst.len() >= crate::simd::PARALLEL_THRESHOLD {
+        use rayon::prelude::*;
+        let chunk = crate::simd::CHUNK_SIZE;
+        match src {
+            Some(src) => dst
+                .par_chunks_mut(chunk)
+                .zip(src.par_chunks(chunk))
+                .for_each(|(d, s)| map_f32(Some(s), d, op)),
+            None => dst
+                .par_chunks_mut(chunk)
+                .for_each(|d| map_f32(None, d, op)),
+        }
+        return;
+    }
+    map_f32(src, dst, op)
 }
 
 /// `dst = op(src)`, or `dst = op(dst)` without `src`.

@@ -9,12 +9,13 @@ use macerator::{Scalar, Simd, VBitAnd, VBitOr, VBitXor, vload_unaligned, vstore_
 use rayon::prelude::*;
 
 /// Threshold for parallel execution (elements).
-/// For memory-bound operations, parallelism helps when data exceeds L3 cache.
+/// Patched (PATCHED.md): 64K elements rather than 4M, found by measuring DPO updates on two
+/// cores; the element-wise ops of the unary, scalar and binary paths use it too.
 #[cfg(feature = "rayon")]
-const PARALLEL_THRESHOLD: usize = 4 * 1024 * 1024;
+pub(crate) const PARALLEL_THRESHOLD: usize = 64 * 1024;
 
 #[cfg(feature = "rayon")]
-const CHUNK_SIZE: usize = 4096;
+pub(crate) const CHUNK_SIZE: usize = 4096;
 
 // ============================================================================
 // f32 in-place binary ops

@@ -323,8 +323,8 @@ fn f16_checkpoints_round_to_nearest_even() {
         (f32::NAN, 0x7e00),
     ];
     let device = Device::flex();
-    let values: Vec<f32> = cases.iter().map(|c| c.0).collect();
-    let tensor = Tensor::<1>::from_data(TensorData::new(values.clone(), [cases.len()]), &device);
+    let inputs: Vec<f32> = cases.iter().map(|c| c.0).collect();
+    let tensor = Tensor::<1>::from_data(TensorData::new(inputs, [cases.len()]), &device);
     let file = vec![("t".to_string(), vec![cases.len()], tensor)];
     let bytes = block_on(write_safetensors(&file, &[], Dtype::F16)).unwrap();
     let (entries, _) = parse_safetensors(&bytes, "t.safetensors").unwrap();
@@ -486,8 +486,8 @@ fn cpu_exp_sigmoid_and_softmax_match_f64() {
 
 /// Work long enough to be split over threads (vendor/burn-flex splits element-wise ops from 64K
 /// elements and matmuls from 100³ multiply-adds) on a pool of two: element-wise results bit for
-/// bit those of one pass in f32, in place and into new buffers; exp within its 1 ulp; a matmul
-/// against f64.
+/// bit those of one pass in f32, written into either operand; exp within its 1 ulp, in place and
+/// into a new buffer; a matmul against f64.
 #[test]
 fn cpu_work_split_over_threads_matches_one_pass() {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -515,11 +515,16 @@ fn cpu_work_split_over_threads_matches_one_pass() {
         same("x·3 + 1 − y", values(got), &|i| {
             xs[i] * 3.0 + 1.0 - ys[i]
         });
-        // Shared operands: new buffers.
+        // A shared left operand: the result goes into the right one (the reversed kernels).
         let (x, y) = (tensor(&xs), tensor(&ys));
-        same("x·y", values(x.clone().mul(y.clone())), &|i| xs[i] * ys[i]);
-        same("x / y", values(x.clone().div(y.clone())), &|i| {
+        same("x·y", values(x.clone().mul(tensor(&ys))), &|i| {
+            xs[i] * ys[i]
+        });
+        same("x / y", values(x.clone().div(tensor(&ys))), &|i| {
             xs[i] / ys[i]
+        });
+        same("x − y", values(x.clone().sub(tensor(&ys))), &|i| {
+            xs[i] - ys[i]
         });
         for (name, got) in [
             ("exp", y.clone().exp()),

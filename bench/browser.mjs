@@ -1,9 +1,12 @@
 // Drives www/bench.html in headless Debian Chromium (playwright-core) and writes its JSON report:
-//   node bench/browser.mjs --model storyworld|25m|smollm2-lora --backend webgpu|cpu [--runs 10]
-//        [--warmup 2] [--recompute-runs 3] [--completion-tokens 96] [--out FILE]
+//   node bench/browser.mjs --model storyworld|25m|smollm2-lora --backend webgpu|cpu [--threads N]
+//        [--runs 10] [--warmup 2] [--recompute-runs 3] [--completion-tokens 96] [--out FILE]
+// `--threads` (the CPU backend, default all the cores): above 1, the threaded build (the page is
+// served cross-origin isolated); 1, the single-threaded build.
 // WebGPU here is SwiftShader (a CPU emulation) unless the machine has a GPU Chromium can use.
 // Serves the repository with scripts/serve.py (the app must be built: scripts/build-web.sh).
 import { writeFileSync } from "node:fs";
+import os from "node:os";
 import { parseArgs } from "node:util";
 import { startApp } from "../tests/e2e/harness.mjs";
 
@@ -11,6 +14,7 @@ const { values: a } = parseArgs({
   options: {
     model: { type: "string", default: "storyworld" },
     backend: { type: "string", default: "webgpu" },
+    threads: { type: "string", default: String(os.availableParallelism()) },
     runs: { type: "string", default: "10" },
     warmup: { type: "string", default: "2" },
     "recompute-runs": { type: "string", default: "3" },
@@ -26,6 +30,7 @@ try {
   const query = new URLSearchParams({
     model: a.model,
     backend: a.backend,
+    threads: a.threads,
     runs: a.runs,
     warmup: a.warmup,
     recompute_runs: a["recompute-runs"],

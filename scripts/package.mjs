@@ -38,10 +38,20 @@ const manifest = {
   exports: {
     ".": { types: "./webdpo.d.ts", default: "./webdpo.js" },
     "./webdpo_bg.wasm": "./webdpo_bg.wasm",
+    // The threaded CPU build, for cross-origin isolated pages (README).
+    "./threads": { types: "./threads/webdpo.d.ts", default: "./threads/webdpo.js" },
+    "./threads/webdpo_bg.wasm": "./threads/webdpo_bg.wasm",
     "./models/storyworld/*": "./models/storyworld/*",
     "./package.json": "./package.json",
   },
-  files: ["webdpo.js", "webdpo.d.ts", "webdpo_bg.wasm", "webdpo_bg.wasm.d.ts", ...MODEL],
+  files: [
+    ...["webdpo.js", "webdpo.d.ts", "webdpo_bg.wasm", "webdpo_bg.wasm.d.ts"].flatMap((f) => [
+      f,
+      `threads/${f}`,
+    ]),
+    "threads/snippets/**/*.js",
+    ...MODEL,
+  ],
   sideEffects: false,
   keywords: ["dpo", "rlhf", "preference-optimization", "webgpu", "wasm", "llm", "trl"],
 };

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Static server for the app: www/ at /, the wasm-bindgen output pkg/ at /pkg/ (loopback by default).
 
-Every response carries a Content-Security-Policy that allows only same-origin scripts and wasm.
+Every response carries a Content-Security-Policy that allows only same-origin scripts and wasm
+(and workers from blob: URLs, which the threaded build's pool starts from its own script), and
+makes the page cross-origin isolated (COOP + COEP), which shared wasm memory, and so the threaded
+CPU build, needs.
 Files are sent compressed when the browser accepts it, as any production server or CDN would:
 brotli from the `.br` copies scripts/precompress.mjs writes (when fresh), otherwise gzip made
 on the fly; with a validator, so that reloads come from the browser cache.
@@ -16,7 +19,8 @@ import pathlib
 import socket
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; "
+       "style-src 'self'; "
        "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'")
 
 
@@ -35,6 +39,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 
     def end_headers(self):
         self.send_header("Content-Security-Policy", CSP)
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
 

@@ -8,6 +8,13 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
+# The threaded browser build rebuilds std with atomics (-Z build-std): a pinned nightly and its
+# std sources (scripts/build-web.sh).
+nightly=$(cat scripts/nightly-toolchain)
+rustup run "$nightly" rustc --version >/dev/null 2>&1 &&
+  [ -d "$(rustup run "$nightly" rustc --print sysroot)/lib/rustlib/src/rust/library" ] ||
+  rustup toolchain install "$nightly" --profile minimal --component rust-src
+
 have wasm-pack || cargo install wasm-pack
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 

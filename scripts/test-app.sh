@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The app's tests: builds pkg/ (scripts/build-web.sh), checks that an unchanged pkg/ is reused,
 # then drives the app end to end in headless Chromium, on WebGPU (SwiftShader) and with WebGPU
-# unavailable (the CPU fallback), then the npm package installed into examples/embed/.
+# unavailable (the CPU fallback), the threaded CPU build against the single-threaded one, then
+# the npm package installed into examples/embed/.
 # Screenshots land in artifacts/e2e/. scripts/test.sh runs this
 # beside the native and wasm tests.
 set -euo pipefail
@@ -12,9 +13,13 @@ bash scripts/build-web.sh | { grep -v '^\s*\(Compiling\|Downloaded\|Downloading\
 # With nothing changed, a second build reuses pkg/ (its stamp) instead of optimising it again.
 again=$(bash scripts/build-web.sh)
 echo "$again"
-grep -q "pkg/ is up to date" <<<"$again" || { echo "test-app.sh: build-web.sh rebuilt an unchanged pkg/" >&2; exit 1; }
+for out in pkg pkg/threads; do
+  grep -q "build-web: $out/ is up to date" <<<"$again" ||
+    { echo "test-app.sh: build-web.sh rebuilt an unchanged $out/" >&2; exit 1; }
+done
 
 node tests/e2e/app.mjs webgpu
 node tests/e2e/app.mjs cpu
+node tests/e2e/threads.mjs
 node tests/e2e/durability.mjs
 node tests/e2e/embed.mjs

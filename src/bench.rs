@@ -304,7 +304,7 @@ impl BenchReport {
             parameters: model.num_params(),
             config,
             device: device.description.clone(),
-            threads: (!device.is_gpu).then(cpu_threads),
+            threads: device.threads,
             bench,
             train,
             lora,
@@ -313,14 +313,6 @@ impl BenchReport {
             pair,
         })
     }
-}
-
-/// The threads burn's CPU kernels may split over: rayon's pool natively, one in the browser.
-fn cpu_threads() -> usize {
-    #[cfg(not(target_arch = "wasm32"))]
-    return rayon::current_num_threads();
-    #[cfg(target_arch = "wasm32")]
-    1
 }
 
 /// Waits until every queued kernel that wrote the model's weights has run (one small read).

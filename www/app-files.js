@@ -1,5 +1,7 @@
 // Every file the app needs offline: what the service worker (sw.js) keeps as one release, and
-// what scripts/release.mjs hashes into that release's name.
+// what scripts/release.mjs hashes into that release's name. The threaded CPU build is part of the
+// release but kept once a page has used it: a page on WebGPU, or one that is not cross-origin
+// isolated, never loads it (www/builds.js).
 self.APP_FILES = [
   "./",
   "index.html",
@@ -19,6 +21,7 @@ self.APP_FILES = [
   "tabs.js",
   "work.js",
   "worker.js",
+  "builds.js",
   "views/behaviour.js",
   "views/charts.js",
   "views/controls.js",
@@ -39,4 +42,11 @@ self.APP_FILES = [
   "models/storyworld/config.json",
   "models/storyworld/tokenizer.json",
   "models/storyworld/model.safetensors",
+];
+self.KEPT_ON_USE = [
+  "pkg/threads/webdpo.js",
+  "pkg/threads/webdpo_bg.wasm",
+  // wasm-bindgen-rayon's worker script (its folder is named by a hash wasm-bindgen computes;
+  // scripts/release.mjs names any file of the builds missing from these lists).
+  "pkg/threads/snippets/wasm-bindgen-rayon-38edf6e439f6d70d/src/workerHelpers.no-bundler.js",
 ];

@@ -1,10 +1,6 @@
 // Loads the model named by the page and runs Session.benchmark off the page's thread.
-import init, {
-  Session,
-  initWeights,
-  byteLevelTokenizer,
-  defaultLearningRate,
-} from "./pkg/webdpo.js";
+import init, { initWeights, byteLevelTokenizer, defaultLearningRate } from "./pkg/webdpo.js";
+import { buildFor } from "./builds.js";
 
 async function bytes(path) {
   const r = await fetch(path);
@@ -42,10 +38,14 @@ async function model(name) {
   throw new Error(`unknown model ${JSON.stringify(name)}; use storyworld, 25m or smollm2-lora`);
 }
 
-onmessage = async ({ data: { model: name, backend, bench } }) => {
+onmessage = async ({ data: { model: name, backend, threads, bench } }) => {
   let session;
   try {
-    const wasm = await init();
+    await init();
+    // On the CPU, the threaded build with `threads` workers where the page is isolated.
+    const build = await buildFor(backend, threads);
+    const { Session } = build;
+    const wasm = await build.default();
     postMessage({ progress: `Loading the ${name} model on ${backend}…` });
     const { config, tokenizer, weights, lora, optim } = await model(name);
     const files = [

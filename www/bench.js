@@ -5,6 +5,8 @@ const params = new URLSearchParams(location.search);
 const settings = {
   model: params.get("model") ?? "storyworld",
   backend: params.get("backend") ?? "webgpu",
+  // The CPU backend's threads where the page is cross-origin isolated (all the cores by default).
+  threads: Number(params.get("threads") ?? navigator.hardwareConcurrency),
   bench: {
     warmup: Number(params.get("warmup") ?? 2),
     runs: Number(params.get("runs") ?? 10),

@@ -3,7 +3,8 @@
 // {op: "defaults"} → {defaults}; {op: "start", sweep, backend} → {progress, …} after each step
 // (with the runs, baselines, CSV and SVG after each measurement), then {done, …}, or {error}.
 // The page cancels by terminating the worker.
-import init, { Sweep, defaultSweepConfig } from "./pkg/webdpo.js";
+import init, { defaultSweepConfig } from "./pkg/webdpo.js";
+import { buildFor } from "./builds.js";
 import { toMessage } from "./errors.js";
 
 const DIR = "models/storyworld";
@@ -29,6 +30,7 @@ onmessage = async ({ data: { op, sweep: settings, backend } }) => {
     const [config, tokenizer, weights] = await Promise.all(
       ["config.json", "tokenizer.json", "model.safetensors"].map(bytes),
     );
+    const { Sweep } = await buildFor(backend);
     sweep = await Sweep.create(
       new TextDecoder().decode(config),
       tokenizer,

@@ -2,7 +2,6 @@
 // Protocol: {id, op, args} in; {id, progress} while working; {id, ok, value | error} when done;
 // and, unasked, {behaviour} while the behaviour meter measures in the background.
 import init, {
-  Session,
   checkMemory,
   defaultLearningRate,
   importLimits,
@@ -11,6 +10,7 @@ import init, {
   setReadbackTimeout,
   storyPrompt,
 } from "./pkg/webdpo.js";
+import { buildFor } from "./builds.js";
 import { toMessage } from "./errors.js";
 
 let session = null;
@@ -183,11 +183,14 @@ const DEVICE_TIMING = {
 };
 
 /** A session of the built-in model ({config, tokenizer, weights}) or of a user's folder
- *  ({files, lora, budget}) on `backend`. */
-const openSession = ({ config, tokenizer, weights, files, lora, budget, backend }) =>
-  files
+ *  ({files, lora, budget}) on `backend`: on the CPU, in the threaded build where the page can
+ *  run it (builds.js). */
+async function openSession({ config, tokenizer, weights, files, lora, budget, backend }) {
+  const { Session } = await buildFor(backend);
+  return files
     ? Session.fromFiles(files, { backend, lora, budget })
     : Session.create(config, tokenizer, weights, backend);
+}
 
 const ops = {
   /** The built-in model ({config, tokenizer, weights}) or a user's folder ({files, lora, budget});
@@ -237,6 +240,7 @@ const ops = {
       device: session.device,
       isGpu: session.isGpu,
       emulatedGpu: session.isEmulatedGpu,
+      threads: session.threads ?? null,
       parameterCount: session.parameterCount,
       steps: session.steps,
       trainConfig: session.trainConfig(),

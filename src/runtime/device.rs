@@ -1,5 +1,5 @@
 //! Choosing where tensors live: burn's `flex` CPU backend everywhere, wgpu natively (feature
-//! `wgpu`) and WebGPU in the browser.
+//! `wgpu`) and WebGPU in the browser's single-threaded build (`cfg(gpu)`, build.rs).
 
 use burn::tensor::Device;
 
@@ -12,6 +12,8 @@ pub struct ComputeDevice {
     /// A GPU emulated on the CPU (SwiftShader, lavapipe: wgpu's device type `Cpu`), where a
     /// token takes a large fraction of a second even for the built-in model.
     pub emulated: bool,
+    /// The threads the CPU backend splits its kernels over (`None` on a GPU).
+    pub threads: Option<usize>,
     /// The largest buffer a kernel may bind, as the GPU granted it (`None` on the CPU). burn
     /// requests the adapter's own limits, above WebGPU's 128 MiB default.
     pub max_buffer: Option<u64>,
@@ -19,17 +21,23 @@ pub struct ComputeDevice {
 
 impl ComputeDevice {
     pub fn cpu() -> Self {
+        let threads = cpu_threads();
+        let description = match threads {
+            1 => "CPU (burn flex backend)".into(),
+            n => format!("CPU (burn flex backend, {n} threads)"),
+        };
         Self {
             device: Device::flex(),
-            description: "CPU (burn flex backend)".into(),
+            description,
             is_gpu: false,
             emulated: false,
+            threads: Some(threads),
             max_buffer: None,
         }
     }
 
     /// The default GPU through wgpu (WebGPU in a browser). Initialised once per process/page.
-    #[cfg(any(feature = "wgpu", target_arch = "wasm32"))]
+    #[cfg(gpu)]
     pub async fn gpu() -> crate::Result<Self> {
         use std::sync::Mutex;
         static GPU: Mutex<Option<ComputeDevice>> = Mutex::new(None);
@@ -58,9 +66,33 @@ impl ComputeDevice {
             description: format!("GPU: {name} ({:?}, {:?})", info.device_type, info.backend),
             is_gpu: true,
             emulated: info.device_type == burn::tensor::wgpu::wgpu::DeviceType::Cpu,
+            threads: None,
             max_buffer,
         };
         *GPU.lock().unwrap() = Some(gpu.clone());
         Ok(gpu)
     }
+
+    /// A build without a GPU backend has none: natively without `wgpu`, and the browser's
+    /// threaded build (its CPU backend alone).
+    #[cfg(not(gpu))]
+    pub async fn gpu() -> crate::Result<Self> {
+        Err(crate::Error::Device(if cfg!(target_arch = "wasm32") {
+            "the threaded CPU build has no WebGPU: load the single-threaded build (pkg/webdpo.js) \
+             to run on the GPU"
+                .into()
+        } else {
+            "this binary was built without wgpu; rebuild with `cargo build --release --features wgpu`"
+                .into()
+        }))
+    }
+}
+
+/// The threads burn's CPU kernels may split over: rayon's pool natively and in the browser's
+/// threaded build, one in its single-threaded build.
+pub fn cpu_threads() -> usize {
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
+    return rayon::current_num_threads();
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    1
 }

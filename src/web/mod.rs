@@ -42,6 +42,12 @@ fn start() {
     init_runtime();
 }
 
+/// The threaded build's pool: `initThreadPool(n)` starts `n` Web Workers sharing this module's
+/// memory, once, before the first model loads (the calls into wasm then wait on them, so they
+/// must come from a worker: a page's main thread may not block).
+#[cfg(target_feature = "atomics")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 /// What JS receives when a call fails: an `Error` (`Error & { kind: ErrorKind }`) with the message
 /// the user reads and the `kind` code acts on (the page falls back to the CPU on `"device"`,
 /// never on the text).

@@ -190,6 +190,12 @@ impl Session {
         self.device.description.clone()
     }
 
+    /// The threads the CPU backend splits its kernels over (none on a GPU).
+    #[wasm_bindgen(getter)]
+    pub fn threads(&self) -> Option<usize> {
+        self.device.threads
+    }
+
     #[wasm_bindgen(getter, js_name = isGpu)]
     pub fn is_gpu(&self) -> bool {
         self.device.is_gpu

@@ -101,13 +101,16 @@ try {
     await noError("update");
   };
 
-  // Bytes on the wire (compressed), per page load.
+  // Bytes on the wire (compressed), per page load; the threaded CPU build's apart (only a page
+  // on the CPU loads it, for speed).
   let wire = 0;
+  let wireThreads = 0;
   const fresh = [];
   context.on("response", async (r) => {
     if (r.fromServiceWorker()) return;
     const length = Number((await r.allHeaders())["content-length"] ?? 0);
-    wire += length;
+    if (r.url().includes("/pkg/threads/")) wireThreads += length;
+    else wire += length;
     if (r.status() === 200 && length > 100_000) fresh.push(r.url());
   });
 
@@ -118,6 +121,10 @@ try {
   check(
     wire <= 6e6,
     `first load is ${(wire / 1e6).toFixed(2)} MB compressed (≤ 6 MB; large: ${fresh.join(", ")})`,
+  );
+  check(
+    wireThreads <= 1.5e6,
+    `the threaded CPU build is ${(wireThreads / 1e6).toFixed(2)} MB compressed (≤ 1.5 MB)`,
   );
   await noError("load");
   if (mode === "webgpu") {
@@ -163,6 +170,16 @@ try {
     `runs on ${mode} (badge: ${await page.textContent("#device")}), ` +
       `loaded in ${((Date.now() - started) / 1000).toFixed(1)} s`,
   );
+  if (mode === "cpu") {
+    // Served cross-origin isolated, the CPU backend is the threaded build, on every core.
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const badge = await page.textContent("#device");
+    check(
+      (await page.evaluate(() => self.crossOriginIsolated)) &&
+        (cores < 2 || badge.startsWith(`CPU, ${cores} threads`)),
+      `the CPU backend splits its work over the ${cores} cores: ${badge}`,
+    );
+  }
   await shot("01-loaded");
   if (mode === "webgpu") {
     // On an emulated GPU (SwiftShader) the meter is off unless asked for: the page says why.
@@ -277,6 +294,11 @@ try {
     (await learnt()) === 2 && (await metrics()) === m2,
     "offline reload works and restores the picks",
   );
+  if (mode === "cpu")
+    check(
+      /^CPU, \d+ threads/.test(await page.textContent("#device")),
+      "offline, the CPU runs the threaded build (kept by the service worker once used)",
+    );
   await context.setOffline(false);
 
   // A third pick, then undo: the previous metrics and exactly the previous weights.

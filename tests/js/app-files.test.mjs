@@ -33,3 +33,10 @@ test("the page, the wasm and the built-in model are in the release", () => {
     assert.ok(listed.has(file), file);
   assert.ok(listed.has("models/storyworld/model.safetensors"));
 });
+
+test("the threaded CPU build is kept once used, not downloaded by every page", () => {
+  for (const file of ["pkg/threads/webdpo.js", "pkg/threads/webdpo_bg.wasm"]) {
+    assert.ok(self.KEPT_ON_USE.includes(file), file);
+    assert.ok(!listed.has(file), file);
+  }
+});

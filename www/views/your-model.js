@@ -13,7 +13,8 @@ export function renderModel({ model, info, backend, gpuFailure, deviceChoice }) 
     d.textContent = `WebGPU${why} · ${info.device.replace(/^GPU: /, "")} · ${params}`;
   } else {
     const [why, hint] = cpuReason(backend, gpuFailure, deviceChoice);
-    d.textContent = `CPU (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
+    const threads = info.threads > 1 ? `, ${info.threads} threads` : "";
+    d.textContent = `CPU${threads} (${why}) · ${params}${hint ? ` — ${hint}` : ""}`;
   }
   d.dataset.backend = info.isGpu ? "webgpu" : "cpu";
   const name = model.builtIn ? "The built-in story model" : model.label;

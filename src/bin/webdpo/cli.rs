@@ -71,7 +71,7 @@ pub fn run() -> Result<()> {
 fn command(cli: Cli) -> Result<()> {
     let device = match cli.device {
         Backend::Cpu => ComputeDevice::cpu(),
-        Backend::Wgpu => wgpu_device()?,
+        Backend::Wgpu => webdpo::block_on(ComputeDevice::gpu())?,
     };
     match cli.command {
         Command::Init(a) => init::run(a, &device),
@@ -85,18 +85,4 @@ fn command(cli: Cli) -> Result<()> {
         Command::Convert(a) => convert::run(a, &device),
         Command::Bench(a) => bench::run(a, &device),
     }
-}
-
-#[cfg(feature = "wgpu")]
-fn wgpu_device() -> Result<ComputeDevice> {
-    webdpo::block_on(ComputeDevice::gpu())
-}
-
-#[cfg(not(feature = "wgpu"))]
-fn wgpu_device() -> Result<ComputeDevice> {
-    Err(webdpo::Error::Device(
-        "this binary was built without wgpu; rebuild with \
-         `cargo build --release --features wgpu`"
-            .into(),
-    ))
 }

@@ -39,9 +39,16 @@ for threads in 1 "$(nproc)"; do
         --adapter "$out/smollm2-135m-adapter" --threads "$threads" --out "$out/$name.json" > /dev/null
 done
 bash scripts/build-web.sh
-node bench/browser.mjs --model storyworld --backend cpu --out "$out/storyworld-browser-cpu.json" > /dev/null
+# The wasm CPU backend on one thread (the single-threaded build) and on every core (the threaded
+# build: bench.html is served cross-origin isolated).
+for threads in 1 "$(nproc)"; do
+    all=""; [ "$threads" = 1 ] || all=-all
+    node bench/browser.mjs --model storyworld --backend cpu --threads "$threads" \
+        --out "$out/storyworld-browser-cpu$all.json" > /dev/null
+    node bench/browser.mjs --model 25m --backend cpu --threads "$threads" --runs 3 --warmup 1 --recompute-runs 1 \
+        --out "$out/m25-browser-cpu$all.json" > /dev/null
+    node bench/browser.mjs --model smollm2-lora --backend cpu --threads "$threads" --completion-tokens 64 --runs 3 \
+        --warmup 1 --recompute-runs 1 --out "$out/smollm2-lora-browser-cpu$all.json" > /dev/null
+done
 node bench/browser.mjs --model storyworld --backend webgpu --runs 3 --warmup 1 --recompute-runs 1 --out "$out/storyworld-browser-webgpu.json" > /dev/null
-node bench/browser.mjs --model 25m --backend cpu --runs 3 --warmup 1 --recompute-runs 1 --out "$out/m25-browser-cpu.json" > /dev/null
-node bench/browser.mjs --model smollm2-lora --backend cpu --completion-tokens 64 --runs 3 --warmup 1 --recompute-runs 1 \
-    --out "$out/smollm2-lora-browser-cpu.json" > /dev/null
 python3 bench/table.py "$out"

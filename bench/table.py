@@ -70,6 +70,8 @@ def main():
         out.append(table(f"Native CPU, all cores, {label}", [("webdpo (flex, --threads)", load(folder, f"{model}-cpu-all")), ("PyTorch CPU", load(folder, f"{model}-torch-cpu-all")),
                                                              ("webdpo, 1 thread", load(folder, f"{model}-cpu"))]))
         out.append(table(f"Browser, {label}", [("wasm CPU", load(folder, f"{model}-browser-cpu")), ("native CPU", load(folder, f"{model}-cpu")), ("WebGPU (SwiftShader)", load(folder, f"{model}-browser-webgpu"))]))
+        out.append(table(f"Browser, all cores, {label}", [("wasm CPU, threads", load(folder, f"{model}-browser-cpu-all")), ("wasm CPU, 1 thread", load(folder, f"{model}-browser-cpu")),
+                                                          ("native CPU, all cores", load(folder, f"{model}-cpu-all"))]))
         out.append(table(f"GPU, {label}", [("webdpo (wgpu)", load(folder, f"{model}-wgpu")), ("PyTorch CUDA", load(folder, f"{model}-torch-cuda"))]))
     print("\n".join(t for t in out if t))
 

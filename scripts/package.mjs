@@ -8,6 +8,7 @@ import {
   copyFileSync,
   existsSync,
   mkdirSync,
+  readdirSync,
   readFileSync,
   statSync,
   writeFileSync,
@@ -49,7 +50,10 @@ const manifest = {
       f,
       `threads/${f}`,
     ]),
-    "threads/snippets/**/*.js",
+    // wasm-bindgen-rayon's worker script, in a folder wasm-bindgen names by a hash.
+    ...readdirSync("pkg/threads/snippets", { recursive: true })
+      .filter((f) => f.endsWith(".js"))
+      .map((f) => `threads/snippets/${f}`),
     ...MODEL,
   ],
   sideEffects: false,

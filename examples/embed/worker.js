@@ -1,6 +1,12 @@
 // The model, off the page's thread: webdpo from the installed package, the built-in story model
-// it ships, and the loop (generate two → prefer one → one DPO update).
-import init, { Session, storyPrompt } from "./node_modules/webdpo/webdpo.js";
+// it ships, and the loop (generate two → prefer one → one DPO update). Without a WebGPU adapter,
+// on a cross-origin isolated page (served with COOP + COEP), the threaded build uses every core.
+const threaded =
+  self.crossOriginIsolated &&
+  navigator.hardwareConcurrency > 1 &&
+  !(await navigator.gpu?.requestAdapter().catch(() => null));
+const webdpo = await import(`./node_modules/webdpo/${threaded ? "threads/" : ""}webdpo.js`);
+const { Session, storyPrompt } = webdpo;
 
 const file = (name) => new URL(`./node_modules/webdpo/models/storyworld/${name}`, import.meta.url);
 const bytes = async (name) => new Uint8Array(await (await fetch(file(name))).arrayBuffer());
@@ -29,7 +35,8 @@ self.onmessage = ({ data }) =>
   handle(data).catch((e) => self.postMessage({ error: `${e.message} (${e.kind ?? "error"})` }));
 
 try {
-  await init();
+  await webdpo.default();
+  if (threaded) await webdpo.initThreadPool(navigator.hardwareConcurrency);
   const config = await (await fetch(file("config.json"))).text();
   session = await Session.create(
     config,

@@ -1,11 +1,12 @@
 // The npm package as another project uses it: `npm pack` in pkg/, the tarball installed into a
 // copy of examples/embed/ (a page of its own, no bundler), that page served by itself and driven
-// through generate → prefer in headless Chromium on the CPU fallback:
+// through generate → prefer in headless Chromium on the CPU fallback, served as it is (the
+// single-threaded build) and cross-origin isolated (the threaded build, on every core):
 //   node tests/e2e/embed.mjs          (pkg/ must be built: scripts/build-web.sh)
 import { execFileSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:http";
-import { tmpdir } from "node:os";
+import os, { tmpdir } from "node:os";
 import { extname, join, resolve, sep } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -49,21 +50,35 @@ const TYPES = {
   ".wasm": "application/wasm",
   ".json": "application/json",
 };
-const server = createServer((req, res) => {
+// The site as it is, and cross-origin isolated (another port, the same files).
+const serve = (headers) => (req, res) => {
   let path = resolve(site, `.${decodeURIComponent(new URL(req.url, "http://x").pathname)}`);
   try {
     if (!path.startsWith(site)) throw new Error("outside the site");
     if (statSync(path).isDirectory()) path = join(path, "index.html");
     const body = readFileSync(path);
-    res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" });
+    res.writeHead(200, {
+      "content-type": TYPES[extname(path)] ?? "application/octet-stream",
+      ...headers,
+    });
     res.end(body);
   } catch {
     res.writeHead(404);
     res.end();
   }
-});
-await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
-const url = `http://127.0.0.1:${server.address().port}/`;
+};
+const ISOLATED = {
+  "cross-origin-opener-policy": "same-origin",
+  "cross-origin-embedder-policy": "require-corp",
+};
+const sites = await Promise.all(
+  [false, true].map(async (isolated) => {
+    const server = createServer(serve(isolated ? ISOLATED : {}));
+    await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+    return { server, isolated };
+  }),
+);
+const cores = os.availableParallelism();
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -72,32 +87,40 @@ const browser = await chromium.launch({
 });
 const errors = [];
 try {
-  const page = await browser.newPage();
-  page.on("pageerror", (e) => errors.push(e.message));
-  await page.goto(url);
-  const says = (words) =>
-    page.waitForFunction(
-      (w) => document.getElementById("status").textContent.includes(w),
-      words,
-      WAIT,
+  for (const { server, isolated } of sites) {
+    const page = await browser.newPage();
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`http://127.0.0.1:${server.address().port}/`);
+    const says = (words) =>
+      page.waitForFunction(
+        (w) => document.getElementById("status").textContent.includes(w),
+        words,
+        WAIT,
+      );
+    await says("Ready on");
+    const status = await page.textContent("#status");
+    const threads = isolated && cores > 1 ? `, ${cores} threads` : "";
+    check(
+      status.includes(`CPU (burn flex backend${threads})`),
+      `the ${isolated ? "isolated" : "plain"} page loads the package's model: ${status}`,
     );
-  await says("Ready on");
-  check(true, `the page loads the package's model: ${await page.textContent("#status")}`);
-  await page.click("#generate");
-  await says("Which one is better?");
-  const [a, b] = [await page.textContent("#a"), await page.textContent("#b")];
-  check(a.length > 0 && b.length > 0, `two stories (${a.length} and ${b.length} characters)`);
-  await page.click("#prefer-a");
-  await says("Learnt from your pick");
-  const metrics = JSON.parse(await page.textContent("#metrics"));
-  check(
-    Math.abs(metrics.loss - Math.LN2) < 1e-4 && "rewards/margins" in metrics,
-    `the first update's loss is ln 2, with TRL's metric names (${metrics.loss})`,
-  );
+    await page.click("#generate");
+    await says("Which one is better?");
+    const [a, b] = [await page.textContent("#a"), await page.textContent("#b")];
+    check(a.length > 0 && b.length > 0, `two stories (${a.length} and ${b.length} characters)`);
+    await page.click("#prefer-a");
+    await says("Learnt from your pick");
+    const metrics = JSON.parse(await page.textContent("#metrics"));
+    check(
+      Math.abs(metrics.loss - Math.LN2) < 1e-4 && "rewards/margins" in metrics,
+      `the first update's loss is ln 2, with TRL's metric names (${metrics.loss})`,
+    );
+    await page.close();
+  }
   check(errors.length === 0, `no page errors ${errors.join(" | ")}`);
   console.log("e2e embed: passed");
 } finally {
   await browser.close();
-  server.close();
+  for (const { server } of sites) server.close();
   rmSync(work, { recursive: true, force: true });
 }

@@ -20,6 +20,7 @@ done
 
 node tests/e2e/app.mjs webgpu
 node tests/e2e/app.mjs cpu
-node tests/e2e/threads.mjs
+node tests/e2e/threads.mjs chromium
+node tests/e2e/threads.mjs firefox
 node tests/e2e/durability.mjs
 node tests/e2e/embed.mjs

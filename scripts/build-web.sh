@@ -51,10 +51,11 @@ CARGO_TARGET_DIR=target/web cargo build --locked --lib --target wasm32-unknown-u
 bind target/web/wasm32-unknown-unknown/web/webdpo.wasm pkg
 
 # The threaded CPU build (www/builds.js): shared memory and atomics, so std is built again with
-# them, which takes the nightly toolchain scripts/nightly-toolchain pins (setup.sh installs it). No WebGPU (Cargo.toml), so a shorter
-# build. `RUSTFLAGS` replaces .cargo/config.toml's, so simd128 is named again. The linker makes
-# the memory shared and imported (each worker instantiates the module on the same memory), up to
-# wasm32's 4 GiB, and exports what wasm-bindgen needs to give each thread its own TLS.
+# them, which takes the nightly that scripts/nightly-toolchain pins (setup.sh installs it). No
+# WebGPU (Cargo.toml), so a shorter build. `RUSTFLAGS` replaces .cargo/config.toml's, so simd128
+# is named again. The linker makes the memory shared and imported (each worker instantiates the
+# module on the same memory), up to wasm32's 4 GiB, and exports what wasm-bindgen needs to give
+# each thread its own TLS.
 echo "build-web: cargo, the threaded CPU build (about 6 min on 2 cores from a clean tree)"
 link=(--shared-memory --import-memory --max-memory=4294967296
   --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base)

@@ -265,6 +265,7 @@ const ops = {
       return {
         device: timed.device,
         isGpu: timed.isGpu,
+        threads: timed.threads ?? null,
         updateMs: report.update.total_ms.median,
         tokenMs: report.generation.kv_cache_ms_per_token.median,
       };

@@ -82,7 +82,8 @@ impl ComputeDevice {
              to run on the GPU"
                 .into()
         } else {
-            "this binary was built without wgpu; rebuild with `cargo build --release --features wgpu`"
+            "this binary was built without wgpu; rebuild with \
+             `cargo build --release --features wgpu`"
                 .into()
         }))
     }
@@ -90,7 +91,7 @@ impl ComputeDevice {
 
 /// The threads burn's CPU kernels may split over: rayon's pool natively and in the browser's
 /// threaded build, one in its single-threaded build.
-pub fn cpu_threads() -> usize {
+fn cpu_threads() -> usize {
     #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
     return rayon::current_num_threads();
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]

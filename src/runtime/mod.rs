@@ -5,6 +5,6 @@ pub mod device;
 pub mod memory;
 pub mod readback;
 
-pub use device::{ComputeDevice, cpu_threads};
+pub use device::ComputeDevice;
 pub use memory::{MemoryEstimate, MemoryLimits};
 pub use readback::{read_all, read_f32, set_readback_timeout};

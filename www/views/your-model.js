@@ -37,9 +37,10 @@ function renderDeviceChoice(choice) {
   const ms = (x) => `${x < 10 ? x.toFixed(1) : Math.round(x).toLocaleString()} ms`;
   const line = (name, t) =>
     `${name} ${ms(t.updateMs)} an update, ${ms(t.tokenMs)} a token (${ms(t.pickMs)} a pick)`;
+  const cpuName = cpu.threads > 1 ? `the CPU (${cpu.threads} threads)` : "the CPU";
   $("device-timing").textContent =
     `Timed here for this model: ${line(`WebGPU (${webgpu.adapter || webgpu.device})`, webgpu)}; ` +
-    `${line("the CPU", cpu)}. A pick counts one update and ${pickTokens} sampled tokens; ` +
+    `${line(cpuName, cpu)}. A pick counts one update and ${pickTokens} sampled tokens; ` +
     `${faster === "cpu" ? "the CPU" : "WebGPU"} is faster.`;
   Object.assign(box.dataset, {
     faster,

@@ -101,8 +101,8 @@ try {
     await noError("update");
   };
 
-  // Bytes on the wire (compressed), per page load; the threaded CPU build's apart (only a page
-  // on the CPU loads it, for speed).
+  // Bytes on the wire (compressed), per page load; the threaded CPU build's apart (loaded only
+  // where the CPU runs or is timed).
   let wire = 0;
   let wireThreads = 0;
   const fresh = [];

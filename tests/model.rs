@@ -562,3 +562,55 @@ fn cpu_work_split_over_threads_matches_one_pass() {
         }
     });
 }
+
+/// Products of a few rows by a wide matrix (a sampled token per sequence; vendor/burn-flex splits
+/// their columns over the pool from 64K elements of the matrix): on two threads the same bits as
+/// on one, for a matrix as stored and for a transposed view (a tied output head), with a width
+/// that leaves a partial block and a partial SIMD vector.
+#[test]
+fn few_row_products_split_over_threads_match_one_thread() {
+    let (k, n) = (96, 1000);
+    let mut rng = Rng::new(9);
+    let w: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
+    let x: Vec<f32> = (0..8 * k).map(|_| rng.normal()).collect();
+    let products = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let device = Device::flex();
+            let stored = Tensor::<2>::from_data(TensorData::new(w.clone(), [k, n]), &device);
+            let transposed =
+                Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), &device).transpose();
+            let mut out = Vec::new();
+            for m in [1, 2, 3, 8] {
+                let lhs =
+                    Tensor::<2>::from_data(TensorData::new(x[..m * k].to_vec(), [m, k]), &device);
+                out.push(values(lhs.clone().matmul(stored.clone())));
+                out.push(values(lhs.matmul(transposed.clone())));
+            }
+            out
+        })
+    };
+    let (one, two) = (products(1), products(2));
+    for (p, (a, b)) in one.iter().zip(&two).enumerate() {
+        let same = a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(
+            same && a.len() == b.len(),
+            "product {p} differs on two threads"
+        );
+    }
+    // And right: the first row against f64, within the worst case of any summation order.
+    let got = &one[0];
+    for j in 0..n {
+        let terms = (0..k).map(|l| x[l] as f64 * w[l * n + j] as f64);
+        let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+        let bound = k as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
+        assert!(
+            (got[j] as f64 - want).abs() <= bound,
+            "[0, {j}]: {} vs {want}",
+            got[j]
+        );
+    }
+}

@@ -264,6 +264,17 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let mut output = FlexTensor::empty(out_shape, T::dtype());
     let out_data: &mut [T] = output.storage_mut();
 
+    #[cfg(feature = "rayon")]
+    if m <= FEW_ROWS
+        && k.saturating_mul(n) >= crate::simd::PARALLEL_THRESHOLD
+        && rayon::current_num_threads() > 1
+    {
+        let rhs = (rhs_ptr as usize, rhs_row_stride, rhs_col_stride);
+        let lhs = (lhs_ptr as usize, lhs_row_stride, lhs_col_stride);
+        matmul_few_rows_split::<T>(m, n, k, out_data, lhs, rhs);
+        return output;
+    }
+
     let parallelism = get_parallelism(m, n, k);
 
     unsafe {
@@ -285,6 +296,67 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     }
 
     output
+}
+
+/// Products with at most this many rows (one token per sequence while sampling) read every
+/// element of `rhs` about once, so their time is the read of `rhs` from memory, and gemm runs
+/// them on one thread whatever its `Parallelism`.
+#[cfg(feature = "rayon")]
+const FEW_ROWS: usize = 8;
+
+/// `out [m, n] = lhs [m, k] · rhs [k, n]` for a few rows, the columns split into one block per
+/// thread of the pool, each block one gemm call on its own thread: reading memory is what each
+/// core adds. Each block is computed into its own buffer (blocks that shared a cache line of
+/// `out` would make the threads take it from each other at every row of `rhs`), then copied.
+/// Operands are (address, row stride, column stride) in elements; every output element is
+/// computed as the unsplit call computes it.
+#[cfg(feature = "rayon")]
+fn matmul_few_rows_split<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: &mut [T],
+    (lhs, lhs_rs, lhs_cs): (usize, isize, isize),
+    (rhs, rhs_rs, rhs_cs): (usize, isize, isize),
+) {
+    use rayon::prelude::*;
+    // A multiple of every SIMD width, so each block but the last is whole vectors.
+    let width = n.div_ceil(rayon::current_num_threads()).next_multiple_of(64);
+    let blocks: Vec<Vec<T>> = (0..n.div_ceil(width))
+        .into_par_iter()
+        .map(|block| {
+            let (start, end) = (block * width, ((block + 1) * width).min(n));
+            let cols = end - start;
+            let mut part = vec![T::zero(); m * cols];
+            // SAFETY: the operands are the caller's, valid for [m, k] and [k, n] with these
+            // strides; column `start` of `rhs` is within it.
+            unsafe {
+                gemm_call(
+                    m,
+                    cols,
+                    k,
+                    part.as_mut_ptr(),
+                    1,
+                    cols as isize,
+                    lhs as *const T,
+                    lhs_cs,
+                    lhs_rs,
+                    (rhs as *const T).offset(start as isize * rhs_cs),
+                    rhs_cs,
+                    rhs_rs,
+                    gemm::Parallelism::None,
+                );
+            }
+            part
+        })
+        .collect();
+    for (block, part) in blocks.iter().enumerate() {
+        let start = block * width;
+        let cols = part.len() / m;
+        for i in 0..m {
+            out[i * n + start..][..cols].copy_from_slice(&part[i * cols..][..cols]);
+        }
+    }
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.

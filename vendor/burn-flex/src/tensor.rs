@@ -231,9 +231,7 @@ impl FlexTensor {
 
     /// Create an empty tensor with given shape and dtype.
     pub fn empty(shape: Shape, dtype: DType) -> Self {
-        let num_elements = shape.num_elements();
-        let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        let bytes = zeroed_bytes(shape.num_elements(), dtype_size(dtype));
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),
@@ -931,6 +929,18 @@ pub(crate) fn dtype_size(dtype: DType) -> usize {
         dtype
     );
     size
+}
+
+/// `n` zeroed elements of `size` bytes each, allocated with the alignment of an integer of that
+/// size: `Bytes` keeps such a buffer as it is, where it copies a `Vec<u8>` (alignment 1) into a
+/// new 16-byte-aligned allocation (a second pass over every new tensor's memory).
+fn zeroed_bytes(n: usize, size: usize) -> Bytes {
+    match size {
+        8 => Bytes::from_elems(alloc::vec![0u64; n]),
+        4 => Bytes::from_elems(alloc::vec![0u32; n]),
+        2 => Bytes::from_elems(alloc::vec![0u16; n]),
+        _ => Bytes::from_bytes_vec(alloc::vec![0u8; n * size]),
+    }
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
     #[cfg(feature = "rayon")]
     if m <= FEW_ROWS
-        && k.saturating_mul(n) >= crate::simd::PARALLEL_THRESHOLD
+        && k.saturating_mul(n) >= FEW_ROWS_SPLIT_THRESHOLD
         && rayon::current_num_threads() > 1
     {
         let rhs = (rhs_ptr as usize, rhs_row_stride, rhs_col_stride);
@@ -303,6 +303,11 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 /// them on one thread whatever its `Parallelism`.
 #[cfg(feature = "rayon")]
 const FEW_ROWS: usize = 8;
+
+/// Elements of `rhs` from which such a product is split over threads (the element-wise
+/// kernels' threshold).
+#[cfg(feature = "rayon")]
+const FEW_ROWS_SPLIT_THRESHOLD: usize = 64 * 1024;
 
 /// `out [m, n] = lhs [m, k] · rhs [k, n]` for a few rows, the columns split into one block per
 /// thread of the pool, each block one gemm call on its own thread: reading memory is what each

@@ -265,7 +265,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let out_data: &mut [T] = output.storage_mut();
 
     #[cfg(feature = "rayon")]
-    if m <= FEW_ROWS
+    if (1..=FEW_ROWS).contains(&m)
         && k.saturating_mul(n) >= FEW_ROWS_SPLIT_THRESHOLD
         && rayon::current_num_threads() > 1
     {

@@ -563,16 +563,17 @@ fn cpu_work_split_over_threads_matches_one_pass() {
     });
 }
 
-/// Products of a few rows by a wide matrix (a sampled token per sequence; vendor/burn-flex splits
-/// their columns over the pool from 64K elements of the matrix): on two threads the same bits as
-/// on one, for a matrix as stored and for a transposed view (a tied output head), with a width
+/// Products by a wide matrix whose columns vendor/burn-flex splits over the pool (a few rows: a
+/// sampled token per sequence, from 64K elements of the matrix; more rows than columns: a
+/// layer over the batch's tokens, from 100³ multiply-adds): on two threads the same bits as on
+/// one, for a matrix as stored and for a transposed view (a tied output head), with a width
 /// that leaves a partial block and a partial SIMD vector; no rows gives no rows.
 #[test]
-fn few_row_products_split_over_threads_match_one_thread() {
+fn products_split_by_columns_over_threads_match_one_thread() {
     let (k, n) = (96, 1000);
     let mut rng = Rng::new(9);
     let w: Vec<f32> = (0..k * n).map(|_| rng.normal()).collect();
-    let x: Vec<f32> = (0..8 * k).map(|_| rng.normal()).collect();
+    let x: Vec<f32> = (0..40 * k).map(|_| rng.normal()).collect();
     let products = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -584,7 +585,7 @@ fn few_row_products_split_over_threads_match_one_thread() {
             let transposed =
                 Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), &device).transpose();
             let mut out = Vec::new();
-            for m in [1, 2, 3, 8, 0] {
+            for m in [1, 2, 3, 8, 0, 40] {
                 let lhs =
                     Tensor::<2>::from_data(TensorData::new(x[..m * k].to_vec(), [m, k]), &device);
                 out.push(values(lhs.clone().matmul(stored.clone())));

@@ -264,18 +264,15 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let mut output = FlexTensor::empty(out_shape, T::dtype());
     let out_data: &mut [T] = output.storage_mut();
 
+    let parallelism = get_parallelism(m, n, k);
+
     #[cfg(feature = "rayon")]
-    if (1..=FEW_ROWS).contains(&m)
-        && k.saturating_mul(n) >= FEW_ROWS_SPLIT_THRESHOLD
-        && rayon::current_num_threads() > 1
-    {
+    if split_by_columns(m, n, k, parallelism) {
         let rhs = (rhs_ptr as usize, rhs_row_stride, rhs_col_stride);
         let lhs = (lhs_ptr as usize, lhs_row_stride, lhs_col_stride);
-        matmul_few_rows_split::<T>(m, n, k, out_data, lhs, rhs);
+        matmul_split_columns::<T>(m, n, k, out_data, lhs, rhs);
         return output;
     }
-
-    let parallelism = get_parallelism(m, n, k);
 
     unsafe {
         gemm_call(
@@ -309,14 +306,37 @@ const FEW_ROWS: usize = 8;
 #[cfg(feature = "rayon")]
 const FEW_ROWS_SPLIT_THRESHOLD: usize = 64 * 1024;
 
-/// `out [m, n] = lhs [m, k] · rhs [k, n]` for a few rows, the columns split into one block per
-/// thread of the pool, each block one gemm call on its own thread: reading memory is what each
-/// core adds. Each block is computed into its own buffer (blocks that shared a cache line of
-/// `out` would make the threads take it from each other at every row of `rhs`), then copied.
-/// Operands are (address, row stride, column stride) in elements; every output element is
-/// computed as the unsplit call computes it.
+/// Columns in a block of a split product are a multiple of this: of every SIMD width and of
+/// gemm's panels, so each block but the last is whole panels.
 #[cfg(feature = "rayon")]
-fn matmul_few_rows_split<T: GemmScalar>(
+const COLUMN_BLOCK: usize = 64;
+
+/// Whether `[m, k] · [k, n]` is split by columns of the output over the pool's threads rather
+/// than handed to gemm whole. gemm packs `rhs` (a layer's weights) into panels and splits its
+/// work over threads by rows of the output, so every thread packs all of `rhs`; when the
+/// output has fewer rows than columns (a layer's rows are the batch's tokens, its columns its
+/// width) that repeated packing is a large part of the product. Split by columns, each thread
+/// packs its own share of `rhs` and repeats the packing of the smaller `lhs` instead. A few
+/// rows go to gemm's one-thread path whatever its `Parallelism`, so they are split too.
+#[cfg(feature = "rayon")]
+fn split_by_columns(m: usize, n: usize, k: usize, parallelism: gemm::Parallelism) -> bool {
+    if rayon::current_num_threads() < 2 || m == 0 || n < 2 * COLUMN_BLOCK {
+        return false;
+    }
+    if m <= FEW_ROWS {
+        return k.saturating_mul(n) >= FEW_ROWS_SPLIT_THRESHOLD;
+    }
+    m < n && !matches!(parallelism, gemm::Parallelism::None)
+}
+
+/// `out [m, n] = lhs [m, k] · rhs [k, n]`, the columns split into one block per thread of the
+/// pool, each block one gemm call on its own thread. A product of a few rows is computed into
+/// a buffer per block, then copied: gemm's matrix-vector path writes each output element once
+/// per row of `rhs`, and blocks that shared a cache line of `out` would make the threads take
+/// it from each other at every one of them. Operands are (address, row stride, column stride)
+/// in elements; every output element is computed as the unsplit call computes it.
+#[cfg(feature = "rayon")]
+fn matmul_split_columns<T: GemmScalar>(
     m: usize,
     n: usize,
     k: usize,
@@ -325,38 +345,49 @@ fn matmul_few_rows_split<T: GemmScalar>(
     (rhs, rhs_rs, rhs_cs): (usize, isize, isize),
 ) {
     use rayon::prelude::*;
-    // A multiple of every SIMD width, so each block but the last is whole vectors.
-    let width = n.div_ceil(rayon::current_num_threads()).next_multiple_of(64);
-    let blocks: Vec<Vec<T>> = (0..n.div_ceil(width))
+    let width = n
+        .div_ceil(rayon::current_num_threads())
+        .next_multiple_of(COLUMN_BLOCK);
+    let blocks: Vec<(usize, usize)> = (0..n.div_ceil(width))
+        .map(|block| (block * width, width.min(n - block * width)))
+        .collect();
+    // SAFETY: the operands are the caller's, valid for [m, k] and [k, n] with these strides;
+    // column `start` of `rhs` is within it, and `dst` holds `m` rows of `cols` columns at row
+    // stride `dst_rs`.
+    let block_product = |start: usize, cols: usize, dst: *mut T, dst_rs: usize| unsafe {
+        gemm_call(
+            m,
+            cols,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            lhs as *const T,
+            lhs_cs,
+            lhs_rs,
+            (rhs as *const T).offset(start as isize * rhs_cs),
+            rhs_cs,
+            rhs_rs,
+            gemm::Parallelism::None,
+        )
+    };
+    if m > FEW_ROWS {
+        // Each block writes its own columns of `out`.
+        let out = out.as_mut_ptr() as usize;
+        blocks.into_par_iter().for_each(|(start, cols)| {
+            block_product(start, cols, (out as *mut T).wrapping_add(start), n)
+        });
+        return;
+    }
+    let parts: Vec<(usize, Vec<T>)> = blocks
         .into_par_iter()
-        .map(|block| {
-            let (start, end) = (block * width, ((block + 1) * width).min(n));
-            let cols = end - start;
+        .map(|(start, cols)| {
             let mut part = vec![T::zero(); m * cols];
-            // SAFETY: the operands are the caller's, valid for [m, k] and [k, n] with these
-            // strides; column `start` of `rhs` is within it.
-            unsafe {
-                gemm_call(
-                    m,
-                    cols,
-                    k,
-                    part.as_mut_ptr(),
-                    1,
-                    cols as isize,
-                    lhs as *const T,
-                    lhs_cs,
-                    lhs_rs,
-                    (rhs as *const T).offset(start as isize * rhs_cs),
-                    rhs_cs,
-                    rhs_rs,
-                    gemm::Parallelism::None,
-                );
-            }
-            part
+            block_product(start, cols, part.as_mut_ptr(), cols);
+            (start, part)
         })
         .collect();
-    for (block, part) in blocks.iter().enumerate() {
-        let start = block * width;
+    for (start, part) in parts {
         let cols = part.len() / m;
         for i in 0..m {
             out[i * n + start..][..cols].copy_from_slice(&part[i * cols..][..cols]);

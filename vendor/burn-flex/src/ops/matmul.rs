@@ -260,39 +260,54 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let lhs_ptr = unsafe { lhs_data.as_ptr().add(lhs.layout().start_offset()) };
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
-    let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
-
     let parallelism = get_parallelism(m, n, k);
 
-    #[cfg(feature = "rayon")]
-    if split_by_columns(m, n, k, parallelism) {
-        let rhs = (rhs_ptr as usize, rhs_row_stride, rhs_col_stride);
-        let lhs = (lhs_ptr as usize, lhs_row_stride, lhs_col_stride);
-        matmul_split_columns::<T>(m, n, k, out_data, lhs, rhs);
-        return output;
-    }
-
+    // SAFETY: both branches write all of `[m, n]` (gemm_call's contract).
     unsafe {
-        gemm_call(
-            m,
-            n,
-            k,
-            out_data.as_mut_ptr(),
-            1,
-            n as isize,
-            lhs_ptr,
-            lhs_col_stride,
-            lhs_row_stride,
-            rhs_ptr,
-            rhs_col_stride,
-            rhs_row_stride,
-            parallelism,
-        );
+        output_written_by(Shape::from(vec![m, n]), |out: *mut T| {
+            #[cfg(feature = "rayon")]
+            if split_by_columns(m, n, k, parallelism) {
+                let rhs = (rhs_ptr as usize, rhs_row_stride, rhs_col_stride);
+                let lhs = (lhs_ptr as usize, lhs_row_stride, lhs_col_stride);
+                matmul_split_columns::<T>(m, n, k, out, lhs, rhs);
+                return;
+            }
+            gemm_call(
+                m,
+                n,
+                k,
+                out,
+                1,
+                n as isize,
+                lhs_ptr,
+                lhs_col_stride,
+                lhs_row_stride,
+                rhs_ptr,
+                rhs_col_stride,
+                rhs_row_stride,
+                parallelism,
+            );
+        })
     }
+}
 
-    output
+/// A new contiguous tensor of `shape` whose every element `write` stores through the pointer
+/// it is given. Products are written this way rather than into `FlexTensor::empty`: gemm
+/// overwrites its output, so zeroing the memory first was a pass over it for nothing.
+///
+/// # Safety
+/// `write` must initialise every element of `shape` behind the pointer.
+unsafe fn output_written_by<T: GemmScalar>(shape: Shape, write: impl FnOnce(*mut T)) -> FlexTensor {
+    let len = shape.num_elements();
+    let mut elements = Vec::<T>::with_capacity(len);
+    write(elements.as_mut_ptr());
+    // SAFETY: the caller's contract.
+    unsafe { elements.set_len(len) };
+    FlexTensor::new(
+        Bytes::from_elems(elements),
+        Layout::contiguous(shape),
+        T::dtype(),
+    )
 }
 
 /// Products with at most this many rows (one token per sequence while sampling) read every
@@ -340,7 +355,7 @@ fn matmul_split_columns<T: GemmScalar>(
     m: usize,
     n: usize,
     k: usize,
-    out: &mut [T],
+    out: *mut T,
     (lhs, lhs_rs, lhs_cs): (usize, isize, isize),
     (rhs, rhs_rs, rhs_cs): (usize, isize, isize),
 ) {
@@ -373,7 +388,7 @@ fn matmul_split_columns<T: GemmScalar>(
     };
     if m > FEW_ROWS {
         // Each block writes its own columns of `out`.
-        let out = out.as_mut_ptr() as usize;
+        let out = out as usize;
         blocks.into_par_iter().for_each(|(start, cols)| {
             block_product(start, cols, (out as *mut T).wrapping_add(start), n)
         });
@@ -389,13 +404,15 @@ fn matmul_split_columns<T: GemmScalar>(
         .collect();
     for (start, part) in parts {
         let cols = part.len() / m;
-        for i in 0..m {
-            out[i * n + start..][..cols].copy_from_slice(&part[i * cols..][..cols]);
+        for (i, row) in part.chunks_exact(cols).enumerate() {
+            // SAFETY: row `i`, columns `start..start + cols` of the caller's `[m, n]` output.
+            unsafe { core::ptr::copy_nonoverlapping(row.as_ptr(), out.add(i * n + start), cols) };
         }
     }
 }
 
-/// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
+/// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one: `out` is
+/// overwritten, never read (it may be uninitialised), zeros when `k` is zero.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_call<T: GemmScalar>(
@@ -472,14 +489,10 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
-
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
     // Closure: run gemm for one batch slice at the given pointers
@@ -509,49 +522,47 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     // 1. Large matrices: let gemm parallelize internally
     // 2. Small matrices, large batch: parallelize batch loop
     // 3. Small total work: single-threaded
-    #[cfg(feature = "rayon")]
-    {
-        let total_ops = batch_size.saturating_mul(per_matrix_ops);
-        let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
+    // SAFETY: every branch runs gemm_call on each of the `batch_size` matrices of the output,
+    // which writes all of it.
+    unsafe {
+        output_written_by(out_shape, |out: *mut T| {
+            #[cfg(feature = "rayon")]
+            {
+                let total_ops = batch_size.saturating_mul(per_matrix_ops);
+                let prefer_batch_parallel =
+                    batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
 
-        if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
-            let parallelism = gemm::Parallelism::Rayon(0);
-            for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+                if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
+                    let parallelism = gemm::Parallelism::Rayon(0);
+                    for b in 0..batch_size {
+                        run_one(out.wrapping_add(b * out_matrix_size), b, parallelism);
+                    }
+                } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
+                    use rayon::prelude::*;
+
+                    let out = out as usize;
+                    (0..batch_size).into_par_iter().for_each(|b| {
+                        let out = (out as *mut T).wrapping_add(b * out_matrix_size);
+                        run_one(out, b, gemm::Parallelism::None);
+                    });
+                } else {
+                    for b in 0..batch_size {
+                        let out = out.wrapping_add(b * out_matrix_size);
+                        run_one(out, b, gemm::Parallelism::None);
+                    }
+                }
             }
-        } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
-            use rayon::prelude::*;
 
-            out_data
-                .par_chunks_mut(out_matrix_size)
-                .enumerate()
-                .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
-                });
-        } else {
-            for b in 0..batch_size {
-                run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
-                    b,
-                    gemm::Parallelism::None,
-                );
+            #[cfg(not(feature = "rayon"))]
+            {
+                let _ = per_matrix_ops;
+                for b in 0..batch_size {
+                    let out = out.wrapping_add(b * out_matrix_size);
+                    run_one(out, b, gemm::Parallelism::None);
+                }
             }
-        }
+        })
     }
-
-    #[cfg(not(feature = "rayon"))]
-    {
-        let _ = per_matrix_ops;
-        for b in 0..batch_size {
-            run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
-                b,
-                gemm::Parallelism::None,
-            );
-        }
-    }
-
-    output
 }
 
 // ============================================================================

@@ -36,14 +36,18 @@ fn weights(model: &CausalLm) -> Vec<Vec<f64>> {
         .collect()
 }
 
-/// Three updates of a tiny model with `config`, each parameter checked against `reference`:
+/// Three updates of a model of `model` with `config`, each parameter checked against `reference`:
 /// torch's rule on the host in f64, `(t, weight, grad, state) -> new weight`.
-fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut [f64; 2]) -> f64) {
+fn matches_torch(
+    model: &ModelConfig,
+    config: OptimizerConfig,
+    reference: impl Fn(i32, f64, f64, &mut [f64; 2]) -> f64,
+) {
     let device = Device::flex();
     let ad = device.clone().autodiff();
     let (lr, scale) = (1e-2, 0.5);
     let mut optim = Optimizer::new(config);
-    let mut model = tiny_model(3, &device).fork(&ad).train();
+    let mut model = CausalLm::init(model, 3, &device).unwrap().fork(&ad).train();
     let tokens = Tensor::<2, burn::tensor::Int>::from_data([[5i64, 9, 17, 3], [8, 8, 40, 2]], &ad);
     let n_params = model.named_tensors().len();
     let mut state: Vec<Vec<[f64; 2]>> = vec![Vec::new(); n_params];
@@ -97,23 +101,43 @@ fn matches_torch(config: OptimizerConfig, reference: impl Fn(i32, f64, f64, &mut
     assert_eq!(optim.steps, 3);
 }
 
-#[test]
-fn adamw_matches_torch_update_rule() {
-    let c = OptimizerConfig {
+fn adamw_config() -> OptimizerConfig {
+    OptimizerConfig {
         optim: Optim::AdamW,
         beta1: 0.9,
         beta2: 0.99,
         epsilon: 1e-6,
         momentum: 0.0,
         weight_decay: 0.1,
-    };
-    let lr = 1e-2;
-    matches_torch(c, |t, w, g, [m, v]| {
-        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-        let (c1, c2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
-        w * (1.0 - lr * c.weight_decay) - lr / c1 * *m / ((*v / c2).sqrt() + c.epsilon)
-    });
+    }
+}
+
+/// torch's AdamW step (learning rate 1e-2) for one element.
+fn adamw_reference(t: i32, w: f64, g: f64, [m, v]: &mut [f64; 2]) -> f64 {
+    let (c, lr) = (adamw_config(), 1e-2);
+    *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+    *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+    let (c1, c2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+    w * (1.0 - lr * c.weight_decay) - lr / c1 * *m / ((*v / c2).sqrt() + c.epsilon)
+}
+
+#[test]
+fn adamw_matches_torch_update_rule() {
+    matches_torch(&tiny_config(), adamw_config(), adamw_reference);
+}
+
+/// The CPU's fused step splits each weight into pieces of 64K elements over the pool's threads:
+/// weights of two pieces (the second partial), on a pool of two, still follow torch's rule
+/// element by element, their state with them.
+#[test]
+fn a_step_split_over_threads_matches_torch_update_rule() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    // Embedding 259 × 288 and MLP 288 × 256: more than 64K elements each.
+    let wide = ModelConfig::byte_level(288, 1, 4, 256);
+    pool.install(|| matches_torch(&wide, adamw_config(), adamw_reference));
 }
 
 #[test]
@@ -127,7 +151,7 @@ fn sgd_matches_torch_update_rule() {
         weight_decay: 0.1,
     };
     let lr = 1e-2;
-    matches_torch(c, |t, w, g, [buf, _]| {
+    matches_torch(&tiny_config(), c, |t, w, g, [buf, _]| {
         let g = g + c.weight_decay * w;
         *buf = if t == 1 { g } else { c.momentum * *buf + g };
         w - lr * *buf

@@ -355,26 +355,30 @@ impl Update<'_> {
                 let (c2, eps) = (correction2 as f32, c.epsilon as f32);
                 let decay = (1.0 - self.lr * c.weight_decay) as f32;
                 let step = (self.lr / correction1) as f32;
-                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
-                    let g = g * scale;
-                    *m = *m * b1 + g * one_b1;
-                    *v = *v * b2 + g * g * one_b2;
-                    let denom = (*v / c2).sqrt() + eps;
-                    *w = *w * decay - *m / denom * step;
-                }
+                in_chunks(w, g, [m, v], move |w, g, [m, v]| {
+                    for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                        let g = g * scale;
+                        *m = *m * b1 + g * one_b1;
+                        *v = *v * b2 + g * g * one_b2;
+                        let denom = (*v / c2).sqrt() + eps;
+                        *w = *w * decay - *m / denom * step;
+                    }
+                });
             }
             (Optim::Sgd, [b]) => {
                 let b = b.as_mut_slice::<f32>().expect("f32 state");
                 let (decay, momentum, lr) =
                     (c.weight_decay as f32, c.momentum as f32, self.lr as f32);
-                for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
-                    let mut g = g * scale;
-                    if c.weight_decay > 0.0 {
-                        g += *w * decay;
+                in_chunks(w, g, [b], move |w, g, [b]| {
+                    for ((w, &g), b) in w.iter_mut().zip(g).zip(b) {
+                        let mut g = g * scale;
+                        if c.weight_decay > 0.0 {
+                            g += *w * decay;
+                        }
+                        *b = *b * momentum + g;
+                        *w -= *b * lr;
                     }
-                    *b = *b * momentum + g;
-                    *w -= *b * lr;
-                }
+                });
             }
             _ => unreachable!("state buffers match the optimizer"),
         }
@@ -385,6 +389,36 @@ impl Update<'_> {
         self.optim.state.insert(id, state);
         Tensor::from_data(weight, &device)
     }
+}
+
+/// Elements per piece when a fused optimizer loop is split over the CPU's threads (burn-flex's
+/// grain for element-wise kernels).
+const CHUNK: usize = 64 * 1024;
+
+/// Runs `update` over matching pieces of a weight, its gradient and its state buffers, on the
+/// pool's threads where the build has them: the fused loop is bound by memory, and each core
+/// adds its share of bandwidth. Every element's arithmetic is the same wherever it runs.
+fn in_chunks<const N: usize>(
+    w: &mut [f32],
+    g: &[f32],
+    state: [&mut [f32]; N],
+    update: impl Fn(&mut [f32], &[f32], [&mut [f32]; N]) + Send + Sync,
+) {
+    let mut state = state.map(|s| s.chunks_mut(CHUNK));
+    let pieces = w.chunks_mut(CHUNK).zip(g.chunks(CHUNK)).map(|(w, g)| {
+        let s = state
+            .each_mut()
+            .map(|s| s.next().expect("state as long as the weight"));
+        (w, g, s)
+    });
+    #[cfg(any(not(target_arch = "wasm32"), target_feature = "atomics"))]
+    {
+        use rayon::prelude::*;
+        let pieces: Vec<_> = pieces.collect();
+        pieces.into_par_iter().for_each(|(w, g, s)| update(w, g, s));
+    }
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    pieces.for_each(|(w, g, s)| update(w, g, s));
 }
 
 impl ModuleMapper for Update<'_> {

@@ -161,6 +161,12 @@ impl CausalLm {
     /// Logits `[batch, len, vocab]` for `tokens` `[batch, len]`. With a cache, `tokens` continue
     /// the cached positions and the cache is extended.
     pub fn forward(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        self.head(self.hidden(tokens, cache))
+    }
+
+    /// The last layer's normalised output `[batch, len, hidden]`, which [`CausalLm::head`] turns
+    /// into logits; as [`CausalLm::forward`] for the cache.
+    pub fn hidden(&self, tokens: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
         let [b, t] = tokens.dims();
         let device = tokens.device();
         let embed = self.embed_tokens.val();
@@ -188,12 +194,19 @@ impl CausalLm {
                 }
             }
         }
-        let h = self.norm.forward(x);
+        self.norm.forward(x)
+    }
+
+    /// Logits `[batch, len, vocab]` from hidden states `[batch, len, hidden]`: the output
+    /// head, or the token embedding transposed when they are tied.
+    pub fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
-            Some(head) => head.forward(h),
+            Some(head) => head.forward(hidden),
             None => {
-                h.reshape([b * t, d])
-                    .matmul(embed.transpose())
+                let [b, t, d] = hidden.dims();
+                hidden
+                    .reshape([b * t, d])
+                    .matmul(self.embed_tokens.val().transpose())
                     .reshape([b, t, self.vocab_size()])
             }
         }

@@ -235,7 +235,15 @@ pub fn sequence_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) 
 
 /// Log-prob of each label token, zero outside completions: `[rows, len - 1]`.
 pub fn token_logps(model: &CausalLm, batch: &SequenceBatch, device: &Device) -> Tensor<2> {
-    let (labels, _, _, mask) = forward(model, batch, device);
+    let (logits, labels, mask) = next_token_logits(model, batch, device);
+    let labels = if logits.is_tracked() {
+        let softmax = Softmax::of(&logits);
+        label_logps(logits, labels, &softmax)
+    } else {
+        let lse = log_sum_exp(&logits);
+        let [rows, len, _] = logits.dims();
+        (logits.gather(2, labels) - lse).reshape([rows, len])
+    };
     labels * mask
 }
 
@@ -258,23 +266,32 @@ pub fn token_logps_and_stats(
     batch: &SequenceBatch,
     device: &Device,
 ) -> (Tensor<2>, Tensor<1>, TokenStats) {
-    let (labels, logits, logp, mask) = forward(model, batch, device);
+    let (logits, labels, mask) = next_token_logits(model, batch, device);
+    let softmax = Softmax::of(&logits);
+    let logits_fixed = logits.clone().detach();
+    let label_logits = logits_fixed.clone().gather(2, labels.clone());
+    let labels = label_logps(logits, labels, &softmax);
     let shape = [batch.rows, batch.len - 1];
     let whole = Tensor::<2>::from_data(TensorData::new(batch.whole.clone(), shape), device);
     let whole_logps = (labels.clone() * whole).sum_dim(1).reshape([batch.rows]);
     let token_logps = labels * mask.clone();
-    let (logits, logp) = (logits.detach(), logp.detach());
     let rows = batch.rows;
     let per_row = |t: Tensor<3>| {
         t.reshape([rows, batch.len - 1])
             .mul(mask.clone())
             .sum_dim(1)
     };
-    let mean_logits = per_row(logits.mean_dim(2));
-    let label = token_logps.clone().detach().unsqueeze_dim::<3>(2);
-    let top1 = per_row(label.greater_equal(logp.clone().max_dim(2)).float());
-    let probs = logp.clone().exp();
-    let entropy = per_row((probs.clone() * logp).sum_dim(2).neg());
+    let mean_logits = per_row(logits_fixed.mean_dim(2));
+    let top1 = per_row(label_logits.greater_equal(softmax.max).float());
+    // −Σ p·log p with log p = shifted − log_sum and Σ p = 1: both terms are at least zero, so
+    // a peaked distribution's entropy is not the difference of two large numbers.
+    let Softmax {
+        shifted,
+        log_sum,
+        probs,
+        ..
+    } = softmax;
+    let entropy = per_row(log_sum - (probs.clone() * shifted).sum_dim(2));
     // log Σ p² (TRL: logsumexp(2·log p)) needs no shift: Σ p² ≥ (max p)² ≥ 1/vocab².
     let log_sum_sq = per_row((probs.clone() * probs).sum_dim(2).log());
     let stats = TokenStats {
@@ -293,26 +310,70 @@ pub fn next_token_logps(
     batch: &SequenceBatch,
     device: &Device,
 ) -> (Tensor<3>, Tensor<2>) {
-    let (_, _, logp, mask) = forward(model, batch, device);
-    (logp, mask)
+    let (logits, _, mask) = next_token_logits(model, batch, device);
+    (log_softmax(logits, 2), mask)
 }
 
-/// The label log-probs `[rows, len - 1]` (padding's too), with the logits and log-softmax they
-/// came from (`[rows, len - 1, vocab]`) and the completion mask.
-fn forward(
+/// The logits of every position that predicts a token `[rows, len − 1, vocab]` (the last
+/// predicts none, so the head skips it), the tokens they predict `[rows, len − 1, 1]` and the
+/// completion mask `[rows, len − 1]`.
+fn next_token_logits(
     model: &CausalLm,
     batch: &SequenceBatch,
     device: &Device,
-) -> (Tensor<2>, Tensor<3>, Tensor<3>, Tensor<2>) {
+) -> (Tensor<3>, Tensor<3, Int>, Tensor<2>) {
     let (rows, len) = (batch.rows, batch.len);
     let tokens =
         Tensor::<2, Int>::from_data(TensorData::new(batch.tokens.clone(), [rows, len]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(batch.mask.clone(), [rows, len - 1]), device);
-    let logits = model.forward(tokens.clone(), None);
-    let vocab = logits.dims()[2];
-    let logits = logits.slice([0..rows, 0..len - 1, 0..vocab]);
-    let logp = log_softmax(logits.clone(), 2);
+    let hidden = model.hidden(tokens.clone(), None);
+    let [_, _, width] = hidden.dims();
+    let logits = model.head(hidden.slice([0..rows, 0..len - 1, 0..width]));
     let labels = tokens.slice([0..rows, 1..len]).unsqueeze_dim::<3>(2);
-    let token_logps = logp.clone().gather(2, labels).reshape([rows, len - 1]);
-    (token_logps, logits, logp, mask)
+    (logits, labels, mask)
+}
+
+/// Per position of logits `[rows, len, vocab]`, detached: the maximum `[.., 1]`, the logits less
+/// it, the log of the sum of their exponentials `[.., 1]` (so `log p = shifted − log_sum`) and
+/// the softmax.
+struct Softmax {
+    max: Tensor<3>,
+    shifted: Tensor<3>,
+    log_sum: Tensor<3>,
+    probs: Tensor<3>,
+}
+
+impl Softmax {
+    fn of(logits: &Tensor<3>) -> Self {
+        let logits = logits.clone().detach();
+        let max = logits.clone().max_dim(2);
+        let shifted = logits - max.clone();
+        let exp = shifted.clone().exp();
+        let sum = exp.clone().sum_dim(2);
+        Self {
+            max,
+            shifted,
+            log_sum: sum.clone().log(),
+            probs: exp / sum,
+        }
+    }
+}
+
+/// `log Σ exp(logits)` over the vocabulary `[.., 1]`, detached.
+fn log_sum_exp(logits: &Tensor<3>) -> Tensor<3> {
+    let logits = logits.clone().detach();
+    let max = logits.clone().max_dim(2);
+    max.clone() + (logits - max).exp().sum_dim(2).log()
+}
+
+/// `log p(label) = logit_label − log Σ exp(logits)` at each position `[rows, len]`, without
+/// burn's log-softmax over the whole vocabulary (five ops, each a pass over it and again in the
+/// backward). The log-sum-exp joins the graph through `Σ_v p_v · logit_v` less its own detached
+/// value: nothing in the forward, and the softmax `p` in the backward, so the gradient with
+/// respect to the logits is the log-softmax's, `onehot(label) − p`.
+fn label_logps(logits: Tensor<3>, labels: Tensor<3, Int>, softmax: &Softmax) -> Tensor<2> {
+    let [rows, len, _] = logits.dims();
+    let expected = (logits.clone() * softmax.probs.clone()).sum_dim(2);
+    let lse = expected.clone() - expected.detach() + softmax.max.clone() + softmax.log_sum.clone();
+    (logits.gather(2, labels) - lse).reshape([rows, len])
 }

@@ -398,6 +398,8 @@ const CHUNK: usize = 64 * 1024;
 /// Runs `update` over matching pieces of a weight, its gradient and its state buffers, on the
 /// pool's threads where the build has them: the fused loop is bound by memory, and each core
 /// adds its share of bandwidth. Every element's arithmetic is the same wherever it runs.
+/// `update` holds its constants by value (a `move` closure): read through references to the
+/// caller's, the loop on one thread was a quarter slower.
 fn in_chunks<const N: usize>(
     w: &mut [f32],
     g: &[f32],

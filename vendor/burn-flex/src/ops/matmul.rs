@@ -331,8 +331,9 @@ const COLUMN_BLOCK: usize = 64;
 /// work over threads by rows of the output, so every thread packs all of `rhs`; when the
 /// output has fewer rows than columns (a layer's rows are the batch's tokens, its columns its
 /// width) that repeated packing is a large part of the product. Split by columns, each thread
-/// packs its own share of `rhs` and repeats the packing of the smaller `lhs` instead. A few
-/// rows go to gemm's one-thread path whatever its `Parallelism`, so they are split too.
+/// packs its own share of `rhs` and repeats the packing of the smaller `lhs` instead. Not in
+/// wasm, where the threaded build's SmolLM2-shaped update was a tenth slower with it. A few rows
+/// go to gemm's one-thread path whatever its `Parallelism`, so they are split too.
 #[cfg(feature = "rayon")]
 fn split_by_columns(m: usize, n: usize, k: usize, parallelism: gemm::Parallelism) -> bool {
     if rayon::current_num_threads() < 2 || m == 0 || n < 2 * COLUMN_BLOCK {
@@ -341,7 +342,7 @@ fn split_by_columns(m: usize, n: usize, k: usize, parallelism: gemm::Parallelism
     if m <= FEW_ROWS {
         return k.saturating_mul(n) >= FEW_ROWS_SPLIT_THRESHOLD;
     }
-    m < n && !matches!(parallelism, gemm::Parallelism::None)
+    m < n && !matches!(parallelism, gemm::Parallelism::None) && !cfg!(target_arch = "wasm32")
 }
 
 /// `out [m, n] = lhs [m, k] · rhs [k, n]`, the columns split into one block per thread of the

@@ -564,7 +564,7 @@ fn cpu_work_split_over_threads_matches_one_pass() {
 }
 
 /// Products by a wide matrix whose columns vendor/burn-flex splits over the pool (a few rows: a
-/// sampled token per sequence, from 64K elements of the matrix; more rows than columns: a
+/// sampled token per sequence, from 64K elements of the matrix; fewer rows than columns: a
 /// layer over the batch's tokens, from 100³ multiply-adds): on two threads the same bits as on
 /// one, for a matrix as stored and for a transposed view (a tied output head), with a width
 /// that leaves a partial block and a partial SIMD vector; no rows gives no rows.

@@ -615,3 +615,31 @@ fn products_split_by_columns_over_threads_match_one_thread() {
         );
     }
 }
+
+/// A product by a transposed view (a linear layer's backward `dy·Wᵀ`, a tied head's `x·Eᵀ`),
+/// whose packing vendor/gemm-common transposes 8 × 8 at a time in AVX registers, against the
+/// same matrix stored in that order: the same bits. Rows (203) and depth (99) leave partial
+/// blocks of 8 and a partial panel; the f64 check of the stored product is the test above.
+#[test]
+fn products_by_a_transposed_view_match_the_matrix_stored_transposed() {
+    let (m, k, n) = (150, 99, 203);
+    let mut rng = Rng::new(11);
+    let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+    let x: Vec<f32> = (0..m * k).map(|_| rng.normal()).collect();
+    let w_t: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect();
+    let device = Device::flex();
+    let view = Tensor::<2>::from_data(TensorData::new(w, [n, k]), &device).transpose();
+    let stored = Tensor::<2>::from_data(TensorData::new(w_t, [k, n]), &device);
+    for rows in [5, m] {
+        let x = Tensor::<2>::from_data(TensorData::new(x[..rows * k].to_vec(), [rows, k]), &device);
+        let (a, b) = (
+            values(x.clone().matmul(view.clone())),
+            values(x.matmul(stored.clone())),
+        );
+        let differ = a
+            .iter()
+            .zip(&b)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(differ.is_none(), "{rows} rows: element {differ:?} differs");
+    }
+}

@@ -16,11 +16,29 @@ fn webdpo(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-fn workdir(name: &str) -> PathBuf {
+/// A test's scratch folder, removed when the test passes and kept to look at when it fails.
+struct Workdir(PathBuf);
+
+impl std::ops::Deref for Workdir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn workdir(name: &str) -> Workdir {
     let dir = std::env::temp_dir().join(format!("webdpo-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Workdir(dir)
 }
 
 const PAIRS: &str = concat!(

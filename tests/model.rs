@@ -619,7 +619,7 @@ fn products_split_by_columns_over_threads_match_one_thread() {
 /// A product by a transposed view (a linear layer's backward `dy·Wᵀ`, a tied head's `x·Eᵀ`),
 /// whose packing vendor/gemm-common transposes 8 × 8 at a time in AVX registers, against the
 /// same matrix stored in that order: the same bits. Rows (203) and depth (99) leave partial
-/// blocks of 8 and a partial panel; the f64 check of the stored product is the test above.
+/// blocks of 8 and a partial panel; products of stored matrices are checked against f64 above.
 #[test]
 fn products_by_a_transposed_view_match_the_matrix_stored_transposed() {
     let (m, k, n) = (150, 99, 203);

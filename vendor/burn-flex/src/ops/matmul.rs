@@ -332,8 +332,8 @@ const COLUMN_BLOCK: usize = 64;
 /// output has fewer rows than columns (a layer's rows are the batch's tokens, its columns its
 /// width) that repeated packing is a large part of the product. Split by columns, each thread
 /// packs its own share of `rhs` and repeats the packing of the smaller `lhs` instead. Not in
-/// wasm, where the threaded build's SmolLM2-shaped update was a tenth slower with it. A few rows
-/// go to gemm's one-thread path whatever its `Parallelism`, so they are split too.
+/// wasm, where the threaded build's SmolLM2-shaped update was slower with it (PATCHED.md). A few
+/// rows go to gemm's one-thread path whatever its `Parallelism`, so they are split too.
 #[cfg(feature = "rayon")]
 fn split_by_columns(m: usize, n: usize, k: usize, parallelism: gemm::Parallelism) -> bool {
     if rayon::current_num_threads() < 2 || m == 0 || n < 2 * COLUMN_BLOCK {

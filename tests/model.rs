@@ -30,6 +30,21 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
 }
 
+/// Logits of `ids` fed to `model` one token at a time through `cache`.
+fn decoded(model: &CausalLm, cache: &mut KvCache, ids: &[u32], device: &Device) -> Vec<f32> {
+    ids.iter()
+        .flat_map(|&id| values(model.forward(tokens(&[id], device), Some(cache))))
+        .collect()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 #[test]
 fn kv_cache_decoding_matches_a_full_forward() {
     let device = Device::flex();
@@ -38,24 +53,52 @@ fn kv_cache_decoding_matches_a_full_forward() {
         .encode_prompt("Once upon a time, a fox")
         .unwrap();
     let full = values(model.forward(tokens(&ids, &device), None));
-    // Prefill 5 tokens, then one token at a time.
+    // Prefill 5 tokens, then one token at a time (the cache's buffers grow on the way).
     let mut cache = KvCache::default();
     let mut incremental = values(model.forward(tokens(&ids[..5], &device), Some(&mut cache)));
-    for &id in &ids[5..] {
-        incremental.extend(values(
-            model.forward(tokens(&[id], &device), Some(&mut cache)),
-        ));
-    }
+    incremental.extend(decoded(&model, &mut cache, &ids[5..], &device));
     assert_eq!(cache.len(), ids.len());
-    let max_diff = full
-        .iter()
-        .zip(&incremental)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    let max_diff = max_abs_diff(&full, &incremental);
     assert!(
         max_diff < 1e-4,
         "cached and full logits differ by {max_diff}"
     );
+}
+
+/// The cache's buffers are written in place: a clone must not see the other's writes.
+#[test]
+fn a_cloned_kv_cache_continues_on_its_own() {
+    let device = Device::flex();
+    let model = tiny_model(3, &device);
+    let t = tokenizer();
+    let (prefix, a, b) = (
+        t.encode_prompt("Once upon a time").unwrap(),
+        t.encode_completion(", a fox ran.").unwrap(),
+        t.encode_completion(" there was a hen").unwrap(),
+    );
+    let mut cache = KvCache::default();
+    model.forward(tokens(&prefix, &device), Some(&mut cache));
+    let mut fork = cache.clone();
+    // Interleaved, so each writes between the other's steps.
+    let (mut from_cache, mut from_fork) = (Vec::new(), Vec::new());
+    for i in 0..a.len().max(b.len()) {
+        if let Some(&id) = a.get(i) {
+            from_cache.extend(decoded(&model, &mut cache, &[id], &device));
+        }
+        if let Some(&id) = b.get(i) {
+            from_fork.extend(decoded(&model, &mut fork, &[id], &device));
+        }
+    }
+    for (continuation, logits) in [(&a, from_cache), (&b, from_fork)] {
+        let ids = [prefix.as_slice(), continuation].concat();
+        let full = values(model.forward(tokens(&ids, &device), None));
+        let vocab = full.len() / ids.len();
+        let max_diff = max_abs_diff(&full[prefix.len() * vocab..], &logits);
+        assert!(
+            max_diff < 1e-4,
+            "logits after the fork differ by {max_diff}"
+        );
+    }
 }
 
 #[test]

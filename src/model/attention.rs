@@ -116,10 +116,10 @@ impl Positions {
     }
 }
 
-/// Keys and values of the positions seen so far, per layer: `[batch, kv_heads, len, head_dim]`.
+/// Keys and values of the positions seen so far, per layer.
 #[derive(Default, Clone)]
 pub struct KvCache {
-    pub(super) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    pub(super) layers: Vec<Option<LayerCache>>,
     pub(super) len: usize,
 }
 
@@ -130,6 +130,58 @@ impl KvCache {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// One layer's keys and values in buffers `[batch, kv_heads, capacity, head_dim]`, the first `len`
+/// positions filled. A step writes only its own positions into them: concatenating instead
+/// copied every past position's keys and values at every token.
+#[derive(Clone)]
+pub(super) struct LayerCache {
+    keys: Tensor<4>,
+    values: Tensor<4>,
+    len: usize,
+}
+
+impl LayerCache {
+    /// Appends `keys` and `values` `[batch, kv_heads, t, head_dim]` to the cache in `slot` and
+    /// returns all its positions' (views of the buffers). Full buffers are replaced by ones of
+    /// twice the positions, as a `Vec` grows, so copying the past stays rare.
+    fn append(
+        slot: &mut Option<Self>,
+        keys: Tensor<4>,
+        values: Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let [b, kv, t, hd] = keys.dims();
+        let past = slot.as_ref().map_or(0, |cache| cache.len);
+        let len = past + t;
+        let (key_buf, value_buf) = match slot.take() {
+            Some(cache) if cache.keys.dims()[2] >= len => (cache.keys, cache.values),
+            old => {
+                let grown = |old: Option<Tensor<4>>| {
+                    let new = Tensor::zeros([b, kv, 2 * len, hd], &keys.device());
+                    match old {
+                        Some(old) if past > 0 => new.slice_assign(
+                            [0..b, 0..kv, 0..past, 0..hd],
+                            old.slice([0..b, 0..kv, 0..past, 0..hd]),
+                        ),
+                        _ => new,
+                    }
+                };
+                let (k, v) = old.map(|cache| (cache.keys, cache.values)).unzip();
+                (grown(k), grown(v))
+            }
+        };
+        let write = |buf: Tensor<4>, new| buf.slice_assign([0..b, 0..kv, past..len, 0..hd], new);
+        let (key_buf, value_buf) = (write(key_buf, keys), write(value_buf, values));
+        let filled = |buf: &Tensor<4>| buf.clone().slice([0..b, 0..kv, 0..len, 0..hd]);
+        let all = (filled(&key_buf), filled(&value_buf));
+        *slot = Some(Self {
+            keys: key_buf,
+            values: value_buf,
+            len,
+        });
+        all
     }
 }
 
@@ -207,7 +259,7 @@ impl Attention {
         &self,
         x: Tensor<3>,
         pos: &Positions,
-        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let [b, t, d] = x.dims();
         let hd = d / self.n_heads;
@@ -229,22 +281,14 @@ impl Attention {
         // Rotary embeddings act on the projections' own layout; heads then move ahead of positions.
         let split = |y: Tensor<3>, n: usize| y.reshape([b, t, n, hd]);
         let q = pos.queries(split(q, self.n_heads)).swap_dims(1, 2);
-        let mut k = pos.keys(split(k, self.n_kv_heads)).swap_dims(1, 2);
-        let mut v = split(v, self.n_kv_heads).swap_dims(1, 2);
+        let k = pos.keys(split(k, self.n_kv_heads)).swap_dims(1, 2);
+        let v = split(v, self.n_kv_heads).swap_dims(1, 2);
         // Incremental decoding: attend over the cached positions plus the new ones.
-        let past = match cache {
-            Some(slot) => {
-                let past = slot.as_ref().map_or(0, |(pk, _)| pk.dims()[2]);
-                if let Some((pk, pv)) = slot.take() {
-                    k = Tensor::cat(vec![pk, k], 2);
-                    v = Tensor::cat(vec![pv, v], 2);
-                }
-                *slot = Some((k.clone(), v.clone()));
-                past
-            }
-            None => 0,
+        let (k, v) = match cache {
+            Some(slot) => LayerCache::append(slot, k, v),
+            None => (k, v),
         };
-        let s = past + t;
+        let s = k.dims()[2];
         // Grouped-query attention: the `n_heads / n_kv_heads` query heads that share a key/value
         // head are adjacent, so their rows stack into one product with it, `[b, kv, rep·t, hd]`,
         // instead of repeating keys and values per head (a copy of the queries when rep > 1;

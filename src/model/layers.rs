@@ -5,7 +5,7 @@ use burn::module::{Module, Param, ParamId};
 use burn::tensor::activation::silu;
 use burn::tensor::{DType, DataError, Device, Element, Tensor, TensorData};
 
-use super::attention::{Attention, Positions};
+use super::attention::{Attention, LayerCache, Positions};
 use super::lora::Lora;
 use crate::error::{Error, Result};
 use crate::model::{ArchSpec, LinearSpec, MlpLayout, ModelConfig, NormKind};
@@ -371,7 +371,7 @@ impl Block {
         &self,
         x: Tensor<3>,
         pos: &Positions,
-        cache: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
+        cache: Option<&mut Option<LayerCache>>,
     ) -> Tensor<3> {
         let h = x.clone() + self.attn.forward(self.attn_norm.forward(x), pos, cache);
         h.clone() + self.mlp.forward(self.mlp_norm.forward(h))

@@ -659,10 +659,50 @@ fn products_split_by_columns_over_threads_match_one_thread() {
     }
 }
 
+/// Two to eight rows (sampled sequences' tokens) by a transposed view (the tied head's `x·Eᵀ`)
+/// are dot products column by column (vendor/burn-flex, `few_rows_by_columns`): a row must
+/// come out bit for bit the same among any other rows, and right against f64. 700 columns
+/// leave a partial group of eight; a depth of 257, a partial SIMD vector.
+#[test]
+fn a_few_rows_by_a_transposed_view_are_the_same_among_any_rows() {
+    let (k, n) = (257, 700);
+    let mut rng = Rng::new(12);
+    let w: Vec<f32> = (0..n * k).map(|_| rng.normal()).collect();
+    let x: Vec<f32> = (0..9 * k).map(|_| rng.normal()).collect();
+    let device = Device::flex();
+    let view = Tensor::<2>::from_data(TensorData::new(w.clone(), [n, k]), &device).transpose();
+    let product = |rows: &[f32]| {
+        let lhs =
+            Tensor::<2>::from_data(TensorData::new(rows.to_vec(), [rows.len() / k, k]), &device);
+        values(lhs.matmul(view.clone()))
+    };
+    // Rows 1..9 as eight, then each with row 0 before it.
+    let eight = product(&x[k..]);
+    for (i, row) in eight.chunks_exact(n).enumerate() {
+        let pair = product(&[&x[..k], &x[(i + 1) * k..(i + 2) * k]].concat());
+        let differ = row
+            .iter()
+            .zip(&pair[n..])
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(differ.is_none(), "row {}: column {differ:?} differs", i + 1);
+        for (j, &got) in row.iter().enumerate() {
+            let terms = (0..k).map(|l| x[(i + 1) * k + l] as f64 * w[j * k + l] as f64);
+            let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+            let bound = k as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
+            assert!(
+                (got as f64 - want).abs() <= bound,
+                "[{}, {j}]: {got} vs {want}",
+                i + 1
+            );
+        }
+    }
+}
+
 /// A product by a transposed view (a linear layer's backward `dy·Wᵀ`, a tied head's `x·Eᵀ`),
 /// whose packing vendor/gemm-common transposes 8 × 8 at a time in AVX registers, against the
 /// same matrix stored in that order: the same bits. Rows (203) and depth (99) leave partial
 /// blocks of 8 and a partial panel; products of stored matrices are checked against f64 above.
+/// Products of at most 8 rows are dot products instead (the test above).
 #[test]
 fn products_by_a_transposed_view_match_the_matrix_stored_transposed() {
     let (m, k, n) = (150, 99, 203);
@@ -673,7 +713,7 @@ fn products_by_a_transposed_view_match_the_matrix_stored_transposed() {
     let device = Device::flex();
     let view = Tensor::<2>::from_data(TensorData::new(w, [n, k]), &device).transpose();
     let stored = Tensor::<2>::from_data(TensorData::new(w_t, [k, n]), &device);
-    for rows in [5, m] {
+    for rows in [13, m] {
         let x = Tensor::<2>::from_data(TensorData::new(x[..rows * k].to_vec(), [rows, k]), &device);
         let (a, b) = (
             values(x.clone().matmul(view.clone())),

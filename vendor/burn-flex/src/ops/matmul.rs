@@ -313,7 +313,6 @@ unsafe fn output_written_by<T: GemmScalar>(shape: Shape, write: impl FnOnce(*mut
 /// Products with at most this many rows (one token per sequence while sampling) read every
 /// element of `rhs` about once, so their time is the read of `rhs` from memory, and gemm runs
 /// them on one thread whatever its `Parallelism`.
-#[cfg(feature = "rayon")]
 const FEW_ROWS: usize = 8;
 
 /// Elements of `rhs` from which such a product is split over threads (the element-wise
@@ -413,7 +412,9 @@ fn matmul_split_columns<T: GemmScalar>(
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one: `out` is
-/// overwritten, never read (it may be uninitialised), zeros when `k` is zero.
+/// overwritten, never read (it may be uninitialised), zeros when `k` is zero. Two to
+/// `FEW_ROWS` f32 rows by a matrix of contiguous columns go to [`few_rows_by_columns`] instead
+/// (one row is gemm's matrix-vector path, which reads such columns where they are).
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_call<T: GemmScalar>(
@@ -431,6 +432,21 @@ unsafe fn gemm_call<T: GemmScalar>(
     rhs_rs: isize,
     parallelism: gemm::Parallelism,
 ) {
+    if T::dtype() == DType::F32 && (2..=FEW_ROWS).contains(&m) && lhs_cs == 1 && rhs_rs == 1 {
+        // SAFETY: T is f32; the operands are the caller's, with rows of `lhs` and columns of
+        // `rhs` contiguous.
+        unsafe {
+            few_rows_by_columns(
+                m,
+                n,
+                k,
+                (out as *mut f32, out_rs, out_cs),
+                (lhs as *const f32, lhs_rs),
+                (rhs as *const f32, rhs_cs),
+            )
+        };
+        return;
+    }
     unsafe {
         gemm::gemm(
             m,
@@ -453,6 +469,108 @@ unsafe fn gemm_call<T: GemmScalar>(
             false,
             parallelism,
         );
+    }
+}
+
+/// `out [m, n] = lhs [m, k] · rhs [k, n]` for a few rows (`m ≤ FEW_ROWS`) whose elements are
+/// contiguous and a `rhs` whose columns are (a transposed view: the tied head's `x·Eᵀ` while
+/// sampling several sequences), as one dot product per element, each column of `rhs` read
+/// from memory once for all rows. gemm packs all of such a `rhs` into panels first (`perf`: a
+/// quarter of sampling two sequences of a SmolLM2-shaped model). Every element is summed in
+/// the same order whatever `m`, `n` and the block of columns a thread was given, so a row comes
+/// out bit for bit the same among any other rows and on any number of threads.
+///
+/// # Safety
+/// `lhs` holds `m` rows of `k` contiguous elements at row stride `lhs_rs`, `rhs` `n` columns of
+/// `k` contiguous elements at column stride `rhs_cs`, and `out` `[m, n]` at the strides given.
+unsafe fn few_rows_by_columns(
+    m: usize,
+    n: usize,
+    k: usize,
+    (out, out_rs, out_cs): (*mut f32, isize, isize),
+    (lhs, lhs_rs): (*const f32, isize),
+    (rhs, rhs_cs): (*const f32, isize),
+) {
+    // SAFETY: the caller's contract.
+    let rows: Vec<&[f32]> = (0..m)
+        .map(|i| unsafe { core::slice::from_raw_parts(lhs.offset(i as isize * lhs_rs), k) })
+        .collect();
+    let column =
+        |j: usize| unsafe { core::slice::from_raw_parts(rhs.offset(j as isize * rhs_cs), k) };
+    let out = |i: usize, j: usize| unsafe { out.offset(i as isize * out_rs + j as isize * out_cs) };
+    dot_each(&rows, n, column, |i, j, dot| unsafe { *out(i, j) = dot });
+}
+
+/// `store(i, j, rows[i] · column(j))` for every row and each of `n` columns, eight columns at a
+/// time (eight streams from memory keep more reads in flight than one), with the widest SIMD
+/// the processor has (macerator picks it at run time, as for `unary.rs`'s `map_f32`).
+#[cfg(feature = "simd")]
+#[macerator::with_simd]
+fn dot_each<'a, S: macerator::Simd, C, W>(rows: &'a [&'a [f32]], n: usize, column: C, mut store: W)
+where
+    C: Fn(usize) -> &'a [f32],
+    W: FnMut(usize, usize, f32),
+{
+    const GROUP: usize = 8;
+    let grouped = n / GROUP * GROUP;
+    for j in (0..grouped).step_by(GROUP) {
+        let columns: [&[f32]; GROUP] = core::array::from_fn(|c| column(j + c));
+        for (i, row) in rows.iter().enumerate() {
+            for (c, dot) in dots::<S, GROUP>(row, columns).into_iter().enumerate() {
+                store(i, j + c, dot);
+            }
+        }
+    }
+    for j in grouped..n {
+        for (i, row) in rows.iter().enumerate() {
+            store(i, j, dots::<S, 1>(row, [column(j)])[0]);
+        }
+    }
+}
+
+/// `a · b` for each `b` in `columns` (each as long as `a`), each in the same order however many
+/// are computed together: a running sum of a SIMD vector's width, one vector of products added
+/// at a time, then summed across, then the elements past the last whole vector in turn.
+#[cfg(feature = "simd")]
+#[inline(always)]
+fn dots<S: macerator::Simd, const C: usize>(a: &[f32], columns: [&[f32]; C]) -> [f32; C] {
+    use macerator::{Scalar, vload_unaligned};
+    let lanes = S::lanes32();
+    let mut sums = [0.0f32.splat::<S>(); C];
+    let whole = a.len() / lanes * lanes;
+    for i in (0..whole).step_by(lanes) {
+        // SAFETY: `i + lanes <= a.len()`, the length of every column.
+        unsafe {
+            let x = vload_unaligned::<S, f32>(a.as_ptr().add(i));
+            for c in 0..C {
+                sums[c] = sums[c] + x * vload_unaligned::<S, f32>(columns[c].as_ptr().add(i));
+            }
+        }
+    }
+    core::array::from_fn(|c| {
+        a[whole..]
+            .iter()
+            .zip(&columns[c][whole..])
+            .fold(sums[c].reduce_add(), |sum, (x, y)| sum + x * y)
+    })
+}
+
+/// `store(i, j, rows[i] · column(j))` as above, in order without SIMD.
+#[cfg(not(feature = "simd"))]
+fn dot_each<'a, C, W>(rows: &'a [&'a [f32]], n: usize, column: C, mut store: W)
+where
+    C: Fn(usize) -> &'a [f32],
+    W: FnMut(usize, usize, f32),
+{
+    for j in 0..n {
+        let column = column(j);
+        for (i, row) in rows.iter().enumerate() {
+            store(
+                i,
+                j,
+                row.iter().zip(column).fold(0.0, |sum, (x, y)| sum + x * y),
+            );
+        }
     }
 }
 

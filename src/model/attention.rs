@@ -145,8 +145,9 @@ pub(super) struct LayerCache {
 
 impl LayerCache {
     /// Appends `keys` and `values` `[batch, kv_heads, t, head_dim]` to the cache in `slot` and
-    /// returns all its positions' (views of the buffers). Full buffers are replaced by ones of
-    /// twice the positions, as a `Vec` grows, so copying the past stays rare.
+    /// returns the keys and values of all its positions (views of the buffers). Full buffers
+    /// are replaced by ones of twice the positions, as a `Vec` grows, so copying the past stays
+    /// rare.
     fn append(
         slot: &mut Option<Self>,
         keys: Tensor<4>,

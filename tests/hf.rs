@@ -4,9 +4,12 @@
 //! architectures share its fixture readers.
 #![cfg(not(target_arch = "wasm32"))]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::max_abs_diff;
 use serde_json::Value;
 use webdpo::LoraConfig;
 use webdpo::block_on;
@@ -50,14 +53,6 @@ fn ids(v: &Value) -> Vec<u32> {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
 }
 
 fn logits(model: &CausalLm, rows: &[Vec<u32>], device: &Device) -> Vec<f64> {
@@ -113,7 +108,7 @@ fn llama_qwen2_and_gpt2_match_transformers_logits() {
         let (dir, expected) = fixture(name);
         let loaded = ModelDir::load(&dir, &device).unwrap();
         assert_eq!(loaded.config.arch(), arch);
-        let diff = max_diff(
+        let diff = max_abs_diff(
             &logits(&loaded.model, &input_ids(&expected), &device),
             &floats(&expected["logits"]),
         );
@@ -199,7 +194,7 @@ fn peft_adapters_load_and_match_peft_logits_merged_or_not() {
         assert_eq!((lora.r, lora.alpha), (4, 8.0));
         let rows = input_ids(&expected);
         let with_adapter = logits(&model, &rows, &device);
-        let diff = max_diff(&with_adapter, &floats(&expected["lora"]["logits"]));
+        let diff = max_abs_diff(&with_adapter, &floats(&expected["lora"]["logits"]));
         assert!(
             diff < 1e-4,
             "{name}: LoRA logits differ from PEFT's by {diff}"
@@ -207,7 +202,7 @@ fn peft_adapters_load_and_match_peft_logits_merged_or_not() {
         // Merged into full weights and written as a plain checkpoint: the same function.
         let merged_bytes = block_on(to_safetensors(&model, Dtype::F32)).unwrap();
         let merged = from_safetensors(&base.config, &merged_bytes, "merged", &device).unwrap();
-        let diff = max_diff(&logits(&merged, &rows, &device), &with_adapter);
+        let diff = max_abs_diff(&logits(&merged, &rows, &device), &with_adapter);
         assert!(
             diff < 1e-4,
             "{name}: merged weights differ from the adapter by {diff}"

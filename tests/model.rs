@@ -37,12 +37,13 @@ fn decoded(model: &CausalLm, cache: &mut KvCache, ids: &[u32], device: &Device) 
         .collect()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+/// Asserts that `got` is the sum of `terms` (f32 products, here in f64) within the worst case
+/// of any f32 summation order: a unit of rounding of `Σ|term|` per term.
+fn assert_sum_within_rounding(got: f32, terms: impl Iterator<Item = f64>, at: String) {
+    let (want, scale, count) =
+        terms.fold((0.0, 0.0, 0), |(s, a, n), t| (s + t, a + t.abs(), n + 1));
+    let bound = count as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
+    assert!((got as f64 - want).abs() <= bound, "{at}: {got} vs {want}");
 }
 
 #[test]
@@ -591,16 +592,8 @@ fn cpu_work_split_over_threads_matches_one_pass() {
         let got = values(matrix(&a, m, k).matmul(matrix(&b, k, p)));
         for i in 0..m {
             for j in 0..p {
-                let want: f64 = (0..k)
-                    .map(|l| a[i * k + l] as f64 * b[l * p + j] as f64)
-                    .sum();
-                let scale: f64 = (0..k)
-                    .map(|l| (a[i * k + l] as f64 * b[l * p + j] as f64).abs())
-                    .sum();
-                // The worst case of any f32 summation order: k units of rounding of Σ|a·b|.
-                let bound = k as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
-                let g = got[i * p + j] as f64;
-                assert!((g - want).abs() <= bound, "[{i}, {j}]: {g} vs {want}");
+                let terms = (0..k).map(|l| a[i * k + l] as f64 * b[l * p + j] as f64);
+                assert_sum_within_rounding(got[i * p + j], terms, format!("[{i}, {j}]"));
             }
         }
     });
@@ -649,13 +642,7 @@ fn products_split_by_columns_over_threads_match_one_thread() {
     let got = &one[0];
     for j in 0..n {
         let terms = (0..k).map(|l| x[l] as f64 * w[l * n + j] as f64);
-        let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-        let bound = k as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
-        assert!(
-            (got[j] as f64 - want).abs() <= bound,
-            "[0, {j}]: {} vs {want}",
-            got[j]
-        );
+        assert_sum_within_rounding(got[j], terms, format!("[0, {j}]"));
     }
 }
 
@@ -687,13 +674,7 @@ fn a_few_rows_by_a_transposed_view_are_the_same_among_any_rows() {
         assert!(differ.is_none(), "row {}: column {differ:?} differs", i + 1);
         for (j, &got) in row.iter().enumerate() {
             let terms = (0..k).map(|l| x[(i + 1) * k + l] as f64 * w[j * k + l] as f64);
-            let (want, scale) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-            let bound = k as f64 * f64::from(f32::EPSILON) / 2.0 * scale;
-            assert!(
-                (got as f64 - want).abs() <= bound,
-                "[{}, {j}]: {got} vs {want}",
-                i + 1
-            );
+            assert_sum_within_rounding(got, terms, format!("[{}, {j}]", i + 1));
         }
     }
 }

@@ -49,6 +49,15 @@ pub fn tokenized_pairs() -> Vec<TokenizedPair> {
         .collect()
 }
 
+/// The largest `|a[i] − b[i]|`, in f64 (exact for f32 inputs).
+pub fn max_abs_diff<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| (x.into() - y.into()).abs())
+        .fold(0.0, f64::max)
+}
+
 pub fn assert_close(a: f64, b: f64, tol: f64, what: &str) {
     assert!((a - b).abs() <= tol, "{what}: {a} vs {b} (tolerance {tol})");
 }

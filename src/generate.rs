@@ -58,8 +58,6 @@ impl SamplingConfig {
 }
 
 /// Draws one token from `logits` as HF's warpers do: temperature, then top-k, then top-p.
-/// Without top-k or top-p no order is needed: the draw walks the tokens in index order (sorting
-/// the vocabulary every token took a few per cent of sampling a large one).
 pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u32 {
     let argmax = || {
         logits
@@ -70,24 +68,24 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u
             })
             .0 as u32
     };
-    let max = logits
-        .iter()
-        .copied()
-        .filter(|l| l.is_finite())
-        .fold(f32::NEG_INFINITY, f32::max);
-    if config.temperature == 0.0 || max == f32::NEG_INFINITY {
+    if config.temperature == 0.0 {
         return argmax();
     }
-    let weight = |l: f32| ((l as f64 - max as f64) / config.temperature).exp();
-    if config.top_k == 0 && config.top_p >= 1.0 {
-        let weights: Vec<f64> = logits
-            .iter()
-            .map(|&l| if l.is_finite() { weight(l) } else { 0.0 })
-            .collect();
-        return draw(&weights, rng, |i| i as u32);
+    let mut order: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
+    if order.is_empty() {
+        return argmax();
     }
-    let order = most_likely_first(logits, config.top_k);
-    let mut probs: Vec<f64> = order.iter().map(|&i| weight(logits[i as usize])).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    if config.top_k > 0 {
+        order.truncate(config.top_k);
+    }
+    let max = logits[order[0]] as f64;
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] as f64 - max) / config.temperature).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if config.top_p < 1.0 {
@@ -98,50 +96,14 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut Rng) -> u
         });
         probs.truncate(keep.map_or(probs.len(), |k| k + 1));
     }
-    draw(&probs, rng, |i| order[i])
-}
-
-/// One index drawn in proportion to `weights` (not all zero), as `token(index)`.
-fn draw(weights: &[f64], rng: &mut Rng, token: impl Fn(usize) -> u32) -> u32 {
-    let mut u = rng.uniform() * weights.iter().sum::<f64>();
-    let mut last = 0;
-    for (i, &w) in weights.iter().enumerate() {
-        if w > 0.0 {
-            if u < w {
-                return token(i);
-            }
-            u -= w;
-            last = i;
+    let mut u = rng.uniform() * probs.iter().sum::<f64>();
+    for (p, &i) in probs.iter().zip(&order) {
+        if u < *p {
+            return i as u32;
         }
+        u -= p;
     }
-    // Rounding left `u` at or past the end: the last token that had any weight.
-    token(last)
-}
-
-/// The finite logits' token ids, the largest logit first and ties by id; only the first `top_k`
-/// when it is not 0 (selected before sorting). Each is sorted as one integer key, the logit's
-/// bits made to order as integers above the id.
-fn most_likely_first(logits: &[f32], top_k: usize) -> Vec<u32> {
-    let mut keys: Vec<u64> = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| l.is_finite())
-        .map(|(i, &l)| {
-            let bits = l.to_bits();
-            let ascending = if bits >> 31 == 1 {
-                !bits
-            } else {
-                bits | 1 << 31
-            };
-            (u64::from(!ascending) << 32) | i as u64
-        })
-        .collect();
-    if top_k > 0 && top_k < keys.len() {
-        keys.select_nth_unstable(top_k - 1);
-        keys.truncate(top_k);
-    }
-    keys.sort_unstable();
-    keys.into_iter().map(|k| k as u32).collect()
+    order[probs.len() - 1] as u32
 }
 
 /// What the decoder keeps of the tokens already fed to the model.

@@ -316,6 +316,79 @@ fn sampling_filters_follow_hf_warpers() {
     }
 }
 
+/// HF's warpers written again in f64: the finite logits by value (ties by id), the first `top_k`,
+/// softmax at `temperature`, the shortest head reaching `top_p`, renormalised.
+fn warped_distribution(logits: &[f32], temperature: f64, top_k: usize, top_p: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..logits.len())
+        .filter(|&i| logits[i].is_finite())
+        .collect();
+    order.sort_by(|&a, &b| logits[b].partial_cmp(&logits[a]).unwrap().then(a.cmp(&b)));
+    if top_k > 0 {
+        order.truncate(top_k);
+    }
+    let weights: Vec<f64> = order
+        .iter()
+        .map(|&i| (logits[i] as f64 / temperature).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let (mut kept, mut cumulative) = (0, 0.0);
+    while kept < order.len() && (kept == 0 || cumulative < top_p) {
+        cumulative += weights[kept] / total;
+        kept += 1;
+    }
+    let mut p = vec![0.0; logits.len()];
+    for (&i, w) in order.iter().zip(&weights).take(kept) {
+        p[i] = w / total / cumulative;
+    }
+    p
+}
+
+#[test]
+fn sampled_frequencies_match_the_warped_distribution() {
+    // Ties (ids 0 and 3, 1 and 6), negative logits, and ones that may never be drawn.
+    let logits = [
+        -0.5f32,
+        0.25,
+        1.5,
+        -0.5,
+        f32::NEG_INFINITY,
+        -2.0,
+        0.25,
+        f32::NAN,
+        0.75,
+    ];
+    let mut rng = Rng::new(5);
+    let n = 40000;
+    for (temperature, top_k, top_p) in [
+        (1.0, 0, 1.0),
+        (0.7, 0, 1.0),
+        (1.0, 3, 1.0),
+        (1.0, 5, 1.0),
+        (1.3, 0, 0.8),
+        (1.0, 6, 0.9),
+    ] {
+        let config = SamplingConfig {
+            temperature,
+            top_k,
+            top_p,
+            ..SamplingConfig::default()
+        };
+        let mut counts = vec![0usize; logits.len()];
+        for _ in 0..n {
+            counts[sample_token(&logits, &config, &mut rng) as usize] += 1;
+        }
+        let expected = warped_distribution(&logits, temperature, top_k, top_p);
+        for (i, (&count, &p)) in counts.iter().zip(&expected).enumerate() {
+            let at = format!("token {i} at T={temperature}, top_k={top_k}, top_p={top_p}");
+            if p == 0.0 {
+                assert_eq!(count, 0, "{at} is outside the kept set");
+            } else {
+                assert_close(count as f64 / n as f64, p, 0.01, &at);
+            }
+        }
+    }
+}
+
 #[test]
 fn checkpoint_round_trip_is_bit_exact() {
     let device = Device::flex();

@@ -34,9 +34,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 # For the whole run of a test binary, not per test: the SmolLM2-135M-shaped update takes about
 # three minutes on SwiftShader.
 export WASM_BINDGEN_TEST_TIMEOUT=1200
-wasm-pack test --headless --chrome -- --locked
+wasm-pack test --headless --chrome -- --locked --profile wasm-test
 # The same tests in Firefox ESR: its own WebGPU (wgpu, on Mesa's lavapipe) and the CPU fallback.
-wasm-pack test --headless --firefox -- --locked
+wasm-pack test --headless --firefox -- --locked --profile wasm-test
 
 echo "test.sh: native and wasm tests passed; waiting for the app's (scripts/test-app.sh)"
 status=0
